@@ -1,0 +1,3 @@
+from p9cli.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""p9cli.history: fetch planner, async executor, rate limiting, Parquet store."""
