@@ -166,9 +166,9 @@ def analyze(
     ] = False,
     plot_timeframe: Annotated[str, typer.Option(help="Timeframe drawn by --plot.")] = "4h",
 ) -> None:
-    """Turn stored history into market structure: key levels, volume profile, liquidity zones,
-    trend and volatility per timeframe. Writes DIR/context/{exchange}/{symbol}.json (schema
-    p9.structure/1). Exit codes: 0 all written, 1 some symbol failed (the others are written),
+    """Turn stored history into market structure (levels, profile, zones, trend, volatility).
+
+    Writes DIR/context/{exchange}/{symbol}.json (schema p9.structure/1). Exit codes: 0 all written, 1 some symbol failed (the others are written),
     2 bad input.
     """
     settings = _settings(locals())
@@ -219,8 +219,9 @@ def sim(
         typer.Option("--list-faults", help="List the fault and limit names with their defaults, then exit."),
     ] = False,
 ) -> None:
-    """Serve faithful copies of Binance, Bybit and OKX public market data (REST and WebSocket)
-    on loopback, with a deterministic market, fault injection and ground truth for tests.
+    """Serve offline copies of Binance, Bybit and OKX public market data (REST + WebSocket).
+
+    A deterministic market on loopback, with fault injection and ground truth for tests.
     Runs until interrupted (Ctrl-C).
     """
     from p9cli.sim.server import run_sim
@@ -258,7 +259,7 @@ def _settings(params: dict) -> object:
 
 def main() -> None:
     try:
-        app()
+        app(prog_name="p9")
     except KeyboardInterrupt:
         typer.echo("p9: interrupted", err=True)
         sys.exit(130)
