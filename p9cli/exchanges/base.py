@@ -1,0 +1,345 @@
+"""Shared vocabulary of the exchange adapters: REST requests, rate buckets, candles, errors.
+
+Everything here is plain data and pure functions. The adapters (``binance``, ``bybit``,
+``okx``) build :class:`RestRequest` values and parse response bytes into :class:`Candles`;
+the I/O layer (``p9cli.history``, later ``p9cli.live``) sends the requests, honours the
+:class:`RateBucket` limits and retries according to the error class raised.
+
+Error classes and what a caller does with them:
+
+==================== ============================================== =========
+class                meaning                                        retry?
+==================== ============================================== =========
+RateLimited          over a rate limit (HTTP 429, -1003, 10006,      yes, after
+                     50011); ``retry_after_s`` when the exchange      a wait
+                     says how long
+Banned               IP banned / blocked (Binance 418, HTTP 403)     only after
+                                                                     ``retry_after_s``
+ServerError          5xx or an exchange-side "system busy" code      yes
+RequestTimeout       the request timed out (raised by the I/O layer) yes
+BadRequest           4xx or an error envelope that will not change   no
+                     on retry (unknown symbol, bad interval, ...)
+MalformedResponse    a body that cannot be parsed as the expected    yes, a few
+                     payload (HTML error page, truncated JSON, ...)   times
+==================== ============================================== =========
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from p9cli.errors import EXIT_FAILURE, ConfigError, P9Error
+from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
+
+# --------------------------------------------------------------------------------------------
+# Requests and rate limits
+
+
+@dataclass(frozen=True, slots=True)
+class RestRequest:
+    """One REST call, independent of the base URL it will be sent to."""
+
+    path: str
+    """Path appended to the configured base URL, e.g. ``/api/v3/klines``."""
+    params: tuple[tuple[str, str], ...]
+    """Query parameters, in a stable order (the order they are sent in)."""
+    bucket: str
+    """Rate-limit bucket this call counts against (a :attr:`RateBucket.name`)."""
+    cost: int = 1
+    """Units the call takes from the bucket: Binance request weight, otherwise 1."""
+    method: str = "GET"
+
+    @property
+    def query(self) -> str:
+        """The query string exactly as sent (values are plain ASCII tokens, no escaping needed)."""
+        return "&".join(f"{k}={v}" for k, v in self.params)
+
+    @property
+    def target(self) -> str:
+        """Path plus query string: ``/api/v3/klines?symbol=BTCUSDT&...``."""
+        q = self.query
+        return f"{self.path}?{q}" if q else self.path
+
+
+@dataclass(frozen=True, slots=True)
+class RateBucket:
+    """A published rate limit: at most ``capacity`` units per ``window_s`` seconds.
+
+    ``kind`` is ``"fixed"`` for windows aligned to the clock (Binance resets its weight
+    counter at the start of every UTC minute) or ``"sliding"`` for rolling windows (the safe
+    reading when the exchange does not say).
+    """
+
+    name: str
+    capacity: int
+    window_s: float
+    kind: str
+
+
+# --------------------------------------------------------------------------------------------
+# Candles
+
+
+@dataclass(slots=True)
+class Candles:
+    """Candles as columns, ascending by ``open_time`` with unique ``open_time``.
+
+    ``trades`` holds ``None`` where the exchange gives no trade count; ``confirmed`` holds
+    ``None`` where the exchange gives no closed flag (then a bar is closed iff
+    ``open_time + timeframe_ms <= server_now_ms``, see :meth:`closed_mask`).
+    """
+
+    open_time: list[int] = field(default_factory=list)
+    open: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    low: list[float] = field(default_factory=list)
+    close: list[float] = field(default_factory=list)
+    volume: list[float] = field(default_factory=list)
+    quote_volume: list[float] = field(default_factory=list)
+    trades: list[int | None] = field(default_factory=list)
+    confirmed: list[bool | None] = field(default_factory=list)
+
+    COLUMNS = (
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "trades",
+        "confirmed",
+    )
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+    def columns(self) -> dict[str, list]:
+        """The columns by name (the lists themselves, not copies)."""
+        return {name: getattr(self, name) for name in self.COLUMNS}
+
+    def rows(self) -> Iterator[tuple]:
+        """Row tuples in :attr:`COLUMNS` order (for tests and small tools)."""
+        return zip(*(getattr(self, name) for name in self.COLUMNS), strict=True)
+
+    def closed_mask(self, timeframe_ms: int, server_now_ms: int) -> list[bool]:
+        """Per bar: is it closed? The exchange's flag where it has one, else by server time."""
+        out = []
+        for t, flag in zip(self.open_time, self.confirmed, strict=True):
+            if flag is None:
+                out.append(t + timeframe_ms <= server_now_ms)
+            else:
+                out.append(flag)
+        return out
+
+    def take(self, indices: list[int]) -> Candles:
+        """A new :class:`Candles` with the rows at ``indices`` (in that order)."""
+        return Candles(*([getattr(self, name)[i] for i in indices] for name in self.COLUMNS))
+
+    def closed_only(self, timeframe_ms: int, server_now_ms: int) -> Candles:
+        """Only the closed bars (see :meth:`closed_mask`)."""
+        mask = self.closed_mask(timeframe_ms, server_now_ms)
+        if all(mask):
+            return self
+        return self.take([i for i, ok in enumerate(mask) if ok])
+
+
+def normalize_order(c: Candles) -> Candles:
+    """Return ``c`` ascending by open time with unique open times (the last copy wins).
+
+    Free when ``c`` is already strictly ascending (the normal case after a parser has
+    reversed a newest-first list).
+    """
+    t = c.open_time
+    if all(t[i] < t[i + 1] for i in range(len(t) - 1)):
+        return c
+    last_index: dict[int, int] = {}
+    for i, v in enumerate(t):
+        last_index[v] = i
+    return c.take([last_index[v] for v in sorted(last_index)])
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ExchangeError(P9Error):
+    """Something an exchange answered (or failed to answer) that the caller must handle.
+
+    ``exchange`` names the exchange, ``status`` is the HTTP status (``None`` when not from
+    HTTP), ``code`` the exchange's own error code as a string (``"-1121"``, ``"10006"``,
+    ``"50011"``) when it gave one. ``retryable`` says whether the same request may succeed
+    later; ``retry_after_s`` how long to wait when the exchange said so.
+    """
+
+    retryable = False
+    exit_code = EXIT_FAILURE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exchange: str = "",
+        status: int | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ):
+        self.message = message
+        self.exchange = exchange
+        self.status = status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        super().__init__(_one_line(message, exchange, status, code))
+
+
+def _one_line(message: str, exchange: str, status: int | None, code: str | None) -> str:
+    parts = []
+    if exchange:
+        parts.append(f"{exchange}:")
+    if status is not None:
+        parts.append(f"HTTP {status}")
+    if code is not None:
+        parts.append(f"code {code}")
+    text = " ".join(message.split())  # one line, whatever the exchange sent
+    if len(text) > 300:
+        text = text[:297] + "..."
+    if text:
+        parts.append(("- " if status is not None or code is not None else "") + text)
+    return " ".join(parts)
+
+
+class RateLimited(ExchangeError):
+    """Over a rate limit; wait ``retry_after_s`` (when given) before trying again."""
+
+    retryable = True
+
+    def __init__(self, retry_after_s: float | None = None, message: str = "rate limited", **kw):
+        super().__init__(message, retry_after_s=retry_after_s, **kw)
+
+
+class Banned(ExchangeError):
+    """The IP is banned or blocked; do not send anything before ``retry_after_s`` has passed."""
+
+    retryable = True
+
+    def __init__(self, retry_after_s: float | None = None, message: str = "IP banned", **kw):
+        super().__init__(message, retry_after_s=retry_after_s, **kw)
+
+
+class ServerError(ExchangeError):
+    """The exchange failed (HTTP 5xx or a "system busy" code); the request may be retried."""
+
+    retryable = True
+
+
+class RequestTimeout(ExchangeError):
+    """No answer in time (raised by the I/O layer); the request may be retried."""
+
+    retryable = True
+
+
+class BadRequest(ExchangeError):
+    """The exchange rejected the request itself (unknown symbol, bad parameter): do not retry."""
+
+    retryable = False
+
+
+class MalformedResponse(ExchangeError):
+    """A body that is not the expected payload (HTML error page, truncated JSON, wrong shape)."""
+
+    retryable = True
+
+
+# --------------------------------------------------------------------------------------------
+# Small shared helpers
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup over any mapping (httpx, aiohttp, or a plain dict)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lname = name.lower()
+    for k, v in headers.items():
+        if k.lower() == lname:
+            return v
+    return None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` as seconds (the delta-seconds form; an HTTP date is ignored)."""
+    raw = header(headers, "Retry-After")
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def body_snippet(body: bytes, limit: int = 120) -> str:
+    """A short printable excerpt of a body for error messages."""
+    text = body[: limit * 4].decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def bars_in_window(first_open_ms: int, last_open_ms: int, timeframe_ms: int) -> int:
+    """How many bar open times ``t`` (multiples of ``timeframe_ms``) satisfy first <= t <= last."""
+    if last_open_ms < first_open_ms:
+        return 0
+    first_bar = -(-first_open_ms // timeframe_ms)  # ceil
+    last_bar = last_open_ms // timeframe_ms
+    return max(0, last_bar - first_bar + 1)
+
+
+def limit_param(limit: int | None, window_bars: int, default_limit: int, max_limit: int) -> int | None:
+    """The ``limit`` to send: the caller's, else the window size when the exchange default is
+    too small for it, else ``None`` (leave the parameter out, as the recorded requests do)."""
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        return min(limit, max_limit)
+    if window_bars > default_limit:
+        return min(window_bars, max_limit)
+    return None
+
+
+def load_json(body: bytes, exchange: str) -> object:
+    """Parse a JSON body; anything unparseable (HTML error page, truncation) is malformed."""
+    try:
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise MalformedResponse(f"not JSON: {body_snippet(body)!r}", exchange=exchange) from exc
+
+
+def check_timeframe(timeframe: str) -> int:
+    """The timeframe's length in ms; ``ConfigError`` (one line, exit 2) for an unknown one."""
+    try:
+        return TIMEFRAME_MS[timeframe]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown timeframe {timeframe!r}; valid: {', '.join(TIMEFRAMES)}") from None
+
+
+def check_symbol(symbol: str) -> str:
+    """A canonical symbol is a lower-case alphanumeric base asset (``btc``); ``ConfigError`` else."""
+    if (
+        not isinstance(symbol, str)
+        or not symbol.isascii()
+        or not symbol.isalnum()
+        or symbol != symbol.lower()
+    ):
+        raise ConfigError(f"invalid symbol {symbol!r}; expected a lower-case base asset such as 'btc'")
+    return symbol
+
+
+def try_json(body: bytes) -> object | None:
+    """The parsed body, or ``None`` when it is not JSON (for error bodies that may be HTML)."""
+    try:
+        return orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return None

@@ -1,0 +1,218 @@
+"""Binance Spot REST: klines and server time requests, parsing, error classification.
+
+Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 2.
+
+* ``GET /api/v3/klines``: ``startTime``/``endTime`` filter on the bar OPEN time, inclusive
+  at both ends; rows ascending, 12 positions, ints at 0, 6, 8; no closed flag.
+* Errors: ``{"code": -1121, "msg": "Invalid symbol."}`` with HTTP 4xx; 429 (+ ``Retry-After``)
+  when over the weight limit, 418 when banned, 403 WAF block, 5xx server side.
+* Weight: 6000 per minute per IP (fixed window, reported in ``X-MBX-USED-WEIGHT-1M``),
+  klines cost 2, server time 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from p9cli import universe
+from p9cli.exchanges.base import (
+    BadRequest,
+    Banned,
+    Candles,
+    ExchangeError,
+    MalformedResponse,
+    RateBucket,
+    RateLimited,
+    RequestTimeout,
+    RestRequest,
+    ServerError,
+    bars_in_window,
+    body_snippet,
+    check_symbol,
+    check_timeframe,
+    header,
+    limit_param,
+    load_json,
+    normalize_order,
+    retry_after_seconds,
+    try_json,
+)
+
+NAME = "binance"
+
+WEIGHT_BUCKET = "binance:weight"
+RATE_BUCKETS: tuple[RateBucket, ...] = (RateBucket(WEIGHT_BUCKET, 6000, 60.0, "fixed"),)
+
+MAX_KLINES_PER_REQUEST = 1000
+DEFAULT_KLINES_LIMIT = 500
+KLINES_PATH = "/api/v3/klines"
+KLINES_WEIGHT = 2
+TIME_PATH = "/api/v3/time"
+TIME_WEIGHT = 1
+
+#: Error codes of the server side (retry): -1000 UNKNOWN, -1001 DISCONNECTED, -1004 SERVER_BUSY,
+#: -1006 UNEXPECTED_RESP, -1007 TIMEOUT, -1008 SERVER_BUSY (overloaded).
+SERVER_ERROR_CODES = frozenset({-1000, -1001, -1004, -1006, -1007, -1008})
+TOO_MANY_REQUESTS = -1003
+
+
+def symbol_code(symbol: str) -> str:
+    """``btc`` -> ``BTCUSDT``."""
+    return universe.exchange_symbol(NAME, check_symbol(symbol))
+
+
+def interval_code(timeframe: str) -> str:
+    """``1h`` -> ``1h`` (Binance uses the canonical codes)."""
+    check_timeframe(timeframe)
+    return universe.interval_code(NAME, timeframe)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+def klines_request(
+    symbol: str,
+    timeframe: str,
+    first_open_ms: int,
+    last_open_ms: int,
+    server_now_ms: int,
+    limit: int | None = None,
+) -> RestRequest:
+    """The request for exactly the bars with ``first_open_ms <= open_time <= last_open_ms``.
+
+    Parameters go in alphabetical order (``endTime, interval, limit, startTime, symbol``), the
+    order of the recorded requests. ``limit`` is left out when ``None`` and the window fits
+    Binance's default page (500 bars); otherwise the window size (capped at 1000) is sent.
+    ``server_now_ms`` is not needed by Binance (same signature as the other exchanges).
+    """
+    tf_ms = check_timeframe(timeframe)
+    n = limit_param(
+        limit,
+        bars_in_window(first_open_ms, last_open_ms, tf_ms),
+        DEFAULT_KLINES_LIMIT,
+        MAX_KLINES_PER_REQUEST,
+    )
+    params = [("endTime", str(int(last_open_ms))), ("interval", interval_code(timeframe))]
+    if n is not None:
+        params.append(("limit", str(n)))
+    params.append(("startTime", str(int(first_open_ms))))
+    params.append(("symbol", symbol_code(symbol)))
+    return RestRequest(KLINES_PATH, tuple(params), WEIGHT_BUCKET, KLINES_WEIGHT)
+
+
+def server_time_request() -> RestRequest:
+    return RestRequest(TIME_PATH, (), WEIGHT_BUCKET, TIME_WEIGHT)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def parse_klines(body: bytes, timeframe: str) -> Candles:
+    """Kline rows -> :class:`Candles` (ascending; ``confirmed`` is ``None``: Binance has no flag)."""
+    check_timeframe(timeframe)
+    rows = load_json(body, NAME)
+    if isinstance(rows, dict):
+        raise error_from_body(rows, status=None)
+    if not isinstance(rows, list):
+        raise MalformedResponse(f"klines: expected a JSON array, got {body_snippet(body)!r}", exchange=NAME)
+    try:
+        for r in rows:
+            if type(r) is not list or len(r) < 9:
+                raise ValueError(f"short or non-array row {r!r:.80}")
+        candles = Candles(
+            open_time=[int(r[0]) for r in rows],
+            open=[float(r[1]) for r in rows],
+            high=[float(r[2]) for r in rows],
+            low=[float(r[3]) for r in rows],
+            close=[float(r[4]) for r in rows],
+            volume=[float(r[5]) for r in rows],
+            quote_volume=[float(r[7]) for r in rows],
+            trades=[int(r[8]) for r in rows],
+            confirmed=[None] * len(rows),
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        raise MalformedResponse(f"klines: bad row ({exc})", exchange=NAME) from None
+    return normalize_order(candles)
+
+
+def parse_server_time(body: bytes) -> int:
+    """``{"serverTime": 1499827319559}`` -> ms."""
+    obj = load_json(body, NAME)
+    if isinstance(obj, dict) and "serverTime" in obj:
+        try:
+            return int(obj["serverTime"])
+        except (TypeError, ValueError):
+            pass
+    if isinstance(obj, dict) and "code" in obj:
+        raise error_from_body(obj, status=None)
+    raise MalformedResponse(f"server time: unexpected body {body_snippet(body)!r}", exchange=NAME)
+
+
+# --------------------------------------------------------------------------------------------
+# Errors and rate-limit headers
+
+
+def error_from_body(obj: dict, status: int | None, retry_after_s: float | None = None) -> ExchangeError:
+    """The error for a Binance error body ``{"code": <negative int>, "msg": "..."}``."""
+    code = obj.get("code")
+    msg = str(obj.get("msg", "")) or "error"
+    code_s = str(code) if code is not None else None
+    if code == TOO_MANY_REQUESTS:
+        if status == 418:
+            return Banned(retry_after_s, msg, exchange=NAME, status=status, code=code_s)
+        return RateLimited(retry_after_s, msg, exchange=NAME, status=status, code=code_s)
+    if code in SERVER_ERROR_CODES:
+        return ServerError(msg, exchange=NAME, status=status, code=code_s, retry_after_s=retry_after_s)
+    return BadRequest(msg, exchange=NAME, status=status, code=code_s)
+
+
+def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise the right :class:`ExchangeError` for a failed response; return for a 2xx.
+
+    429 -> RateLimited, 418 -> Banned (both with ``Retry-After``), 403 -> Banned (WAF block),
+    408 -> RequestTimeout, 5xx -> ServerError, other 4xx -> BadRequest (or RateLimited/
+    ServerError by the body's code). A 2xx body is checked by the parsers.
+    """
+    if 200 <= status < 300:
+        return
+    retry_after = retry_after_seconds(headers)
+    obj = try_json(body)
+    detail = obj if isinstance(obj, dict) and "code" in obj else None
+    msg = str(detail.get("msg", "")) if detail else body_snippet(body)
+    code = str(detail.get("code")) if detail else None
+    if status == 429:
+        raise RateLimited(retry_after, msg or "too many requests", exchange=NAME, status=status, code=code)
+    if status == 418:
+        raise Banned(retry_after, msg or "IP banned", exchange=NAME, status=status, code=code)
+    if status == 403:
+        raise Banned(
+            retry_after,
+            msg or "blocked by the web application firewall",
+            exchange=NAME,
+            status=status,
+            code=code,
+        )
+    if status == 408:
+        raise RequestTimeout(msg or "request timeout", exchange=NAME, status=status, code=code)
+    if status >= 500:
+        raise ServerError(
+            msg or "server error", exchange=NAME, status=status, code=code, retry_after_s=retry_after
+        )
+    if 400 <= status < 500:
+        if detail is not None:
+            raise error_from_body(detail, status, retry_after)
+        raise BadRequest(msg or "client error", exchange=NAME, status=status)
+    raise MalformedResponse(f"unexpected HTTP status: {msg}", exchange=NAME, status=status)
+
+
+def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
+    """``X-MBX-USED-WEIGHT-1M: 42`` -> ``{"binance:weight": 42}``; ``{}`` when absent or bad."""
+    raw = header(headers, "X-MBX-USED-WEIGHT-1M")
+    if raw is None:
+        return {}
+    try:
+        return {WEIGHT_BUCKET: int(raw.strip())}
+    except ValueError:
+        return {}

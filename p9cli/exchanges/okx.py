@@ -1,0 +1,256 @@
+"""OKX V5 Spot REST: candles and server time requests, parsing, error classification.
+
+Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 4.
+
+* ``GET /api/v5/market/candles`` serves only the newest 1,440 bars of a bar size (40 requests
+  per 2 s); ``GET /api/v5/market/history-candles`` serves older ones (20 per 2 s). Both take
+  ``instId, bar, after, before, limit`` with EXCLUSIVE ``after`` (older than) / ``before``
+  (newer than); rows newest first, 9 strings ``[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+  confirm]``; max 300 rows.
+* 6h/12h/1d use the UTC-aligned bars ``6Hutc``/``12Hutc``/``1Dutc``.
+* Envelope ``{"code": "0", "msg": "", "data": [...]}`` (string code); 50011 = rate limit (HTTP 200
+  or 429), 51001 unknown instrument, 51000 bad parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from p9cli import universe
+from p9cli.exchanges.base import (
+    BadRequest,
+    Banned,
+    Candles,
+    ExchangeError,
+    MalformedResponse,
+    RateBucket,
+    RateLimited,
+    RequestTimeout,
+    RestRequest,
+    ServerError,
+    bars_in_window,
+    body_snippet,
+    check_symbol,
+    check_timeframe,
+    limit_param,
+    load_json,
+    normalize_order,
+    retry_after_seconds,
+    try_json,
+)
+
+NAME = "okx"
+
+CANDLES_BUCKET = "okx:candles"
+HISTORY_CANDLES_BUCKET = "okx:history-candles"
+TIME_BUCKET = "okx:time"
+RATE_BUCKETS: tuple[RateBucket, ...] = (
+    RateBucket(CANDLES_BUCKET, 40, 2.0, "sliding"),
+    RateBucket(HISTORY_CANDLES_BUCKET, 20, 2.0, "sliding"),
+    RateBucket(TIME_BUCKET, 10, 2.0, "sliding"),
+)
+
+MAX_KLINES_PER_REQUEST = 300
+DEFAULT_KLINES_LIMIT = 100
+CANDLES_PATH = "/api/v5/market/candles"
+HISTORY_CANDLES_PATH = "/api/v5/market/history-candles"
+TIME_PATH = "/api/v5/public/time"
+#: ``/market/candles`` serves the newest this-many bars (the forming bar included).
+RECENT_CANDLES_BARS = 1440
+
+RATE_LIMIT_CODES = frozenset({"50011", "50061"})
+#: 50001 service temporarily unavailable, 50004 endpoint request timeout, 50013 system busy,
+#: 50026 system error.
+SERVER_ERROR_CODES = frozenset({"50001", "50004", "50013", "50026"})
+
+
+def symbol_code(symbol: str) -> str:
+    """``btc`` -> ``BTC-USDT``."""
+    return universe.exchange_symbol(NAME, check_symbol(symbol))
+
+
+def interval_code(timeframe: str) -> str:
+    """``1h`` -> ``1H``, ``6h`` -> ``6Hutc``, ``1d`` -> ``1Dutc``."""
+    check_timeframe(timeframe)
+    return universe.interval_code(NAME, timeframe)
+
+
+# --------------------------------------------------------------------------------------------
+# Requests
+
+
+def oldest_recent_open(timeframe_ms: int, server_now_ms: int) -> int:
+    """Open time of the oldest bar ``/market/candles`` still serves at ``server_now_ms``."""
+    forming_open = (server_now_ms // timeframe_ms) * timeframe_ms
+    return forming_open - (RECENT_CANDLES_BARS - 1) * timeframe_ms
+
+
+def klines_request(
+    symbol: str,
+    timeframe: str,
+    first_open_ms: int,
+    last_open_ms: int,
+    server_now_ms: int,
+    limit: int | None = None,
+) -> RestRequest:
+    """The request for exactly the bars with ``first_open_ms <= open_time <= last_open_ms``.
+
+    ``after = last_open_ms + 1`` and ``before = first_open_ms - 1`` (both exclusive). The
+    endpoint is ``/market/candles`` when the whole window lies within the newest 1,440 bars at
+    ``server_now_ms`` (forming bar included), else ``/market/history-candles``. ``limit`` is
+    left out when ``None`` and the window fits the default page (100 bars), else the window
+    size (capped at 300) is sent.
+    """
+    tf_ms = check_timeframe(timeframe)
+    recent = first_open_ms >= oldest_recent_open(tf_ms, server_now_ms)
+    n = limit_param(
+        limit,
+        bars_in_window(first_open_ms, last_open_ms, tf_ms),
+        DEFAULT_KLINES_LIMIT,
+        MAX_KLINES_PER_REQUEST,
+    )
+    params = [
+        ("instId", symbol_code(symbol)),
+        ("bar", interval_code(timeframe)),
+        ("after", str(int(last_open_ms) + 1)),
+        ("before", str(int(first_open_ms) - 1)),
+    ]
+    if n is not None:
+        params.append(("limit", str(n)))
+    if recent:
+        return RestRequest(CANDLES_PATH, tuple(params), CANDLES_BUCKET, 1)
+    return RestRequest(HISTORY_CANDLES_PATH, tuple(params), HISTORY_CANDLES_BUCKET, 1)
+
+
+def server_time_request() -> RestRequest:
+    return RestRequest(TIME_PATH, (), TIME_BUCKET, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+
+def _data(body: bytes) -> list:
+    env = load_json(body, NAME)
+    if not isinstance(env, dict) or "code" not in env:
+        raise MalformedResponse(f"expected a V5 envelope, got {body_snippet(body)!r}", exchange=NAME)
+    if str(env["code"]) != "0":
+        raise error_from_envelope(env, status=None)
+    data = env.get("data")
+    if not isinstance(data, list):
+        raise MalformedResponse(f"envelope without a data array: {body_snippet(body)!r}", exchange=NAME)
+    return data
+
+
+def parse_klines(body: bytes, timeframe: str) -> Candles:
+    """Candle rows (newest first) -> ascending :class:`Candles`.
+
+    ``volume`` = ``vol`` (base currency on SPOT), ``quote_volume`` = ``volCcyQuote`` (or
+    ``volCcy`` for the older 8-field rows), ``confirmed`` from the LAST field (``"1"`` closed)
+    when the row has 8 or more fields, else ``None``; OKX gives no trade count.
+    """
+    check_timeframe(timeframe)
+    rows = _data(body)[::-1]
+    try:
+        for r in rows:
+            if type(r) is not list or len(r) < 7:
+                raise ValueError(f"short or non-array row {r!r:.80}")
+        confirmed: list[bool | None] = []
+        quote: list[float] = []
+        for r in rows:
+            n = len(r)
+            if n >= 8:
+                flag = r[-1]
+                if flag == "1":
+                    confirmed.append(True)
+                elif flag == "0":
+                    confirmed.append(False)
+                else:
+                    raise ValueError(f"confirm must be '0' or '1', got {flag!r:.20}")
+                quote.append(float(r[7] if n >= 9 else r[6]))
+            else:
+                confirmed.append(None)
+                quote.append(float(r[6]))
+        candles = Candles(
+            open_time=[int(r[0]) for r in rows],
+            open=[float(r[1]) for r in rows],
+            high=[float(r[2]) for r in rows],
+            low=[float(r[3]) for r in rows],
+            close=[float(r[4]) for r in rows],
+            volume=[float(r[5]) for r in rows],
+            quote_volume=quote,
+            trades=[None] * len(rows),
+            confirmed=confirmed,
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        raise MalformedResponse(f"candles: bad row ({exc})", exchange=NAME) from None
+    return normalize_order(candles)
+
+
+def parse_server_time(body: bytes) -> int:
+    """``{"code":"0","data":[{"ts":"1597026383085"}]}`` -> ms."""
+    data = _data(body)
+    try:
+        return int(data[0]["ts"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise MalformedResponse(
+            f"server time: unexpected body {body_snippet(body)!r}", exchange=NAME
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+def error_from_envelope(env: dict, status: int | None, retry_after_s: float | None = None) -> ExchangeError:
+    """The error for an envelope with ``code != "0"``."""
+    code = str(env.get("code"))
+    msg = str(env.get("msg", "")) or "error"
+    if code in RATE_LIMIT_CODES:
+        return RateLimited(retry_after_s, msg, exchange=NAME, status=status, code=code)
+    if code in SERVER_ERROR_CODES:
+        return ServerError(msg, exchange=NAME, status=status, code=code, retry_after_s=retry_after_s)
+    return BadRequest(msg, exchange=NAME, status=status, code=code)
+
+
+def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None:
+    """Raise the right :class:`ExchangeError`; return for a 2xx success envelope.
+
+    By the envelope code first (50011 -> RateLimited, 50013/5000x -> ServerError, others ->
+    BadRequest), then by HTTP status: 429 -> RateLimited, 403 -> Banned, 5xx -> ServerError,
+    other 4xx -> BadRequest; a non-JSON 2xx body -> MalformedResponse.
+    """
+    retry_after = retry_after_seconds(headers)
+    if 200 <= status < 300:
+        if b'"code":"0"' in body[:64]:
+            return  # the compact success envelope OKX sends: no need to parse it twice
+        env = load_json(body, NAME)
+        if not isinstance(env, dict) or "code" not in env:
+            raise MalformedResponse(f"expected a V5 envelope, got {body_snippet(body)!r}", exchange=NAME)
+        if str(env["code"]) != "0":
+            raise error_from_envelope(env, status, retry_after)
+        return
+    env = try_json(body)
+    detail = env if isinstance(env, dict) and "code" in env else None
+    msg = str(detail.get("msg", "")) if detail else body_snippet(body)
+    code = str(detail.get("code")) if detail else None
+    if detail is not None and (code in RATE_LIMIT_CODES or code in SERVER_ERROR_CODES):
+        raise error_from_envelope(detail, status, retry_after)
+    if status == 429:
+        raise RateLimited(retry_after, msg or "too many requests", exchange=NAME, status=status, code=code)
+    if status == 403:
+        raise Banned(retry_after, msg or "forbidden", exchange=NAME, status=status, code=code)
+    if status == 408:
+        raise RequestTimeout(msg or "request timeout", exchange=NAME, status=status, code=code)
+    if status >= 500:
+        raise ServerError(
+            msg or "server error", exchange=NAME, status=status, code=code, retry_after_s=retry_after
+        )
+    if 400 <= status < 500:
+        raise BadRequest(msg or "client error", exchange=NAME, status=status, code=code)
+    raise MalformedResponse(f"unexpected HTTP status: {msg}", exchange=NAME, status=status)
+
+
+def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
+    """OKX documents no rate-limit headers: always ``{}``."""
+    return {}
