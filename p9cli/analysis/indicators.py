@@ -18,8 +18,9 @@ bar on:
   total), so +DI/-DI are defined from index ``n`` and ADX from index ``2n-1`` (mean of the first
   ``n`` DX values, then Wilder smoothing).
 
-The recurrences are scalar loops over Python floats (a 1000-bar series costs ~0.1 ms per loop);
-numpy does the vector parts.
+The first-order recurrences ``y[i] = a*y[i-1] + b*x[i]`` are evaluated in closed form, block by
+block (:func:`linear_recurrence`), which is exact to a few ulps for the non-negative inputs they
+get here (prices, true ranges, directional movements, DX) and ~6x faster than a Python loop.
 """
 
 from __future__ import annotations
@@ -35,6 +36,33 @@ _ZERO = 1e-14
 
 def as_float_array(values) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def linear_recurrence(values, a: float, b: float, y0: float) -> np.ndarray:
+    """``y[i] = a*y[i-1] + b*x[i]`` for ``0 < a < 1``, with ``y[-1] = y0``.
+
+    Within a block of ``B`` values, ``y[s+k] = a^k * (y[s] + b * sum_{m<=k} x[s+m] / a^m)``. The
+    block length keeps ``a^-B`` below ~1e100, so nothing overflows; with non-negative ``x`` and
+    ``y0`` every term is non-negative, so the sums lose no precision (relative error ~1e-15).
+    """
+    x = as_float_array(values)
+    n = len(x)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    if not 0.0 < a < 1.0:
+        raise ValueError("a must be in (0, 1)")
+    block = max(1, min(n, int(230.0 / -math.log(a))))
+    powers = a ** np.arange(1, block + 1, dtype=np.float64)
+    inverse = 1.0 / powers
+    y = float(y0)
+    for s in range(0, n, block):
+        xs = x[s : s + block]
+        k = len(xs)
+        seg = powers[:k] * (y + b * np.cumsum(xs * inverse[:k]))
+        out[s : s + k] = seg
+        y = float(seg[-1])
+    return out
 
 
 def sma(values, period: int) -> np.ndarray:
@@ -61,14 +89,9 @@ def ema(values, period: int) -> np.ndarray:
     if n < period:
         return out
     k = 2.0 / (period + 1)
-    xs = x.tolist()
-    prev = math.fsum(xs[:period]) / period
-    res = [prev]
-    append = res.append
-    for v in xs[period:]:
-        prev = (v - prev) * k + prev
-        append(prev)
-    out[period - 1 :] = res
+    seed = math.fsum(x[:period].tolist()) / period
+    out[period - 1] = seed
+    out[period:] = linear_recurrence(x[period:], 1.0 - k, k, seed)
     return out
 
 
@@ -82,15 +105,12 @@ def wilder(values, period: int) -> np.ndarray:
     out = np.full(n, NAN)
     if n < period:
         return out
-    xs = x.tolist()
-    prev = math.fsum(xs[:period]) / period
-    res = [prev]
-    append = res.append
-    m = period - 1
-    for v in xs[period:]:
-        prev = (prev * m + v) / period
-        append(prev)
-    out[period - 1 :] = res
+    seed = math.fsum(x[:period].tolist()) / period
+    out[period - 1] = seed
+    if period > 1:
+        out[period:] = linear_recurrence(x[period:], (period - 1) / period, 1.0 / period, seed)
+    else:
+        out[period:] = x[period:]
     return out
 
 
@@ -144,42 +164,38 @@ def dmi(high, low, close, period: int = 14) -> tuple[np.ndarray, np.ndarray, np.
         return adx_out, pdi_out, mdi_out
     pdm, mdm = directional_movement(high, low)
     tr = true_range(high, low, close)
-    pdm_l, mdm_l, tr_l = pdm.tolist(), mdm.tolist(), tr.tolist()
-    # Running totals start with the first period-1 raw values (indices 1..period-1).
-    s_p = math.fsum(pdm_l[1:period])
-    s_m = math.fsum(mdm_l[1:period])
-    s_tr = math.fsum(tr_l[1:period])
-    pdi = [NAN] * n
-    mdi = [NAN] * n
-    dx = [NAN] * n
-    for i in range(period, n):
-        s_p = s_p - s_p / period + pdm_l[i]
-        s_m = s_m - s_m / period + mdm_l[i]
-        s_tr = s_tr - s_tr / period + tr_l[i]
-        if -_ZERO < s_tr < _ZERO:
-            continue
-        p = 100.0 * (s_p / s_tr)
-        m = 100.0 * (s_m / s_tr)
-        pdi[i] = p
-        mdi[i] = m
+    # Running totals start with the first period-1 raw values (indices 1..period-1), then
+    # s = s - s/period + x from index `period` on.
+    decay = 1.0 - 1.0 / period
+    s_p = linear_recurrence(pdm[period:], decay, 1.0, math.fsum(pdm[1:period].tolist()))
+    s_m = linear_recurrence(mdm[period:], decay, 1.0, math.fsum(mdm[1:period].tolist()))
+    s_tr = linear_recurrence(tr[period:], decay, 1.0, math.fsum(tr[1:period].tolist()))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        live = np.abs(s_tr) >= _ZERO
+        p = np.where(live, 100.0 * (s_p / s_tr), NAN)
+        m = np.where(live, 100.0 * (s_m / s_tr), NAN)
         tot = p + m
-        if not (-_ZERO < tot < _ZERO):
-            dx[i] = 100.0 * (abs(m - p) / tot)
-    pdi_out[:] = pdi
-    mdi_out[:] = mdi
+        dx = np.where(np.abs(tot) >= _ZERO, 100.0 * (np.abs(m - p) / tot), NAN)
+    pdi_out[period:] = p
+    mdi_out[period:] = m
     first = 2 * period - 1
     if n > first:
         # ADX seed: mean of the first `period` DX values (TA-Lib counts an undefined DX as 0).
-        seed = [0.0 if d != d else d for d in dx[period : first + 1]]
-        prev = math.fsum(seed) / period
-        res = [prev]
-        append = res.append
-        m1 = period - 1
-        for d in dx[first + 1 :]:
-            if d == d:  # an undefined DX (flat market) leaves ADX unchanged, as in TA-Lib
-                prev = (prev * m1 + d) / period
-            append(prev)
-        adx_out[first:] = res
+        seed_dx = dx[:period]
+        seed = math.fsum(np.where(np.isnan(seed_dx), 0.0, seed_dx).tolist()) / period
+        rest = dx[period:]
+        adx_out[first] = seed
+        if not np.isnan(rest).any():
+            adx_out[first + 1 :] = linear_recurrence(rest, decay, 1.0 / period, seed)
+        else:  # an undefined DX (flat market) leaves ADX unchanged, as in TA-Lib
+            prev = seed
+            m1 = period - 1
+            res = []
+            for d in rest.tolist():
+                if d == d:
+                    prev = (prev * m1 + d) / period
+                res.append(prev)
+            adx_out[first + 1 :] = res
     return adx_out, pdi_out, mdi_out
 
 
