@@ -1,0 +1,245 @@
+"""``p9 fetch-history``: plan, fetch, merge and store every (exchange, symbol, timeframe).
+
+:func:`run_fetch_history` is what the CLI calls. It checks the data directory, takes the
+lock, then fetches all exchanges concurrently (each as fast as its limits allow), writes each
+series as soon as it is complete, and prints the summary. Exit code 0 only when every series
+succeeded; a failed series never touches its file, the others are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TextIO
+
+from p9cli.config import Settings
+from p9cli.errors import EXIT_FAILURE, EXIT_OK, P9Error
+from p9cli.exchanges.base import ExchangeError
+from p9cli.history.executor import ClientOptions, ExchangeClient, RequestCounters, fetch_series
+from p9cli.history.lock import HistoryLock
+from p9cli.history.planner import SeriesKey, okx_recent_boundary, plan_series, split_gaps
+from p9cli.history.report import Reporter, SeriesStats
+from p9cli.history.store import (
+    Series,
+    StoreError,
+    build_metadata,
+    read_series,
+    remove_stale_temp_files,
+    series_path,
+    write_series,
+)
+from p9cli.universe import TIMEFRAME_MS, exchange_symbol
+
+
+@dataclass
+class FetchOptions:
+    client: ClientOptions = field(default_factory=ClientOptions)
+
+
+def adapter_for(exchange: str) -> ModuleType:
+    return importlib.import_module(f"p9cli.exchanges.{exchange}")
+
+
+def prepare_history_dir(history_dir: Path) -> None:
+    """Create the history directory and prove it is writable (one clear line otherwise)."""
+    try:
+        history_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=history_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise P9Error(
+            f"data directory {history_dir.parent} is not writable: {reason} ({history_dir})"
+        ) from None
+
+
+def run_fetch_history(
+    settings: Settings,
+    full: bool = False,
+    progress: bool | None = None,
+    *,
+    options: FetchOptions | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Fetch history for ``settings``; return the exit code (0 all ok, 1 some series failed).
+
+    Raises :class:`~p9cli.errors.P9Error` (one line) for an unwritable data directory and
+    :class:`~p9cli.errors.LockedError` (exit 75) when another run holds the lock.
+    """
+    history_dir = Path(settings.history_dir)
+    prepare_history_dir(history_dir)
+    with HistoryLock(history_dir):
+        remove_stale_temp_files(history_dir)
+        reporter = Reporter(progress, out)
+        stats = asyncio.run(fetch_history(settings, full, reporter, options or FetchOptions()))
+    return EXIT_OK if stats and all(s.ok for s in stats) else EXIT_FAILURE
+
+
+async def fetch_history(
+    settings: Settings, full: bool, reporter: Reporter, options: FetchOptions
+) -> list[SeriesStats]:
+    """All exchanges concurrently; returns one :class:`SeriesStats` per series."""
+    keys = {
+        ex: [SeriesKey(ex, sym, tf) for sym in settings.symbols for tf in settings.timeframes]
+        for ex in settings.exchanges
+    }
+    reporter.start({ex: len(k) for ex, k in keys.items()}, full, str(settings.history_dir))
+    exchange_seconds: dict[str, float] = {}
+    results = await asyncio.gather(
+        *(fetch_exchange(ex, keys[ex], settings, full, reporter, options, exchange_seconds) for ex in keys)
+    )
+    stats = [s for r in results for s in r]
+    reporter.finish(stats, exchange_seconds)
+    return stats
+
+
+async def fetch_exchange(
+    exchange: str,
+    keys: list[SeriesKey],
+    settings: Settings,
+    full: bool,
+    reporter: Reporter,
+    options: FetchOptions,
+    exchange_seconds: dict[str, float],
+) -> list[SeriesStats]:
+    t0 = time.monotonic()
+    adapter = adapter_for(exchange)
+    base_url = settings.rest_url(exchange)
+    async with ExchangeClient(adapter, base_url, options.client, on_event=reporter.event) as client:
+        time_counters = RequestCounters()
+        try:
+            await client.sync_time(time_counters)
+        except (ExchangeError, OSError) as exc:
+            message = _unreachable_text(exchange, base_url, exc)
+            reporter.event(exchange, f"{message}; its {len(keys)} series failed")
+            stats = [SeriesStats(k, ok=False, error=message) for k in keys]
+            for s in stats:
+                s.requests = 0
+                reporter.series_done(s)
+            if stats:
+                stats[0].requests = time_counters.requests
+                stats[0].retries = time_counters.retries
+                stats[0].rate_limited = time_counters.rate_limited
+            exchange_seconds[exchange] = time.monotonic() - t0
+            return stats
+
+        async def one(key: SeriesKey) -> SeriesStats:
+            s = await fetch_one_series(client, key, settings, full, reporter)
+            reporter.series_done(s)
+            return s
+
+        stats = list(await asyncio.gather(*(one(k) for k in keys)))
+    if stats:
+        stats[0].requests += time_counters.requests
+        stats[0].retries += time_counters.retries
+        stats[0].rate_limited += time_counters.rate_limited
+    seconds = time.monotonic() - t0
+    exchange_seconds[exchange] = seconds
+    reporter.exchange_done(exchange, stats, seconds)
+    return stats
+
+
+def _unreachable_text(exchange: str, base_url: str, exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    prefix = f"{exchange}:"
+    if text.startswith(prefix):
+        text = text[len(prefix) :].strip()
+    return f"{exchange} failed at {base_url}: {text}" if "unreachable" not in text else f"{exchange} {text}"
+
+
+async def fetch_one_series(
+    client: ExchangeClient, key: SeriesKey, settings: Settings, full: bool, reporter: Reporter
+) -> SeriesStats:
+    """Plan, fetch, merge and write one series. Never raises for exchange or file problems:
+    they become ``SeriesStats(ok=False, error=...)``."""
+    t0 = time.monotonic()
+    stats = SeriesStats(key)
+    tf_ms = TIMEFRAME_MS[key.timeframe]
+    path = series_path(settings.history_dir, key.exchange, key.symbol, key.timeframe)
+    stored: Series | None = None
+    if not full:
+        try:
+            stored = await asyncio.to_thread(read_series, path)
+        except StoreError as exc:
+            reporter.event(key.exchange, f"{exc}; fetching it again in full")
+            stored = None
+    stored_rows = stored.rows() if stored is not None else {}
+    known_holes = stored.holes if stored is not None else []
+    history_starts = stored.history_starts_ms if stored is not None else None
+
+    server_now = client.server_now_ms()
+    split_at = okx_recent_boundary(server_now, tf_ms) if key.exchange == "okx" else None
+    plan = plan_series(
+        key,
+        tf_ms,
+        server_now,
+        settings.candles,
+        client.adapter.MAX_KLINES_PER_REQUEST,
+        stored_open_times=stored_rows.keys(),
+        known_holes=known_holes,
+        history_starts_ms=history_starts,
+        split_at=split_at,
+    )
+    try:
+        result = await fetch_series(client, plan, frozenset(stored_rows), history_starts, split_at)
+    except ExchangeError as exc:
+        stats.error = " ".join(str(exc).split())
+        stats.seconds = time.monotonic() - t0
+        return stats
+    stats.requests = result.counters.requests
+    stats.retries = result.counters.retries
+    stats.rate_limited = result.counters.rate_limited
+
+    kept = {t: r for t, r in stored_rows.items() if plan.first_open_ms <= t <= plan.last_open_ms}
+    new_times = [t for t in result.bars if t not in kept]
+    merged = dict(kept)
+    merged.update(result.bars)
+    if not merged:
+        stats.error = f"{key.exchange} returned no closed candles for {exchange_symbol(key.exchange, key.symbol)} {key.timeframe}"
+        stats.seconds = time.monotonic() - t0
+        return stats
+
+    first_held, last_held = min(merged), max(merged)
+    leading, inner, trailing = split_gaps(result.missing, first_held, last_held)
+    holes = sorted({t for t in plan.known_holes if first_held < t < last_held} | set(inner))
+    if leading:
+        history_starts = first_held  # the exchange has nothing before its first bar
+    elif history_starts is not None and history_starts <= plan.first_open_ms:
+        history_starts = None
+    stats.holes = len(holes) + len(trailing)
+    stats.new_candles = len(new_times)
+    stats.stored = len(merged)
+
+    changed = bool(new_times) or len(kept) != len(stored_rows) or stored is None
+    changed = (
+        changed
+        or holes != sorted(known_holes)
+        or history_starts != (stored.history_starts_ms if stored else None)
+    )
+    if changed:
+        meta = build_metadata(
+            exchange=key.exchange,
+            symbol=key.symbol,
+            exchange_symbol=exchange_symbol(key.exchange, key.symbol),
+            timeframe=key.timeframe,
+            source=client.base_url,
+            fetched_at_ms=int(time.time() * 1000),
+            holes=holes,
+            history_starts_ms=history_starts,
+        )
+        try:
+            await asyncio.to_thread(write_series, path, Series.from_rows(merged, meta))
+        except StoreError as exc:
+            stats.error = str(exc)
+            stats.seconds = time.monotonic() - t0
+            return stats
+    stats.ok = True
+    stats.seconds = time.monotonic() - t0
+    return stats
