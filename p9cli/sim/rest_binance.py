@@ -1,0 +1,471 @@
+"""Binance Spot REST (``/api/v3``) as the simulator serves it.
+
+Endpoints: ``klines``, ``depth``, ``exchangeInfo``, ``ping``, ``time``, ``trades``. Bodies are
+the bare payload (array or object); errors are ``{"code": <negative int>, "msg": ...}`` with
+HTTP 400 (bad input), 429/418 (rate limit / ban, with ``Retry-After``), 5xx (server side).
+Every response carries the used request weight of the current minute in
+``x-mbx-used-weight`` and ``x-mbx-used-weight-1m``.
+
+Kline selection (Observed in the recorded payloads, see docs/sim.md): by open time,
+``startTime <= open <= endTime``; ``startTime`` given -> the oldest ``limit`` bars from it;
+otherwise the newest ``limit`` bars up to ``endTime`` (or now). The forming bar is served
+like any other (Binance has no closed flag; ``closeTime >= now`` means still open).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from p9cli.sim import http
+from p9cli.sim.http import ExchangeRest, ParamError, json_response, query_int
+from p9cli.sim.instruments import INTERVALS as SIM_INTERVALS
+from p9cli.sim.ratelimit import BANNED, BinanceLimiter, binance_depth_weight
+from p9cli.sim.state import ExchangeState, Simulator
+from p9cli.universe import QUOTE, SYMBOLS
+
+EXCHANGE = "binance"
+CONTENT_TYPE = "application/json;charset=UTF-8"
+
+#: Binance interval code -> (bar length ms, offset ms) (the simulator's own table).
+INTERVALS: dict[str, tuple[int, int]] = SIM_INTERVALS[EXCHANGE]
+#: Exchange symbol -> canonical symbol.
+SYMBOL_CODES: dict[str, str] = {f"{s.upper()}{QUOTE.upper()}": s for s in SYMBOLS}
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
+WEIGHTS: dict[str, int] = {
+    "/api/v3/klines": 2,
+    "/api/v3/uiKlines": 2,
+    "/api/v3/exchangeInfo": 20,
+    "/api/v3/ping": 1,
+    "/api/v3/time": 1,
+    "/api/v3/trades": 25,
+}
+DEPTH_DEFAULT_LIMIT = 100
+DEPTH_MAX_LIMIT = 5000
+TRADES_DEFAULT_LIMIT = 500
+TRADES_MAX_LIMIT = 1000
+
+
+class BinanceError(Exception):
+    def __init__(self, code: int, msg: str, status: int = 400):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+
+def error_body(code: int, msg: str) -> dict[str, Any]:
+    return {"code": code, "msg": msg}
+
+
+def param_error(exc: ParamError) -> BinanceError:
+    if exc.kind == "missing":
+        return BinanceError(
+            -1102, f"Mandatory parameter '{exc.name}' was not sent, was empty/null, or malformed."
+        )
+    if exc.kind == "illegal":
+        return BinanceError(
+            -1100, f"Illegal characters found in parameter '{exc.name}'; legal range is '^[0-9]{{1,20}}$'."
+        )
+    return BinanceError(-1130, "Invalid data sent for a parameter.")
+
+
+def parse_symbol(query) -> str:
+    raw = query.get("symbol")
+    if raw is None or raw == "":
+        raise BinanceError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+    if not SYMBOL_RE.match(raw):
+        raise BinanceError(
+            -1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'."
+        )
+    symbol = SYMBOL_CODES.get(raw)
+    if symbol is None:
+        raise BinanceError(-1121, "Invalid symbol.")
+    return symbol
+
+
+def request_weight(path: str, query) -> int:
+    if path == "/api/v3/depth":
+        try:
+            limit = int(query.get("limit") or DEPTH_DEFAULT_LIMIT)
+        except ValueError:
+            limit = DEPTH_DEFAULT_LIMIT
+        return binance_depth_weight(min(max(limit, 1), DEPTH_MAX_LIMIT))
+    return WEIGHTS.get(path, 1)
+
+
+def kline_window(
+    start: int | None, end: int | None, limit: int, tf_ms: int, offset_ms: int, oldest: int, newest: int
+) -> tuple[int, int] | None:
+    """Open times ``(first, last)`` (inclusive, on the bar grid) that ``/api/v3/klines`` returns."""
+    last = newest if end is None else min(http.floor_open(end, tf_ms, offset_ms), newest)
+    if start is not None:
+        first = max(http.ceil_open(start, tf_ms, offset_ms), oldest)
+        last = min(last, first + (limit - 1) * tf_ms)
+    else:
+        first = max(last - (limit - 1) * tf_ms, oldest)
+    if first > last:
+        return None
+    return first, last
+
+
+def kline_rows(bars: Any, inst: Any, tf_ms: int) -> list[list[Any]]:
+    """Binance 12-field rows: ints at 0, 6, 8; strings elsewhere; last field ``"0"``."""
+    price, qty, quote = inst.price_str, inst.qty_str, inst.quote_str
+    cols = (
+        bars.open_time.tolist(),
+        bars.open.tolist(),
+        bars.high.tolist(),
+        bars.low.tolist(),
+        bars.close.tolist(),
+        bars.volume.tolist(),
+        bars.quote.tolist(),
+        bars.trades.tolist(),
+        bars.taker_buy_volume.tolist(),
+        bars.taker_buy_quote.tolist(),
+    )
+    close_off = tf_ms - 1
+    return [
+        [
+            t,
+            price(o),
+            price(h),
+            price(lo),
+            price(c),
+            qty(v),
+            t + close_off,
+            quote(q),
+            n,
+            qty(bv),
+            quote(bq),
+            "0",
+        ]
+        for t, o, h, lo, c, v, q, n, bv, bq in zip(*cols, strict=True)
+    ]
+
+
+class BinanceRest(ExchangeRest):
+    name = EXCHANGE
+
+    def __init__(self, sim: Simulator, state: ExchangeState):
+        super().__init__(sim, state)
+        self.limiter = BinanceLimiter(state.limits)
+
+    # -- limiter ---------------------------------------------------------------------------
+    def admit(self, request: web.Request, now_ms: int) -> web.StreamResponse | None:
+        self.limiter.limits = self.state.limits
+        verdict = self.limiter.check(now_ms, request_weight(request.path, request.query))
+        if verdict.ok:
+            return None
+        if verdict.outcome == BANNED:
+            self.state.count("limit.bans")
+            msg = (
+                f"Way too much request weight used; IP banned until {verdict.until_ms}. "
+                "Please use WebSocket Streams for live updates to avoid bans."
+            )
+            status = 418
+        else:
+            self.state.count("limit.violations")
+            msg = self._limit_message(verdict.reason)
+            status = 429
+        return json_response(
+            error_body(-1003, msg),
+            status,
+            CONTENT_TYPE,
+            {"Retry-After": str(verdict.retry_after_seconds)},
+        )
+
+    def _limit_message(self, reason: str) -> str:
+        limits = self.state.limits
+        if reason == "raw":
+            return (
+                f"Too many requests; current limit is {limits.binance_raw_requests_per_5m} requests per "
+                "5 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+            )
+        return (
+            f"Too much request weight used; current limit is {limits.binance_weight_per_minute} request "
+            "weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+        )
+
+    def decorate(self, request: web.Request, response: web.StreamResponse, now_ms: int) -> None:
+        used = str(self.limiter.used(now_ms))
+        response.headers["x-mbx-used-weight"] = used
+        response.headers["x-mbx-used-weight-1m"] = used
+
+    # -- bodies ----------------------------------------------------------------------------
+    def injected_rate_limit(self, request: web.Request, now_ms: int) -> web.StreamResponse:
+        wait_s = max(1, -(-(self.limiter.window_reset_ms(now_ms) - now_ms) // 1000))
+        return json_response(
+            error_body(-1003, self._limit_message("weight")),
+            429,
+            CONTENT_TYPE,
+            {"Retry-After": str(wait_s)},
+        )
+
+    def server_error(self, status: int) -> web.StreamResponse:
+        return json_response(
+            error_body(-1001, "Internal error; unable to process your request. Please try again."),
+            status,
+            CONTENT_TYPE,
+        )
+
+    def not_found(self, request: web.Request) -> web.StreamResponse:
+        resp = web.Response(status=404, body=b"")
+        return resp
+
+    # -- endpoints -------------------------------------------------------------------------
+    async def klines(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        symbol = parse_symbol(q)
+        interval = q.get("interval")
+        if interval is None or interval == "":
+            raise BinanceError(
+                -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+            )
+        grid = INTERVALS.get(interval)
+        if grid is None:
+            raise BinanceError(-1120, "Invalid interval.")
+        tf_ms, offset_ms = grid
+        try:
+            start = query_int(q, "startTime")
+            end = query_int(q, "endTime")
+            limit = query_int(q, "limit")
+        except ParamError as exc:
+            raise param_error(exc) from None
+        limits = self.state.limits
+        if limit is None:
+            limit = limits.binance_klines_default_limit
+        if limit < 1:
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        limit = min(limit, limits.binance_klines_max_limit)
+        if start is not None and end is not None and start > end:
+            raise BinanceError(-1023, "Start time is greater than end time.")
+        tz = q.get("timeZone")
+        if tz not in (None, "", "0", "+0", "-0", "00:00", "+00:00", "-00:00"):
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        now = self.sim.clock.now_ms()
+        oldest = http.ceil_open(self.sim.model.history_start_ms, tf_ms, offset_ms)
+        newest = http.floor_open(now, tf_ms, offset_ms)
+        window = kline_window(start, end, limit, tf_ms, offset_ms, oldest, newest)
+        if window is None:
+            return self.ok([])
+        bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
+        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
+        return self.ok(kline_rows(bars, inst, tf_ms))
+
+    async def depth(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        symbol = parse_symbol(q)
+        try:
+            limit = query_int(q, "limit")
+        except ParamError as exc:
+            raise param_error(exc) from None
+        limit = DEPTH_DEFAULT_LIMIT if limit is None else limit
+        if limit < 1:
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        limit = min(limit, DEPTH_MAX_LIMIT)
+        engine = self.sim.books.get((EXCHANGE, symbol))
+        if engine is None:
+            return self.server_error(503)
+        update_id, bids, asks = engine.snapshot(limit)
+        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
+        price, qty = inst.price_str, inst.qty_str
+        return self.ok(
+            {
+                "lastUpdateId": update_id,
+                "bids": [[price(p), qty(s)] for p, s in bids],
+                "asks": [[price(p), qty(s)] for p, s in asks],
+            }
+        )
+
+    async def trades(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        symbol = parse_symbol(q)
+        try:
+            limit = query_int(q, "limit")
+        except ParamError as exc:
+            raise param_error(exc) from None
+        limit = TRADES_DEFAULT_LIMIT if limit is None else limit
+        if limit < 1:
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        limit = min(limit, TRADES_MAX_LIMIT)
+        now = self.sim.clock.now_ms()
+        ids, times, prices, qtys, buys = recent_trades(self.sim.model, EXCHANGE, symbol, now, limit)
+        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
+        price, qty, quote = inst.price_str, inst.qty_str, inst.quote_str
+        rows = [
+            {
+                "id": i,
+                "price": price(p),
+                "qty": qty(s),
+                "quoteQty": quote(p * s),
+                "time": t,
+                "isBuyerMaker": not b,
+                "isBestMatch": True,
+            }
+            for i, t, p, s, b in zip(ids, times, prices, qtys, buys, strict=True)
+        ]
+        return self.ok(rows)
+
+    async def ping(self, request: web.Request) -> web.StreamResponse:
+        return self.ok({})
+
+    async def time(self, request: web.Request) -> web.StreamResponse:
+        return self.ok({"serverTime": self.sim.clock.now_ms()})
+
+    async def exchange_info(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        wanted: list[str] | None = None
+        if q.get("symbol"):
+            wanted = [parse_symbol(q)]
+        elif q.get("symbols"):
+            try:
+                names = orjson.loads(q["symbols"])
+            except orjson.JSONDecodeError:
+                raise BinanceError(
+                    -1100,
+                    "Illegal characters found in parameter 'symbols'; legal range is '^\\[(\"[A-Z0-9-_.]{1,20}\"(,\"[A-Z0-9-_.]{1,20}\"){0,}){0,1}\\]$'.",
+                ) from None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise BinanceError(-1100, "Illegal characters found in parameter 'symbols'.")
+            wanted = []
+            for name in names:
+                if name not in SYMBOL_CODES:
+                    raise BinanceError(-1121, "Invalid symbol.")
+                wanted.append(SYMBOL_CODES[name])
+        permissions = None
+        if q.get("permissions"):
+            raw = q["permissions"]
+            if raw.startswith("["):
+                try:
+                    permissions = set(orjson.loads(raw))
+                except (orjson.JSONDecodeError, TypeError):
+                    raise BinanceError(
+                        -1100, "Illegal characters found in parameter 'permissions'."
+                    ) from None
+            else:
+                permissions = {raw}
+        symbols = wanted if wanted is not None else list(SYMBOLS)
+        if permissions is not None and wanted is None and not (permissions & {"SPOT", "MARGIN"}):
+            symbols = []
+        limits = self.state.limits
+        body = {
+            "timezone": "UTC",
+            "serverTime": self.sim.clock.now_ms(),
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": limits.binance_weight_per_minute,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+                {
+                    "rateLimitType": "RAW_REQUESTS",
+                    "interval": "MINUTE",
+                    "intervalNum": 5,
+                    "limit": limits.binance_raw_requests_per_5m,
+                },
+            ],
+            "exchangeFilters": [],
+            "symbols": [symbol_info(http.instrument_of(self.sim, EXCHANGE, s)) for s in symbols],
+        }
+        return self.ok(body)
+
+    def ok(self, obj: Any) -> web.Response:
+        return json_response(obj, 200, CONTENT_TYPE)
+
+
+def symbol_info(inst: Any) -> dict[str, Any]:
+    """One ``exchangeInfo.symbols`` entry (field set and order of the current Spot API)."""
+    meta = inst.meta
+    return {
+        "symbol": inst.code,
+        "status": "TRADING",
+        "baseAsset": inst.base,
+        "baseAssetPrecision": int(meta.get("baseAssetPrecision", 8)),
+        "quoteAsset": inst.quote,
+        "quotePrecision": int(meta.get("quotePrecision", 8)),
+        "quoteAssetPrecision": int(meta.get("quoteAssetPrecision", 8)),
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": True,
+        "filters": inst.binance_filters(),
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"],
+    }
+
+
+def recent_trades(
+    model: Any, exchange: str, symbol: str, now_ms: int, limit: int
+) -> tuple[list, list, list, list, list]:
+    """The newest ``limit`` trades with ``time <= now`` as ascending column lists
+    (id, time, price, qty, taker_buy). Looks back in growing windows; stops at the live start."""
+    span = 60_000
+    floor = getattr(model, "live_start_ms", now_ms - 3_600_000)
+    while True:
+        start = max(now_ms + 1 - span, floor)
+        tr = model.trades(exchange, symbol, start, now_ms + 1)
+        if len(tr.id) >= limit or start <= floor:
+            k = len(tr.id)
+            lo = max(0, k - limit)
+            return (
+                tr.id[lo:].tolist(),
+                tr.time[lo:].tolist(),
+                tr.price[lo:].tolist(),
+                tr.qty[lo:].tolist(),
+                tr.taker_buy[lo:].tolist(),
+            )
+        span *= 4
+
+
+def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> BinanceRest:
+    """Add the Binance REST routes and the request gate to ``app``."""
+    rest = BinanceRest(sim, state)
+    http.install(app, rest)
+
+    def wrap(fn):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                return await fn(request)
+            except BinanceError as exc:
+                return json_response(error_body(exc.code, exc.msg), exc.status, CONTENT_TYPE)
+
+        return handler
+
+    app.router.add_get("/api/v3/klines", wrap(rest.klines))
+    app.router.add_get("/api/v3/uiKlines", wrap(rest.klines))
+    app.router.add_get("/api/v3/depth", wrap(rest.depth))
+    app.router.add_get("/api/v3/trades", wrap(rest.trades))
+    app.router.add_get("/api/v3/exchangeInfo", wrap(rest.exchange_info))
+    app.router.add_get("/api/v3/ping", wrap(rest.ping))
+    app.router.add_get("/api/v3/time", wrap(rest.time))
+    return rest
+
+
+__all__ = ["setup", "BinanceRest", "kline_window", "kline_rows", "INTERVALS", "SYMBOL_CODES"]
