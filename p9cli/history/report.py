@@ -117,12 +117,13 @@ class Reporter:
     def event(self, exchange: str, message: str) -> None:
         self.line(f"{exchange}: {message}")
 
-    def series_done(self, s: SeriesStats) -> None:
+    def series_done(self, s: SeriesStats, quiet: bool = False) -> None:
+        """A series finished. ``quiet``: its failure was already told (whole exchange down)."""
         ex = s.key.exchange
         if self._progress is not None and ex in self._tasks:
             self._candles[ex] += s.new_candles
             self._progress.update(self._tasks[ex], advance=1, candles=self._candles[ex])
-        if not s.ok:
+        if not s.ok and not quiet:
             self.line(f"{s.key}: FAILED: {s.error}")
         elif s.holes:
             self.line(f"{s.key}: {s.holes} candle(s) missing at the exchange (recorded as holes)")
@@ -145,7 +146,9 @@ class Reporter:
         self.console.print(summary_table(stats, exchange_seconds, time.monotonic() - self.started))
         failed = [s for s in stats if not s.ok]
         if failed:
-            self.line(f"{len(failed)} of {len(stats)} series failed; the others were stored")
+            kept = len(stats) - len(failed)
+            tail = f"; the {kept} others were stored" if kept else ""
+            self.line(f"{len(failed)} of {len(stats)} series failed{tail}")
 
 
 def summary_table(stats: list[SeriesStats], exchange_seconds: dict[str, float], wall_s: float) -> Table:

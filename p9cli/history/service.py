@@ -121,8 +121,7 @@ async def fetch_exchange(
             reporter.event(exchange, f"{message}; its {len(keys)} series failed")
             stats = [SeriesStats(k, ok=False, error=message) for k in keys]
             for s in stats:
-                s.requests = 0
-                reporter.series_done(s)
+                reporter.series_done(s, quiet=True)
             if stats:
                 stats[0].requests = time_counters.requests
                 stats[0].retries = time_counters.retries
@@ -132,10 +131,16 @@ async def fetch_exchange(
 
         async def one(key: SeriesKey) -> SeriesStats:
             s = await fetch_one_series(client, key, settings, full, reporter)
-            reporter.series_done(s)
+            reporter.series_done(s, quiet=client.unavailable is not None)
             return s
 
         stats = list(await asyncio.gather(*(one(k) for k in keys)))
+        if client.unavailable is not None:
+            failed = sum(1 for s in stats if not s.ok)
+            reporter.event(
+                exchange,
+                f"{_unreachable_text(exchange, base_url, client.unavailable)}; {failed} series failed",
+            )
     if stats:
         stats[0].requests += time_counters.requests
         stats[0].retries += time_counters.retries

@@ -1,0 +1,132 @@
+"""Client-side limiter: never more than capacity per window as the server can measure it,
+and no slower than needed (real time, with small windows so the tests stay fast)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from p9cli.exchanges.base import RateBucket
+from p9cli.history.ratelimit import Bucket, ExchangeLimiter
+
+
+def max_in_any_window(events: list[tuple[float, float]], window: float) -> int:
+    """Largest number of requests a server could count in one sliding window, when each
+    request reached it at some unknown instant in [sent, done]: the worst case puts every
+    request at the instant that crowds a window most. Window starting at each 'done'."""
+    worst = 0
+    for _, start in events:
+        # a request can be counted in [start, start+window) iff its flight touches it
+        n = sum(1 for s, d in events if d >= start and s < start + window)
+        worst = max(worst, n)
+    return worst
+
+
+async def _run(bucket: Bucket, n: int, service_s: float) -> list[tuple[float, float]]:
+    events = []
+
+    async def one():
+        slot = await bucket.acquire(1)
+        sent = time.monotonic()
+        await asyncio.sleep(service_s)
+        await bucket.release(slot)
+        events.append((sent, time.monotonic()))
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return events
+
+
+async def test_sliding_bucket_never_exceeds_capacity_and_runs_at_the_floor():
+    bucket = Bucket("t", 5, 0.3, "sliding")
+    t0 = time.monotonic()
+    events = await _run(bucket, 20, 0.0)
+    elapsed = time.monotonic() - t0
+    # strictly: any two requests in the same server window were sent after the previous
+    # window's requests were answered + window
+    sent = sorted(s for s, _ in events)
+    dones = sorted(d for _, d in events)
+    for i in range(5, 20):
+        assert sent[i] >= dones[i - 5] + 0.3 - 1e-6
+    assert 0.9 - 0.01 <= elapsed < 0.9 + 0.25  # 4 windows: 3 waits of 0.3 s
+
+
+async def test_sliding_bucket_counts_requests_in_flight():
+    bucket = Bucket("t", 2, 0.2, "sliding")
+    a = await bucket.acquire()
+    b = await bucket.acquire()
+    third = asyncio.ensure_future(bucket.acquire())
+    await asyncio.sleep(0.3)  # longer than the window: still blocked, a and b are in flight
+    assert not third.done()
+    t_release = time.monotonic()
+    await bucket.release(a)
+    slot = await asyncio.wait_for(third, 1)
+    assert slot.sent - t_release >= 0.2 - 1e-3  # a's cool-down runs from its answer
+    await bucket.release(b)
+    await bucket.release(slot)
+
+
+async def test_latency_is_covered_by_counting_from_the_answer():
+    bucket = Bucket("t", 4, 0.2, "sliding")
+    events = await _run(bucket, 12, 0.05)
+    # with 50 ms in flight the server may see a request anywhere in [sent, done]
+    assert max_in_any_window(events, 0.2) <= 4
+
+
+async def test_pause_stops_the_bucket_for_everybody():
+    bucket = Bucket("t", 100, 1.0, "sliding")
+    await bucket.pause(0.25)
+    t0 = time.monotonic()
+    await asyncio.gather(*(bucket.acquire() for _ in range(3)))
+    assert time.monotonic() - t0 >= 0.24
+    # a shorter pause never shortens a longer one
+    await bucket.pause(0.3)
+    await bucket.pause(0.01)
+    t0 = time.monotonic()
+    await bucket.acquire()
+    assert time.monotonic() - t0 >= 0.28
+
+
+async def test_fixed_window_resets_at_the_servers_boundary():
+    # the server's clock is 0.35 s before the end of a 1-second window
+    mono0 = time.monotonic()
+    server_ms = lambda mono: 10_000_650.0 + (mono - mono0) * 1000.0  # noqa: E731
+    bucket = Bucket("w", 10, 1.0, "fixed", server_ms=server_ms)
+    slots = [await bucket.acquire(2) for _ in range(5)]  # 10 units: full
+    for s in slots:
+        await bucket.release(s)
+    t0 = time.monotonic()
+    slot = await bucket.acquire(2)
+    waited = time.monotonic() - t0
+    assert 0.3 <= waited <= 0.5  # until the next server window, not a full second
+    assert server_ms(slot.sent) >= 10_001_000
+
+
+async def test_fixed_window_follows_the_servers_used_weight_header():
+    mono0 = time.monotonic()
+    server_ms = lambda mono: 20_000_700.0 + (mono - mono0) * 1000.0  # noqa: E731
+    bucket = Bucket("w", 100, 1.0, "fixed", server_ms=server_ms)
+    await bucket.observe(99)  # somebody else on this IP used 99 of 100
+    t0 = time.monotonic()
+    await bucket.acquire(2)
+    assert 0.25 <= time.monotonic() - t0 <= 0.45
+
+
+async def test_sliding_window_follows_reported_usage():
+    bucket = Bucket("s", 10, 0.3, "sliding")
+    await bucket.observe(10)
+    t0 = time.monotonic()
+    await bucket.acquire()
+    assert time.monotonic() - t0 >= 0.29
+
+
+async def test_exchange_limiter_pause_all_and_unknown_bucket():
+    lim = ExchangeLimiter([RateBucket("a", 5, 1.0, "sliding"), RateBucket("b", 6000, 60.0, "fixed")])
+    assert lim.bucket("b").limit == 6000 - 120  # a 2 % reserve on fixed windows
+    assert await lim.acquire("nope") is None  # unknown bucket: no limit
+    await lim.pause(0.2)
+    t0 = time.monotonic()
+    slot = await lim.acquire("a")
+    assert time.monotonic() - t0 >= 0.19
+    await lim.release("a", slot)
+    await lim.observe({"b": 17, "unknown": 3})
+    assert lim.bucket("b").usage() >= 17
