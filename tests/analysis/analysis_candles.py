@@ -36,7 +36,9 @@ def recorded_klines(name: str) -> Candles:
     )
 
 
-def simulator_candles(symbol: str, timeframe: str, count: int, seed: int = 9) -> Candles | None:
+def simulator_candles(
+    symbol: str, timeframe: str, count: int, seed: int = 9, exchange: str = "binance"
+) -> Candles | None:
     """Closed candles from the simulator's market model (integers in ticks, converted to
     prices), or None while ``p9cli.sim.model.MarketModel`` is not implemented."""
     try:
@@ -49,19 +51,23 @@ def simulator_candles(symbol: str, timeframe: str, count: int, seed: int = 9) ->
     tf_ms = TIMEFRAME_MS[timeframe]
     last_open = start // tf_ms * tf_ms - tf_ms
     first_open = last_open - (count - 1) * tf_ms
-    bars = model.bars("binance", symbol, tf_ms, 0, first_open, last_open, start)
-    inst = INSTRUMENTS[symbol] if isinstance(INSTRUMENTS, dict) else INSTRUMENTS
-    tick = float(getattr(inst, "tick", 0.01))
-    qty = float(getattr(inst, "qty_unit", 1e-8))
+    bars = model.bars(exchange, symbol, tf_ms, 0, first_open, last_open, start)
+    inst = INSTRUMENTS[(exchange, symbol)]
+    tick, qty = float(inst.tick), float(inst.qty_unit)
+    places = max(0, -inst.tick.as_tuple().exponent)
     keep = np.asarray(bars.closed, dtype=bool)
+
+    def price(ticks):  # the float an exchange's decimal string parses to
+        return np.round(np.asarray(ticks, dtype=np.float64)[keep] * tick, places)
+
     return Candles.from_arrays(
         np.asarray(bars.open_time)[keep],
-        np.asarray(bars.open)[keep] * tick,
-        np.asarray(bars.high)[keep] * tick,
-        np.asarray(bars.low)[keep] * tick,
-        np.asarray(bars.close)[keep] * tick,
-        np.asarray(bars.volume)[keep] * qty,
-        np.asarray(bars.quote)[keep] * tick * qty,
+        price(bars.open),
+        price(bars.high),
+        price(bars.low),
+        price(bars.close),
+        np.asarray(bars.volume, dtype=np.float64)[keep] * qty,
+        np.asarray(bars.quote, dtype=np.float64)[keep] * tick * qty,
     )
 
 
