@@ -1,24 +1,824 @@
 """The simulated market: one deterministic 1-minute path per symbol, seen by three exchanges.
 
-TO BE IMPLEMENTED (sim-market helper). Contract used by the REST, WS and control parts:
-
+Contract used by the REST, WS and control parts of the simulator
+-----------------------------------------------------------------
 All values are integers: times in epoch ms, prices in ticks of the instrument
 (``Instrument.tick``), quantities in the instrument's ``qty_unit``; quote volume in
 ``tick * qty_unit`` units. Formatting to exchange strings is done with the ``Instrument``
 methods (``price_str``, ``qty_str``, ``quote_str``), never with floats.
 
-    class Bars:             # numpy int64 arrays, ascending by open_time; closed is bool
-        open_time, open, high, low, close, volume, quote, trades, closed
+    Bars(open_time, open, high, low, close, volume, quote, trades, closed)  # int64 arrays, closed bool
+    Trades(id, time, price, qty, taker_buy)                                 # int64 arrays, taker_buy bool
 
-    class Trades:           # numpy arrays, ascending by (time, id)
-        id, time, price, qty (int64), taker_buy (bool)
+    model = MarketModel(seed, clock, instruments=INSTRUMENTS)
+    model.live_start_ms      # first minute whose trades are simulated one by one (minute of clock.start_ms)
+    model.history_start_ms   # first minute that exists (day aligned, >= 1100 days before the start)
+    model.bars(exchange, symbol, tf_ms, offset_ms, first_open_ms, last_open_ms, now_ms) -> Bars
+    model.trades(exchange, symbol, start_ms, end_ms) -> Trades     # start_ms <= time < end_ms
+    model.last_trade_price(exchange, symbol, now_ms) -> int        # ticks
+    model.minute(exchange, symbol, minute_ms) -> (o, h, l, c, volume, quote, trades)  # full minute
+    model.warm_up()          # precompute history aggregates (run in a thread at start)
 
-    class MarketModel:
-        def __init__(self, seed: int, clock: SimClock, instruments=INSTRUMENTS)
-        live_start_ms: int       # first minute whose trades are simulated one by one
-        history_start_ms: int    # first minute that exists (>= 1100 days before start, day aligned)
-        def bars(self, exchange, symbol, tf_ms, offset_ms, first_open_ms, last_open_ms, now_ms) -> Bars
-        def trades(self, exchange, symbol, start_ms, end_ms) -> Trades   # start <= time < end
-        def last_trade_price(self, exchange, symbol, now_ms) -> int
-        def warm_up(self) -> None  # precompute history aggregates (run in a thread at start)
+How the market is made
+----------------------
+Everything is a pure function of ``seed`` and the absolute time: the path of a minute does not
+depend on when the simulator was started, nor on which requests came first. Random numbers
+come from counter-based generators keyed by (seed, day, stream) (numpy ``Philox`` with the
+day in its counter) and, for trades, from a splitmix64 hash of (seed, exchange, symbol,
+minute, trade index) evaluated with integer-only numpy code, so that one minute generated
+alone and the same minute generated in a batch of a whole day are identical to the bit.
+
+* Daily level, per symbol: log price ``x[d]`` (relative to ``ref_price``) with weak mean
+  reversion, a common market factor (betas) and AR(1) log volatility (clustering),
+  anchored at 2026-01-01 (``x = 0``: the day closes at ``ref_price``) and extended forward
+  and backward from there with the same recursion, one day at a time.
+* Within a day, jointly for the five symbols: a 1440-step Brownian bridge from the
+  previous day's close to the day's close, on a clock that runs faster in the busy hours
+  (Asia/Europe opens, the US session), with correlated increments.
+* Per exchange: ``price = path * exp(basis)``; the basis is a few bps, slowly varying (AR(1)
+  at the daily level, interpolated within the day) plus a small per-minute jitter; rounded to
+  the exchange's tick. Exchange-specific volume shares and noise.
+* Minute candle (ticks / qty units, int64): ``open`` = previous minute's close; ``high`` /
+  ``low`` extend beyond max/min(open, close) by a random excursion; volume ``V`` and trade
+  count ``n`` (``n >= 4``, ``V >= n``) from the volume pattern and the size of the move.
+* Minutes before ``live_start_ms`` are *historical*: their quote volume is
+  ``V * ((o + h + l + c + 2) // 4)`` (V times the rounded mean price). Minutes from
+  ``live_start_ms`` on are *live*: their ``n`` trades exist one by one (times strictly inside
+  the minute, first price = open, last = close, max = high, min = low, quantities > 0
+  summing to V) and the quote volume is ``sum(price * qty)``. A live minute's candle,
+  including the forming one, is exactly the aggregate of its trades with ``time <= now``.
+* A bar of any (tf_ms, offset_ms) is the exact aggregate of its minutes.
+
+Trade ids are consecutive per (exchange, symbol), starting at a realistic base at
+``live_start_ms`` and assigned in time order.
 """
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from p9cli.sim.instruments import DAY_MS, INSTRUMENTS, Instrument
+from p9cli.universe import EXCHANGES, MINUTE_MS, SYMBOLS
+
+# ----------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Candles, ascending by ``open_time``. All int64 arrays except ``closed`` (bool)."""
+
+    open_time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    quote: np.ndarray
+    trades: np.ndarray
+    closed: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.open_time)
+
+
+@dataclass(frozen=True)
+class Trades:
+    """Trades ascending by (time, id). ``id``/``time``/``price``/``qty`` int64, ``taker_buy`` bool."""
+
+    id: np.ndarray
+    time: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    taker_buy: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+_I64 = np.int64
+_EMPTY_I = np.zeros(0, dtype=_I64)
+_EMPTY_B = np.zeros(0, dtype=bool)
+
+
+def _empty_bars() -> Bars:
+    return Bars(*([_EMPTY_I] * 8), _EMPTY_B)
+
+
+def _empty_trades() -> Trades:
+    return Trades(_EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_B)
+
+
+# ----------------------------------------------------------------------------------- parameters
+
+MINUTES_PER_DAY = 1440
+UNIT15_MS = 15 * MINUTE_MS
+UNITS15_PER_DAY = 96
+#: The model's reference day: 2026-01-01 closes at each instrument's ``ref_price``.
+ANCHOR_DAY = 20454  # 2026-01-01 as days since the epoch
+HISTORY_DAYS = 1100
+
+SYM_INDEX = {s: i for i, s in enumerate(SYMBOLS)}
+EX_INDEX = {e: i for i, e in enumerate(EXCHANGES)}
+N_SYM = len(SYMBOLS)
+N_EX = len(EXCHANGES)
+
+# daily volatility, beta to the market factor
+_SIGMA = {"btc": 0.025, "eth": 0.032, "sol": 0.045, "bnb": 0.025, "xrp": 0.040}
+_BETA = {"btc": 0.90, "eth": 0.85, "sol": 0.75, "bnb": 0.70, "xrp": 0.70}
+SIGMA = np.array([_SIGMA[s] for s in SYMBOLS])
+BETA = np.array([_BETA[s] for s in SYMBOLS])
+IDIO = np.sqrt(1.0 - BETA**2)
+MEAN_REVERSION = 0.004  # per day, towards ref_price (half-life about 6 months)
+VOL_PERSISTENCE = 0.98  # AR(1) of daily log volatility
+VOL_OF_VOL = 0.35  # stationary std of daily log volatility
+# exchange basis (relative, a few bps): constant mean, AR(1) daily, per-minute jitter
+_BASIS_MEAN = {"binance": 0.0, "bybit": 0.3e-4, "okx": -0.4e-4}
+BASIS_MEAN = np.array([_BASIS_MEAN[e] for e in EXCHANGES])
+BASIS_PERSISTENCE = 0.9
+BASIS_STD = 1.5e-4
+BASIS_JITTER = 0.4e-4
+# base volume per day (base asset) and mean trades per minute, per exchange and symbol
+_DAILY_VOLUME = {"btc": 12_000, "eth": 250_000, "sol": 2_500_000, "bnb": 150_000, "xrp": 120_000_000}
+_TRADES_PER_MIN = {"btc": 200, "eth": 150, "sol": 100, "bnb": 50, "xrp": 80}
+_EX_SHARE = {"binance": 1.0, "bybit": 0.35, "okx": 0.25}
+_EX_TRADE_SHARE = {"binance": 1.0, "bybit": 0.5, "okx": 0.4}
+#: Trade id of the first live trade per exchange (the symbol adds its own offset).
+_TRADE_ID_BASE = {"binance": 5_000_000_000, "bybit": 2_290_000_000_090_000_000, "okx": 670_000_000}
+_TRADE_ID_SYM_STEP = {"binance": 400_000_000, "bybit": 10_000_000_000, "okx": 30_000_000}
+
+# random streams
+_S_DAILY, _S_INTRADAY, _S_EXCHANGE, _S_TRADES = 1, 2, 3, 4
+_DAY_BLOCK = 64  # daily shocks are drawn in blocks of 64 days
+_DAILY_K = 1 + N_SYM + N_EX * N_SYM + 1  # market factor, idiosyncratic, basis, vol
+
+
+def _intraday_patterns() -> tuple[np.ndarray, np.ndarray]:
+    """Per-minute variance weights (sum 1) and volume weights (sum 1) over a UTC day."""
+    m = np.arange(MINUTES_PER_DAY, dtype=float)
+
+    def bump(center: float, width: float) -> np.ndarray:
+        d = (m - center + 720) % 1440 - 720  # circular distance
+        return np.exp(-0.5 * (d / width) ** 2)
+
+    activity = (
+        1.0
+        + 0.35 * bump(0, 90)  # daily close / Asia open (U shape around 00:00 UTC)
+        + 0.25 * bump(120, 60)  # Asia morning
+        + 0.30 * bump(8 * 60, 60)  # Europe open
+        + 0.90 * bump(14 * 60 + 30, 75)  # US open
+        + 0.40 * bump(17 * 60, 120)  # US session
+    )
+    var_w = activity / activity.sum()
+    vol_w = activity**1.5
+    vol_w /= vol_w.sum()
+    return var_w, vol_w
+
+
+VAR_W, VOL_W = _intraday_patterns()
+TAU = np.cumsum(VAR_W)
+TAU[-1] = 1.0
+SQRT_VAR_W = np.sqrt(VAR_W)
+TAU_LIN = np.arange(1, MINUTES_PER_DAY + 1, dtype=float) / MINUTES_PER_DAY
+
+# ----------------------------------------------------------------------------------- hashing
+
+_M64 = (1 << 64) - 1
+_GOLD = 0x9E3779B97F4A7C15
+
+
+def _mix_int(z: int) -> int:
+    """splitmix64 finaliser on a Python int."""
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _key(*parts: int) -> int:
+    h = 0x243F6A8885A308D3
+    for p in parts:
+        h = _mix_int(h ^ (int(p) & _M64)) + _GOLD
+    return _mix_int(h)
+
+
+_U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_C1, _C2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_UGOLD = np.uint64(_GOLD)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, vectorised (uint64 arrays wrap silently)."""
+    z = z ^ (z >> _U30)
+    z = z * _C1
+    z = z ^ (z >> _U27)
+    z = z * _C2
+    return z ^ (z >> _U31)
+
+
+def _philox(seed: int, stream: int, a: int, b: int = 0) -> np.random.Generator:
+    key = [seed & _M64, _key(seed, stream)]
+    return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, a & _M64, b & _M64]))
+
+
+# ----------------------------------------------------------------------------------- daily level
+
+
+class _DailyTable:
+    """Daily closes of every series, computed by recursion from ANCHOR_DAY outwards.
+
+    Per day ``d``: ``x[d, s]`` log price relative to ref (the close of day d), ``vm[d]`` the
+    volatility multiplier of day d, ``basis[d, e, s]`` and ``close[d, e, s]`` in ticks. Values
+    for a day never depend on which range was computed (same recursion, same shocks)."""
+
+    def __init__(self, seed: int, ref_ticks: np.ndarray):
+        self.seed = seed
+        self.ref_ticks = ref_ticks  # (N_EX, N_SYM) float
+        self.lo = self.hi = ANCHOR_DAY  # computed days: lo..hi inclusive
+        self.x: dict[int, list[float]] = {ANCHOR_DAY: [0.0] * N_SYM}
+        self.g: dict[int, float] = {ANCHOR_DAY: 0.0}
+        self.b: dict[int, list[float]] = {ANCHOR_DAY: list(BASIS_MEAN.repeat(N_SYM))}
+        self.close: dict[int, np.ndarray] = {}
+        self._blocks: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.close[ANCHOR_DAY] = self._close_ticks(ANCHOR_DAY)
+
+    def _shocks(self, day: int) -> np.ndarray:
+        blk = day // _DAY_BLOCK
+        arr = self._blocks.get(blk)
+        if arr is None:
+            arr = _philox(self.seed, _S_DAILY, blk).standard_normal((_DAY_BLOCK, _DAILY_K))
+            self._blocks[blk] = arr
+        return arr[day % _DAY_BLOCK]
+
+    def _close_ticks(self, day: int) -> np.ndarray:
+        x, b = self.x[day], self.b[day]
+        out = np.empty((N_EX, N_SYM), dtype=_I64)
+        for e in range(N_EX):
+            for s in range(N_SYM):
+                v = self.ref_ticks[e, s] * math.exp(x[s] + b[e * N_SYM + s])
+                out[e, s] = max(1, int(round(v)))
+        return out
+
+    def _step(self, src: int, dst: int, shock_day: int) -> None:
+        """One day of the recursion from ``src`` to its neighbour ``dst`` (either direction)."""
+        z = self._shocks(shock_day)
+        g = VOL_PERSISTENCE * self.g[src] + VOL_OF_VOL * math.sqrt(1 - VOL_PERSISTENCE**2) * z[-1]
+        # the return of shock_day uses that day's volatility
+        g_ret = g if dst == shock_day else self.g[src]
+        vm = math.exp(g_ret - 0.5 * VOL_OF_VOL**2)
+        f = z[0]
+        xs = self.x[src]
+        sign = 1.0 if dst > src else -1.0
+        x = [
+            (1 - MEAN_REVERSION) * xs[s] + sign * SIGMA[s] * vm * (BETA[s] * f + IDIO[s] * z[1 + s])
+            for s in range(N_SYM)
+        ]
+        bs = self.b[src]
+        inn = BASIS_STD * math.sqrt(1 - BASIS_PERSISTENCE**2)
+        b = []
+        for e in range(N_EX):
+            for s in range(N_SYM):
+                k = e * N_SYM + s
+                b.append(BASIS_MEAN[e] + BASIS_PERSISTENCE * (bs[k] - BASIS_MEAN[e]) + inn * z[1 + N_SYM + k])
+        self.g[dst], self.x[dst], self.b[dst] = g, x, b
+        self.close[dst] = self._close_ticks(dst)
+
+    def ensure(self, lo: int, hi: int) -> None:
+        if self.lo <= lo and hi <= self.hi:
+            return
+        with self._lock:
+            while self.hi < hi:
+                self._step(self.hi, self.hi + 1, self.hi + 1)
+                self.hi += 1
+            while self.lo > lo:
+                self._step(self.lo, self.lo - 1, self.lo)
+                self.lo -= 1
+
+    def vol_mult(self, day: int) -> float:
+        return math.exp(self.g[day] - 0.5 * VOL_OF_VOL**2)
+
+
+# ----------------------------------------------------------------------------------- one day
+
+
+class _Day:
+    """All minutes of one UTC day for every (exchange, symbol): int64 arrays (N_EX, N_SYM, 1440).
+
+    ``quote`` holds the historical formula until the live minutes' quotes are filled in
+    (per hour block, on demand); ``live_hours[e, s, h]`` says which hours are done."""
+
+    __slots__ = (
+        "day",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote",
+        "trades",
+        "live_from",
+        "live_hours",
+    )
+
+    def __init__(self, day: int, arrays: tuple[np.ndarray, ...], live_from: int):
+        self.day = day
+        self.open, self.high, self.low, self.close, self.volume, self.quote, self.trades = arrays
+        self.live_from = live_from  # first live minute index in the day (1440 = none)
+        self.live_hours = np.zeros((N_EX, N_SYM, 24), dtype=bool)
+        if live_from < MINUTES_PER_DAY:
+            self.live_hours[:, :, : live_from // 60] = True  # hours wholly historical
+
+
+def _generate_day(
+    seed: int,
+    daily: _DailyTable,
+    day: int,
+    ref_ticks: np.ndarray,
+    daily_units: np.ndarray,
+    trades_per_min: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The minute candles of one day for all series (fixed shapes: bit-reproducible)."""
+    daily.ensure(day - 1, day)
+    x0 = np.array(daily.x[day - 1])
+    x1 = np.array(daily.x[day])
+    b0 = np.array(daily.b[day - 1]).reshape(N_EX, N_SYM)
+    b1 = np.array(daily.b[day]).reshape(N_EX, N_SYM)
+    vm = daily.vol_mult(day)
+    rng = _philox(seed, _S_INTRADAY, day)
+    f = rng.standard_normal(MINUTES_PER_DAY)
+    eps = rng.standard_normal((MINUTES_PER_DAY, N_SYM))
+    z = f[:, None] * BETA[None, :] + eps * IDIO[None, :]  # (1440, 5) correlated
+    inc = z * (SIGMA * vm)[None, :] * SQRT_VAR_W[:, None]
+    w = np.cumsum(inc, axis=0)
+    path = x0[None, :] + TAU[:, None] * (x1 - x0)[None, :] + w - TAU[:, None] * w[-1][None, :]  # (1440, 5)
+
+    rng_e = _philox(seed, _S_EXCHANGE, day)
+    jitter = rng_e.standard_normal((N_EX, MINUTES_PER_DAY, N_SYM)) * BASIS_JITTER
+    jitter[:, -1, :] = 0.0
+    basis = b0[:, None, :] + TAU_LIN[None, :, None] * (b1 - b0)[:, None, :] + jitter  # (3,1440,5)
+    price = ref_ticks[:, None, :] * np.exp(path[None, :, :] + basis)  # ticks, float
+    close = np.rint(price).astype(_I64)
+    np.maximum(close, 1, out=close)
+    close[:, -1, :] = daily.close[day]
+    open_ = np.empty_like(close)
+    open_[:, 1:, :] = close[:, :-1, :]
+    open_[:, 0, :] = daily.close[day - 1]
+
+    # excursions beyond the body: about half a minute's sigma, in ticks
+    minute_sigma = price * (SIGMA * vm)[None, None, :] * SQRT_VAR_W[None, :, None]
+    ex_hi = np.floor(np.abs(rng_e.standard_normal(close.shape)) * 0.5 * minute_sigma).astype(_I64)
+    ex_lo = np.floor(np.abs(rng_e.standard_normal(close.shape)) * 0.5 * minute_sigma).astype(_I64)
+    high = np.maximum(open_, close) + ex_hi
+    low = np.maximum(np.minimum(open_, close) - ex_lo, 1)
+
+    # volume and trades: pattern x activity x |move| x exchange noise
+    move = np.abs(z)[None, :, :]  # (1,1440,5)
+    vexp = daily_units[:, None, :] * VOL_W[None, :, None] * vm**0.7  # units per minute
+    vnoise = np.exp(0.35 * rng_e.standard_normal(close.shape) - 0.06125)
+    volume = np.floor(vexp * (0.55 + 0.45 * move) * vnoise).astype(_I64)
+    texp = trades_per_min[:, None, :] * (VOL_W * MINUTES_PER_DAY)[None, :, None] * vm**0.5
+    tnoise = np.exp(0.2 * rng_e.standard_normal(close.shape) - 0.02)
+    trades = np.floor(texp * np.sqrt(0.55 + 0.45 * move) * tnoise).astype(_I64)
+    np.maximum(trades, 4, out=trades)
+    np.maximum(volume, trades, out=volume)
+    quote = volume * ((open_ + high + low + close + 2) // 4)
+    # (N_EX, 1440, N_SYM) -> (N_EX, N_SYM, 1440), contiguous
+    return tuple(
+        np.ascontiguousarray(a.transpose(0, 2, 1)) for a in (open_, high, low, close, volume, quote, trades)
+    )
+
+
+# ----------------------------------------------------------------------------------- trades
+
+
+def _segment_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum restarting at each segment (exact for int64)."""
+    c = np.cumsum(values)
+    before = np.zeros(len(starts), dtype=c.dtype)
+    before[1:] = c[starts[1:] - 1]
+    return c - np.repeat(before, lengths)
+
+
+def _generate_trades(
+    series_key: int,
+    minute_ms: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    n: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Trades of the given minutes of one series. Integer-only: the result for a minute is
+    the same whether it is generated alone or in a batch.
+
+    Returns (time, price, qty, taker_buy, starts) with ``starts[i]`` the index of minute i's
+    first trade; each minute has exactly ``n[i]`` trades."""
+    n = n.astype(_I64)
+    total = int(n.sum())
+    starts = np.zeros(len(n), dtype=_I64)
+    np.cumsum(n[:-1], out=starts[1:])
+    rep = np.repeat(np.arange(len(n)), n)
+    j = np.arange(total, dtype=_I64) - starts[rep]  # index within the minute
+    mkey = _mix(np.uint64(series_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))  # per minute
+    base = _mix(mkey[rep] + (j.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # per trade
+    h_time = _mix(base ^ np.uint64(0x1111111111111111))
+    h_price = _mix(base ^ np.uint64(0x2222222222222222))
+    h_qty = _mix(base ^ np.uint64(0x3333333333333333))
+    h_side = _mix(base ^ np.uint64(0x4444444444444444))
+    h_m = _mix(mkey ^ np.uint64(0x5555555555555555))  # per minute
+
+    # times: integer gaps 1..1024, one extra final gap per minute; strictly inside the minute
+    gaps = (h_time >> np.uint64(54)).astype(_I64) + 1
+    cum = _segment_cumsum(gaps, starts, n)
+    last_gap = (h_m >> np.uint64(54)).astype(_I64) + 1
+    span = cum[starts + n - 1] + last_gap
+    time = minute_ms.astype(_I64)[rep] + 1 + (cum * (MINUTE_MS - 2)) // span[rep]
+
+    # prices: integer random-walk bridge from open to close, clipped to [low, high]
+    steps = (h_price & np.uint64(0xFFFF)).astype(_I64) - (h_price >> np.uint64(48)).astype(_I64)
+    walk = _segment_cumsum(steps, starts, n)
+    walk = walk - walk[starts][rep]  # starts at 0
+    nm1 = (n - 1)[rep]
+    bridge = walk - (walk[starts + n - 1][rep] * j) // nm1
+    amp = (h - lo)[rep]
+    denom = (53_510 * np.maximum(np.sqrt(n.astype(float)).astype(_I64), 1))[rep]
+    price = o[rep] + ((c - o)[rep] * j) // nm1 + (bridge * amp) // denom
+    np.clip(price, lo[rep], h[rep], out=price)
+    price[starts] = o
+    price[starts + n - 1] = c
+    i_hi = 1 + (h_m % (n - 2).astype(np.uint64)).astype(_I64)
+    i_lo = 1 + ((h_m >> np.uint64(32)) % (n - 3).astype(np.uint64)).astype(_I64)
+    i_lo = i_lo + (i_lo >= i_hi)
+    price[starts + i_hi] = h
+    price[starts + i_lo] = lo
+
+    # quantities: heavy-tailed integer weights, exact split of V into n positive parts
+    u = (h_qty >> np.uint64(44)).astype(_I64)  # 0 .. 2^20-1
+    weights = 256 + (1 << 24) // (256 + u)
+    cw = _segment_cumsum(weights, starts, n)
+    extra = (v - n)[rep]
+    cq = (extra * cw) // cw[starts + n - 1][rep]
+    qty = np.empty(total, dtype=_I64)
+    qty[0:] = cq
+    qty[1:] -= cq[:-1]
+    qty[starts] = cq[starts]
+    qty += 1
+
+    # taker side: up-tick buys, down-tick sells, otherwise a coin flip
+    coin = (h_side >> np.uint64(63)).astype(bool)
+    prev = np.empty(total, dtype=_I64)
+    prev[1:] = price[:-1]
+    prev[starts] = price[starts]
+    taker_buy = np.where(price > prev, True, np.where(price < prev, False, coin))
+    return time, price, qty, taker_buy, starts
+
+
+# ----------------------------------------------------------------------------------- the model
+
+
+class MarketModel:
+    """The deterministic market of the simulator (see the module docstring)."""
+
+    def __init__(self, seed: int, clock, instruments: dict[tuple[str, str], Instrument] = INSTRUMENTS):
+        self.seed = int(seed)
+        self.clock = clock
+        self.instruments = instruments
+        start = int(clock.start_ms)
+        self.live_start_ms = start - start % MINUTE_MS
+        self.history_start_ms = (start // DAY_MS - HISTORY_DAYS) * DAY_MS
+        self._live_day = self.live_start_ms // DAY_MS
+        self._hist_day0 = self.history_start_ms // DAY_MS
+
+        ref = np.zeros((N_EX, N_SYM))
+        units = np.zeros((N_EX, N_SYM))
+        tpm = np.zeros((N_EX, N_SYM))
+        for (ex, sym), inst in instruments.items():
+            e, s = EX_INDEX[ex], SYM_INDEX[sym]
+            ref[e, s] = float(inst.ref_price / inst.tick)
+            units[e, s] = float(_DAILY_VOLUME[sym] * _EX_SHARE[ex] / float(inst.qty_unit))
+            tpm[e, s] = _TRADES_PER_MIN[sym] * _EX_TRADE_SHARE[ex]
+        self._ref_ticks = ref
+        self._daily_units = units
+        self._trades_per_min = tpm
+        self._series_key = {
+            (ex, sym): _key(self.seed, _S_TRADES, EX_INDEX[ex], SYM_INDEX[sym]) for ex, sym in instruments
+        }
+        self._id_base = {
+            (ex, sym): _TRADE_ID_BASE[ex] + SYM_INDEX[sym] * _TRADE_ID_SYM_STEP[ex] for ex, sym in instruments
+        }
+
+        self._daily = _DailyTable(self.seed, ref)
+        self._daily.ensure(self._hist_day0 - 1, self._live_day + 1)
+
+        self._lock = threading.RLock()
+        self._days: OrderedDict[int, _Day] = OrderedDict()  # LRU of historical days
+        self._live_days: dict[int, _Day] = {}  # days >= live day: kept
+        self._lru_size = 48
+        # 15-minute aggregates of the historical days [hist_day0, live_day)
+        nd = self._live_day - self._hist_day0
+        shape = (N_EX, N_SYM, nd * UNITS15_PER_DAY)
+        self._agg = {k: np.zeros(shape, dtype=_I64) for k in ("o", "h", "l", "c", "v", "q", "n")}
+        self._agg_done = np.zeros(nd, dtype=bool)
+        # trades before each live day, per series (cumulative counts of live trades)
+        self._trades_before: dict[int, np.ndarray] = {self._live_day: np.zeros((N_EX, N_SYM), dtype=_I64)}
+
+    # ------------------------------------------------------------------ days
+    def _make_day(self, day: int) -> _Day:
+        arrays = _generate_day(
+            self.seed, self._daily, day, self._ref_ticks, self._daily_units, self._trades_per_min
+        )
+        if day < self._live_day:
+            live_from = MINUTES_PER_DAY
+        elif day == self._live_day:
+            live_from = (self.live_start_ms - day * DAY_MS) // MINUTE_MS
+        else:
+            live_from = 0
+        return _Day(day, arrays, live_from)
+
+    def _day(self, day: int) -> _Day:
+        if day >= self._live_day:
+            d = self._live_days.get(day)
+            if d is None:
+                d = self._make_day(day)
+                with self._lock:
+                    d = self._live_days.setdefault(day, d)
+            return d
+        with self._lock:
+            d = self._days.get(day)
+            if d is not None:
+                self._days.move_to_end(day)
+                return d
+        d = self._make_day(day)
+        with self._lock:
+            self._days[day] = d
+            while len(self._days) > self._lru_size:
+                self._days.popitem(last=False)
+        return d
+
+    def _fill_agg(self, day: int, d: _Day | None = None) -> None:
+        """15-minute aggregates of a historical day."""
+        i = day - self._hist_day0
+        if self._agg_done[i]:
+            return
+        if d is None:
+            d = self._day(day)
+        sl = slice(i * UNITS15_PER_DAY, (i + 1) * UNITS15_PER_DAY)
+        shp = (N_EX, N_SYM, UNITS15_PER_DAY, 15)
+        self._agg["o"][:, :, sl] = d.open.reshape(shp)[..., 0]
+        self._agg["h"][:, :, sl] = d.high.reshape(shp).max(axis=3)
+        self._agg["l"][:, :, sl] = d.low.reshape(shp).min(axis=3)
+        self._agg["c"][:, :, sl] = d.close.reshape(shp)[..., -1]
+        self._agg["v"][:, :, sl] = d.volume.reshape(shp).sum(axis=3)
+        self._agg["q"][:, :, sl] = d.quote.reshape(shp).sum(axis=3)
+        self._agg["n"][:, :, sl] = d.trades.reshape(shp).sum(axis=3)
+        self._agg_done[i] = True
+
+    def _ensure_live_quotes(self, d: _Day, e: int, s: int, m_end: int) -> None:
+        """Fill in the trade-based quote volume of live minutes [live_from, m_end) of a day."""
+        hours = np.nonzero(~d.live_hours[e, s, : (m_end + 59) // 60])[0]
+        if len(hours) == 0:
+            return
+        ex, sym = EXCHANGES[e], SYMBOLS[s]
+        m0 = max(int(hours[0]) * 60, d.live_from)
+        m1 = min(int(hours[-1]) * 60 + 60, MINUTES_PER_DAY)
+        idx = np.arange(m0, m1)
+        _, price, qty, _, starts = self._gen(ex, sym, d, idx)
+        pq = price * qty
+        q = np.add.reduceat(pq, starts) if len(pq) else _EMPTY_I
+        with self._lock:
+            d.quote[e, s, m0:m1] = q
+            d.live_hours[e, s, int(hours[0]) : int(hours[-1]) + 1] = True
+
+    def _gen(self, ex: str, sym: str, d: _Day, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        e, s = EX_INDEX[ex], SYM_INDEX[sym]
+        minute_ms = d.day * DAY_MS + idx.astype(_I64) * MINUTE_MS
+        return _generate_trades(
+            self._series_key[(ex, sym)],
+            minute_ms,
+            d.open[e, s, idx],
+            d.high[e, s, idx],
+            d.low[e, s, idx],
+            d.close[e, s, idx],
+            d.volume[e, s, idx],
+            d.trades[e, s, idx],
+        )
+
+    # ------------------------------------------------------------------ minutes -> units
+    def _minute_units(self, e: int, s: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
+        """1-minute units for [start, end) (ms, minute aligned, end <= now's minute + 1):
+        full minutes, except the minute containing now_ms, which is the partial aggregate
+        of its trades with time <= now_ms."""
+        parts = []
+        day = start // DAY_MS
+        while day * DAY_MS < end:
+            a = max(start, day * DAY_MS)
+            b = min(end, (day + 1) * DAY_MS)
+            d = self._day(day)
+            ma, mb = (a - day * DAY_MS) // MINUTE_MS, (b - day * DAY_MS) // MINUTE_MS
+            if d.live_from < mb:
+                self._ensure_live_quotes(d, e, s, mb)
+            arrs = [x[e, s, ma:mb] for x in (d.open, d.high, d.low, d.close, d.volume, d.quote, d.trades)]
+            now_minute = now_ms - now_ms % MINUTE_MS
+            if a <= now_minute < b:
+                k = (now_minute - a) // MINUTE_MS
+                arrs = [x.copy() for x in arrs]
+                po, ph, pl, pc, pv, pq, pn = self._partial_minute(EXCHANGES[e], SYMBOLS[s], d, ma + k, now_ms)
+                for x, val in zip(arrs, (po, ph, pl, pc, pv, pq, pn), strict=True):
+                    x[k] = val
+            parts.append(arrs)
+            day += 1
+        if len(parts) == 1:
+            return tuple(parts[0])
+        return tuple(np.concatenate(col) for col in zip(*parts, strict=True))
+
+    def _partial_minute(self, ex: str, sym: str, d: _Day, m: int, now_ms: int) -> tuple[int, ...]:
+        """Aggregate of minute m's trades with time <= now_ms (live minute), or the full
+        minute if it is historical."""
+        e, s = EX_INDEX[ex], SYM_INDEX[sym]
+        if m < d.live_from:
+            return tuple(
+                int(x[e, s, m]) for x in (d.open, d.high, d.low, d.close, d.volume, d.quote, d.trades)
+            )
+        time, price, qty, _, _ = self._gen(ex, sym, d, np.array([m]))
+        k = int(np.searchsorted(time, now_ms, side="right"))
+        o = int(d.open[e, s, m])
+        if k == 0:
+            return o, o, o, o, 0, 0, 0
+        p = price[:k]
+        return o, int(p.max()), int(p.min()), int(p[-1]), int(qty[:k].sum()), int((p * qty[:k]).sum()), k
+
+    def _units15(self, e: int, s: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
+        """15-minute units for [start, end) (start 15m aligned; the last unit may be partial).
+        Whole 15 minutes of historical days come from the aggregate store, the rest from
+        minutes."""
+        cols: list[list[np.ndarray]] = [[] for _ in range(7)]
+        split = min(end, self._live_day * DAY_MS)
+        split -= (split - start) % UNIT15_MS
+        if start < split:
+            d0, d1 = start // DAY_MS, (split - 1) // DAY_MS
+            for day in range(d0, d1 + 1):
+                if not self._agg_done[day - self._hist_day0]:
+                    self._fill_agg(day)
+            i0 = (start - self._hist_day0 * DAY_MS) // UNIT15_MS
+            i1 = (split - self._hist_day0 * DAY_MS) // UNIT15_MS
+            for col, k in zip(cols, ("o", "h", "l", "c", "v", "q", "n"), strict=True):
+                col.append(self._agg[k][e, s, i0:i1])
+        split = max(split, start)
+        if split < end:
+            o, hh, ll, c, v, q, n = self._minute_units(e, s, split, end, now_ms)
+            idx = np.arange(0, len(o), 15)
+            last = np.append(idx[1:], len(o)) - 1
+            agg = (
+                o[idx],
+                np.maximum.reduceat(hh, idx),
+                np.minimum.reduceat(ll, idx),
+                c[last],
+                np.add.reduceat(v, idx),
+                np.add.reduceat(q, idx),
+                np.add.reduceat(n, idx),
+            )
+            for col, a in zip(cols, agg, strict=True):
+                col.append(a)
+        return tuple(col[0] if len(col) == 1 else np.concatenate(col) for col in cols)
+
+    # ------------------------------------------------------------------ public API
+    def bars(
+        self,
+        exchange: str,
+        symbol: str,
+        tf_ms: int,
+        offset_ms: int,
+        first_open_ms: int,
+        last_open_ms: int,
+        now_ms: int,
+    ) -> Bars:
+        """Every bar with first_open_ms <= open_time <= last_open_ms, open_time % tf_ms ==
+        offset_ms, open_time <= now_ms and open_time >= history_start_ms. The bar containing
+        now_ms is forming (closed=False, aggregate of trades with time <= now_ms)."""
+        tf_ms, offset_ms = int(tf_ms), int(offset_ms) % int(tf_ms)
+        if tf_ms <= 0 or tf_ms % MINUTE_MS or offset_ms % MINUTE_MS:
+            raise ValueError("tf_ms and offset_ms must be whole minutes")
+        e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
+        first = max(int(first_open_ms), self.history_start_ms)
+        t0 = first + (offset_ms - first) % tf_ms
+        last = min(int(last_open_ms), int(now_ms))
+        t1 = last - (last - offset_ms) % tf_ms
+        if t1 < t0:
+            return _empty_bars()
+        nbars = (t1 - t0) // tf_ms + 1
+        now_minute_end = int(now_ms) - int(now_ms) % MINUTE_MS + MINUTE_MS
+        span_end = min(t1 + tf_ms, now_minute_end)
+        self._daily.ensure(self._hist_day0 - 1, span_end // DAY_MS + 1)
+        unit = UNIT15_MS if (tf_ms % UNIT15_MS == 0 and offset_ms % UNIT15_MS == 0) else MINUTE_MS
+        if unit == UNIT15_MS:
+            o, h, lo, c, v, q, n = self._units15(e, s, t0, span_end, now_ms)
+        else:
+            o, h, lo, c, v, q, n = self._minute_units(e, s, t0, span_end, now_ms)
+        per = tf_ms // unit
+        idx = np.arange(nbars, dtype=_I64) * per
+        last_idx = np.append(idx[1:], len(o)) - 1
+        open_time = t0 + np.arange(nbars, dtype=_I64) * tf_ms
+        closed = open_time + tf_ms <= now_ms
+        return Bars(
+            open_time,
+            o[idx],
+            np.maximum.reduceat(h, idx),
+            np.minimum.reduceat(lo, idx),
+            c[last_idx],
+            np.add.reduceat(v, idx),
+            np.add.reduceat(q, idx),
+            np.add.reduceat(n, idx),
+            closed,
+        )
+
+    def minute(self, exchange: str, symbol: str, minute_ms: int) -> tuple[int, ...]:
+        """The complete candle of one minute (o, h, l, c, volume, quote, trades), whether or
+        not it has happened yet (live minutes: quote from their trades)."""
+        m = int(minute_ms) - int(minute_ms) % MINUTE_MS
+        if m < self.history_start_ms:
+            raise ValueError("minute before history start")
+        day = m // DAY_MS
+        self._daily.ensure(day - 1, day)
+        b = self._minute_units(EX_INDEX[exchange], SYM_INDEX[symbol], m, m + MINUTE_MS, m + MINUTE_MS)
+        return tuple(int(x[0]) for x in b)
+
+    def _trades_before_day(self, day: int) -> np.ndarray:
+        """Live trades per series in all live minutes before ``day`` (day >= live day)."""
+        tb = self._trades_before
+        if day in tb:
+            return tb[day]
+        known = max(k for k in tb if k <= day)
+        while known < day:
+            d = self._day(known)
+            tb[known + 1] = tb[known] + d.trades[:, :, d.live_from :].sum(axis=2)
+            known += 1
+        return tb[day]
+
+    def trades(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> Trades:
+        """Every trade with start_ms <= time < end_ms (only live minutes have trades)."""
+        start = max(int(start_ms), self.live_start_ms)
+        end = int(end_ms)
+        if end <= start:
+            return _empty_trades()
+        e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
+        m_first = start - start % MINUTE_MS
+        m_last = (end - 1) - (end - 1) % MINUTE_MS
+        self._daily.ensure(self._live_day - 1, m_last // DAY_MS + 1)
+        parts = []
+        day = m_first // DAY_MS
+        while day * DAY_MS <= m_last:
+            d = self._day(day)
+            ma = max(m_first, day * DAY_MS) - day * DAY_MS
+            mb = min(m_last + MINUTE_MS, (day + 1) * DAY_MS) - day * DAY_MS
+            idx = np.arange(ma // MINUTE_MS, mb // MINUTE_MS)
+            time, price, qty, buy, starts = self._gen(exchange, symbol, d, idx)
+            counts = d.trades[e, s]
+            first_id = (
+                self._id_base[(exchange, symbol)]
+                + int(self._trades_before_day(day)[e, s])
+                + int(counts[d.live_from : idx[0]].sum())
+            )
+            ids = first_id + np.arange(len(time), dtype=_I64)
+            sel = slice(int(np.searchsorted(time, start, "left")), int(np.searchsorted(time, end, "left")))
+            parts.append((ids[sel], time[sel], price[sel], qty[sel], buy[sel]))
+            day += 1
+        if len(parts) == 1:
+            return Trades(*parts[0])
+        return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
+
+    def last_trade_price(self, exchange: str, symbol: str, now_ms: int) -> int:
+        """Price (ticks) of the last trade at or before now_ms; before any live trade, the
+        close of the last historical minute."""
+        now_ms = max(int(now_ms), self.live_start_ms)
+        m = now_ms - now_ms % MINUTE_MS
+        day = m // DAY_MS
+        self._daily.ensure(day - 1, day)
+        d = self._day(day)
+        _, _, _, c, _, _, _ = self._partial_minute(
+            exchange, symbol, d, (m - day * DAY_MS) // MINUTE_MS, now_ms
+        )
+        return c
+
+    def warm_up(self) -> None:
+        """Compute the 15-minute aggregates of every historical day (all series) and the
+        live day, so that any ``bars()`` call is fast afterwards."""
+        for day in range(self._hist_day0, self._live_day):
+            i = day - self._hist_day0
+            if self._agg_done[i]:
+                continue
+            arrays = _generate_day(
+                self.seed, self._daily, day, self._ref_ticks, self._daily_units, self._trades_per_min
+            )
+            self._fill_agg(day, _Day(day, arrays, MINUTES_PER_DAY))
+        now = self.clock.now_ms()
+        d = self._day(now // DAY_MS)
+        m_end = (now - (now // DAY_MS) * DAY_MS) // MINUTE_MS + 1
+        for e in range(N_EX):
+            for s in range(N_SYM):
+                self._ensure_live_quotes(d, e, s, min(m_end, MINUTES_PER_DAY))
