@@ -14,10 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import orjson
+
 from p9cli import universe
 from p9cli.exchanges.base import (
+    BUY,
+    SELL,
     BadRequest,
     Banned,
+    BookMsg,
     Candles,
     ExchangeError,
     MalformedResponse,
@@ -26,6 +31,7 @@ from p9cli.exchanges.base import (
     RequestTimeout,
     RestRequest,
     ServerError,
+    Trade,
     bars_in_window,
     body_snippet,
     check_symbol,
@@ -216,3 +222,180 @@ def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
         return {WEIGHT_BUCKET: int(raw.strip())}
     except ValueError:
         return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Order book snapshot (REST) and recent trades (REST)
+
+DEPTH_PATH = "/api/v3/depth"
+TRADES_PATH = "/api/v3/trades"
+#: (max limit, weight) steps of GET /api/v3/depth.
+DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+
+
+def depth_request(symbol: str, limit: int = 1000) -> RestRequest:
+    """``GET /api/v3/depth?symbol=BTCUSDT&limit=1000`` (weight by limit: 5/25/50/250)."""
+    for top, weight in DEPTH_WEIGHTS:
+        if limit <= top:
+            return RestRequest(
+                DEPTH_PATH, (("symbol", symbol_code(symbol)), ("limit", str(limit))), WEIGHT_BUCKET, weight
+            )
+    raise ValueError(f"depth limit must be <= 5000, got {limit}")
+
+
+def parse_depth_snapshot(body: bytes, symbol_code_: str = "") -> BookMsg:
+    """REST depth ``{"lastUpdateId", "bids", "asks"}`` (USD-M adds ``E``, ``T``) -> snapshot."""
+    obj = load_json(body, NAME)
+    if isinstance(obj, dict) and "code" in obj and "lastUpdateId" not in obj:
+        raise error_from_body(obj, status=None)
+    msg = parse_depth(obj, stream=None, symbol=symbol_code_)
+    if msg is None or msg.kind != "snapshot":
+        raise MalformedResponse(f"depth: unexpected body {body_snippet(body)!r}", exchange=NAME)
+    return msg
+
+
+def parse_rest_trades(body: bytes, symbol_code_: str) -> list[Trade]:
+    """``GET /api/v3/trades`` rows (``id, price, qty, time, isBuyerMaker``) -> trades."""
+    rows = load_json(body, NAME)
+    if isinstance(rows, dict) and "code" in rows:
+        raise error_from_body(rows, status=None)
+    try:
+        return [
+            Trade(
+                NAME,
+                symbol_code_,
+                float(r["price"]),
+                float(r["qty"]),
+                SELL if r["isBuyerMaker"] else BUY,
+                str(r["id"]),
+                int(r["time"]),
+            )
+            for r in rows
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"trades: bad row ({exc!r})", exchange=NAME) from None
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket streams
+
+
+def stream_names(symbol: str, depth: str = "depth@100ms", trades: str = "aggTrade") -> tuple[str, ...]:
+    """``("btcusdt@aggTrade", "btcusdt@depth@100ms")`` for a canonical symbol."""
+    code = symbol_code(symbol).lower()
+    return (f"{code}@{trades}", f"{code}@{depth}")
+
+
+def combined_stream_path(streams: tuple[str, ...] | list[str]) -> str:
+    """``/stream?streams=a/b/c`` (every frame then arrives wrapped ``{"stream", "data"}``)."""
+    return "/stream?streams=" + "/".join(streams)
+
+
+def subscribe_message(streams: tuple[str, ...] | list[str], request_id: int = 1) -> str:
+    return orjson.dumps({"method": "SUBSCRIBE", "params": list(streams), "id": request_id}).decode()
+
+
+def decode_frame(text: str | bytes) -> object:
+    if isinstance(text, str):
+        text = text.encode()
+    return load_json(text, NAME)
+
+
+def unwrap(obj: object) -> tuple[str | None, object]:
+    """Combined-stream frame -> ``(stream name, event)``; a raw frame -> ``(None, frame)``."""
+    if isinstance(obj, dict) and "stream" in obj and "data" in obj:
+        return obj["stream"], obj["data"]
+    return None, obj
+
+
+def frame_kind(event: object) -> str:
+    """Kind of an (unwrapped) event: ``trade``, ``aggTrade``, ``depthUpdate``, ``depth``
+    (partial snapshot), ``kline``, ``bookTicker``, ``response`` (to SUBSCRIBE etc.),
+    ``error``, ``serverShutdown`` or ``other``."""
+    if not isinstance(event, dict):
+        return "other"
+    e = event.get("e")
+    if e is not None:
+        return (
+            e
+            if e in ("trade", "aggTrade", "depthUpdate", "kline", "bookTicker", "serverShutdown")
+            else "other"
+        )
+    if "lastUpdateId" in event:
+        return "depth"
+    if "result" in event and "id" in event:
+        return "response"
+    if "error" in event or ("code" in event and "msg" in event):
+        return "error"
+    if "u" in event and "b" in event and "a" in event and "s" in event:
+        return "bookTicker"
+    return "other"
+
+
+def parse_trade(event: dict) -> Trade | None:
+    """A ``trade`` or ``aggTrade`` event -> :class:`Trade` (``m`` true: the buyer was the maker,
+    so the taker SOLD); ``None`` for other events."""
+    e = event.get("e")
+    if e == "aggTrade":
+        id_key = "a"
+    elif e == "trade":
+        id_key = "t"
+    else:
+        return None
+    try:
+        return Trade(
+            NAME,
+            event["s"],
+            float(event["p"]),
+            float(event["q"]),
+            SELL if event["m"] else BUY,
+            str(event[id_key]),
+            int(event["T"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"{e} event: {exc!r}", exchange=NAME) from None
+
+
+def parse_depth(event: object, stream: str | None = None, symbol: str = "") -> BookMsg | None:
+    """A ``depthUpdate`` diff -> delta; a ``{"lastUpdateId", "bids", "asks"}`` snapshot (REST
+    depth or the ``@depth<N>`` partial stream) -> snapshot; ``None`` for other events.
+
+    Partial-stream snapshots carry no symbol: it is taken from the stream name, else ``symbol``.
+    """
+    if not isinstance(event, dict):
+        return None
+    try:
+        if event.get("e") == "depthUpdate":
+            pu = event.get("pu")
+            return BookMsg(
+                NAME,
+                event["s"],
+                "delta",
+                _levels(event["b"]),
+                _levels(event["a"]),
+                first_id=int(event["U"]),
+                last_id=int(event["u"]),
+                prev_id=int(pu) if pu is not None else None,
+                time_ms=int(event["E"]),
+            )
+        if "lastUpdateId" in event:
+            sym = stream.split("@", 1)[0].upper() if stream else symbol
+            t = event.get("T", event.get("E"))
+            return BookMsg(
+                NAME,
+                sym,
+                "snapshot",
+                _levels(event["bids"]),
+                _levels(event["asks"]),
+                last_id=int(event["lastUpdateId"]),
+                time_ms=int(t) if t is not None else None,
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"depth event: {exc!r}", exchange=NAME) from None
+    return None
+
+
+def _levels(levels: object) -> list:
+    if not isinstance(levels, list):
+        raise TypeError("levels are not an array")
+    return levels

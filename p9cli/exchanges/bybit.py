@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import orjson
+
 from p9cli import universe
 from p9cli.exchanges.base import (
+    BUY,
+    SELL,
     BadRequest,
     Banned,
+    BookMsg,
     Candles,
     ExchangeError,
     MalformedResponse,
@@ -27,6 +32,7 @@ from p9cli.exchanges.base import (
     RequestTimeout,
     RestRequest,
     ServerError,
+    Trade,
     bars_in_window,
     body_snippet,
     check_symbol,
@@ -248,3 +254,126 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
     """Bybit reports no per-IP usage for public calls (``X-Bapi-*`` are per-UID): always ``{}``."""
     return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Order book (REST) and WebSocket (public spot stream)
+
+ORDERBOOK_PATH = "/v5/market/orderbook"
+PUBLIC_WS_PATH = "/v5/public/spot"
+BOOK_DEPTHS = (1, 50, 200, 1000)
+
+
+def orderbook_request(symbol: str, limit: int = 200) -> RestRequest:
+    return RestRequest(
+        ORDERBOOK_PATH,
+        (("category", CATEGORY), ("symbol", symbol_code(symbol)), ("limit", str(limit))),
+        IP_BUCKET,
+        1,
+    )
+
+
+def parse_rest_orderbook(body: bytes) -> BookMsg:
+    """``result = {s, b, a, ts, u[, seq, cts]}`` -> snapshot."""
+    return _book_from_data(_result(body), "snapshot", None)
+
+
+def topics(symbol: str, depth: int = 200) -> list[str]:
+    """``["publicTrade.BTCUSDT", "orderbook.200.BTCUSDT"]``."""
+    if depth not in BOOK_DEPTHS:
+        raise ValueError(f"Bybit spot order-book depth must be one of {BOOK_DEPTHS}")
+    code = symbol_code(symbol)
+    return [f"publicTrade.{code}", f"orderbook.{depth}.{code}"]
+
+
+def subscribe_message(args: list[str], req_id: str | None = None) -> str:
+    """``{"op":"subscribe","args":[...]}`` (spot: at most 10 args per request)."""
+    if len(args) > 10:
+        raise ValueError("Bybit spot accepts at most 10 args per subscribe request")
+    msg: dict = {"op": "subscribe", "args": list(args)}
+    if req_id is not None:
+        msg = {"req_id": req_id, **msg}
+    return orjson.dumps(msg).decode()
+
+
+def ping_message(req_id: str | None = None) -> str:
+    return orjson.dumps({"req_id": req_id, "op": "ping"} if req_id else {"op": "ping"}).decode()
+
+
+def decode_frame(text: str | bytes) -> object:
+    if isinstance(text, str):
+        text = text.encode()
+    return load_json(text, NAME)
+
+
+def frame_kind(obj: object) -> str:
+    """``pong``, ``ack``, ``error`` (failed op), ``trades``, ``book``, ``kline``, ``ticker`` or
+    ``other``."""
+    if not isinstance(obj, dict):
+        return "other"
+    if "op" in obj and "success" in obj:
+        if not obj["success"]:
+            return "error"
+        return "pong" if obj["op"] == "ping" or obj.get("ret_msg") == "pong" else "ack"
+    topic = obj.get("topic")
+    if not isinstance(topic, str):
+        return "other"
+    if topic.startswith("publicTrade."):
+        return "trades"
+    if topic.startswith("orderbook."):
+        return "book"
+    if topic.startswith("kline."):
+        return "kline"
+    if topic.startswith("tickers."):
+        return "ticker"
+    return "other"
+
+
+_SIDES = {"Buy": BUY, "Sell": SELL}
+
+
+def parse_trades(obj: dict) -> list[Trade]:
+    """A ``publicTrade`` push -> trades (``S`` is the taker side, ``T`` the fill time)."""
+    try:
+        return [
+            Trade(NAME, t["s"], float(t["p"]), float(t["v"]), _SIDES[t["S"]], str(t["i"]), int(t["T"]))
+            for t in obj["data"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"publicTrade frame: {exc!r}", exchange=NAME) from None
+
+
+def parse_book(obj: dict) -> BookMsg:
+    """An ``orderbook.*`` push -> :class:`BookMsg` (``type`` snapshot/delta; ``u``, ``seq``,
+    ``cts``)."""
+    try:
+        kind = "snapshot" if obj["type"] == "snapshot" else "delta"
+        cts = obj.get("cts", obj.get("ts"))
+        return _book_from_data(obj["data"], kind, int(cts) if cts is not None else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"orderbook frame: {exc!r}", exchange=NAME) from None
+
+
+def _book_from_data(data: dict, kind: str, time_ms: int | None) -> BookMsg:
+    try:
+        bids, asks = data["b"], data["a"]
+        if not isinstance(bids, list) or not isinstance(asks, list):
+            raise TypeError("levels are not arrays")
+        u = int(data["u"])
+        seq = data.get("seq")
+        if time_ms is None:
+            t = data.get("cts", data.get("ts"))
+            time_ms = int(t) if t is not None else None
+        return BookMsg(
+            NAME,
+            data["s"],
+            kind,
+            bids,
+            asks,
+            first_id=u,
+            last_id=u,
+            seq=int(seq) if seq is not None else None,
+            time_ms=time_ms,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"order book: {exc!r}", exchange=NAME) from None

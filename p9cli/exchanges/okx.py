@@ -14,12 +14,18 @@ Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 4.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
+
+import orjson
 
 from p9cli import universe
 from p9cli.exchanges.base import (
+    BUY,
+    SELL,
     BadRequest,
     Banned,
+    BookMsg,
     Candles,
     ExchangeError,
     MalformedResponse,
@@ -28,6 +34,7 @@ from p9cli.exchanges.base import (
     RequestTimeout,
     RestRequest,
     ServerError,
+    Trade,
     bars_in_window,
     body_snippet,
     check_symbol,
@@ -254,3 +261,137 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
     """OKX documents no rate-limit headers: always ``{}``."""
     return {}
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket (public URL: trades, books; business URL: candles)
+
+PUBLIC_WS_PATH = "/ws/v5/public"
+BUSINESS_WS_PATH = "/ws/v5/business"
+PING = "ping"
+PONG = "pong"
+CHECKSUM_DEPTH = 25
+
+
+def checksum_text(bids: list, asks: list) -> str:
+    """``bid_px:bid_sz:ask_px:ask_sz:...`` over the best 25 levels of each side, interleaved
+    level by level; where one side has no level i only the other side's two fields go in."""
+    parts: list[str] = []
+    bids = bids[:CHECKSUM_DEPTH]
+    asks = asks[:CHECKSUM_DEPTH]
+    for i in range(max(len(bids), len(asks))):
+        if i < len(bids):
+            parts.append(bids[i][0])
+            parts.append(bids[i][1])
+        if i < len(asks):
+            parts.append(asks[i][0])
+            parts.append(asks[i][1])
+    return ":".join(parts)
+
+
+def checksum(bids: list, asks: list) -> int:
+    """OKX's signed CRC32 of the top 25 levels (``bids`` best first = descending, ``asks``
+    ascending; levels are ``(price, size, ...)`` with the exact strings received)."""
+    crc = zlib.crc32(checksum_text(bids, asks).encode())
+    return crc - (1 << 32) if crc >= (1 << 31) else crc
+
+
+def subscribe_message(args: list[dict[str, str]], request_id: str | None = None) -> str:
+    """``{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"}, ...]}``."""
+    msg: dict = {"op": "subscribe", "args": args}
+    if request_id is not None:
+        msg = {"id": request_id, **msg}
+    return orjson.dumps(msg).decode()
+
+
+def channel_args(symbol: str, channels: tuple[str, ...] = ("trades", "books")) -> list[dict[str, str]]:
+    inst = symbol_code(symbol)
+    return [{"channel": ch, "instId": inst} for ch in channels]
+
+
+def decode_frame(text: str | bytes) -> object:
+    """A received frame: the JSON object, or the plain text ``"pong"``."""
+    if text in (PONG, b"pong"):
+        return PONG
+    if isinstance(text, str):
+        text = text.encode()
+    return load_json(text, NAME)
+
+
+def frame_kind(obj: object) -> str:
+    """``pong``, ``ack`` (subscribe/unsubscribe), ``error``, ``notice``, ``trades``, ``book``,
+    ``candle``, ``ticker`` or ``other``."""
+    if obj == PONG:
+        return "pong"
+    if not isinstance(obj, dict):
+        return "other"
+    event = obj.get("event")
+    if event is not None:
+        if event in ("subscribe", "unsubscribe"):
+            return "ack"
+        if event == "error":
+            return "error"
+        return "notice"
+    channel = (obj.get("arg") or {}).get("channel", "") if isinstance(obj.get("arg"), dict) else ""
+    if channel in ("trades", "trades-all"):
+        return "trades"
+    if channel in ("books", "books5", "bbo-tbt", "books50-l2-tbt", "books-l2-tbt"):
+        return "book"
+    if channel.startswith("candle"):
+        return "candle"
+    if channel == "tickers":
+        return "ticker"
+    return "other"
+
+
+def parse_trades(obj: dict) -> list[Trade]:
+    """A ``trades`` push -> trades (``tradeId`` is the last id of the aggregation, ``side`` the
+    taker side)."""
+    try:
+        return [
+            Trade(
+                NAME,
+                t["instId"],
+                float(t["px"]),
+                float(t["sz"]),
+                _SIDES[t["side"]],
+                str(t["tradeId"]),
+                int(t["ts"]),
+            )
+            for t in obj["data"]
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"trades frame: {exc!r}", exchange=NAME) from None
+
+
+_SIDES = {"buy": BUY, "sell": SELL}
+
+
+def parse_book(obj: dict) -> BookMsg:
+    """A ``books``/``books5``/``bbo-tbt`` push -> :class:`BookMsg` (``books5``/``bbo-tbt`` have
+    no ``action`` and are full snapshots)."""
+    try:
+        item = obj["data"][0]
+        action = obj.get("action", "snapshot")
+        kind = "snapshot" if action == "snapshot" else "delta"
+        bids, asks = item.get("bids", []), item.get("asks", [])
+        if not isinstance(bids, list) or not isinstance(asks, list):
+            raise TypeError("levels are not arrays")
+        seq = item.get("seqId")
+        prev = item.get("prevSeqId")
+        ck = item.get("checksum")
+        inst = item.get("instId") or obj["arg"]["instId"]
+        return BookMsg(
+            NAME,
+            inst,
+            kind,
+            bids,
+            asks,
+            first_id=None,
+            last_id=int(seq) if seq is not None else None,
+            prev_id=int(prev) if prev is not None and kind == "delta" else None,
+            checksum=int(ck) if ck is not None else None,
+            time_ms=int(item["ts"]) if "ts" in item else None,
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"books frame: {exc!r}", exchange=NAME) from None
