@@ -1,0 +1,349 @@
+"""OKX V5 public WebSocket (``/ws/v5/public``, and ``/ws/v5/business``) as the simulator serves it.
+
+Control: ``{"id":..,"op":"subscribe"|"unsubscribe","args":[{"channel":..,"instId":..},..]}``;
+one ack per arg ``{"id":..,"event":"subscribe","arg":{..},"connId":..}`` (``id`` only when
+sent); errors ``{"id":..,"event":"error","code":"60018","msg":..,"connId":..}`` (string codes).
+Plain-text ``ping`` is answered with ``pong``. The business URL serves none of the public
+channels (60018, as OKX answers a channel on the wrong URL).
+
+Channels (``instId`` = ``BTC-USDT``):
+
+* ``trades`` — one frame per model trade (``tradeId`` = model trade id, ``count`` ``"1"``);
+* ``books`` — a 400-level snapshot on subscribe, then every 100 ms an update with the levels of
+  the top-400 view that changed (size ``"0"`` = gone); ``seqId`` = the engine update id of the
+  state sent (see ``book.py``), ``prevSeqId`` = the previous push's ``seqId`` (``-1`` in a
+  snapshot), ``checksum`` = signed CRC32 of the top 25 levels on the exact strings sent. After
+  :data:`KEEPALIVE_MS` without change an update with empty sides and ``seqId == prevSeqId``;
+* ``books5`` (100 ms, when changed) and ``bbo-tbt`` (10 ms, when changed): full snapshots.
+
+Levels are ``[px, sz, "0", orders]``. Limits (:data:`SETTINGS`, env ``P9_SIM_OKX_*``): the
+connection is closed with code 4004 when nothing was received from the client and nothing
+pushed for ``idle_seconds``; more than ``max_new_connections_per_second`` new connections per
+second from one IP are refused with HTTP 429; more than ``max_subscribes_per_hour``
+(un)subscribe requests on a connection answer error 60014.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.okx_checksum import okx_checksum
+from p9cli.sim.state import ExchangeState, Simulator
+from p9cli.universe import QUOTE, SYMBOLS
+
+EXCHANGE = "okx"
+BOOKS_DEPTH = 400
+BOOKS_INTERVAL_MS = 100
+BOOKS5_INTERVAL_MS = 100
+BBO_INTERVAL_MS = 10
+KEEPALIVE_MS = 60_000
+
+
+def _env(name: str, default: float) -> float:
+    value = os.environ.get(f"P9_SIM_OKX_{name.upper()}")
+    return float(value) if value else default
+
+
+@dataclass
+class OkxWsSettings:
+    idle_seconds: float = _env("idle_seconds", 30.0)
+    max_new_connections_per_second: int = int(_env("max_new_connections_per_second", 3))
+    max_subscribes_per_hour: int = int(_env("max_subscribes_per_hour", 480))
+
+
+SETTINGS = OkxWsSettings()
+
+#: instId -> canonical symbol
+INST_IDS: dict[str, str] = {f"{s.upper()}-{QUOTE.upper()}": s for s in SYMBOLS}
+PUBLIC_CHANNELS = ("trades", "books", "books5", "bbo-tbt")
+
+
+class OkxTopic(Topic):
+    def __init__(self, feed: LiveFeed, channel: str, inst_id: str):
+        super().__init__(feed, EXCHANGE, f"{channel}:{inst_id}")
+        self.channel = channel
+        self.inst_id = inst_id
+        self.symbol = INST_IDS[inst_id]
+        self.inst = feed.instruments[(EXCHANGE, self.symbol)]
+        self.book = feed.sim.books[(EXCHANGE, self.symbol)]
+        self.arg = f'{{"channel":"{channel}","instId":"{inst_id}"}}'
+
+    def _levels(self, levels) -> list[list[str]]:
+        price, qty, orders = self.inst.price_str, self.inst.qty_str, self.book.orders_at
+        return [[price(p), qty(q), "0", str(orders(p, q)) if q else "0"] for p, q in levels]
+
+
+def _dump_levels(levels: list[list[str]]) -> str:
+    return ",".join([f'["{a}","{b}","{c}","{d}"]' for a, b, c, d in levels])
+
+
+class TradesTopic(OkxTopic):
+    async def tick(self, now_ms: int) -> None:
+        tr = self.feed.trades(EXCHANGE, self.symbol)
+        if not len(tr.id):
+            return
+        price, qty = self.inst.price_str, self.inst.qty_str
+        head = f'{{"arg":{self.arg},"data":[{{"instId":"{self.inst_id}","tradeId":"'
+        for i, t, p, q, buy in zip(
+            tr.id.tolist(),
+            tr.time.tolist(),
+            tr.price.tolist(),
+            tr.qty.tolist(),
+            tr.taker_buy.tolist(),
+            strict=True,
+        ):
+            text = (
+                f'{head}{i}","px":"{price(p)}","sz":"{qty(q)}","side":"{"buy" if buy else "sell"}",'
+                f'"ts":"{t}","count":"1"}}]}}'
+            )
+            await self.broadcast(text.encode(), DATA)
+
+
+class BooksTopic(OkxTopic):
+    """``books``: shared 400-level view with seqId chaining and checksums."""
+
+    def __init__(self, feed: LiveFeed, channel: str, inst_id: str):
+        super().__init__(feed, channel, inst_id)
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.seq_id = 0
+        self.checksum = 0
+        self.ts = 0
+        self.last_push_ms = 0
+        self.last_change_ms = 0
+
+    def _take_view(self, now_ms: int) -> tuple[list, list]:
+        bids, asks = self.book.top(BOOKS_DEPTH)
+        self.bids, self.asks = dict(bids), dict(asks)
+        self.seq_id = self.book.update_id
+        self._set_checksum(bids, asks)
+        self.ts = now_ms
+        return bids, asks
+
+    def _set_checksum(self, bids, asks) -> None:
+        price, qty = self.inst.price_str, self.inst.qty_str
+        self.checksum = okx_checksum(
+            [(price(p), qty(q)) for p, q in bids[:25]], [(price(p), qty(q)) for p, q in asks[:25]]
+        )
+
+    def _frame(self, action: str, asks, bids, prev: int) -> bytes:
+        return (
+            f'{{"arg":{self.arg},"action":"{action}","data":[{{"asks":[{_dump_levels(self._levels(asks))}],'
+            f'"bids":[{_dump_levels(self._levels(bids))}],"ts":"{self.ts}","checksum":{self.checksum},'
+            f'"prevSeqId":{prev},"seqId":{self.seq_id}}}]}}'
+        ).encode()
+
+    def activate(self, now_ms: int) -> None:
+        self._take_view(now_ms)
+        self.last_push_ms = now_ms
+        self.last_change_ms = now_ms
+
+    async def on_subscribe(self, conn: Conn) -> None:
+        bids = sorted(self.bids.items(), reverse=True)
+        asks = sorted(self.asks.items())
+        await conn.send(self._frame("snapshot", asks, bids, -1), DATA)
+
+    async def tick(self, now_ms: int) -> None:
+        if now_ms - self.last_push_ms < BOOKS_INTERVAL_MS:
+            return
+        book = self.book
+        if book.update_id != self.seq_id:
+            new_bids, new_asks = book.top(BOOKS_DEPTH)
+            bid_changes, bid_map = side_diff(self.bids, new_bids, True)
+            ask_changes, ask_map = side_diff(self.asks, new_asks, False)
+            if bid_changes or ask_changes:
+                prev = self.seq_id
+                self.bids, self.asks = bid_map, ask_map
+                self.seq_id = book.update_id
+                self._set_checksum(new_bids, new_asks)
+                self.ts = now_ms
+                self.last_push_ms = now_ms
+                self.last_change_ms = now_ms
+                await self.broadcast(self._frame("update", ask_changes, bid_changes, prev), OKX_BOOK_UPDATE)
+                return
+            # changes deeper than 400 levels only: the view (and its seqId) stays
+        if now_ms - self.last_change_ms >= KEEPALIVE_MS:
+            self.last_change_ms = now_ms
+            self.last_push_ms = now_ms
+            self.ts = now_ms
+            await self.broadcast(self._frame("update", [], [], self.seq_id), OKX_BOOK_UPDATE)
+
+
+class SnapshotTopic(OkxTopic):
+    """``books5`` / ``bbo-tbt``: the top 5 / 1 levels, pushed when they change."""
+
+    def __init__(self, feed: LiveFeed, channel: str, inst_id: str):
+        super().__init__(feed, channel, inst_id)
+        self.depth = 5 if channel == "books5" else 1
+        self.interval_ms = BOOKS5_INTERVAL_MS if channel == "books5" else BBO_INTERVAL_MS
+        self.last: tuple = ()
+        self.last_push_ms = 0
+
+    def activate(self, now_ms: int) -> None:
+        self.last = ()
+        self.last_push_ms = now_ms - self.interval_ms
+
+    async def tick(self, now_ms: int) -> None:
+        if now_ms - self.last_push_ms < self.interval_ms:
+            return
+        bids, asks = self.book.top(self.depth)
+        key = (tuple(bids), tuple(asks))
+        if key == self.last:
+            return
+        self.last = key
+        self.last_push_ms = now_ms
+        inst = f',"instId":"{self.inst_id}"' if self.depth == 5 else ""
+        text = (
+            f'{{"arg":{self.arg},"data":[{{"asks":[{_dump_levels(self._levels(asks))}],'
+            f'"bids":[{_dump_levels(self._levels(bids))}]{inst},"ts":"{now_ms}","seqId":{self.book.update_id}}}]}}'
+        )
+        await self.broadcast(text.encode(), DATA)
+
+
+_FACTORIES = {"trades": TradesTopic, "books": BooksTopic, "books5": SnapshotTopic, "bbo-tbt": SnapshotTopic}
+
+
+def topic_of(feed: LiveFeed, channel: str, inst_id: str) -> Topic | None:
+    cls = _FACTORIES.get(channel)
+    if cls is None or inst_id not in INST_IDS:
+        return None
+    return feed.topic(EXCHANGE, f"{channel}:{inst_id}", lambda f: cls(f, channel, inst_id))
+
+
+def _error(conn: Conn, code: str, msg: str, req_id: Any) -> bytes:
+    body: dict[str, Any] = {}
+    if req_id is not None:
+        body["id"] = req_id
+    body.update({"event": "error", "code": code, "msg": msg, "connId": conn.conn_id})
+    return orjson.dumps(body)
+
+
+def _ack(conn: Conn, event: str, arg: dict, req_id: Any) -> bytes:
+    body: dict[str, Any] = {}
+    if req_id is not None:
+        body["id"] = req_id
+    body.update({"event": event, "arg": arg, "connId": conn.conn_id})
+    return orjson.dumps(body)
+
+
+def _wrong_url(arg: Any) -> str:
+    if isinstance(arg, dict):
+        desc = ",".join(f"{k}:{v}" for k, v in arg.items())
+    else:
+        desc = str(arg)
+    return (
+        f"Wrong URL or {desc} doesn't exist. Please use the correct URL, channel and parameters "
+        "referring to API document."
+    )
+
+
+async def handle_text(feed: LiveFeed, conn: Conn, text: str, business: bool) -> None:
+    if text == "ping":
+        await conn.send(b"pong")
+        return
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        await conn.send(_error(conn, "60012", f"Invalid request: {text[:200]}", None))
+        return
+    if not isinstance(msg, dict):
+        await conn.send(_error(conn, "60012", f"Invalid request: {text[:200]}", None))
+        return
+    req_id = msg.get("id")
+    if req_id is not None and (not isinstance(req_id, str) or len(req_id) > 32 or not req_id.isalnum()):
+        await conn.send(_error(conn, "60013", "Invalid args", None))
+        return
+    op = msg.get("op")
+    if op not in ("subscribe", "unsubscribe"):
+        await conn.send(_error(conn, "60019", f"Invalid op: {op}", req_id))
+        return
+    window: deque = conn.extra.setdefault("sub_times", deque())
+    now = feed.loop_time()
+    while window and now - window[0] >= 3600.0:
+        window.popleft()
+    if len(window) >= SETTINGS.max_subscribes_per_hour:
+        await conn.send(_error(conn, "60014", "Requests too frequent.", req_id))
+        return
+    window.append(now)
+    args = msg.get("args")
+    if not isinstance(args, list) or not args:
+        await conn.send(_error(conn, "60013", "Invalid args", req_id))
+        return
+    for arg in args:
+        if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str):
+            await conn.send(_error(conn, "60013", "Invalid args", req_id))
+            continue
+        channel, inst_id = arg["channel"], arg.get("instId")
+        echo = {"channel": channel, "instId": inst_id} if inst_id is not None else {"channel": channel}
+        topic = None if business else topic_of(feed, channel, inst_id if isinstance(inst_id, str) else "")
+        if topic is None:
+            await conn.send(_error(conn, "60018", _wrong_url(echo), req_id))
+            continue
+        if op == "subscribe":
+            fresh = feed.subscribe(conn, topic)
+            await conn.send(_ack(conn, "subscribe", echo, req_id))
+            if fresh:
+                await topic.on_subscribe(conn)
+        else:
+            feed.unsubscribe(conn, topic)
+            await conn.send(_ack(conn, "unsubscribe", echo, req_id))
+
+
+def housekeep(conn: Conn, loop_now: float) -> None:
+    if loop_now - max(conn.last_recv, conn.last_push) >= SETTINGS.idle_seconds:
+        conn.state.count("ws.keepalive_closes")
+        conn.close(4004, "No data received in 30s.")
+
+
+_recent_connections: dict[str, deque] = {}
+
+
+def _connection_allowed(ip: str, now: float) -> bool:
+    times = _recent_connections.setdefault(ip, deque())
+    while times and now - times[0] >= 1.0:
+        times.popleft()
+    if len(times) >= SETTINGS.max_new_connections_per_second:
+        return False
+    times.append(now)
+    return True
+
+
+def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
+    """Add ``/ws/v5/public`` and ``/ws/v5/business`` to the OKX app (``server.py`` calls this)."""
+
+    async def serve(request: web.Request, business: bool) -> web.StreamResponse:
+        feed: LiveFeed = sim.feed
+        if not _connection_allowed(request.remote or "", feed.loop_time()):
+            state.count("limit.violations")
+            return web.Response(status=429, text="Too Many Requests")
+        ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        feed.housekeepers[EXCHANGE] = housekeep
+        conn = feed.open_conn(EXCHANGE, ws, request, conn_id=secrets.token_hex(4))
+        try:
+            async for msg in ws:
+                if conn.closed:
+                    break
+                conn.received()
+                if msg.type == WSMsgType.TEXT:
+                    await handle_text(feed, conn, msg.data, business)
+        finally:
+            feed.close_conn(conn)
+        return ws
+
+    async def public(request: web.Request) -> web.StreamResponse:
+        return await serve(request, False)
+
+    async def business(request: web.Request) -> web.StreamResponse:
+        return await serve(request, True)
+
+    app.router.add_get("/ws/v5/public", public)
+    app.router.add_get("/ws/v5/business", business)
