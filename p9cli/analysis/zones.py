@@ -1,0 +1,496 @@
+"""Liquidity zones (high-volume accumulation areas) and the one-call assembly of part B's
+sections of the structure document (levels, floor pivots, volume profiles, zones).
+
+Pure functions over numpy arrays / candle frames (no I/O). A "frame" is a pandas DataFrame
+with the Parquet columns or a :class:`p9cli.analysis.candles.Candles`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from p9cli.analysis.levels import (
+    combined_timeframe_score,
+    floor_pivots,
+    key_levels,
+    reference_timeframe,
+)
+from p9cli.analysis.profile import (
+    VolumeProfile,
+    column,
+    composite_profile,
+    composite_slices,
+    frame_profile,
+    row_size_for,
+    value_area,
+    volume_nodes,
+)
+from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
+
+#: Zone strength = sum of weight * component, see :func:`liquidity_zones`.
+ZONE_STRENGTH_WEIGHTS = {"density": 0.4, "timeframes": 0.3, "time": 0.3}
+
+
+def consolidations(
+    high: np.ndarray,
+    low: np.ndarray,
+    atr: float,
+    *,
+    min_bars: int = 12,
+    band_atr: float = 2.0,
+    max_band_atr: float | None = None,
+) -> list[tuple[int, int]]:
+    """Consolidation ranges: stretches where price stayed inside a narrow ATR-relative band.
+
+    A window of ``min_bars`` consecutive bars is *tight* when ``max(high) - min(low) <=
+    band_atr * atr``. Overlapping tight windows are joined into one stretch; a stretch whose
+    whole range exceeds ``max_band_atr * atr`` (default ``1.5 * band_atr``: a slow drift, not
+    a range) is cut greedily, left to right, into pieces that stay within it, and pieces
+    shorter than ``min_bars`` are dropped.
+
+    Args:
+        high, low: 1-D float arrays of one timeframe, oldest first.
+        atr: that timeframe's ATR in price units (finite, > 0; otherwise nothing is found).
+
+    Returns:
+        ``[(start, stop), ...]``: positional bar ranges ``start:stop``, ascending.
+    """
+    h = np.asarray(high, dtype=np.float64)
+    lo = np.asarray(low, dtype=np.float64)
+    n = h.size
+    if n < min_bars or min_bars < 2 or not (math.isfinite(atr) and atr > 0):
+        return []
+    band = band_atr * atr
+    cap = (max_band_atr if max_band_atr is not None else 1.5 * band_atr) * atr
+    win_h = np.lib.stride_tricks.sliding_window_view(h, min_bars).max(axis=1)
+    win_l = np.lib.stride_tricks.sliding_window_view(lo, min_bars).min(axis=1)
+    tight = (win_h - win_l) <= band  # NaN compares False: never tight
+    if not tight.any():
+        return []
+    edges = np.diff(np.concatenate(([0], tight.astype(np.int8), [0])))
+    run_starts = np.flatnonzero(edges == 1)
+    run_stops = np.flatnonzero(edges == -1)  # window starts s..e-1 -> bars s .. e-1+min_bars
+    out: list[tuple[int, int]] = []
+    for s, e in zip(run_starts.tolist(), run_stops.tolist(), strict=True):
+        a, b = s, e - 1 + min_bars
+        if float(h[a:b].max() - lo[a:b].min()) <= cap:
+            out.append((a, b))
+            continue
+        # greedy split of a drifting stretch
+        hs, ls = h[a:b].tolist(), lo[a:b].tolist()
+        start, top, bottom = 0, hs[0], ls[0]
+        for i in range(1, len(hs)):
+            t, m = max(top, hs[i]), min(bottom, ls[i])
+            if t - m > cap:
+                if i - start >= min_bars:
+                    out.append((a + start, a + i))
+                start, top, bottom = i, hs[i], ls[i]
+            else:
+                top, bottom = t, m
+        if len(hs) - start >= min_bars:
+            out.append((a + start, b))
+    return out
+
+
+def _coverage(frames: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Composite-coverage candles (see :func:`composite_slices`) as flat arrays."""
+    closes, durations, opens = [], [], []
+    for tf, a, b in composite_slices(frames):
+        closes.append(column(frames[tf], "close")[a:b])
+        opens.append(column(frames[tf], "open_time")[a:b])
+        durations.append(np.full(b - a, TIMEFRAME_MS[tf], dtype=np.int64))
+    if not closes:
+        return {"close": np.zeros(0), "open_time": np.zeros(0, np.int64), "ms": np.zeros(0, np.int64)}
+    return {
+        "close": np.concatenate(closes),
+        "open_time": np.concatenate(opens),
+        "ms": np.concatenate(durations),
+    }
+
+
+def _merge_intervals(lows: list[float], highs: list[float], gap: float) -> list[tuple[float, float]]:
+    """Union of price intervals, joining those separated by at most ``gap``."""
+    out: list[list[float]] = []
+    for a, b in sorted(zip(lows, highs, strict=True)):
+        if out and a <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def liquidity_zones(
+    frames: Mapping[str, Any],
+    atr: Mapping[str, float],
+    profile: VolumeProfile,
+    *,
+    last_close: float | None = None,
+    tf_nodes: Mapping[str, Mapping[str, list[dict]]] | None = None,
+    tick: float | None = None,
+    reference_tf: str | None = None,
+    min_bars: int = 12,
+    band_atr: float = 2.0,
+    min_rel_volume: float = 1.1,
+    min_density_ratio: float = 1.0,
+    max_distance_atr: float = 8.0,
+    max_zones: int = 8,
+) -> list[dict]:
+    """High-volume accumulation areas: HVN clusters of the composite profile and
+    consolidation ranges with elevated volume.
+
+    Args:
+        frames: timeframe -> candles (ascending, closed; ``open_time``, ``high``, ``low``,
+            ``close``, ``volume``).
+        atr: timeframe -> current ATR(14) in price units.
+        profile: the composite volume profile (:func:`composite_profile`); volume shares,
+            densities and HVNs come from it.
+        last_close: latest close; with it, zones whose nearer edge is more than
+            ``max_distance_atr`` reference ATRs away are dropped, and distances are reported.
+        tf_nodes: timeframe -> :func:`volume_nodes` of that timeframe's own profile (used to
+            decide which timeframes "show" a zone); computed here when omitted (needs
+            ``tick``, else one row = ATR/10 without tick rounding).
+        reference_tf: timeframe whose ATR scales distances (default: the longest one with
+            an ATR, as in :func:`key_levels`).
+        min_bars, band_atr: consolidation rule (:func:`consolidations`), per timeframe with
+            that timeframe's ATR.
+        min_rel_volume: a consolidation qualifies when its mean bar volume is at least this
+            multiple of its timeframe's mean bar volume.
+        min_density_ratio: a zone qualifies when its volume per price unit in the composite
+            profile is at least this multiple of the profile's mean.
+        max_zones: the strongest ``max_zones`` zones are returned.
+
+    Zones:
+        * ``hvn_cluster``: high-volume nodes of the composite profile (:func:`volume_nodes`)
+          whose extents touch or overlap (gap <= one row) are joined into one range.
+        * ``consolidation``: consolidation ranges (:func:`consolidations`) with elevated volume
+          on any timeframe; ranges on different timeframes that overlap both in time and in
+          price (by at least half of the narrower one) are one zone, whose price bounds are
+          those of its longest-lasting member.
+
+    Returns:
+        a list of dicts, sorted by ``mid`` descending::
+
+            kind            "hvn_cluster" | "consolidation"
+            low, high, mid  price bounds and midpoint
+            volume          composite-profile volume inside [low, high]
+            volume_share    volume / profile total (0..1)
+            density_ratio   (volume / (high - low)) / (profile total / profile height)
+            time_spent_ms   total duration of the composite-coverage candles (finest
+                            timeframe for each period, no double counting) whose close lies
+                            inside [low, high]
+            time_spent_bars number of those candles
+            time_share      time_spent_ms / duration of the whole coverage (0..1)
+            first_time, last_time  open_time (ms) of the first/last such candle (None if none)
+            timeframes      timeframes that show the zone (their own profile has an HVN
+                            overlapping it, or they have a qualifying consolidation
+                            overlapping it in price), longest first
+            consolidation   for kind "consolidation": {"timeframe", "start_time",
+                            "end_time" (close of the last bar, ms), "bars", "rel_volume"} of
+                            the longest-lasting member; None for hvn clusters
+            distance_pct, distance_atr   (mid - last_close) in % of last_close and in
+                            reference ATRs (None without last_close)
+            strength        0..1 = 0.4*D + 0.3*F + 0.3*T with D = r/(1+r) for
+                            r = density_ratio, F = 1 - prod(1 - timeframe_weight) over the
+                            zone's timeframes, T = s/(s + 0.05) for s = time_share
+    """
+    frames = {tf: df for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
+    if not frames or profile.total <= 0:
+        return []
+    ref = reference_tf or reference_timeframe(frames, atr)
+    atr_ref = float(atr[ref])
+    total = profile.total
+    height = profile.price_high - profile.price_low
+    mean_density = total / height if height > 0 else 0.0
+
+    # --- which timeframes show what
+    if tf_nodes is None:
+        tf_nodes = {}
+        for tf, df in frames.items():
+            a = atr.get(tf)
+            if a is None or not (math.isfinite(a) and a > 0):
+                continue
+            hi_, lo_ = column(df, "high"), column(df, "low")
+            rng = float(np.nanmax(hi_) - np.nanmin(lo_))
+            rs = row_size_for(tick, a, price_range=rng) if tick else max(a / 10.0, rng / 2000.0)
+            tf_nodes[tf] = volume_nodes(frame_profile(df, rs))
+    tf_hvn = {tf: [(n["low"], n["high"]) for n in nodes.get("hvn", [])] for tf, nodes in tf_nodes.items()}
+
+    cons = []  # (tf, start_ms, end_ms, low, high, bars, rel_volume)
+    for tf, df in frames.items():
+        a = atr.get(tf)
+        if a is None or not (math.isfinite(a) and a > 0):
+            continue
+        h, lo, v = column(df, "high"), column(df, "low"), column(df, "volume")
+        ot = column(df, "open_time")
+        mean_v = float(np.nanmean(v)) if v.size else 0.0
+        if not mean_v > 0:
+            continue
+        for s, e in consolidations(h, lo, a, min_bars=min_bars, band_atr=band_atr):
+            rel = float(np.nanmean(v[s:e])) / mean_v
+            if rel >= min_rel_volume:
+                cons.append(
+                    (
+                        tf,
+                        int(ot[s]),
+                        int(ot[e - 1]) + TIMEFRAME_MS[tf],
+                        float(lo[s:e].min()),
+                        float(h[s:e].max()),
+                        e - s,
+                        rel,
+                    )
+                )
+
+    candidates: list[dict] = []
+    # --- HVN clusters of the composite profile
+    hvn = volume_nodes(profile)["hvn"]
+    for low, high in _merge_intervals(
+        [n["low"] for n in hvn], [n["high"] for n in hvn], profile.row_size * 1.0001
+    ):
+        candidates.append({"kind": "hvn_cluster", "low": low, "high": high, "consolidation": None})
+
+    # --- consolidations, merged across timeframes (time and price overlap)
+    if cons:
+        k = len(cons)
+        parent = list(range(k))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        st = np.array([c[1] for c in cons])
+        en = np.array([c[2] for c in cons])
+        pl = np.array([c[3] for c in cons])
+        ph = np.array([c[4] for c in cons])
+        t_ov = (st[:, None] < en[None, :]) & (st[None, :] < en[:, None])
+        inter = np.minimum(ph[:, None], ph[None, :]) - np.maximum(pl[:, None], pl[None, :])
+        narrow = np.minimum((ph - pl)[:, None], (ph - pl)[None, :])
+        p_ov = inter >= 0.5 * narrow
+        ii, jj = np.nonzero(np.triu(t_ov & p_ov, 1))
+        for i, j in zip(ii.tolist(), jj.tolist(), strict=True):
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+        groups: dict[int, list[int]] = {}
+        for i in range(k):
+            groups.setdefault(find(i), []).append(i)
+        for members in groups.values():
+            base = max(members, key=lambda i: (cons[i][2] - cons[i][1], -i))
+            tf, s_ms, e_ms, low, high, bars, rel = cons[base]
+            candidates.append(
+                {
+                    "kind": "consolidation",
+                    "low": low,
+                    "high": high,
+                    "consolidation": {
+                        "timeframe": tf,
+                        "start_time": s_ms,
+                        "end_time": e_ms,
+                        "bars": int(bars),
+                        "rel_volume": rel,
+                    },
+                }
+            )
+    if not candidates:
+        return []
+
+    lows = np.array([c["low"] for c in candidates])
+    highs = np.array([c["high"] for c in candidates])
+    vols = np.asarray(profile.volume_between(lows, highs), dtype=np.float64)
+    widths = np.maximum(highs - lows, profile.row_size)
+    ratio = (vols / widths) / mean_density if mean_density > 0 else np.zeros(len(candidates))
+
+    cov = _coverage(frames)
+    cov_total = float(cov["ms"].sum())
+    inside = (cov["close"][None, :] >= lows[:, None]) & (cov["close"][None, :] <= highs[:, None])
+    spent_ms = (inside * cov["ms"][None, :]).sum(axis=1)
+    spent_bars = inside.sum(axis=1)
+
+    zones = []
+    for z, c in enumerate(candidates):
+        if ratio[z] < min_density_ratio:
+            continue
+        low, high = c["low"], c["high"]
+        mid = (low + high) / 2.0
+        if last_close is not None and math.isfinite(last_close):
+            gap = max(low - last_close, last_close - high, 0.0)
+            if gap > max_distance_atr * atr_ref:
+                continue
+        shows = set()
+        for tf, spans in tf_hvn.items():
+            if any(a < high and b > low for a, b in spans):
+                shows.add(tf)
+        for con in cons:
+            if con[3] < high and con[4] > low:
+                shows.add(con[0])
+        if c["consolidation"] is not None:
+            shows.add(c["consolidation"]["timeframe"])
+        tfs = [tf for tf in TIMEFRAMES if tf in shows]
+        share_t = float(spent_ms[z]) / cov_total if cov_total > 0 else 0.0
+        r = float(ratio[z])
+        sw = ZONE_STRENGTH_WEIGHTS
+        strength = (
+            sw["density"] * r / (1.0 + r)
+            + sw["timeframes"] * combined_timeframe_score(tfs)
+            + sw["time"] * share_t / (share_t + 0.05)
+        )
+        idx = np.flatnonzero(inside[z])
+        zones.append(
+            {
+                "kind": c["kind"],
+                "low": low,
+                "high": high,
+                "mid": mid,
+                "volume": float(vols[z]),
+                "volume_share": float(vols[z]) / total,
+                "density_ratio": r,
+                "time_spent_ms": int(spent_ms[z]),
+                "time_spent_bars": int(spent_bars[z]),
+                "time_share": share_t,
+                "first_time": int(cov["open_time"][idx].min()) if idx.size else None,
+                "last_time": int(cov["open_time"][idx].max()) if idx.size else None,
+                "timeframes": tfs,
+                "consolidation": c["consolidation"],
+                "distance_pct": (100.0 * (mid - last_close) / last_close) if last_close else None,
+                "distance_atr": ((mid - last_close) / atr_ref) if last_close is not None else None,
+                "strength": float(min(max(strength, 0.0), 1.0)),
+            }
+        )
+    zones.sort(key=lambda z: (-z["strength"], z["low"]))
+    return sorted(zones[:max_zones], key=lambda z: -z["mid"])
+
+
+def profile_summary(
+    profile: VolumeProfile, *, value_area_pct: float = 0.70, nodes: dict | None = None
+) -> dict:
+    """JSON-ready summary of a profile: grid, POC, value area and nodes.
+
+    Returns ``{"row_size", "rows", "price_low", "price_high", "total_volume", "poc",
+    "val", "vah", "value_area_pct" (requested), "value_area_share" (achieved), "hvn": [...],
+    "lvn": [...]}`` (nodes as in :func:`volume_nodes`, without the internal ``row``), plus
+    ``"sources": [{"timeframe", "first_open_ms", "last_open_ms", "candles"}]`` for a
+    composite profile.
+    """
+    va = value_area(profile, value_area_pct)
+    nodes = nodes if nodes is not None else volume_nodes(profile)
+
+    def clean(n: dict) -> dict:
+        return {k: v for k, v in n.items() if k != "row"}
+
+    out = {
+        "row_size": profile.row_size,
+        "rows": profile.n_rows,
+        "price_low": profile.price_low,
+        "price_high": profile.price_high,
+        "total_volume": profile.total,
+        "poc": va.poc,
+        "val": va.val,
+        "vah": va.vah,
+        "value_area_pct": value_area_pct,
+        "value_area_share": va.share,
+        "hvn": [clean(n) for n in nodes["hvn"]],
+        "lvn": [clean(n) for n in nodes["lvn"]],
+    }
+    if profile.sources:
+        out["sources"] = [
+            {"timeframe": tf, "first_open_ms": a, "last_open_ms": b, "candles": n}
+            for tf, a, b, n in profile.sources
+        ]
+    return out
+
+
+def structure_sections(
+    frames: Mapping[str, Any],
+    atr: Mapping[str, float],
+    last_close: float,
+    tick: float,
+    *,
+    now_ms: int | None = None,
+    value_area_pct: float = 0.70,
+    pivot_bars: int = 2,
+    max_levels: int = 12,
+    max_zones: int = 8,
+) -> dict:
+    """Part B's sections of the ``p9.structure/1`` document, in one call.
+
+    Args:
+        frames: timeframe -> candles (DataFrame or Candles; ascending, closed candles).
+        atr: timeframe -> current ATR(14) (price units) for those timeframes.
+        last_close: the latest close (e.g. of the finest timeframe).
+        tick: price increment (e.g. :func:`p9cli.analysis.candles.tick_size`).
+        now_ms: reference time for level recency (default: latest candle close in frames).
+        value_area_pct: value-area fraction for every profile.
+        pivot_bars: fractal bars each side (left = right).
+
+    Returns::
+
+        {
+          "levels": [...],                  # key_levels(...)
+          "floor_pivots": {...} | None,     # floor_pivots(last closed 1d candle), with
+                                            #   "from_open_ms": that candle's open_time
+          "volume_profile": {
+              "composite": {...},           # profile_summary of the composite profile
+              "timeframes": {tf: {...}},    # profile_summary of each timeframe's own profile
+          },
+          "liquidity_zones": [...],         # liquidity_zones(...)
+        }
+
+    Row sizes: composite ``row_size_for(tick, ATR_ref)`` with the reference (longest)
+    timeframe's ATR; per timeframe ``row_size_for(tick, ATR_tf)``; both capped at 2000 rows.
+    """
+    frames = {tf: df for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
+    ref = reference_timeframe(frames, atr)
+    atr_ref = float(atr[ref])
+    lows = [float(np.nanmin(column(df, "low"))) for df in frames.values()]
+    highs = [float(np.nanmax(column(df, "high"))) for df in frames.values()]
+    composite = composite_profile(frames, row_size_for(tick, atr_ref, price_range=max(highs) - min(lows)))
+
+    per_tf: dict[str, dict] = {}
+    tf_nodes: dict[str, dict] = {}
+    for tf in TIMEFRAMES:
+        if tf not in frames:
+            continue
+        a = atr.get(tf)
+        if a is None or not (math.isfinite(a) and a > 0):
+            continue
+        df = frames[tf]
+        rng = float(np.nanmax(column(df, "high")) - np.nanmin(column(df, "low")))
+        prof = frame_profile(df, row_size_for(tick, a, price_range=rng))
+        tf_nodes[tf] = volume_nodes(prof)
+        per_tf[tf] = profile_summary(prof, value_area_pct=value_area_pct, nodes=tf_nodes[tf])
+
+    levels = key_levels(
+        frames,
+        atr,
+        last_close,
+        tick,
+        left=pivot_bars,
+        right=pivot_bars,
+        max_levels=max_levels,
+        profile=composite,
+        now_ms=now_ms,
+    )
+    zones = liquidity_zones(
+        frames, atr, composite, last_close=last_close, tf_nodes=tf_nodes, tick=tick, max_zones=max_zones
+    )
+    floor = None
+    if "1d" in frames:
+        d = frames["1d"]
+        floor = floor_pivots(
+            {"high": column(d, "high")[-1], "low": column(d, "low")[-1], "close": column(d, "close")[-1]}
+        )
+        floor["from_open_ms"] = int(column(d, "open_time")[-1])
+    return {
+        "levels": levels,
+        "floor_pivots": floor,
+        "volume_profile": {
+            "composite": profile_summary(composite, value_area_pct=value_area_pct),
+            "timeframes": per_tf,
+        },
+        "liquidity_zones": zones,
+    }
