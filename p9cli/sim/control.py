@@ -29,6 +29,7 @@ from aiohttp import web
 
 from p9cli.sim.http import ceil_open, floor_open, json_response
 from p9cli.sim.instruments import INSTRUMENTS, INTERVALS, instrument_by_code
+from p9cli.sim.rest_binance import taker_buy_columns
 from p9cli.sim.state import FaultSettings, LimitSettings, Simulator
 from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS
 
@@ -157,9 +158,7 @@ def bar_rows(exchange: str, inst: Any, bars: Any, tf_ms: int) -> list[dict[str, 
         bars.close.tolist(), bars.volume.tolist(), bars.quote.tolist(), bars.trades.tolist(),
         bars.closed.tolist(),
     ]  # fmt: skip
-    has_taker = hasattr(bars, "taker_buy_volume")
-    tbv = bars.taker_buy_volume.tolist() if has_taker else [0] * len(cols[0])
-    tbq = bars.taker_buy_quote.tolist() if has_taker else [0] * len(cols[0])
+    tbv, tbq = taker_buy_columns(bars)
     for (t, o, h, lo, c, v, q, n, closed), bv, bq in zip(zip(*cols, strict=True), tbv, tbq, strict=True):
         o_s, h_s, l_s, c_s, v_s, q_s = price(o), price(h), price(lo), price(c), qty(v), quote(q)
         if exchange == "binance":

@@ -125,8 +125,7 @@ def kline_rows(bars: Any, inst: Any, tf_ms: int) -> list[list[Any]]:
         bars.volume.tolist(),
         bars.quote.tolist(),
         bars.trades.tolist(),
-        bars.taker_buy_volume.tolist(),
-        bars.taker_buy_quote.tolist(),
+        *taker_buy_columns(bars),
     )
     close_off = tf_ms - 1
     return [
@@ -146,6 +145,19 @@ def kline_rows(bars: Any, inst: Any, tf_ms: int) -> list[list[Any]]:
         ]
         for t, o, h, lo, c, v, q, n, bv, bq in zip(*cols, strict=True)
     ]
+
+
+def taker_buy_columns(bars: Any) -> tuple[list[int], list[int]]:
+    """Taker-buy base and quote volume per bar. The market model has no taker side for
+    historical minutes, so unless it provides ``taker_buy_volume`` / ``taker_buy_quote`` the
+    simulator publishes half of each bar's volume (floor) and the matching share of its quote
+    volume: plausible, consistent (<= volume) and deterministic, but not aggregated from trades."""
+    if hasattr(bars, "taker_buy_volume") and hasattr(bars, "taker_buy_quote"):
+        return bars.taker_buy_volume.tolist(), bars.taker_buy_quote.tolist()
+    half = bars.volume // 2
+    vol = bars.volume
+    quote = (bars.quote * half) // vol.clip(min=1)
+    return half.tolist(), quote.tolist()
 
 
 class BinanceRest(ExchangeRest):

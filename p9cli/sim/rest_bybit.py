@@ -289,14 +289,20 @@ def spot_instrument(inst: Any) -> dict[str, Any]:
 
 
 def book_u(sim: Simulator, symbol: str, seq: int) -> int:
-    """The ``u`` of the 1000-level stream matching the engine state ``seq``: asked of the live
-    feed when it can tell (it numbers the per-topic messages), else ``seq`` itself."""
+    """The ``u`` of the 1000-level stream matching the engine state ``seq``: the live feed's
+    ``bybit_rest_u(symbol, seq)`` when it has one, else the ``orderbook.1000`` topic's counter
+    when that topic shows exactly this state, else ``seq`` itself (no stream to agree with)."""
     feed = sim.feed
     fn = getattr(feed, "bybit_rest_u", None)
     if fn is not None:
         value = fn(symbol, seq)
         if value is not None:
             return int(value)
+    topics = getattr(feed, "topics", None) or {}
+    code = http.instrument_of(sim, EXCHANGE, symbol).code
+    topic = topics.get((EXCHANGE, f"orderbook.1000.{code}"))
+    if topic is not None and getattr(topic, "seq", None) == seq and getattr(topic, "u", 0):
+        return int(topic.u)
     return int(seq)
 
 
