@@ -377,3 +377,25 @@ def _book_from_data(data: dict, kind: str, time_ms: int | None) -> BookMsg:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"order book: {exc!r}", exchange=NAME) from None
+
+
+def parse_rest_recent_trades(body: bytes) -> list[Trade]:
+    """``GET /v5/market/recent-trade`` ``result.list`` (newest first) -> trades, oldest first."""
+    rows = _result(body).get("list")
+    if not isinstance(rows, list):
+        raise MalformedResponse("recent-trade: result.list missing or not an array", exchange=NAME)
+    try:
+        return [
+            Trade(
+                NAME,
+                r["symbol"],
+                float(r["price"]),
+                float(r["size"]),
+                _SIDES[r["side"]],
+                str(r["execId"]),
+                int(r["time"]),
+            )
+            for r in reversed(rows)
+        ]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"recent-trade: bad row ({exc!r})", exchange=NAME) from None
