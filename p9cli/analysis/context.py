@@ -27,6 +27,7 @@ from p9cli.analysis.indicators import atr
 from p9cli.analysis.trend import ATR_PERIOD, analyze_trend, timeframe_weight, trend_alignment
 from p9cli.analysis.volatility import analyze_volatility
 from p9cli.analysis.volume import analyze_volume
+from p9cli.analysis.zones import structure_sections
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES, channel_symbol, exchange_symbol
 
 SCHEMA = "p9.structure/1"
@@ -116,6 +117,15 @@ def build_structure(
         sections[tf] = done if done is not None else analyze_timeframe(candles_by_tf[tf], tf, tick)
     finest = order[-1]
     data_ms = max(sections[tf]["last_close_ms"] for tf in order)
+    last_price = sections[finest]["close"]
+    atr_by_tf = {
+        tf: sections[tf]["volatility"]["atr"] for tf in order if (sections[tf]["volatility"]["atr"] or 0) > 0
+    }
+    if atr_by_tf and tick:
+        # key levels, floor pivots, volume profiles and liquidity zones (p9cli.analysis.zones)
+        levels = structure_sections(candles_by_tf, atr_by_tf, last_price, tick, now_ms=data_ms)
+    else:  # no timeframe has an ATR yet (every series shorter than 15 candles)
+        levels = {"levels": [], "floor_pivots": None, "volume_profile": None, "liquidity_zones": []}
     doc = {
         "schema": SCHEMA,
         "exchange": exchange,
@@ -125,10 +135,14 @@ def build_structure(
         "ts": int(time.time() * 1000) if now_ms is None else int(now_ms),
         "data_ts": data_ms,
         "tick": tick,
-        "last_price": sections[finest]["close"],
+        "last_price": last_price,
         "last_price_timeframe": finest,
         "timeframes": {},
-        "alignment": finite(alignment(sections)),
+        "alignment": alignment(sections),
+        "levels": levels["levels"],
+        "floor_pivots": levels["floor_pivots"],
+        "volume_profile": levels["volume_profile"],
+        "liquidity_zones": levels["liquidity_zones"],
     }
     doc = finite(doc)
     doc["timeframes"] = sections  # already finite (analyze_timeframe)
