@@ -32,6 +32,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 SLOT_MS = 25  # simulated ms between two book slots
 TARGET_LEVELS = 1000  # levels per side the book keeps (within +-TAIL_SLACK)
 TAIL_SLACK = 40
@@ -342,3 +344,67 @@ class BookEngine:
         if extra > LOG_EVENTS // 4:
             del self._log[:extra]
             self._log_first += extra
+
+
+MINUTE_MS = 60_000
+
+
+class TradeCache:
+    """``model.trades`` served from whole-minute batches: the same rows, far fewer model calls.
+
+    The model's trades are a pure function of (seed, exchange, symbol, time) and a minute
+    generated alone equals the same minute inside any larger request, so slicing a cached
+    minute gives exactly ``model.trades(exchange, symbol, start, end)``. Intervals longer than
+    :attr:`max_minutes` minutes go to the model directly. ``last_trade_price`` passes through.
+    """
+
+    def __init__(self, model: Any, max_minutes: int = 3, keep: int = 64):
+        self.model = model
+        self.max_minutes = max_minutes
+        self.keep = keep
+        self._minutes: dict[tuple[str, str, int], Any] = {}
+
+    def last_trade_price(self, exchange: str, symbol: str, now_ms: int) -> int:
+        return self.model.last_trade_price(exchange, symbol, now_ms)
+
+    def _minute(self, exchange: str, symbol: str, minute: int) -> Any:
+        key = (exchange, symbol, minute)
+        got = self._minutes.get(key)
+        if got is None:
+            got = self.model.trades(exchange, symbol, minute, minute + MINUTE_MS)
+            if len(self._minutes) >= self.keep:
+                # drop the oldest minutes (insertion order is time order per key, roughly)
+                for old in list(self._minutes)[: self.keep // 2]:
+                    del self._minutes[old]
+            self._minutes[key] = got
+        return got
+
+    def trades(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> Any:
+        if end_ms <= start_ms:
+            return self.model.trades(exchange, symbol, start_ms, start_ms)
+        m_first = start_ms - start_ms % MINUTE_MS
+        m_last = (end_ms - 1) - (end_ms - 1) % MINUTE_MS
+        if (m_last - m_first) // MINUTE_MS >= self.max_minutes:
+            return self.model.trades(exchange, symbol, start_ms, end_ms)
+        parts = []
+        for minute in range(m_first, m_last + 1, MINUTE_MS):
+            tr = self._minute(exchange, symbol, minute)
+            times = tr.time
+            a = int(times.searchsorted(start_ms, "left")) if minute == m_first else 0
+            b = int(times.searchsorted(end_ms, "left")) if minute == m_last else len(times)
+            if a == 0 and b == len(times):
+                parts.append(tr)
+            else:
+                parts.append(
+                    type(tr)(tr.id[a:b], tr.time[a:b], tr.price[a:b], tr.qty[a:b], tr.taker_buy[a:b])
+                )
+        if len(parts) == 1:
+            return parts[0]
+        cls = type(parts[0])
+        return cls(
+            np.concatenate([p.id for p in parts]),
+            np.concatenate([p.time for p in parts]),
+            np.concatenate([p.price for p in parts]),
+            np.concatenate([p.qty for p in parts]),
+            np.concatenate([p.taker_buy for p in parts]),
+        )

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from p9cli.sim.book import BookEngine
+from p9cli.sim.book import BookEngine, TradeCache
 from p9cli.universe import QUOTE, SYMBOLS
 
 log = logging.getLogger("p9cli.sim.feed")
@@ -238,6 +238,8 @@ class LiveFeed:
         #: exchange -> callable(conn, loop_now) run every HOUSEKEEPING_SECONDS per connection
         self.housekeepers: dict[str, Any] = {}
         self.instruments: dict[tuple[str, str], Any] = {}
+        #: the model's trades, served from cached whole minutes (identical rows)
+        self.market = TradeCache(sim.model)
         self.sent_trades: dict[tuple[str, str], deque[tuple[int, int]]] = {}
         self.now_ms = 0
         self.ticks = 0
@@ -262,7 +264,7 @@ class LiveFeed:
                 self.instruments[(exchange, symbol)] = inst
                 if (exchange, symbol) not in self.sim.books:
                     self.sim.books[(exchange, symbol)] = BookEngine(
-                        exchange, symbol, inst, self.sim.model, self.sim.seed, now_ms=now
+                        exchange, symbol, inst, self.market, self.sim.seed, now_ms=now
                     )
                 self._trade_cursor[(exchange, symbol)] = now + 1
         self._task = self._loop.create_task(self._run(), name="p9-sim-feed")
@@ -347,7 +349,7 @@ class LiveFeed:
         if got is None:
             start = self._trade_cursor[key]
             end = self.now_ms + 1
-            got = self.sim.model.trades(exchange, symbol, start, end)
+            got = self.market.trades(exchange, symbol, start, end)
             self._tick_trades[key] = got
             windows = self.sent_trades.get(key)
             if windows is None:

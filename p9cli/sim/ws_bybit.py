@@ -41,7 +41,7 @@ from p9cli.universe import QUOTE, SYMBOLS
 EXCHANGE = "bybit"
 MAX_ARGS = 10  # spot: args per subscribe request
 DEPTH_INTERVAL_MS = {1: 10, 50: 20, 200: 100, 1000: 200}
-LEVEL1_RESEND_MS = 3000
+LEVEL1_RESEND_SECONDS = 3.0  # wall seconds
 TRADES_PER_FRAME = 1024
 
 
@@ -104,6 +104,7 @@ class OrderBookTopic(Topic):
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         self.last_push_ms = 0
+        self.last_push_wall = 0.0
         self.last_reset = 0.0
         self._head = f'{{"topic":"{name}","ts":'
         self._code = self.inst.code
@@ -130,7 +131,7 @@ class OrderBookTopic(Topic):
         self._take_view()
         self.u = self.u + 1 if self.u else 1 + (self.book.update_id % 9_000_000)
         self.last_push_ms = now_ms
-        self.last_reset = self.feed.loop_time()
+        self.last_push_wall = self.last_reset = self.feed.loop_time()
 
     async def on_subscribe(self, conn: Conn) -> None:
         bids = sorted(self.bids.items(), reverse=True)
@@ -151,27 +152,27 @@ class OrderBookTopic(Topic):
                 return
         else:
             self.last_reset = self.feed.loop_time()
+        wall = self.feed.loop_time()
+        if self.depth == 1 and wall - self.last_push_wall >= LEVEL1_RESEND_SECONDS:
+            # level 1: nothing sent for 3 s -> the same snapshot again (same u)
+            self.last_push_wall = wall
+            self.last_push_ms = now_ms
+            frame = self._frame(now_ms, "snapshot", list(self.bids.items()), list(self.asks.items()))
+            await self.broadcast(frame, DATA)
+            return
         if now_ms - self.last_push_ms < self.interval_ms:
             return
         book = self.book
         if book.update_id == self.seq:
-            if self.depth == 1 and now_ms - self.last_push_ms >= LEVEL1_RESEND_MS:
-                self.last_push_ms = now_ms
-                await self.broadcast(
-                    self._frame(now_ms, "snapshot", list(self.bids.items()), list(self.asks.items())), DATA
-                )
             return
         new_bids, new_asks = book.top(self.depth)
         if self.depth == 1:
             if dict(new_bids) == self.bids and dict(new_asks) == self.asks:
-                self.seq = book.update_id  # deeper change only: nothing to send
-                if now_ms - self.last_push_ms >= LEVEL1_RESEND_MS:
-                    self.last_push_ms = now_ms
-                    await self.broadcast(self._frame(now_ms, "snapshot", new_bids, new_asks), DATA)
-                return
+                return  # a deeper change only: nothing to send
             self.u += 1
             self._take_view()
             self.last_push_ms = now_ms
+            self.last_push_wall = wall
             await self.broadcast(self._frame(now_ms, "snapshot", new_bids, new_asks), DATA)
             return
         bid_changes, bid_map = side_diff(self.bids, new_bids, True)
@@ -183,6 +184,7 @@ class OrderBookTopic(Topic):
         self.cts = book.time_ms
         self.u += 1
         self.last_push_ms = now_ms
+        self.last_push_wall = wall
         await self.broadcast(self._frame(now_ms, "delta", bid_changes, ask_changes), BOOK_UPDATE)
 
 

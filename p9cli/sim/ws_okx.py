@@ -13,7 +13,7 @@ Channels (``instId`` = ``BTC-USDT``):
   the top-400 view that changed (size ``"0"`` = gone); ``seqId`` = the engine update id of the
   state sent (see ``book.py``), ``prevSeqId`` = the previous push's ``seqId`` (``-1`` in a
   snapshot), ``checksum`` = signed CRC32 of the top 25 levels on the exact strings sent. After
-  :data:`KEEPALIVE_MS` without change an update with empty sides and ``seqId == prevSeqId``;
+  :data:`KEEPALIVE_SECONDS` (wall) without change an update with empty sides and ``seqId == prevSeqId``;
 * ``books5`` (100 ms, when changed) and ``bbo-tbt`` (10 ms, when changed): full snapshots.
 
 Levels are ``[px, sz, "0", orders]``. Limits (:data:`SETTINGS`, env ``P9_SIM_OKX_*``): the
@@ -44,7 +44,7 @@ BOOKS_DEPTH = 400
 BOOKS_INTERVAL_MS = 100
 BOOKS5_INTERVAL_MS = 100
 BBO_INTERVAL_MS = 10
-KEEPALIVE_MS = 60_000
+KEEPALIVE_SECONDS = 60.0  # wall seconds without a change before the empty keep-alive update
 
 
 def _env(name: str, default: float) -> float:
@@ -118,7 +118,7 @@ class BooksTopic(OkxTopic):
         self.checksum = 0
         self.ts = 0
         self.last_push_ms = 0
-        self.last_change_ms = 0
+        self.last_change = 0.0  # wall (loop) time of the last pushed change or keep-alive
 
     def _take_view(self, now_ms: int) -> tuple[list, list]:
         bids, asks = self.book.top(BOOKS_DEPTH)
@@ -144,7 +144,7 @@ class BooksTopic(OkxTopic):
     def activate(self, now_ms: int) -> None:
         self._take_view(now_ms)
         self.last_push_ms = now_ms
-        self.last_change_ms = now_ms
+        self.last_change = self.feed.loop_time()
 
     async def on_subscribe(self, conn: Conn) -> None:
         bids = sorted(self.bids.items(), reverse=True)
@@ -152,6 +152,12 @@ class BooksTopic(OkxTopic):
         await conn.send(self._frame("snapshot", asks, bids, -1), DATA)
 
     async def tick(self, now_ms: int) -> None:
+        wall = self.feed.loop_time()
+        if wall - self.last_change >= KEEPALIVE_SECONDS:
+            self.last_change = wall
+            self.ts = now_ms
+            await self.broadcast(self._frame("update", [], [], self.seq_id), OKX_BOOK_UPDATE)
+            return
         if now_ms - self.last_push_ms < BOOKS_INTERVAL_MS:
             return
         book = self.book
@@ -166,15 +172,9 @@ class BooksTopic(OkxTopic):
                 self._set_checksum(new_bids, new_asks)
                 self.ts = now_ms
                 self.last_push_ms = now_ms
-                self.last_change_ms = now_ms
+                self.last_change = wall
                 await self.broadcast(self._frame("update", ask_changes, bid_changes, prev), OKX_BOOK_UPDATE)
-                return
-            # changes deeper than 400 levels only: the view (and its seqId) stays
-        if now_ms - self.last_change_ms >= KEEPALIVE_MS:
-            self.last_change_ms = now_ms
-            self.last_push_ms = now_ms
-            self.ts = now_ms
-            await self.broadcast(self._frame("update", [], [], self.seq_id), OKX_BOOK_UPDATE)
+            # else: changes deeper than 400 levels only: the view (and its seqId) stays
 
 
 class SnapshotTopic(OkxTopic):
