@@ -162,6 +162,11 @@ def analyze_symbol(settings: Settings, exchange: str, symbol: str, now_ms: int |
             raise P9Error(f"cannot write {out}: {exc.strerror or exc}") from None
     except P9Error as exc:
         return SymbolResult(exchange, symbol, False, str(exc), seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one symbol's bad data must not stop the others
+        if os.environ.get("P9_DEBUG"):
+            raise
+        message = f"analysis failed: {type(exc).__name__}: {_one_line(exc, 120)} (set P9_DEBUG=1 for details)"
+        return SymbolResult(exchange, symbol, False, message, seconds=time.perf_counter() - t0)
     return SymbolResult(exchange, symbol, True, "written", out, doc, time.perf_counter() - t0)
 
 
