@@ -154,10 +154,13 @@ def taker_buy_columns(bars: Any) -> tuple[list[int], list[int]]:
     volume: plausible, consistent (<= volume) and deterministic, but not aggregated from trades."""
     if hasattr(bars, "taker_buy_volume") and hasattr(bars, "taker_buy_quote"):
         return bars.taker_buy_volume.tolist(), bars.taker_buy_quote.tolist()
-    half = bars.volume // 2
-    vol = bars.volume
-    quote = (bars.quote * half) // vol.clip(min=1)
-    return half.tolist(), quote.tolist()
+    half = (bars.volume // 2).tolist()
+    # Python ints: quote * volume overflows int64
+    quote = [
+        q * h // v if v else 0
+        for q, h, v in zip(bars.quote.tolist(), half, bars.volume.tolist(), strict=True)
+    ]
+    return half, quote
 
 
 class BinanceRest(ExchangeRest):

@@ -24,6 +24,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
@@ -197,7 +198,7 @@ class SimHandle:
     host: str
     ports: dict[str, int] = field(default_factory=dict)
     ws_available: bool = False
-    warm_up: asyncio.Future | None = None
+    warm_up: threading.Thread | None = None
 
     def _hostport(self, port: int) -> str:
         return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
@@ -265,6 +266,13 @@ async def _start_site(runner: web.AppRunner, host: str, port: int, what: str) ->
     return sockets[0].getsockname()[1] if sockets else port
 
 
+def _warm_up(model: Any) -> None:
+    try:
+        model.warm_up()
+    except Exception:  # noqa: BLE001 - warm-up only saves time later; never fatal
+        log.exception("sim: market model warm-up failed")
+
+
 @asynccontextmanager
 async def running_sim(
     seed: int = 9,
@@ -318,8 +326,11 @@ async def running_sim(
             handle.ports[what] = await _start_site(runner, host, port, what)
         sim.port_base = port_base if port_base else handle.ports["control"]
         if warm_up and hasattr(sim.model, "warm_up"):
-            loop = asyncio.get_running_loop()
-            handle.warm_up = loop.run_in_executor(None, sim.model.warm_up)
+            # a daemon thread, not the loop's executor: shutdown must not wait for it
+            handle.warm_up = threading.Thread(
+                target=_warm_up, args=(sim.model,), name="p9-sim-warm-up", daemon=True
+            )
+            handle.warm_up.start()
         yield handle
     finally:
         if feed_started:
@@ -328,9 +339,6 @@ async def running_sim(
         for runner in reversed(runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
-        if handle.warm_up is not None and not handle.warm_up.done():
-            # the executor thread finishes on its own; do not block shutdown on it
-            handle.warm_up.cancel()
 
 
 # ---------------------------------------------------------------------------------- the CLI

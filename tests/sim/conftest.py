@@ -31,6 +31,7 @@ FROZEN_SPEED = 1e-9
 def start_sim(**kwargs) -> tuple[SimThread, SimHandle]:
     kwargs.setdefault("seed", SEED)
     kwargs.setdefault("start_ms", START_MS)
+    kwargs.setdefault("warm_up", False)
     thread = SimThread(**kwargs)
     handle = thread.start()
     handle.thread = thread  # type: ignore[attr-defined]
@@ -39,7 +40,7 @@ def start_sim(**kwargs) -> tuple[SimThread, SimHandle]:
 
 @pytest.fixture(scope="session")
 def sim():
-    thread, handle = start_sim(speed=1.0)
+    thread, handle = start_sim(speed=1.0, warm_up=True)
     try:
         yield handle
     finally:
