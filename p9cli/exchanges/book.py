@@ -43,10 +43,6 @@ MALFORMED = "malformed"
 IN_SYNC_STATUSES = frozenset({SNAPSHOT, APPLIED, STALE})
 
 
-def _is_zero(qty: str) -> bool:
-    return qty == "0" or float(qty) == 0.0
-
-
 class BookSide:
     """One side of a book: ``levels`` maps exact price string -> exact quantity string."""
 
@@ -66,15 +62,11 @@ class BookSide:
         self._keys.clear()
         self._by_key.clear()
 
-    def _key(self, price: str) -> float:
-        value = float(price)
-        return -value if self.descending else value
-
     def set(self, price: str, qty: str) -> None:
         """Insert, replace or (quantity zero) delete one level."""
         levels = self.levels
-        if _is_zero(qty):
-            key = self._key(price)
+        if qty == "0" or float(qty) == 0.0:  # float() also rejects a non-number
+            key = -float(price) if self.descending else float(price)
             old = self._by_key.pop(key, None)
             if old is not None:
                 del levels[old]
@@ -82,11 +74,9 @@ class BookSide:
                 del keys[bisect_left(keys, key)]
             return
         if price in levels:  # the common case: a known level changes size
-            float(qty)  # reject a non-number before it gets into the book
             levels[price] = qty
             return
-        float(qty)
-        key = self._key(price)
+        key = -float(price) if self.descending else float(price)
         old = self._by_key.get(key)
         if old is not None:  # same value written differently ("1.5" vs "1.50"): one level
             del levels[old]
@@ -96,9 +86,21 @@ class BookSide:
         levels[price] = qty
 
     def load(self, levels: list) -> None:
+        """Replace the side with ``levels`` (a snapshot, any order; zero quantities skipped)."""
         self.clear()
+        by_key, stored = self._by_key, self.levels
+        sign = -1.0 if self.descending else 1.0
         for level in levels:
-            self.set(level[0], level[1])
+            price, qty = level[0], level[1]
+            if qty == "0" or float(qty) == 0.0:
+                continue
+            key = sign * float(price)
+            old = by_key.get(key)
+            if old is not None:
+                del stored[old]
+            by_key[key] = price
+            stored[price] = qty
+        self._keys = sorted(by_key)
 
     def top(self, n: int) -> list[tuple[str, str]]:
         """The best ``n`` levels as ``(price, qty)`` strings, best first."""

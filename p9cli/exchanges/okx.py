@@ -276,16 +276,15 @@ CHECKSUM_DEPTH = 25
 def checksum_text(bids: list, asks: list) -> str:
     """``bid_px:bid_sz:ask_px:ask_sz:...`` over the best 25 levels of each side, interleaved
     level by level; where one side has no level i only the other side's two fields go in."""
+    b = bids[:CHECKSUM_DEPTH]
+    a = asks[:CHECKSUM_DEPTH]
     parts: list[str] = []
-    bids = bids[:CHECKSUM_DEPTH]
-    asks = asks[:CHECKSUM_DEPTH]
-    for i in range(max(len(bids), len(asks))):
-        if i < len(bids):
-            parts.append(bids[i][0])
-            parts.append(bids[i][1])
-        if i < len(asks):
-            parts.append(asks[i][0])
-            parts.append(asks[i][1])
+    extend = parts.extend
+    for x, y in zip(b, a, strict=False):
+        extend((x[0], x[1], y[0], y[1]))
+    n = min(len(b), len(a))
+    for x in b[n:] or a[n:]:
+        extend((x[0], x[1]))
     return ":".join(parts)
 
 
