@@ -19,7 +19,7 @@ from p9cli.universe import TIMEFRAME_MS
 _DAY_MS = 86_400_000
 
 #: Strength = sum of weight * component, see :func:`key_levels`.
-STRENGTH_WEIGHTS = {"touches": 0.35, "timeframes": 0.30, "recency": 0.15, "volume": 0.20}
+STRENGTH_WEIGHTS = {"touches": 0.35, "timeframes": 0.25, "recency": 0.15, "volume": 0.25}
 
 
 def fractal_pivots(
@@ -209,7 +209,7 @@ def _cluster(prices: np.ndarray, weights: np.ndarray, width: float, max_clusters
 
 def _merge_fragments(labels: np.ndarray, prices: np.ndarray, weights: np.ndarray, width: float) -> np.ndarray:
     """Fold a cluster into an earlier (denser) one whose weighted centre is within ``width``
-    of its own, provided the merged price span stays within ``2 * width``.
+    of its own, provided the merged price span stays within ``1.5 * width``.
 
     The densest-window pass can leave the tail of a level's pivots as a small separate
     cluster right next to it; this pass reunites them. Labels are then renumbered
@@ -235,7 +235,7 @@ def _merge_fragments(labels: np.ndarray, prices: np.ndarray, weights: np.ndarray
         best, best_d = -1, math.inf
         for j in primaries:
             d = abs(centre[c] - centre[j])
-            if d <= width and d < best_d and max(hi_l[j], hi_l[c]) - min(lo_l[j], lo_l[c]) <= 2.0 * width:
+            if d <= width and d < best_d and max(hi_l[j], hi_l[c]) - min(lo_l[j], lo_l[c]) <= 1.5 * width:
                 best, best_d = j, d
         if best < 0:
             primaries.append(c)
@@ -309,6 +309,7 @@ def key_levels(
     profile: VolumeProfile | None = None,
     now_ms: int | None = None,
     recency_half_life_ms: int = 30 * _DAY_MS,
+    min_weighted_touches: float = 1.0,
 ) -> list[dict]:
     """Support and resistance levels: confirmed pivots of every timeframe clustered into zones.
 
@@ -358,13 +359,16 @@ def key_levels(
             distance_atr   distance / ATR_ref
             strength       0..1, see below
 
-        ``strength = 0.35*T + 0.30*F + 0.15*R + 0.20*V`` with
-        ``T = 1 - exp(-w / 2)`` where ``w`` sums :func:`timeframe_weight` over the distinct
-        touches (a daily touch counts 0.8, a 1-minute one 0.07), ``F = 1 - prod(1 - timeframe_weight(tf))`` over the
-        confirming timeframes, ``R = 0.5 ** (age / recency_half_life_ms)`` with ``age = now -
-        last_touch_time`` and ``V = d / (1 + d)`` where ``d`` is the zone's volume density
-        (volume_near per price unit) over the profile's mean density (so V = 0.5 at an
-        average density).
+        ``strength = 0.35*T + 0.25*F + 0.15*R + 0.25*V`` with
+        ``T = 1 - exp(-w / 4)`` where ``w`` sums :func:`timeframe_weight` over the distinct
+        touches (a daily touch counts 0.8, a 1-minute one 0.07); ``F = timeframe_weight(longest
+        confirming timeframe) / 0.8`` (1 for a daily pivot, 0.09 for 1-minute only);
+        ``R = 0.5 ** (age / recency_half_life_ms)`` with ``age = now - last_touch_time``;
+        ``V = d / (1 + d)`` where ``d`` is the zone's volume density (volume_near per price
+        unit) over the profile's mean density (V = 0.5 at an average density).
+
+        Clusters with ``w < min_weighted_touches`` (default 1.0: e.g. two 1h touches, or
+        one daily and one 15m touch) are not levels and are dropped.
     """
     if not (tick > 0 and math.isfinite(tick)):
         raise ValueError(f"tick must be a positive number, got {tick!r}")
@@ -425,8 +429,8 @@ def key_levels(
     density = vol_near / np.maximum(zhi - zlo, 1e-300)
     d = density / mean_density if mean_density > 0 else np.zeros(n_clusters)
 
-    t_score = 1.0 - np.exp(-weighted_touches / 2.0)
-    f_score = 1.0 - np.prod(np.where(tf_seen, 1.0 - name_weight[None, :], 1.0), axis=1)
+    t_score = 1.0 - np.exp(-weighted_touches / 4.0)
+    f_score = np.max(np.where(tf_seen, name_weight[None, :], 0.0), axis=1) / 0.8
     age = np.maximum(now_ms - last_touch, 0).astype(np.float64)
     r_score = 0.5 ** (age / float(recency_half_life_ms))
     v_score = d / (1.0 + d)
@@ -441,6 +445,8 @@ def key_levels(
     by_len = sorted(range(len(names)), key=lambda k: -name_ms[k])
     levels = []
     for c in range(n_clusters):
+        if weighted_touches[c] < min_weighted_touches:
+            continue
         p = _round_to(float(centre[c]), tick)
         dist = p - last_close
         levels.append(
