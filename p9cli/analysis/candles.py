@@ -53,8 +53,12 @@ class Candles:
     def from_mapping(cls, data: Mapping) -> Candles:
         """From a DataFrame, a pyarrow Table converted with ``to_pydict``, or a dict of arrays."""
         qv = data.get("quote_volume")
+        ot = data["open_time"]
+        dt = getattr(ot, "dt", None)  # a pandas Series
+        if dt is not None and getattr(dt, "tz", None) is not None:
+            ot = dt.tz_convert(None)  # UTC, naive: numpy can hold it as datetime64
         return cls.from_arrays(
-            np.asarray(data["open_time"]),
+            np.asarray(ot),
             np.asarray(data["open"]),
             np.asarray(data["high"]),
             np.asarray(data["low"]),

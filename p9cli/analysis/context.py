@@ -40,14 +40,13 @@ def finite(obj):
         return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [finite(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+    if obj is None or isinstance(obj, bool | str):
         return obj
+    if isinstance(obj, float):  # incl. numpy.float64, a float subclass
+        return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    # numpy scalars
-    if hasattr(obj, "item"):
+        return int(obj)
+    if hasattr(obj, "item"):  # other numpy scalars
         return finite(obj.item())
     return obj
 

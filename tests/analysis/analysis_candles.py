@@ -37,10 +37,11 @@ def recorded_klines(name: str) -> Candles:
 
 
 def simulator_candles(
-    symbol: str, timeframe: str, count: int, seed: int = 9, exchange: str = "binance"
+    symbol: str, timeframe: str, count: int, seed: int = 9, exchange: str = "binance", later_ms: int = 0
 ) -> Candles | None:
-    """Closed candles from the simulator's market model (integers in ticks, converted to
-    prices), or None while ``p9cli.sim.model.MarketModel`` is not implemented."""
+    """The last ``count`` closed candles from the simulator's market model (integers in ticks,
+    converted to prices) as of ``later_ms`` after 2026-01-01, or None while
+    ``p9cli.sim.model.MarketModel`` is not implemented."""
     try:
         from p9cli.sim.model import INSTRUMENTS, MarketModel
         from p9cli.sim.state import SimClock
@@ -48,10 +49,11 @@ def simulator_candles(
         return None
     start = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     model = MarketModel(seed, SimClock(start_ms=start))
+    now = start + later_ms  # the market `later_ms` after the model's start
     tf_ms = TIMEFRAME_MS[timeframe]
-    last_open = start // tf_ms * tf_ms - tf_ms
+    last_open = now // tf_ms * tf_ms - tf_ms
     first_open = last_open - (count - 1) * tf_ms
-    bars = model.bars(exchange, symbol, tf_ms, 0, first_open, last_open, start)
+    bars = model.bars(exchange, symbol, tf_ms, 0, first_open, last_open, now)
     inst = INSTRUMENTS[(exchange, symbol)]
     tick, qty = float(inst.tick), float(inst.qty_unit)
     places = max(0, -inst.tick.as_tuple().exponent)
