@@ -71,7 +71,8 @@ class Candles:
         """The last ``n`` candles (all when there are fewer)."""
         if n >= len(self):
             return self
-        return Candles(*(getattr(self, f)[-n:] for f in self.__dataclass_fields__))
+        start = len(self) - max(n, 0)
+        return Candles(*(getattr(self, f)[start:] for f in self.__dataclass_fields__))
 
     def append(self, other: Candles) -> Candles:
         """These candles followed by ``other`` (for live updates: the newly closed candle)."""
