@@ -179,6 +179,11 @@ class Conn:
         self.closed = True
         self.feed.spawn(self._close(code, reason))
 
+    async def close_now(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a close frame and wait for it (from the connection's own handler)."""
+        self.closed = True
+        await self._close(code, reason)
+
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 2.0)

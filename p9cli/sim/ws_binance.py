@@ -447,14 +447,14 @@ async def _serve(
             conn.received()
             if _over_rate(conn, feed.loop_time()):
                 conn.state.count("ws.rate_limit_closes")
-                conn.close(1008, "Too many requests")
+                await conn.close_now(1008, "Too many requests")
                 break
             if msg.type == WSMsgType.TEXT:
                 await session.handle_text(msg.data)
             elif msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
-                _pong(conn, msg.data)
+                _pong(conn, bytes(msg.data))
             elif msg.type == WSMsgType.BINARY:
                 await conn.send(error_frame(3, "Invalid JSON: expected value at line 1 column 1"))
     finally:
