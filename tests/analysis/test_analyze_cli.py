@@ -210,3 +210,21 @@ def test_real_process_has_no_traceback(data_dir):
     err = [ln for ln in proc.stderr.splitlines() if ln.startswith("p9: ")]
     assert len(err) == 1 and "binance/eth/1d.parquet" in err[0]
     assert "binance btc: wrote" in proc.stdout
+
+
+def test_plot_writes_a_png_next_to_the_json(data_dir):
+    res = invoke(
+        "--data-dir",
+        str(data_dir),
+        "--exchanges",
+        "okx",
+        "--symbols",
+        "btc",
+        "--plot",
+        "--plot-timeframe",
+        "1h",
+    )
+    assert res.exit_code == 0, res.output
+    png = context_file(data_dir, "okx", "btc").with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
