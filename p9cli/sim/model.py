@@ -140,7 +140,7 @@ VOL_OF_VOL = 0.35  # stationary std of daily log volatility
 _BASIS_MEAN = {"binance": 0.0, "bybit": 0.3e-4, "okx": -0.4e-4}
 BASIS_MEAN = np.array([_BASIS_MEAN[e] for e in EXCHANGES])
 BASIS_PERSISTENCE = 0.9
-BASIS_STD = 1.5e-4
+BASIS_STD = 1.0e-4
 BASIS_JITTER = 0.4e-4
 # base volume per day (base asset) and mean trades per minute, per exchange and symbol
 _DAILY_VOLUME = {"btc": 12_000, "eth": 250_000, "sol": 2_500_000, "bnb": 150_000, "xrp": 120_000_000}

@@ -1,0 +1,100 @@
+"""Benchmark of the simulator's market model (p9cli/sim/model.py).
+
+Targets: construct < 0.5 s; warm_up (15 series, 1100 days) < 20 s on one core; after warm-up
+a 1000-bar ``bars()`` call of any timeframe < 20 ms; ``trades()`` for one minute < 2 ms.
+
+    .venv/bin/python scripts/bench_sim_model.py [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+from p9cli.sim.instruments import INTERVALS
+from p9cli.sim.model import MarketModel
+from p9cli.sim.state import SimClock
+from p9cli.universe import EXCHANGES, MINUTE_MS, SYMBOLS
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--start-ms", type=int, default=int(time.time() * 1000))
+    args = ap.parse_args()
+
+    clock = SimClock(start_ms=args.start_ms, speed=1.0)
+    t_ctor, model = timed(lambda: MarketModel(args.seed, clock))
+    print(f"construct MarketModel: {t_ctor * 1000:.1f} ms (target < 500 ms)")
+
+    # cold calls (before warm-up)
+    now = clock.now_ms()
+    t_cold, _ = timed(
+        lambda: model.bars("binance", "btc", 60 * MINUTE_MS, 0, now - 1000 * 3600_000, now, now)
+    )
+    print(f"cold 1000 x 1h bars before warm-up: {t_cold * 1000:.1f} ms")
+
+    t_warm, _ = timed(model.warm_up)
+    print(
+        f"warm_up (15 series, {(model.live_start_ms - model.history_start_ms) // 86_400_000} days): {t_warm:.2f} s (target < 20 s)"
+    )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"max RSS after warm-up: {rss:.0f} MB (target < 2048 MB)")
+
+    clock.advance(3 * 3600_000)  # three hours of live market
+    now = clock.now_ms()
+    worst = []
+    for ex in EXCHANGES:
+        for code, (tf, off) in INTERVALS[ex].items():
+            for label, first in (("recent", now - 999 * tf), ("old", model.history_start_ms + 100 * tf)):
+                last = first + 999 * tf
+                times = []
+                for sym in SYMBOLS:  # first call of each: nothing of this exact request is cached
+                    t0 = time.perf_counter()
+                    model.bars(ex, sym, tf, off, first, last, now)
+                    times.append(time.perf_counter() - t0)
+                worst.append((max(times), ex, code, label))
+    worst.sort(reverse=True)
+    med = statistics.median(w[0] for w in worst)
+    print(
+        f"1000-bar bars() after warm-up, all codes x symbols x (recent, old): median {med * 1000:.2f} ms, "
+        f"worst {worst[0][0] * 1000:.2f} ms ({worst[0][1]} {worst[0][2]} {worst[0][3]}) (target < 20 ms)"
+    )
+    for w in worst[:5]:
+        print(f"   {w[0] * 1000:7.2f} ms  {w[1]} {w[2]} {w[3]}")
+
+    # trades of one minute (fresh minutes, not cached: trades are always regenerated)
+    ts = []
+    for k in range(1, 60):
+        m = now - now % MINUTE_MS - k * MINUTE_MS
+        t, tr = timed(lambda m=m: model.trades("binance", "btc", m, m + MINUTE_MS))
+        ts.append(t)
+    print(
+        f"trades() one minute binance btc (~{len(tr)} trades): median {statistics.median(ts) * 1000:.3f} ms, "
+        f"max {max(ts) * 1000:.3f} ms (target < 2 ms)"
+    )
+    t, tr = timed(lambda: model.trades("binance", "btc", now - 3600_000, now))
+    print(f"trades() one hour binance btc ({len(tr)} trades): {t * 1000:.1f} ms")
+    t, _ = timed(lambda: model.last_trade_price("okx", "eth", now), 20)
+    print(f"last_trade_price(): {t * 1e6:.0f} us")
+
+    # a new live day: the first bars() touching it
+    clock.advance(86_400_000)
+    now = clock.now_ms()
+    t, _ = timed(lambda: model.bars("bybit", "sol", 86_400_000, 0, now - 5 * 86_400_000, now, now))
+    print(f"first 1d bars() after the clock crossed into a new day: {t * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

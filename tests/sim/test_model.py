@@ -1,0 +1,337 @@
+"""The simulator's market model: determinism, exact aggregation, trades, realism.
+
+Every check compares two independent computations of the same thing (a bar from the
+15-minute store vs. the sum of its minutes; a live candle vs. the aggregate of the trades
+the feed would send; two models started at different times) - no hard-coded results.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+
+from p9cli.sim.instruments import DAY_MS, INSTRUMENTS, INTERVALS
+from p9cli.sim.model import ANCHOR_DAY, Bars, MarketModel
+from p9cli.sim.state import SimClock
+from p9cli.universe import EXCHANGES, MINUTE_MS, SYMBOLS
+
+HOUR_MS = 60 * MINUTE_MS
+#: A fixed start: 2026-09-10 13:47:23.456 UTC (not on a minute, not on a day).
+START = 20_706 * DAY_MS + 13 * HOUR_MS + 47 * MINUTE_MS + 23_456
+SEED = 20260910
+FIELDS = ("open", "high", "low", "close", "volume", "quote", "trades")
+
+
+def new_model(start_ms: int = START, seed: int = SEED) -> MarketModel:
+    return MarketModel(seed, SimClock(start_ms=start_ms, speed=1.0))
+
+
+@pytest.fixture(scope="module")
+def model() -> MarketModel:
+    return new_model()
+
+
+def minutes(m: MarketModel, ex: str, sym: str, first: int, last: int, now: int) -> Bars:
+    return m.bars(ex, sym, MINUTE_MS, 0, first, last, now)
+
+
+def aggregate(b: Bars, lo: int, hi: int) -> tuple[int, ...]:
+    """Aggregate of 1m bars with lo <= open_time < hi."""
+    sel = (b.open_time >= lo) & (b.open_time < hi)
+    assert sel.any()
+    return (
+        int(b.open[sel][0]),
+        int(b.high[sel].max()),
+        int(b.low[sel].min()),
+        int(b.close[sel][-1]),
+        int(b.volume[sel].sum()),
+        int(b.quote[sel].sum()),
+        int(b.trades[sel].sum()),
+    )
+
+
+def row(b: Bars, i: int) -> tuple[int, ...]:
+    return tuple(int(getattr(b, f)[i]) for f in FIELDS)
+
+
+def trades_aggregate(t, open_price: int) -> tuple[int, ...]:
+    if len(t) == 0:
+        return (open_price, open_price, open_price, open_price, 0, 0, 0)
+    return (
+        int(t.price[0]),
+        int(t.price.max()),
+        int(t.price.min()),
+        int(t.price[-1]),
+        int(t.qty.sum()),
+        int((t.price * t.qty).sum()),
+        len(t),
+    )
+
+
+# ------------------------------------------------------------------------------ basics
+
+
+def test_start_and_history_bounds(model):
+    assert model.live_start_ms == START - START % MINUTE_MS
+    assert model.history_start_ms % DAY_MS == 0
+    assert START - model.history_start_ms >= 1100 * DAY_MS
+    now = START + 5 * MINUTE_MS
+    b = model.bars("binance", "btc", DAY_MS, 0, 0, now, now)
+    assert b.open_time[0] == model.history_start_ms
+    assert b.open_time[-1] == now - now % DAY_MS and not b.closed[-1] and b.closed[:-1].all()
+    assert np.all(np.diff(b.open_time) == DAY_MS)
+    # a weekly bar that would start before the history start is left out
+    tf, off = INTERVALS["binance"]["1w"]
+    w = model.bars("binance", "btc", tf, off, 0, now, now)
+    assert w.open_time[0] >= model.history_start_ms and w.open_time[0] - tf < model.history_start_ms
+    assert np.all(w.open_time % tf == off)
+    # OKX Hong Kong day: first bar opens 16:00 UTC of the first history day
+    tf, off = INTERVALS["okx"]["1D"]
+    hk = model.bars("okx", "eth", tf, off, 0, now, now)
+    assert hk.open_time[0] == model.history_start_ms + 16 * HOUR_MS
+    # nothing before the history start, nothing after now
+    assert len(model.bars("bybit", "sol", MINUTE_MS, 0, 0, model.history_start_ms - 1, now)) == 0
+    after = model.bars("bybit", "sol", MINUTE_MS, 0, now - 10 * MINUTE_MS, now + DAY_MS, now)
+    assert after.open_time[-1] == now - now % MINUTE_MS and len(after) == 10  # first rounds up
+    assert len(model.bars("okx", "xrp", MINUTE_MS, 0, now + MINUTE_MS, now + DAY_MS, now)) == 0
+
+
+def test_candle_invariants_and_continuity(model):
+    now = START + 2 * HOUR_MS
+    for ex in EXCHANGES:
+        for sym in SYMBOLS:
+            # two days of history across a midnight, plus the live part
+            b = minutes(model, ex, sym, START - 2 * DAY_MS, now, now)
+            assert len(b) == 2 * 1440 + 120  # the unaligned first minute is not included
+            for f in FIELDS:
+                assert getattr(b, f).dtype == np.int64
+            assert b.closed.dtype == bool
+            full = b.closed
+            assert np.all(b.open[1:] == b.close[:-1])  # open = previous close, across days too
+            assert np.all(b.high >= np.maximum(b.open, b.close)) and np.all(
+                b.low <= np.minimum(b.open, b.close)
+            )
+            assert np.all(b.low >= 1)
+            assert np.all(b.trades[full] >= 4) and np.all(b.volume[full] >= b.trades[full])
+            hist = b.open_time < model.live_start_ms
+            expect = b.volume * ((b.open + b.high + b.low + b.close + 2) // 4)
+            assert np.array_equal(b.quote[hist], expect[hist])
+
+
+# ------------------------------------------------------------------------------ determinism
+
+
+def test_same_seed_same_market(model):
+    other = new_model()
+    now = START + 3 * HOUR_MS + 12_345
+    for ex, sym, tf in (("binance", "btc", MINUTE_MS), ("okx", "sol", 4 * HOUR_MS), ("bybit", "xrp", DAY_MS)):
+        a = model.bars(ex, sym, tf, 0, START - 400 * tf, now, now)
+        b = other.bars(ex, sym, tf, 0, START - 400 * tf, now, now)
+        for f in ("open_time", *FIELDS, "closed"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), (ex, sym, tf, f)
+    ta = model.trades("bybit", "eth", START, START + 10 * MINUTE_MS)
+    tb = other.trades("bybit", "eth", START, START + 10 * MINUTE_MS)
+    for f in ("id", "time", "price", "qty", "taker_buy"):
+        assert np.array_equal(getattr(ta, f), getattr(tb, f))
+
+
+def test_history_does_not_depend_on_start_time(model):
+    later = new_model(START + 3 * DAY_MS + 17 * MINUTE_MS + 5)
+    # minutes historical for both models: identical, quote included
+    lo, hi = START - 2 * DAY_MS - 300 * MINUTE_MS, model.live_start_ms - MINUTE_MS
+    for ex, sym in (("binance", "eth"), ("okx", "btc"), ("bybit", "bnb")):
+        a = minutes(model, ex, sym, lo, hi, START)
+        b = minutes(later, ex, sym, lo, hi, START + 3 * DAY_MS)
+        for f in ("open_time", *FIELDS):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), (ex, sym, f)
+        # daily bars before both starts
+        da = model.bars(ex, sym, DAY_MS, 0, START - 300 * DAY_MS, START - DAY_MS, START)
+        db = later.bars(ex, sym, DAY_MS, 0, START - 300 * DAY_MS, START - DAY_MS, START + 3 * DAY_MS)
+        for f in FIELDS:
+            assert np.array_equal(getattr(da, f), getattr(db, f))
+    # minutes live for the first model and historical for the second: same path and volume
+    now = START + 2 * HOUR_MS
+    a = minutes(model, "binance", "btc", model.live_start_ms, now - MINUTE_MS, now)
+    b = minutes(later, "binance", "btc", model.live_start_ms, now - MINUTE_MS, later.live_start_ms)
+    for f in ("open", "high", "low", "close", "volume", "trades"):
+        assert np.array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_other_seed_other_market(model):
+    other = new_model(seed=SEED + 1)
+    a = model.bars("binance", "btc", HOUR_MS, 0, START - 100 * HOUR_MS, START, START)
+    b = other.bars("binance", "btc", HOUR_MS, 0, START - 100 * HOUR_MS, START, START)
+    assert not np.array_equal(a.close, b.close)
+
+
+# ------------------------------------------------------------------------------ aggregation
+
+
+def test_every_interval_is_the_aggregate_of_its_minutes(model):
+    rnd = random.Random(7)
+    now = START + 5 * HOUR_MS + 31 * MINUTE_MS + 7_777
+    for ex in EXCHANGES:
+        for code, (tf, off) in INTERVALS[ex].items():
+            sym = rnd.choice(SYMBOLS)
+            nbars = max(2, min(12, (4 * DAY_MS) // tf))
+            for kind in ("history", "live"):
+                if kind == "history":
+                    last = model.history_start_ms + rnd.randrange(2 * tf, 1000 * DAY_MS)
+                else:
+                    last = now
+                first = last - nbars * tf + rnd.randrange(0, tf)  # unaligned start: rounds up
+                b = model.bars(ex, sym, tf, off, first, last, now)
+                if len(b) == 0:
+                    continue
+                assert np.all(b.open_time % tf == off) and np.all(b.open_time >= first)
+                assert np.all(b.open_time <= min(last, now))
+                span_end = min(int(b.open_time[-1]) + tf, now - now % MINUTE_MS + MINUTE_MS)
+                mins = minutes(model, ex, sym, int(b.open_time[0]), span_end - 1, now)
+                for i, t in enumerate(b.open_time):
+                    assert row(b, i) == aggregate(mins, int(t), int(t) + tf), (ex, code, kind, i)
+                    assert bool(b.closed[i]) == (int(t) + tf <= now)
+
+
+def test_daily_candle_equals_its_1440_minutes(model):
+    for ex, sym in (("binance", "btc"), ("okx", "xrp")):
+        day = START - START % DAY_MS - 500 * DAY_MS
+        d = model.bars(ex, sym, DAY_MS, 0, day, day, START)
+        mins = minutes(model, ex, sym, day, day + DAY_MS - 1, START)
+        assert len(d) == 1 and len(mins) == 1440
+        assert row(d, 0) == aggregate(mins, day, day + DAY_MS)
+        # the OKX Hong Kong day spans two UTC days
+        tf, off = INTERVALS["okx"]["1D"]
+        hk = model.bars("okx", sym, tf, off, day, day + DAY_MS, START)
+        hk_mins = minutes(model, "okx", sym, int(hk.open_time[0]), int(hk.open_time[0]) + DAY_MS - 1, START)
+        assert len(hk_mins) == 1440 and row(hk, 0) == aggregate(
+            hk_mins, int(hk.open_time[0]), int(hk.open_time[0]) + DAY_MS
+        )
+
+
+def test_bars_before_warm_up_equal_bars_after(model):
+    fresh = new_model()
+    now = START + HOUR_MS
+    before = fresh.bars("okx", "bnb", 2 * HOUR_MS, 0, START - 50 * DAY_MS, now, now)
+    thread = threading.Thread(target=fresh.warm_up)
+    thread.start()
+    during = fresh.bars("okx", "bnb", 15 * MINUTE_MS, 0, START - 3 * DAY_MS, now, now)
+    thread.join()
+    after = fresh.bars("okx", "bnb", 2 * HOUR_MS, 0, START - 50 * DAY_MS, now, now)
+    ref = model.bars("okx", "bnb", 15 * MINUTE_MS, 0, START - 3 * DAY_MS, now, now)
+    for f in FIELDS:
+        assert np.array_equal(getattr(before, f), getattr(after, f))
+        assert np.array_equal(getattr(during, f), getattr(ref, f))
+
+
+# ------------------------------------------------------------------------------ trades
+
+
+def test_live_minutes_are_the_aggregate_of_their_trades(model):
+    now = START + 3 * HOUR_MS
+    rnd = random.Random(3)
+    for ex in EXCHANGES:
+        for sym in SYMBOLS:
+            b = minutes(model, ex, sym, model.live_start_ms, now - MINUTE_MS, now)
+            for i in rnd.sample(range(len(b)), 4):
+                t0 = int(b.open_time[i])
+                tr = model.trades(ex, sym, t0, t0 + MINUTE_MS)
+                assert trades_aggregate(tr, int(b.open[i])) == row(b, i)
+                assert np.all(tr.time > t0) and np.all(tr.time < t0 + MINUTE_MS)  # strictly inside
+                assert np.all(np.diff(tr.time) >= 0) and np.all(np.diff(tr.id) == 1)
+                assert np.all(tr.qty > 0) and tr.taker_buy.dtype == bool
+                assert tr.taker_buy.any() or len(tr) < 8
+
+
+def test_forming_bar_is_the_aggregate_of_trades_up_to_now(model):
+    for offset in (0, 1, 17_003, 59_999):
+        now = START + 2 * HOUR_MS + 13 * MINUTE_MS + offset
+        minute = now - now % MINUTE_MS
+        for ex, sym in (("binance", "sol"), ("bybit", "btc"), ("okx", "eth")):
+            upto = model.trades(ex, sym, minute, now + 1)
+            prev_close = int(minutes(model, ex, sym, minute - MINUTE_MS, minute - MINUTE_MS, now).close[0])
+            one = minutes(model, ex, sym, minute, minute, now)
+            assert not one.closed[0]
+            assert row(one, 0) == trades_aggregate(upto, prev_close)
+            for tf in (5 * MINUTE_MS, HOUR_MS, DAY_MS):
+                b = model.bars(ex, sym, tf, 0, now - 3 * tf, now, now)
+                assert not b.closed[-1] and b.closed[:-1].all()
+                t = int(b.open_time[-1])
+                mins = minutes(model, ex, sym, t, now, now)
+                assert row(b, len(b) - 1) == aggregate(mins, t, now + 1)
+            assert model.last_trade_price(ex, sym, now) == (int(upto.price[-1]) if len(upto) else prev_close)
+
+
+def test_trade_ids_are_consecutive_across_calls_and_days():
+    start = (START // DAY_MS + 1) * DAY_MS - 30 * MINUTE_MS + 5_000  # half an hour before midnight
+    m = new_model(start)
+    end = start + 70 * MINUTE_MS
+    whole = m.trades("binance", "xrp", start - HOUR_MS, end)
+    assert whole.time[0] > m.live_start_ms and whole.time[-1] < end
+    assert np.all(np.diff(whole.id) == 1)
+    assert whole.id[0] == 5_000_000_000 + 4 * 400_000_000  # first live trade of binance xrp
+    pieces = [
+        m.trades("binance", "xrp", a, a + 7 * MINUTE_MS + 333)
+        for a in range(start - HOUR_MS, end, 7 * MINUTE_MS + 333)
+    ]
+    joined = np.concatenate([p.id for p in pieces])
+    assert np.array_equal(joined[joined < whole.id[-1] + 1], whole.id)
+    # a fresh model asked directly for a trade after midnight gives the same ids
+    again = new_model(start).trades("binance", "xrp", end - 5 * MINUTE_MS, end)
+    sel = whole.time >= end - 5 * MINUTE_MS
+    assert np.array_equal(again.id, whole.id[sel]) and np.array_equal(again.price, whole.price[sel])
+    assert len(m.trades("binance", "xrp", 0, m.live_start_ms)) == 0
+
+
+# ------------------------------------------------------------------------------ realism
+
+
+def log_returns(b: Bars) -> np.ndarray:
+    return np.diff(np.log(b.close.astype(float)))
+
+
+def test_exchanges_agree_within_a_few_bps_and_move_together(model):
+    now = START
+    for sym in SYMBOLS:
+        closes = {}
+        for ex in EXCHANGES:
+            inst = INSTRUMENTS[(ex, sym)]
+            b = model.bars(ex, sym, HOUR_MS, 0, START - 60 * DAY_MS, now, now)
+            closes[ex] = b.close.astype(float) * float(inst.tick)
+        for ex in ("bybit", "okx"):
+            gap = np.abs(closes[ex] / closes["binance"] - 1)
+            assert np.median(gap) < 4e-4 and gap.max() < 1.5e-3, (sym, ex)
+            r = np.corrcoef(np.diff(np.log(closes[ex])), np.diff(np.log(closes["binance"])))[0, 1]
+            assert r > 0.95, (sym, ex, r)
+
+
+def test_symbols_are_correlated_and_prices_realistic(model):
+    b = {s: model.bars("binance", s, DAY_MS, 0, 0, START, START) for s in SYMBOLS}
+    r = {s: log_returns(b[s]) for s in SYMBOLS}
+    for s in SYMBOLS[1:]:
+        c = np.corrcoef(r["btc"], r[s])[0, 1]
+        assert 0.3 < c < 0.95, (s, c)
+    for s in SYMBOLS:
+        inst = INSTRUMENTS[("binance", s)]
+        prices = b[s].close * float(inst.tick)
+        assert prices.min() > float(inst.ref_price) / 6 and prices.max() < float(inst.ref_price) * 6
+        vol = np.std(r[s])
+        assert 0.01 < vol < 0.08, (s, vol)
+    # the reference day closes at the reference price, up to the exchange basis
+    for (ex, sym), inst in INSTRUMENTS.items():
+        d = model.bars(ex, sym, DAY_MS, 0, ANCHOR_DAY * DAY_MS, ANCHOR_DAY * DAY_MS, START)
+        assert abs(int(d.close[0]) / inst.ref_ticks - 1) < 1e-3
+
+
+def test_volume_fits_int64_and_has_an_intraday_pattern(model):
+    for (ex, sym), _ in INSTRUMENTS.items():
+        d = model.bars(ex, sym, DAY_MS, 0, 0, START, START)
+        assert int(d.quote.max()) < 2**63 // 128, (ex, sym)  # a day: two orders of magnitude to spare
+        w = model.bars(ex, sym, 7 * DAY_MS, 4 * DAY_MS, 0, START, START)
+        assert int(w.quote.max()) < 2**63 // 16, (ex, sym)
+    h = model.bars("binance", "btc", HOUR_MS, 0, START - 200 * DAY_MS, START - DAY_MS, START)
+    hours = (h.open_time % DAY_MS) // HOUR_MS
+    by_hour = np.array([h.volume[hours == k].mean() for k in range(24)])
+    assert by_hour[14] > 1.3 * by_hour[4]  # US session busier than the European night
