@@ -332,9 +332,11 @@ def frame_kind(event: object) -> str:
     return "other"
 
 
-def parse_trade(event: dict) -> Trade | None:
+def parse_trade(event: object) -> Trade | None:
     """A ``trade`` or ``aggTrade`` event -> :class:`Trade` (``m`` true: the buyer was the maker,
     so the taker SOLD); ``None`` for other events."""
+    if not isinstance(event, dict):
+        return None
     e = event.get("e")
     if e == "aggTrade":
         id_key = "a"
