@@ -228,3 +228,41 @@ def test_plot_writes_a_png_next_to_the_json(data_dir):
     png = context_file(data_dir, "okx", "btc").with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
+
+
+def test_pipeline_sim_fetch_history_analyze(tmp_path, schema_validator):
+    """The real chain: `p9 sim` serves history, `fetch-history` stores it as Parquet, `analyze`
+    reads it; the document equals an analysis of the simulator's own candles (ground truth)."""
+    try:
+        from p9cli.history.service import run_fetch_history
+        from p9cli.sim.testing import SimThread
+    except ImportError as exc:
+        pytest.skip(f"simulator or fetch-history not available: {exc}")
+    from p9cli.analysis.context import analyze_timeframe
+
+    start_ms = 1_767_616_496_789  # 2026-01-05 12:34:56.789 UTC
+    tfs = "4h,1h,15m"
+    with SimThread(
+        seed=9, start_ms=start_ms, speed=1e-9, warm_up=False, with_ws=False, with_feed=False
+    ) as sim:
+        flags = {
+            "data_dir": str(tmp_path),
+            "exchanges": "binance",
+            "symbols": "sol",
+            "timeframes": tfs,
+            "candles": 600,
+        }
+        flags |= {f"{ex}_rest_url": sim.rest_url(ex) for ex in ("binance", "bybit", "okx")}
+        settings = load_settings(flags, env={})
+        assert run_fetch_history(settings, progress=False, out=open(os.devnull, "w")) == 0  # noqa: SIM115
+    assert run_analyze(settings, progress=False) == 0
+    doc = json.loads(context_file(tmp_path, "binance", "sol").read_text())
+    assert not list(schema_validator.iter_errors(doc))
+    for tf in tfs.split(","):
+        truth = simulator_candles("sol", tf, 600, exchange="binance", later_ms=start_ms - 1_767_225_600_000)
+        expect = analyze_timeframe(truth, tf)
+        got = doc["timeframes"][tf]
+        assert got["last_open_ms"] == expect["last_open_ms"] and got["candles"] == 600
+        assert got["trend"] == expect["trend"]
+        assert got["volatility"] == expect["volatility"]
+        assert got["volume"]["last"] == expect["volume"]["last"]
