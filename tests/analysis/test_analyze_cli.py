@@ -3,6 +3,7 @@ gives one line naming the file, the other symbols still complete, nothing on dis
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -254,7 +255,7 @@ def test_pipeline_sim_fetch_history_analyze(tmp_path, schema_validator):
         }
         flags |= {f"{ex}_rest_url": sim.rest_url(ex) for ex in ("binance", "bybit", "okx")}
         settings = load_settings(flags, env={})
-        assert run_fetch_history(settings, progress=False, out=open(os.devnull, "w")) == 0  # noqa: SIM115
+        assert run_fetch_history(settings, progress=False, out=io.StringIO()) == 0
     assert run_analyze(settings, progress=False) == 0
     doc = json.loads(context_file(tmp_path, "binance", "sol").read_text())
     assert not list(schema_validator.iter_errors(doc))
