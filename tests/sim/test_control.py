@@ -88,19 +88,16 @@ def test_truth_candles_match_every_exchange(sim):
             "binance",
             "/api/v3/klines",
             {"symbol": "BTCUSDT", "interval": "1h", "startTime": start, "endTime": end},
-            list,
         ),
         (
             "bybit",
             "/v5/market/kline",
             {"category": "spot", "symbol": "BTCUSDT", "interval": "60", "start": start, "end": end},
-            None,
         ),
         (
             "okx",
             "/api/v5/market/history-candles",
             {"instId": "BTC-USDT", "bar": "1H", "after": end + 1, "before": start - 1},
-            None,
         ),
     ):
         truth = ctl(
