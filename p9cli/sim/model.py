@@ -116,8 +116,9 @@ def _empty_trades() -> Trades:
 # ----------------------------------------------------------------------------------- parameters
 
 MINUTES_PER_DAY = 1440
-UNIT15_MS = 15 * MINUTE_MS
-UNITS15_PER_DAY = 96
+#: Resolutions (minutes) of the aggregate stores of historical days: a bar is assembled from
+#: the coarsest one that divides both its length and its offset.
+STORE_MINUTES = (1440, 60, 15)
 #: The model's reference day: 2026-01-01 closes at each instrument's ``ref_price``.
 ANCHOR_DAY = 20454  # 2026-01-01 as days since the epoch
 HISTORY_DAYS = 1100
@@ -522,8 +523,10 @@ class MarketModel:
         self._lru_size = 48
         # 15-minute aggregates of the historical days [hist_day0, live_day)
         nd = self._live_day - self._hist_day0
-        shape = (N_EX, N_SYM, nd * UNITS15_PER_DAY)
-        self._agg = {k: np.zeros(shape, dtype=_I64) for k in ("o", "h", "l", "c", "v", "q", "n")}
+        self._stores = {
+            r: tuple(np.zeros((N_EX, N_SYM, nd * (MINUTES_PER_DAY // r)), dtype=_I64) for _ in range(7))
+            for r in STORE_MINUTES
+        }
         self._agg_done = np.zeros(nd, dtype=bool)
         # trades before each live day, per series (cumulative counts of live trades)
         self._trades_before: dict[int, np.ndarray] = {self._live_day: np.zeros((N_EX, N_SYM), dtype=_I64)}
@@ -562,21 +565,23 @@ class MarketModel:
         return d
 
     def _fill_agg(self, day: int, d: _Day | None = None) -> None:
-        """15-minute aggregates of a historical day."""
+        """Aggregates of a historical day at every store resolution."""
         i = day - self._hist_day0
         if self._agg_done[i]:
             return
         if d is None:
             d = self._day(day)
-        sl = slice(i * UNITS15_PER_DAY, (i + 1) * UNITS15_PER_DAY)
-        shp = (N_EX, N_SYM, UNITS15_PER_DAY, 15)
-        self._agg["o"][:, :, sl] = d.open.reshape(shp)[..., 0]
-        self._agg["h"][:, :, sl] = d.high.reshape(shp).max(axis=3)
-        self._agg["l"][:, :, sl] = d.low.reshape(shp).min(axis=3)
-        self._agg["c"][:, :, sl] = d.close.reshape(shp)[..., -1]
-        self._agg["v"][:, :, sl] = d.volume.reshape(shp).sum(axis=3)
-        self._agg["q"][:, :, sl] = d.quote.reshape(shp).sum(axis=3)
-        self._agg["n"][:, :, sl] = d.trades.reshape(shp).sum(axis=3)
+        for r, (o, h, lo, c, v, q, n) in self._stores.items():
+            per_day = MINUTES_PER_DAY // r
+            sl = slice(i * per_day, (i + 1) * per_day)
+            shp = (N_EX, N_SYM, per_day, r)
+            o[:, :, sl] = d.open.reshape(shp)[..., 0]
+            h[:, :, sl] = d.high.reshape(shp).max(axis=3)
+            lo[:, :, sl] = d.low.reshape(shp).min(axis=3)
+            c[:, :, sl] = d.close.reshape(shp)[..., -1]
+            v[:, :, sl] = d.volume.reshape(shp).sum(axis=3)
+            q[:, :, sl] = d.quote.reshape(shp).sum(axis=3)
+            n[:, :, sl] = d.trades.reshape(shp).sum(axis=3)
         self._agg_done[i] = True
 
     def _ensure_live_quotes(self, d: _Day, e: int, s: int, m_end: int) -> None:
@@ -653,26 +658,28 @@ class MarketModel:
         p = price[:k]
         return o, int(p.max()), int(p.min()), int(p[-1]), int(qty[:k].sum()), int((p * qty[:k]).sum()), k
 
-    def _units15(self, e: int, s: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
-        """15-minute units for [start, end) (start 15m aligned; the last unit may be partial).
-        Whole 15 minutes of historical days come from the aggregate store, the rest from
-        minutes."""
+    def _units(self, e: int, s: int, r: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
+        """Units of ``r`` minutes (a store resolution) for [start, end): start is r-aligned,
+        the last unit may be partial. Whole units of historical days come from the store,
+        the rest (live days, a partial tail) from minutes."""
+        unit_ms = r * MINUTE_MS
         cols: list[list[np.ndarray]] = [[] for _ in range(7)]
         split = min(end, self._live_day * DAY_MS)
-        split -= (split - start) % UNIT15_MS
+        split -= (split - start) % unit_ms
         if start < split:
             d0, d1 = start // DAY_MS, (split - 1) // DAY_MS
-            for day in range(d0, d1 + 1):
-                if not self._agg_done[day - self._hist_day0]:
+            done = self._agg_done[d0 - self._hist_day0 : d1 - self._hist_day0 + 1]
+            if not done.all():
+                for day in range(d0, d1 + 1):
                     self._fill_agg(day)
-            i0 = (start - self._hist_day0 * DAY_MS) // UNIT15_MS
-            i1 = (split - self._hist_day0 * DAY_MS) // UNIT15_MS
-            for col, k in zip(cols, ("o", "h", "l", "c", "v", "q", "n"), strict=True):
-                col.append(self._agg[k][e, s, i0:i1])
+            i0 = (start - self._hist_day0 * DAY_MS) // unit_ms
+            i1 = (split - self._hist_day0 * DAY_MS) // unit_ms
+            for col, arr in zip(cols, self._stores[r], strict=True):
+                col.append(arr[e, s, i0:i1])
         split = max(split, start)
         if split < end:
             o, hh, ll, c, v, q, n = self._minute_units(e, s, split, end, now_ms)
-            idx = np.arange(0, len(o), 15)
+            idx = np.arange(0, len(o), r)
             last = np.append(idx[1:], len(o)) - 1
             agg = (
                 o[idx],
@@ -715,9 +722,13 @@ class MarketModel:
         now_minute_end = int(now_ms) - int(now_ms) % MINUTE_MS + MINUTE_MS
         span_end = min(t1 + tf_ms, now_minute_end)
         self._daily.ensure(self._hist_day0 - 1, span_end // DAY_MS + 1)
-        unit = UNIT15_MS if (tf_ms % UNIT15_MS == 0 and offset_ms % UNIT15_MS == 0) else MINUTE_MS
-        if unit == UNIT15_MS:
-            o, h, lo, c, v, q, n = self._units15(e, s, t0, span_end, now_ms)
+        r = next(
+            (r for r in STORE_MINUTES if (tf_ms % (r * MINUTE_MS) == 0 and offset_ms % (r * MINUTE_MS) == 0)),
+            1,
+        )
+        unit = r * MINUTE_MS
+        if r > 1:
+            o, h, lo, c, v, q, n = self._units(e, s, r, t0, span_end, now_ms)
         else:
             o, h, lo, c, v, q, n = self._minute_units(e, s, t0, span_end, now_ms)
         per = tf_ms // unit
