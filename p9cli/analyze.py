@@ -29,7 +29,7 @@ from p9cli.analysis.candles import Candles
 from p9cli.analysis.context import build_structure, to_json
 from p9cli.config import Settings
 from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError, P9Error
-from p9cli.universe import TIMEFRAMES
+from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 READ_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "quote_volume")
 
@@ -55,10 +55,12 @@ def _one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_candles(path: Path, exchange: str = "", symbol: str = "") -> Candles:
+def read_candles(path: Path, exchange: str = "", symbol: str = "", timeframe: str = "") -> Candles:
     """The candles of one history file. Raises :class:`HistoryFileError` (one line naming the
-    file) when it is missing, not Parquet, lacks a column, is empty, is not strictly ascending
-    or holds prices that are not positive finite numbers with low <= open, close <= high."""
+    file) when it is missing, not Parquet, lacks a column, is empty, was written for another
+    series (key/value metadata ``exchange``/``symbol``/``timeframe``, when present), has open
+    times off the timeframe's UTC grid or not strictly ascending, or holds prices that are not
+    positive finite numbers with low <= open, close <= high."""
     hint = _fix_hint(exchange, symbol) if exchange else "run `p9 fetch-history`"
     if not path.exists():
         raise HistoryFileError(f"{path} is missing; {hint}")
@@ -73,6 +75,14 @@ def read_candles(path: Path, exchange: str = "", symbol: str = "") -> Candles:
         raise HistoryFileError(f"{path} lacks column(s) {', '.join(missing)}; {hint}")
     if table.num_rows == 0:
         raise HistoryFileError(f"{path} holds no candles; {hint}")
+    meta = {
+        k.decode(errors="replace"): v.decode(errors="replace")
+        for k, v in (table.schema.metadata or {}).items()
+    }
+    expected = {"exchange": exchange, "symbol": symbol, "timeframe": timeframe}
+    wrong = [f"{k} {meta[k]!r}" for k, v in expected.items() if v and meta.get(k) not in (None, "", v)]
+    if wrong:
+        raise HistoryFileError(f"{path} holds another series ({', '.join(wrong)}); {hint}")
     try:
         ot_col = table.column("open_time")
         if pa.types.is_timestamp(ot_col.type):
@@ -86,16 +96,18 @@ def read_candles(path: Path, exchange: str = "", symbol: str = "") -> Candles:
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise HistoryFileError(f"{path} has unusable columns ({_one_line(exc)}); {hint}") from None
     candles = Candles.from_mapping(cols)
-    problem = candle_problem(candles)
+    problem = candle_problem(candles, TIMEFRAME_MS.get(timeframe))
     if problem:
         raise HistoryFileError(f"{path} is corrupt ({problem}); {hint}")
     return candles
 
 
-def candle_problem(c: Candles) -> str | None:
+def candle_problem(c: Candles, timeframe_ms: int | None = None) -> str | None:
     """Why these candles cannot be analysed, or None."""
     if len(c) > 1 and not np.all(np.diff(c.open_time) > 0):
         return "open_time is not strictly ascending"
+    if timeframe_ms and np.any(c.open_time % timeframe_ms):
+        return f"open_time is not on the {timeframe_ms // 60_000}-minute UTC grid"
     prices = np.stack([c.open, c.high, c.low, c.close])
     if not np.all(np.isfinite(prices)) or not np.all(prices > 0):
         return "a price is not a positive number"
@@ -144,7 +156,7 @@ class SymbolResult:
 def load_symbol(settings: Settings, exchange: str, symbol: str) -> dict[str, Candles]:
     """Every configured timeframe's candles for one (exchange, symbol)."""
     return {
-        tf: read_candles(history_path(settings, exchange, symbol, tf), exchange, symbol)
+        tf: read_candles(history_path(settings, exchange, symbol, tf), exchange, symbol, tf)
         for tf in settings.timeframes
     }
 

@@ -120,6 +120,18 @@ def test_bad_contents_are_named(tmp_path):
     write_history(path, bad, "binance", "btc", "1h")
     with pytest.raises(P9Error, match="low > open/close"):
         read_candles(path, "binance", "btc")
+    # written for another series (file metadata)
+    write_history(path, c, "okx", "btc", "1h")
+    with pytest.raises(P9Error, match="holds another series .exchange 'okx'"):
+        read_candles(path, "binance", "btc", "1h")
+    write_history(path, c, "binance", "btc", "4h")
+    with pytest.raises(P9Error, match="timeframe '4h'"):
+        read_candles(path, "binance", "btc", "1h")
+    # 1h candles are not on the 4h grid
+    write_history(path, c, "binance", "btc", "")
+    with pytest.raises(P9Error, match="not on the 240-minute UTC grid"):
+        read_candles(path, "binance", "btc", "4h")
+    assert len(read_candles(path, "binance", "btc", "1h")) == 50
     # a missing column
     import pyarrow as pa
     import pyarrow.parquet as pq
