@@ -20,7 +20,7 @@ from p9cli.exchanges.book import BinanceBookSync, BybitBookSync, OkxBookSync
 SimThread = pytest.importorskip("p9cli.sim.testing").SimThread
 
 START_MS = 1_767_616_496_789
-LISTEN_S = 2.5
+LISTEN_S = 2.0
 
 
 @pytest.fixture
