@@ -434,10 +434,12 @@ def _generate_trades(
     h_side = _mix(base ^ np.uint64(0x4444444444444444))
     h_m = _mix(mkey ^ np.uint64(0x5555555555555555))  # per minute
 
-    # times: integer gaps 1..1024, one extra final gap per minute; strictly inside the minute
-    gaps = (h_time >> np.uint64(54)).astype(_I64) + 1
+    # times: heavy-tailed integer gaps (bursts and lulls, 4 .. 16384), one extra final gap per
+    # minute; scaled into the minute, strictly inside it
+    gaps = (1 << 22) // (256 + (h_time >> np.uint64(44)).astype(_I64))
     cum = _segment_cumsum(gaps, starts, n)
-    last_gap = (h_m >> np.uint64(54)).astype(_I64) + 1
+    h_end = _mix(mkey ^ np.uint64(0x6666666666666666))  # per minute
+    last_gap = (1 << 22) // (256 + (h_end >> np.uint64(44)).astype(_I64))
     span = cum[starts + n - 1] + last_gap
     time = minute_ms.astype(_I64)[rep] + 1 + (cum * (MINUTE_MS - 2)) // span[rep]
 
@@ -459,9 +461,14 @@ def _generate_trades(
     price[starts + i_hi] = h
     price[starts + i_lo] = lo
 
-    # quantities: heavy-tailed integer weights, exact split of V into n positive parts
-    u = (h_qty >> np.uint64(44)).astype(_I64)  # 0 .. 2^20-1
-    weights = 256 + (1 << 24) // (256 + u)
+    # quantities: Pareto-like integer weights (many small trades, a few large ones: 256 ..
+    # 2^20, median about twice the smallest), exact split of V into n positive parts
+    u = (h_qty >> np.uint64(46)).astype(_I64)  # 0 .. 2^18-1
+    weights = (1 << 26) // (64 + u)
+    # keep (V - n) * sum(weights) inside int64 for huge minutes (a per-minute decision, exact)
+    huge = (v - n).astype(float) * n.astype(float) * float(1 << 20) >= 2.0**61
+    if huge.any():
+        weights = np.where(huge[rep], (weights >> 10) + 1, weights)
     cw = _segment_cumsum(weights, starts, n)
     extra = (v - n)[rep]
     cq = (extra * cw) // cw[starts + n - 1][rep]
