@@ -124,6 +124,8 @@ class Conn:
             return
         latency = faults.latency_ms
         if latency > 0 or self._delayed:
+            if latency > 0:
+                state.counters["fault.latency_ms"] += 1
             self._delayed.append((self.feed.loop_time() + latency / 1000.0, frame))
             if self._delay_task is None:
                 self._delay_task = asyncio.get_running_loop().create_task(self._send_delayed())

@@ -1,0 +1,185 @@
+"""Every WebSocket fault of the simulator is observable by a real client and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from wsutil import recv_json
+
+from p9cli.sim import ws_okx
+from p9cli.sim.instruments import INSTRUMENTS
+from p9cli.sim.okx_checksum import okx_checksum
+
+
+@pytest.fixture(autouse=True)
+def _many_connections(monkeypatch):
+    monkeypatch.setattr(ws_okx.SETTINGS, "max_new_connections_per_second", 1000)
+
+
+def counters(handle, exchange):
+    return handle.sim.exchanges[exchange].counters
+
+
+async def test_drop_after_n_frames(sim_factory):
+    handle = sim_factory(faults={"binance": {"ws_drop_every_messages": 5}})
+    got = []
+    async with websockets.connect(handle.ws_url("binance") + "/ws/btcusdt@depth@100ms") as ws:
+        with pytest.raises(websockets.ConnectionClosedError) as info:
+            while True:
+                got.append(await asyncio.wait_for(ws.recv(), 5))
+    assert len(got) == 5
+    assert info.value.rcvd is None, "aborted: no close frame"
+    assert counters(handle, "binance")["fault.ws_drop_every_messages"] == 1
+
+
+async def test_drop_after_t_seconds(sim_factory):
+    handle = sim_factory(faults={"bybit": {"ws_drop_every_seconds": 1.0}})
+    async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
+        with pytest.raises(websockets.ConnectionClosedError):
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        assert 0.9 <= loop.time() - t0 <= 2.5
+    assert counters(handle, "bybit")["fault.ws_drop_every_seconds"] == 1
+
+
+async def test_stall_keeps_the_socket_open(sim_factory):
+    handle = sim_factory(faults={"bybit": {"ws_stall_after_messages": 3}})
+    async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
+        frames = [await recv_json(ws) for _ in range(3)]
+        assert frames[0]["op"] == "subscribe" and frames[1]["type"] == "snapshot"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.recv(), 1.5)
+        # the socket is alive: a protocol ping is answered
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, 2)
+    assert counters(handle, "bybit")["fault.ws_stall_after_messages"] >= 1
+
+
+async def test_malformed_every_nth_data_frame(sim_factory):
+    handle = sim_factory(faults={"okx": {"ws_malformed_every": 4}})
+    async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
+        ack = await recv_json(ws)  # control frames are never malformed
+        assert ack["event"] == "subscribe"
+        bad = []
+        for i in range(1, 13):
+            text = await asyncio.wait_for(ws.recv(), 5)
+            try:
+                json.loads(text)
+            except json.JSONDecodeError:
+                bad.append(i)
+                assert text.startswith('{"arg":')
+    assert bad == [4, 8, 12]
+    assert counters(handle, "okx")["fault.ws_malformed_every"] >= 3
+
+
+async def test_binance_depth_gap(sim_factory):
+    handle = sim_factory(faults={"binance": {"depth_gap_every": 4}})
+    async with websockets.connect(handle.ws_url("binance") + "/ws/ethusdt@depth@100ms") as ws:
+        events = [await recv_json(ws) for _ in range(8)]
+    gaps = [b["U"] - a["u"] - 1 for a, b in zip(events, events[1:], strict=False)]
+    assert any(g > 0 for g in gaps), gaps
+    assert all(g >= 0 for g in gaps)
+    assert counters(handle, "binance")["fault.depth_gap_every"] >= 2
+
+
+async def test_bybit_u_gap(sim_factory):
+    handle = sim_factory(faults={"bybit": {"depth_gap_every": 3}})
+    async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
+        await recv_json(ws)
+        frames = [await recv_json(ws) for _ in range(8)]
+    us = [f["data"]["u"] for f in frames]
+    steps = [b - a for a, b in zip(us, us[1:], strict=False)]
+    assert 2 in steps and set(steps) <= {1, 2}
+    assert counters(handle, "bybit")["fault.depth_gap_every"] >= 2
+
+
+async def test_okx_seq_gap_and_bad_checksum(sim_factory):
+    handle = sim_factory(faults={"okx": {"depth_gap_every": 5, "okx_bad_checksum_every": 3}})
+    inst = INSTRUMENTS[("okx", "eth")]
+    async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}))
+        await recv_json(ws)
+        frames = [await recv_json(ws) for _ in range(12)]
+    assert frames[0]["action"] == "snapshot"
+    book: dict[str, dict] = {"bids": {}, "asks": {}}
+    chain_breaks = bad_checksums = 0
+    last_seq = None
+    for frame in frames:
+        d = frame["data"][0]
+        if last_seq is not None and d["prevSeqId"] != last_seq:
+            chain_breaks += 1
+        last_seq = d["seqId"]
+        for side in ("bids", "asks"):
+            for px, sz, _, _ in d[side]:
+                key = int(round(float(px) / float(inst.tick)))
+                if sz == "0":
+                    book[side].pop(key, None)
+                else:
+                    book[side][key] = (px, sz)
+        top_b = [book["bids"][p] for p in sorted(book["bids"], reverse=True)[:25]]
+        top_a = [book["asks"][p] for p in sorted(book["asks"])[:25]]
+        if okx_checksum(top_b, top_a) != d["checksum"]:
+            bad_checksums += 1
+    assert chain_breaks >= 1
+    assert bad_checksums >= 2  # wrong checksums (and the books after a skipped update)
+    c = counters(handle, "okx")
+    assert c["fault.depth_gap_every"] >= 1 and c["fault.okx_bad_checksum_every"] >= 2
+
+
+async def test_bybit_restart_sends_u1_snapshot(sim_factory):
+    handle = sim_factory()
+    async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT"]}))
+        await recv_json(ws)
+        snap = await recv_json(ws)
+        assert snap["data"]["u"] > 1
+        handle.sim.exchanges["bybit"].faults.bybit_reset_every_seconds = 0.5  # at run time
+        while True:
+            frame = await recv_json(ws)
+            if frame["type"] == "snapshot":
+                break
+        assert frame["data"]["u"] == 1
+        following = await recv_json(ws)
+        assert following["data"]["u"] == 2 or (
+            following["type"] == "snapshot" and following["data"]["u"] == 1
+        )
+    assert counters(handle, "bybit")["fault.bybit_reset_every_seconds"] >= 1
+
+
+async def test_latency_delays_every_frame(sim_factory):
+    handle = sim_factory(faults={"binance": {"latency_ms": 400}})
+    async with websockets.connect(handle.ws_url("binance") + "/ws") as ws:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        assert await recv_json(ws) == {"result": [], "id": 1}
+        assert loop.time() - t0 >= 0.39
+        handle.sim.exchanges["binance"].faults.latency_ms = 0.0
+        await asyncio.sleep(0.3)
+        t0 = loop.time()
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+        assert await recv_json(ws) == {"result": [], "id": 2}
+        assert loop.time() - t0 < 0.2
+    assert counters(handle, "binance")["fault.latency_ms"] >= 1
+
+
+async def test_ws_counters(sim_factory):
+    handle = sim_factory()
+    async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "bbo-tbt", "instId": "BTC-USDT"}]}))
+        for _ in range(5):
+            await recv_json(ws)
+        c = counters(handle, "okx")
+        assert c["ws.connections"] == 1 and c["ws.open"] == 1
+        assert c["ws.frames_sent"] >= 5 and c["ws.messages_received"] == 1
+    await asyncio.sleep(0.3)
+    assert counters(handle, "okx")["ws.open"] == 0
