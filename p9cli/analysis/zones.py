@@ -41,13 +41,13 @@ def consolidations(
     atr: float,
     *,
     min_bars: int = 12,
-    band_atr: float = 2.0,
+    band_atr: float = 2.5,
     max_band_atr: float | None = None,
 ) -> list[tuple[int, int]]:
     """Consolidation ranges: stretches where price stayed inside a narrow ATR-relative band.
 
     A window of ``min_bars`` consecutive bars is *tight* when ``max(high) - min(low) <=
-    band_atr * atr``. Overlapping tight windows are joined into one stretch; a stretch whose
+    band_atr * atr``. Tight windows that share bars are joined into one stretch; a stretch whose
     whole range exceeds ``max_band_atr * atr`` (default ``1.5 * band_atr``: a slow drift, not
     a range) is cut greedily, left to right, into pieces that stay within it, and pieces
     shorter than ``min_bars`` are dropped.
@@ -57,7 +57,7 @@ def consolidations(
         atr: that timeframe's ATR in price units (finite, > 0; otherwise nothing is found).
 
     Returns:
-        ``[(start, stop), ...]``: positional bar ranges ``start:stop``, ascending.
+        ``[(start, stop), ...]``: disjoint positional bar ranges ``start:stop``, ascending.
     """
     h = np.asarray(high, dtype=np.float64)
     lo = np.asarray(low, dtype=np.float64)
@@ -74,9 +74,14 @@ def consolidations(
     edges = np.diff(np.concatenate(([0], tight.astype(np.int8), [0])))
     run_starts = np.flatnonzero(edges == 1)
     run_stops = np.flatnonzero(edges == -1)  # window starts s..e-1 -> bars s .. e-1+min_bars
-    out: list[tuple[int, int]] = []
+    stretches: list[list[int]] = []
     for s, e in zip(run_starts.tolist(), run_stops.tolist(), strict=True):
-        a, b = s, e - 1 + min_bars
+        if stretches and s < stretches[-1][1]:  # bars overlap the previous stretch: one stretch
+            stretches[-1][1] = e - 1 + min_bars
+        else:
+            stretches.append([s, e - 1 + min_bars])
+    out: list[tuple[int, int]] = []
+    for a, b in stretches:
         if float(h[a:b].max() - lo[a:b].min()) <= cap:
             out.append((a, b))
             continue
@@ -133,9 +138,10 @@ def liquidity_zones(
     tick: float | None = None,
     reference_tf: str | None = None,
     min_bars: int = 12,
-    band_atr: float = 2.0,
+    band_atr: float = 2.5,
     min_rel_volume: float = 1.1,
     min_density_ratio: float = 1.0,
+    min_volume_share: float = 0.01,
     max_distance_atr: float = 8.0,
     max_zones: int = 8,
 ) -> list[dict]:
@@ -160,7 +166,9 @@ def liquidity_zones(
         min_rel_volume: a consolidation qualifies when its mean bar volume is at least this
             multiple of its timeframe's mean bar volume.
         min_density_ratio: a zone qualifies when its volume per price unit in the composite
-            profile is at least this multiple of the profile's mean.
+            profile is at least this multiple of the profile's mean ...
+        min_volume_share: ... and it holds at least this share of the profile's volume, and
+            at least one timeframe shows it (see ``timeframes`` below).
         max_zones: the strongest ``max_zones`` zones are returned.
 
     Zones:
@@ -169,7 +177,7 @@ def liquidity_zones(
         * ``consolidation``: consolidation ranges (:func:`consolidations`) with elevated volume
           on any timeframe; ranges on different timeframes that overlap both in time and in
           price (by at least half of the narrower one) are one zone, whose price bounds are
-          those of its longest-lasting member.
+          those of its tightest member (most time per unit of price height).
 
     Returns:
         a list of dicts, sorted by ``mid`` descending::
@@ -190,7 +198,7 @@ def liquidity_zones(
                             overlapping it in price), longest first
             consolidation   for kind "consolidation": {"timeframe", "start_time",
                             "end_time" (close of the last bar, ms), "bars", "rel_volume"} of
-                            the longest-lasting member; None for hvn clusters
+                            the tightest member; None for hvn clusters
             distance_pct, distance_atr   (mid - last_close) in % of last_close and in
                             reference ATRs (None without last_close)
             strength        0..1 = 0.4*D + 0.3*F + 0.3*T with D = r/(1+r) for
@@ -280,7 +288,11 @@ def liquidity_zones(
         for i in range(k):
             groups.setdefault(find(i), []).append(i)
         for members in groups.values():
-            base = max(members, key=lambda i: (cons[i][2] - cons[i][1], -i))
+            # the member with the most time per unit of price height: the box as the finest
+            # timeframe that saw all of it draws it, not a coarse bar's wicks around it
+            base = max(
+                members, key=lambda i: ((cons[i][2] - cons[i][1]) / max(cons[i][4] - cons[i][3], 1e-300), -i)
+            )
             tf, s_ms, e_ms, low, high, bars, rel = cons[base]
             candidates.append(
                 {
@@ -313,7 +325,7 @@ def liquidity_zones(
 
     zones = []
     for z, c in enumerate(candidates):
-        if ratio[z] < min_density_ratio:
+        if ratio[z] < min_density_ratio or vols[z] < min_volume_share * total:
             continue
         low, high = c["low"], c["high"]
         mid = (low + high) / 2.0
@@ -331,6 +343,8 @@ def liquidity_zones(
         if c["consolidation"] is not None:
             shows.add(c["consolidation"]["timeframe"])
         tfs = [tf for tf in TIMEFRAMES if tf in shows]
+        if not tfs:
+            continue
         share_t = float(spent_ms[z]) / cov_total if cov_total > 0 else 0.0
         r = float(ratio[z])
         sw = ZONE_STRENGTH_WEIGHTS

@@ -144,7 +144,7 @@ def consolidation_frame(
     timeframe: str = "1h",
     trend_bars: int = 300,
     range_bars: int = 60,
-    box: tuple[float, float] = (150.0, 152.0),
+    box: tuple[float, float] = (150.0, 150.8),
     range_volume_factor: float = 3.0,
     t0: int = T0,
 ) -> tuple[pd.DataFrame, slice]:
@@ -152,9 +152,9 @@ def consolidation_frame(
     again. Returns the frame and the slice of the consolidation bars."""
     rng = np.random.default_rng(seed)
     lo_box, hi_box = box
-    up1 = np.linspace(100.0, lo_box + 0.5, trend_bars) + rng.normal(0, 0.15, trend_bars)
-    inside = rng.uniform(lo_box + 0.2, hi_box - 0.2, range_bars)
-    up2 = np.linspace(hi_box + 0.5, 200.0, trend_bars) + rng.normal(0, 0.15, trend_bars)
+    up1 = np.linspace(100.0, lo_box + 0.2, trend_bars) + rng.normal(0, 0.15, trend_bars)
+    inside = rng.uniform(lo_box + 0.1, hi_box - 0.1, range_bars)
+    up2 = np.linspace(hi_box + 0.2, 200.0, trend_bars) + rng.normal(0, 0.15, trend_bars)
     c = np.concatenate((up1, inside, up2))
     n = c.size
     o = np.concatenate(([c[0]], c[:-1]))
@@ -168,6 +168,27 @@ def consolidation_frame(
     v[sl] *= range_volume_factor
     ot = t0 + np.arange(n, dtype=np.int64) * TIMEFRAME_MS[timeframe]
     return frame(ot, on_tick(o, 0.01), on_tick(h, 0.01), on_tick(lo, 0.01), on_tick(c, 0.01), v), sl
+
+
+def boxed_minutes(seed: int = 8, box=(150.0, 151.5), volume_factor: float = 3.0):
+    """A minute path: drift up for 10 days to the box, then 3 days oscillating inside ``box``
+    with ``volume_factor`` x volume, then drift up again for 4 days. Returns the minutes and
+    the (first, last) open_time of the boxed minutes."""
+    rng = np.random.default_rng(seed)
+    lo_box, hi_box = box
+    mid, half = (lo_box + hi_box) / 2, (hi_box - lo_box) / 2
+    up1 = 120.0 * np.exp(np.cumsum(rng.normal(0.00002, 0.0006, 10 * 1440)))
+    up1 *= (lo_box + 0.2) / up1[-1]
+    t = np.arange(3 * 1440)
+    inside = mid + 0.8 * half * np.sin(2 * np.pi * t / 300.0) + rng.normal(0, 0.03, t.size)
+    up2 = (hi_box - 0.2) * np.exp(np.cumsum(rng.normal(0.00002, 0.0006, 4 * 1440)))
+    closes = np.concatenate((up1, inside, up2))
+    minutes = minute_candles(closes, seed=seed, wick=0.0002, t0=T0)
+    sl = slice(up1.size, up1.size + inside.size)
+    v = minutes["volume"].to_numpy().copy()
+    v[sl] *= volume_factor
+    minutes["volume"] = v
+    return minutes, (int(minutes["open_time"].iloc[sl.start]), int(minutes["open_time"].iloc[sl.stop - 1]))
 
 
 def true_range_atr(df: pd.DataFrame, period: int = 14) -> float:
