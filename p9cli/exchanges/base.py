@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from p9cli.errors import EXIT_FAILURE, ConfigError, P9Error
-from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
+from p9cli.universe import INTERVAL_CODES, TIMEFRAME_MS, TIMEFRAMES
 
 # --------------------------------------------------------------------------------------------
 # Requests and rate limits
@@ -419,3 +419,22 @@ def canonical_symbol(exchange_code: str) -> str | None:
     else:
         return None
     return base.lower() if base.isalnum() else None
+
+
+@dataclass(slots=True)
+class CandleUpdate:
+    """Candles pushed on a WebSocket kline/candle channel: ``timeframe`` canonical (``1m``),
+    ``symbol`` the exchange code; ``candles.confirmed`` holds the exchange's closed flag."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    candles: Candles
+
+
+def timeframe_of(exchange: str, code: str) -> str | None:
+    """The canonical timeframe of an exchange interval code (``"60"`` on Bybit -> ``"1h"``)."""
+    for tf, c in INTERVAL_CODES[exchange].items():
+        if c == code:
+            return tf
+    return None

@@ -24,6 +24,7 @@ from p9cli.exchanges.base import (
     Banned,
     BookMsg,
     Candles,
+    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
@@ -41,6 +42,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    timeframe_of,
     try_json,
 )
 
@@ -401,3 +403,26 @@ def _levels(levels: object) -> list:
     if not isinstance(levels, list):
         raise TypeError("levels are not an array")
     return levels
+
+
+def parse_kline(event: dict) -> CandleUpdate:
+    """A ``kline`` event -> :class:`CandleUpdate` with one candle (``x`` = closed)."""
+    try:
+        k = event["k"]
+        tf = timeframe_of(NAME, k["i"])
+        if tf is None:
+            raise ValueError(f"interval {k['i']!r} is not one of p9's timeframes")
+        candles = Candles(
+            [int(k["t"])],
+            [float(k["o"])],
+            [float(k["h"])],
+            [float(k["l"])],
+            [float(k["c"])],
+            [float(k["v"])],
+            [float(k["q"])],
+            [int(k["n"])],
+            [bool(k["x"])],
+        )
+        return CandleUpdate(NAME, event["s"], tf, candles)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedResponse(f"kline event: {exc!r}", exchange=NAME) from None

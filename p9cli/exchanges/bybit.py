@@ -25,6 +25,7 @@ from p9cli.exchanges.base import (
     Banned,
     BookMsg,
     Candles,
+    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
@@ -41,6 +42,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    timeframe_of,
     try_json,
 )
 
@@ -399,3 +401,27 @@ def parse_rest_recent_trades(body: bytes) -> list[Trade]:
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"recent-trade: bad row ({exc!r})", exchange=NAME) from None
+
+
+def parse_kline(obj: dict) -> CandleUpdate:
+    """A ``kline.<interval>.<SYMBOL>`` push -> :class:`CandleUpdate` (``confirm`` = closed)."""
+    try:
+        _, code, symbol = obj["topic"].split(".", 2)
+        tf = timeframe_of(NAME, code)
+        if tf is None:
+            raise ValueError(f"interval {code!r} is not one of p9's timeframes")
+        rows = obj["data"]
+        candles = Candles(
+            [int(r["start"]) for r in rows],
+            [float(r["open"]) for r in rows],
+            [float(r["high"]) for r in rows],
+            [float(r["low"]) for r in rows],
+            [float(r["close"]) for r in rows],
+            [float(r["volume"]) for r in rows],
+            [float(r["turnover"]) for r in rows],
+            [None] * len(rows),
+            [bool(r["confirm"]) for r in rows],
+        )
+        return CandleUpdate(NAME, symbol, tf, normalize_order(candles))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedResponse(f"kline frame: {exc!r}", exchange=NAME) from None

@@ -27,6 +27,7 @@ from p9cli.exchanges.base import (
     Banned,
     BookMsg,
     Candles,
+    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
@@ -43,6 +44,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    timeframe_of,
     try_json,
 )
 
@@ -157,7 +159,12 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
     when the row has 8 or more fields, else ``None``; OKX gives no trade count.
     """
     check_timeframe(timeframe)
-    rows = _data(body)[::-1]
+    return candles_from_rows(_data(body))
+
+
+def candles_from_rows(rows_newest_first: list) -> Candles:
+    """Rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` (newest first) -> ascending candles."""
+    rows = rows_newest_first[::-1]
     try:
         for r in rows:
             if type(r) is not list or len(r) < 7:
@@ -394,3 +401,19 @@ def parse_book(obj: dict) -> BookMsg:
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"books frame: {exc!r}", exchange=NAME) from None
+
+
+def parse_candle(obj: dict) -> CandleUpdate:
+    """A ``candle<bar>`` push (business URL; rows as in REST, ``confirm`` last) ->
+    :class:`CandleUpdate`."""
+    try:
+        channel = obj["arg"]["channel"]
+        tf = timeframe_of(NAME, channel[len("candle") :]) if channel.startswith("candle") else None
+        if tf is None:
+            raise ValueError(f"channel {channel!r} is not a candle channel of p9's timeframes")
+        rows = obj["data"]
+        if not isinstance(rows, list):
+            raise TypeError("data is not an array")
+        return CandleUpdate(NAME, obj["arg"]["instId"], tf, candles_from_rows(rows))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedResponse(f"candle frame: {exc!r}", exchange=NAME) from None
