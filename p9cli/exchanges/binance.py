@@ -121,7 +121,7 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
     """Kline rows -> :class:`Candles` (ascending; ``confirmed`` is ``None``: Binance has no flag)."""
     check_timeframe(timeframe)
     rows = load_json(body, NAME)
-    if isinstance(rows, dict):
+    if isinstance(rows, dict) and "code" in rows:
         raise error_from_body(rows, status=None)
     if not isinstance(rows, list):
         raise MalformedResponse(f"klines: expected a JSON array, got {body_snippet(body)!r}", exchange=NAME)

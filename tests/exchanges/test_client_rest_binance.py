@@ -8,7 +8,7 @@ import pytest
 from exchange_fixture_files import read_bytes, read_json, same_number
 
 from p9cli.exchanges import binance
-from p9cli.exchanges.base import BadRequest, Candles, bars_in_window
+from p9cli.exchanges.base import BadRequest, Candles, MalformedResponse, bars_in_window
 from p9cli.universe import TIMEFRAME_MS
 
 INDEX = read_json("binance/rest/index.json")
@@ -118,6 +118,8 @@ def test_error_body_in_place_of_klines():
     with pytest.raises(BadRequest) as info:
         binance.parse_klines(b'{"code":-1121,"msg":"Invalid symbol."}', "1m")
     assert info.value.code == "-1121"
+    with pytest.raises(MalformedResponse):
+        binance.parse_klines(b'{"serverTime":1499827319559}', "1m")
 
 
 def test_empty_array_is_no_candles():
