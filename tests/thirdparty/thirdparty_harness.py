@@ -233,6 +233,16 @@ class SimProcess:
             cursor = batch[-1]["open_time"] + 1
         return rows
 
+    def truth_candle_rows(
+        self, exchange: str, symbol: str, timeframe: str, start: int, end: int
+    ) -> list[dict[str, Any]]:
+        """The true bars as the control API gives them: named fields, ``closed`` and the
+        exchange's exact REST ``row``."""
+        doc = self.control(
+            "/truth/candles", exchange=exchange, symbol=symbol, interval=timeframe, start=start, end=end
+        )
+        return doc["candles"]
+
     def truth_trades(self, exchange: str, symbol: str, start: int, end: int) -> dict[str, Any]:
         """Every trade with ``start <= time < end`` (``trades``) and whether the feed has sent
         that whole range (``sent``)."""
@@ -249,6 +259,30 @@ class SimProcess:
         if depth is not None:
             bids, asks = bids[:depth], asks[:depth]
         return {"update_id": int(doc["update_id"]), "bids": bids, "asks": asks}
+
+    def assert_trades_equal_truth(self, exchange: str, symbol: str, got: list[tuple]) -> int:
+        """``got`` = ``[(time_ms, id_str, Decimal price, Decimal qty, "buy"|"sell"), ...]`` as a
+        client received them, in arrival order. They must be exactly the simulator's trades of
+        the period (no duplicate, nothing missing, same fields). The first millisecond is left
+        out (it may have begun before the subscription). Returns the number compared."""
+        assert got, f"{exchange} {symbol}: no trade received"
+        assert len({t[1] for t in got}) == len(got), f"{exchange} {symbol}: duplicate trade ids"
+        assert [t[0] for t in got] == sorted(t[0] for t in got), (
+            f"{exchange} {symbol}: trades out of time order"
+        )
+        start, end = got[0][0] + 1, got[-1][0] + 1
+        doc = self.truth_trades(exchange, symbol, start, end)
+        assert doc["sent"], f"{exchange} {symbol}: the simulator says [{start}, {end}) was not sent"
+        truth = [
+            (t["time"], str(t["id"]), Decimal(t["price"]), Decimal(t["qty"]), t["taker_side"])
+            for t in doc["trades"]
+        ]
+        window = [t for t in got if start <= t[0] < end]
+        assert len(window) == len(truth), (
+            f"{exchange} {symbol}: {len(window)} trades received, {len(truth)} true"
+        )
+        assert window == truth, f"{exchange} {symbol}: received trades differ from the true trades"
+        return len(window)
 
     def book_state_between(
         self, exchange: str, symbol: str, bids: list, asks: list, first_id: int, last_id: int
