@@ -114,9 +114,11 @@ def build_structure(
     for tf in order:
         done = per_timeframe.get(tf) if per_timeframe else None
         sections[tf] = done if done is not None else analyze_timeframe(candles_by_tf[tf], tf, tick)
-    finest = order[-1]
-    data_ms = max(sections[tf]["last_close_ms"] for tf in order)
-    last_price = sections[finest]["close"]
+    # The last price: the close of the most recent candle (latest close time; of equal close
+    # times, the finest timeframe), so a stale file of a short timeframe does not win.
+    latest = max(reversed(order), key=lambda tf: sections[tf]["last_close_ms"])
+    data_ms = sections[latest]["last_close_ms"]
+    last_price = sections[latest]["close"]
     atr_by_tf = {
         tf: sections[tf]["volatility"]["atr"] for tf in order if (sections[tf]["volatility"]["atr"] or 0) > 0
     }
@@ -135,7 +137,7 @@ def build_structure(
         "data_ts": data_ms,
         "tick": tick,
         "last_price": last_price,
-        "last_price_timeframe": finest,
+        "last_price_timeframe": latest,
         "timeframes": {},
         "alignment": alignment(sections),
         "levels": levels["levels"],

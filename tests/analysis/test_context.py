@@ -181,3 +181,14 @@ def test_candles_from_a_dataframe_like_the_parquet():
     back = Candles.from_mapping(df)
     assert back.open_time.dtype == np.int64 and (back.open_time == c.open_time).all()
     assert analyze_timeframe(back, "1h") == analyze_timeframe(c, "1h")
+
+
+def test_last_price_comes_from_the_most_recent_candle():
+    hourly = synthetic_candles("1h", 100, seed=1, end_ms=1_767_225_600_000)
+    stale_minutes = synthetic_candles("1m", 100, seed=2, end_ms=1_767_225_600_000 - 3 * 3_600_000)
+    doc = build_structure("binance", "btc", {"1h": hourly, "1m": stale_minutes}, now_ms=0)
+    assert doc["last_price_timeframe"] == "1h" and doc["last_price"] == hourly.close[-1]
+    assert doc["data_ts"] == 1_767_225_600_000
+    fresh_minutes = synthetic_candles("1m", 100, seed=2, end_ms=1_767_225_600_000)
+    doc = build_structure("binance", "btc", {"1h": hourly, "1m": fresh_minutes}, now_ms=0)
+    assert doc["last_price_timeframe"] == "1m" and doc["last_price"] == fresh_minutes.close[-1]
