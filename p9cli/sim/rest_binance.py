@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -43,6 +44,7 @@ WEIGHTS: dict[str, int] = {
     "/api/v3/ping": 1,
     "/api/v3/time": 1,
     "/api/v3/trades": 25,
+    "/api/v3/aggTrades": 4,
 }
 DEPTH_DEFAULT_LIMIT = 100
 DEPTH_MAX_LIMIT = 5000
@@ -326,6 +328,47 @@ class BinanceRest(ExchangeRest):
         ]
         return self.ok(rows)
 
+    async def agg_trades(self, request: web.Request) -> web.StreamResponse:
+        """One aggregate per model trade (``a = f = l`` = trade id), as the ``@aggTrade``
+        stream publishes them. ``fromId`` / ``startTime`` / ``endTime`` select like Binance:
+        from an id or a time the oldest ``limit``, otherwise the newest ``limit``."""
+        q = request.query
+        symbol = parse_symbol(q)
+        try:
+            from_id = query_int(q, "fromId")
+            start = query_int(q, "startTime")
+            end = query_int(q, "endTime")
+            limit = query_int(q, "limit")
+        except ParamError as exc:
+            raise param_error(exc) from None
+        limit = TRADES_DEFAULT_LIMIT if limit is None else limit
+        if limit < 1:
+            raise BinanceError(-1130, "Invalid data sent for a parameter.")
+        limit = min(limit, TRADES_MAX_LIMIT)
+        if start is not None and end is not None:
+            if end < start:
+                raise BinanceError(-1023, "Start time is greater than end time.")
+            if end - start > 3_600_000:
+                raise BinanceError(-1127, "More than 1 hours between startTime and endTime.")
+        model = self.sim.model
+        now = self.sim.clock.now_ms()
+        hi = now + 1 if end is None else min(end + 1, now + 1)
+        if from_id is not None:
+            tr = trades_from_id(model, symbol, from_id, hi, limit)
+        elif start is not None:
+            tr = trades_from_time(model, symbol, start, hi, limit)
+        else:
+            ids, times, prices, qtys, buys = recent_trades(model, EXCHANGE, symbol, hi - 1, limit)
+            tr = (ids, times, prices, qtys, buys)
+        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
+        price, qty = inst.price_str, inst.qty_str
+        return self.ok(
+            [
+                {"a": i, "p": price(p), "q": qty(s), "f": i, "l": i, "T": t, "m": not b, "M": True}
+                for i, t, p, s, b in zip(*tr, strict=True)
+            ]
+        )
+
     async def ping(self, request: web.Request) -> web.StreamResponse:
         return self.ok({})
 
@@ -459,6 +502,45 @@ def recent_trades(
         span *= 4
 
 
+HOUR_MS = 3_600_000
+
+
+def _columns(tr: Any, lo: int, hi: int) -> tuple[list, list, list, list, list]:
+    return (
+        tr.id[lo:hi].tolist(),
+        tr.time[lo:hi].tolist(),
+        tr.price[lo:hi].tolist(),
+        tr.qty[lo:hi].tolist(),
+        tr.taker_buy[lo:hi].tolist(),
+    )
+
+
+def trades_from_time(model: Any, symbol: str, start: int, end: int, limit: int) -> tuple:
+    """The oldest ``limit`` trades with ``start <= time < end``, hour by hour."""
+    t = max(start, model.live_start_ms)
+    cols: list[list] = [[], [], [], [], []]
+    while t < end and len(cols[0]) < limit:
+        tr = model.trades(EXCHANGE, symbol, t, min(t + HOUR_MS, end))
+        for acc, part in zip(cols, _columns(tr, 0, limit - len(cols[0])), strict=True):
+            acc.extend(part)
+        t += HOUR_MS
+    return tuple(cols)
+
+
+def trades_from_id(model: Any, symbol: str, from_id: int, end: int, limit: int) -> tuple:
+    """The oldest ``limit`` trades with ``id >= from_id`` and ``time < end``."""
+    cols: list[list] = [[], [], [], [], []]
+    t = model.live_start_ms
+    while t < end and len(cols[0]) < limit:
+        tr = model.trades(EXCHANGE, symbol, t, min(t + HOUR_MS, end))
+        if len(tr.id) and tr.id[-1] >= from_id:
+            lo = int(np.searchsorted(tr.id, from_id, "left"))
+            for acc, part in zip(cols, _columns(tr, lo, lo + limit - len(cols[0])), strict=True):
+                acc.extend(part)
+        t += HOUR_MS
+    return tuple(cols)
+
+
 def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> BinanceRest:
     """Add the Binance REST routes and the request gate to ``app``."""
     rest = BinanceRest(sim, state)
@@ -477,6 +559,7 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> Binance
     app.router.add_get("/api/v3/uiKlines", wrap(rest.klines))
     app.router.add_get("/api/v3/depth", wrap(rest.depth))
     app.router.add_get("/api/v3/trades", wrap(rest.trades))
+    app.router.add_get("/api/v3/aggTrades", wrap(rest.agg_trades))
     app.router.add_get("/api/v3/exchangeInfo", wrap(rest.exchange_info))
     app.router.add_get("/api/v3/ping", wrap(rest.ping))
     app.router.add_get("/api/v3/time", wrap(rest.time))

@@ -53,7 +53,7 @@ def test_counters_count_and_reset(sim_factory):
 
 
 def test_clock_advance(sim_factory):
-    handle = sim_factory(speed=FROZEN, start_ms=T0)
+    handle = sim_factory(speed=FROZEN, start_ms=T0, with_feed=False)
     before = ctl(handle, "/health").json()["now_ms"]
     r = httpx.post(handle.control_url + "/clock/advance", json={"ms": 3_600_000})
     assert r.status_code == 200 and r.json()["now_ms"] >= before + 3_600_000

@@ -329,3 +329,43 @@ def test_exchange_info_forms(sim):
     assert get(sim, "/api/v3/exchangeInfo", permissions='["LEVERAGED"]').json()["symbols"] == []
     bad = get(sim, "/api/v3/exchangeInfo", symbol="DOGEUSDT")
     assert bad.status_code == 400 and bad.json()["code"] == -1121
+
+
+def _recorded_ws_agg_trade() -> dict:
+    path = FIXTURES / "spot_ws_combined_depth100ms_bookTicker_kline1m_aggTrade_2021-10-12.capture.txt"
+    for line in path.read_text().splitlines():
+        if '"e":"aggTrade"' in line:
+            return json.loads(line.split(": ", 1)[1])["data"]
+    raise AssertionError("no aggTrade frame in the capture")
+
+
+def test_agg_trades_layout_and_selection(sim):
+    event = _recorded_ws_agg_trade()
+    recorded = {
+        k: v for k, v in event.items() if k not in ("e", "E", "s")
+    }  # the REST row = the event's trade part
+    newest = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", limit=20).json()
+    assert 1 <= len(newest) <= 20
+    assert list(newest[0]) == list(recorded) == ["a", "p", "q", "f", "l", "T", "m", "M"]
+    assert shape(newest[0]) == shape(recorded)
+    trades = get(sim, "/api/v3/trades", symbol="BTCUSDT", limit=20).json()
+    first_id = newest[0]["a"]
+    from_id = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", fromId=first_id, limit=5).json()
+    assert [t["a"] for t in from_id] == list(range(first_id, first_id + len(from_id)))
+    assert all(t["a"] == t["f"] == t["l"] for t in from_id)
+    by_id = {t["id"]: t for t in trades}
+    for t in from_id:
+        if t["a"] in by_id:
+            assert (t["p"], t["q"], t["T"], t["m"]) == (
+                by_id[t["a"]]["price"],
+                by_id[t["a"]]["qty"],
+                by_id[t["a"]]["time"],
+                by_id[t["a"]]["isBuyerMaker"],
+            )
+    t0 = from_id[0]["T"]
+    by_time = get(
+        sim, "/api/v3/aggTrades", symbol="BTCUSDT", startTime=t0, endTime=t0 + 60_000, limit=5
+    ).json()
+    assert by_time[0]["T"] >= t0 and [t["a"] for t in by_time] == sorted(t["a"] for t in by_time)
+    too_long = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", startTime=t0, endTime=t0 + 3_600_001)
+    assert too_long.status_code == 400 and too_long.json()["code"] == -1127
