@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -46,8 +47,10 @@ def context_path(settings: Settings, exchange: str, symbol: str) -> Path:
     return settings.context_dir / exchange / f"{symbol}.json"
 
 
-def _fix_hint(exchange: str, symbol: str) -> str:
-    return f"run `p9 fetch-history --exchanges {exchange} --symbols {symbol}`"
+def fix_hint(exchange: str, symbol: str, data_dir: Path | None = None) -> str:
+    """The command that (re)creates a series' history files."""
+    where = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir and Path(data_dir) != Path("data") else ""
+    return f"run `p9 fetch-history --exchanges {exchange} --symbols {symbol}{where}`"
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -55,13 +58,16 @@ def _one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def read_candles(path: Path, exchange: str = "", symbol: str = "", timeframe: str = "") -> Candles:
+def read_candles(
+    path: Path, exchange: str = "", symbol: str = "", timeframe: str = "", hint: str | None = None
+) -> Candles:
     """The candles of one history file. Raises :class:`HistoryFileError` (one line naming the
     file) when it is missing, not Parquet, lacks a column, is empty, was written for another
     series (key/value metadata ``exchange``/``symbol``/``timeframe``, when present), has open
     times off the timeframe's UTC grid or not strictly ascending, or holds prices that are not
     positive finite numbers with low <= open, close <= high."""
-    hint = _fix_hint(exchange, symbol) if exchange else "run `p9 fetch-history`"
+    if hint is None:
+        hint = fix_hint(exchange, symbol) if exchange else "run `p9 fetch-history`"
     if not path.exists():
         raise HistoryFileError(f"{path} is missing; {hint}")
     try:
@@ -155,8 +161,9 @@ class SymbolResult:
 
 def load_symbol(settings: Settings, exchange: str, symbol: str) -> dict[str, Candles]:
     """Every configured timeframe's candles for one (exchange, symbol)."""
+    hint = fix_hint(exchange, symbol, settings.data_dir)
     return {
-        tf: read_candles(history_path(settings, exchange, symbol, tf), exchange, symbol, tf)
+        tf: read_candles(history_path(settings, exchange, symbol, tf), exchange, symbol, tf, hint)
         for tf in settings.timeframes
     }
 

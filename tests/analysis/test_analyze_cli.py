@@ -70,7 +70,8 @@ def test_missing_file_fails_only_its_symbol(data_dir):
     assert res.exit_code == 1
     bad = [ln for ln in res.output.splitlines() if ln.startswith("p9: ")]
     assert len(bad) == 1, res.output
-    assert str(missing) in bad[0] and "p9 fetch-history --exchanges okx --symbols eth" in bad[0]
+    assert str(missing) in bad[0]
+    assert f"run `p9 fetch-history --exchanges okx --symbols eth --data-dir {data_dir}`" in bad[0]
     assert "Traceback" not in res.output
     assert not context_file(data_dir, "okx", "eth").exists()
     for ex, sym in (("binance", "btc"), ("binance", "eth"), ("okx", "btc")):
