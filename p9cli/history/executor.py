@@ -40,6 +40,7 @@ from p9cli.exchanges.base import (
     RequestTimeout,
     RestRequest,
     ServerError,
+    header,
 )
 from p9cli.history.planner import SeriesPlan, missing_open_times, windows_for
 from p9cli.history.ratelimit import ExchangeLimiter
@@ -158,6 +159,17 @@ class ExchangeClient:
         body, _ = await self._send(req, counters)
         return body
 
+    def _reset_wait(self, headers: Any) -> float | None:
+        """Seconds until a ``X-Bapi-Limit-Reset-Timestamp`` (server ms), when one is sent."""
+        raw = header(headers, "X-Bapi-Limit-Reset-Timestamp")
+        if raw is None:
+            return None
+        try:
+            reset_ms = int(str(raw).strip())
+        except ValueError:
+            return None
+        return min(30.0, max(0.05, (reset_ms - self.server_now_ms()) / 1000.0))
+
     def _backoff(self, attempt: int) -> float:
         o = self.options
         return random.uniform(0, min(o.backoff_cap_s, o.backoff_base_s * (2**attempt))) + 0.01
@@ -202,7 +214,8 @@ class ExchangeClient:
                     await asyncio.sleep(self._backoff(attempt))
                     continue
                 except httpx.TimeoutException as exc:
-                    await self.limiter.release(req.bucket, slot)
+                    # the server may still count it later: keep it counted a while longer
+                    await self.limiter.release(req.bucket, slot, hold_s=o.read_timeout_s)
                     counters.requests += 1
                     counters.retries += 1
                     last_error = RequestTimeout(
@@ -251,7 +264,11 @@ class ExchangeClient:
                 counters.rate_limited += 1
                 counters.retries += 1
                 last_error = exc
-                wait = exc.retry_after_s if exc.retry_after_s is not None else self._backoff(attempt) + 0.5
+                wait = exc.retry_after_s
+                if wait is None:
+                    wait = self._reset_wait(headers)
+                if wait is None:
+                    wait = self._backoff(attempt) + 0.5
                 # Retry-After is absolute: the whole bucket waits (Binance: the whole exchange)
                 await self.limiter.pause(wait + 0.05, req.bucket)
                 self.on_event(
@@ -316,9 +333,11 @@ async def fetch_series(
     stored_open_times: set[int] | frozenset[int] = frozenset(),
     ask_from_ms: int | None = None,
     split_at: int | None = None,
+    result: SeriesResult | None = None,
 ) -> SeriesResult:
-    """Fetch the plan's windows, then ask once more for planned bars that did not come back."""
-    result = SeriesResult()
+    """Fetch the plan's windows, then ask once more for planned bars that did not come back.
+    Pass ``result`` to keep its request counters even when this raises."""
+    result = SeriesResult() if result is None else result
     if not plan.windows:
         return result
     result.bars = await fetch_windows(client, plan, plan.windows, result.counters)

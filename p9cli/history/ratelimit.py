@@ -143,9 +143,11 @@ class Bucket:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._cond.wait(), timeout)
 
-    async def release(self, slot: Slot) -> None:
-        """The answer (or the failure) arrived: start the slot's cool-down."""
-        slot.done = self.clock()
+    async def release(self, slot: Slot, hold_s: float = 0.0) -> None:
+        """The answer (or the failure) arrived: start the slot's cool-down. ``hold_s``: the
+        server may still count the request that long from now (a request that timed out on
+        our side can sit in the server's queue), so the cool-down starts that much later."""
+        slot.done = self.clock() + max(0.0, hold_s)
         async with self._cond:
             self._cond.notify_all()
 
@@ -210,10 +212,10 @@ class ExchangeLimiter:
                 continue
             return slot
 
-    async def release(self, name: str, slot: Slot | None) -> None:
+    async def release(self, name: str, slot: Slot | None, hold_s: float = 0.0) -> None:
         b = self.buckets.get(name)
         if b is not None and slot is not None:
-            await b.release(slot)
+            await b.release(slot, hold_s)
 
     async def observe(self, used: dict[str, int]) -> None:
         for name, n in used.items():

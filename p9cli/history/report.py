@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -51,13 +50,6 @@ class Totals:
         self.retries += s.retries
         self.rate_limited += s.rate_limited
         self.seconds = max(self.seconds, s.seconds)
-
-
-def totals_by_exchange(stats: Iterable[SeriesStats]) -> dict[str, Totals]:
-    out: dict[str, Totals] = {}
-    for s in stats:
-        out.setdefault(s.key.exchange, Totals()).add(s)
-    return out
 
 
 def _utc_stamp() -> str:
@@ -128,22 +120,21 @@ class Reporter:
         elif s.holes:
             self.line(f"{s.key}: {s.holes} candle(s) missing at the exchange (recorded as holes)")
 
-    def exchange_done(self, exchange: str, stats: list[SeriesStats], seconds: float) -> None:
-        t = Totals()
-        for s in stats:
-            t.add(s)
+    def exchange_done(self, run) -> None:
+        t = exchange_totals(run)
         self.line(
-            f"{exchange}: {t.ok}/{t.series} series ok, {t.new_candles} new candles, {t.holes} holes, "
-            f"{t.requests} requests, {t.retries} retries, {t.rate_limited} rate-limited, {seconds:.1f} s"
+            f"{run.exchange}: {t.ok}/{t.series} series ok, {t.new_candles} new candles, {t.holes} holes, "
+            f"{t.requests} requests, {t.retries} retries, {t.rate_limited} rate-limited, {run.seconds:.1f} s"
         )
 
     # -- summary ------------------------------------------------------------------------------
 
-    def finish(self, stats: list[SeriesStats], exchange_seconds: dict[str, float]) -> None:
+    def finish(self, runs: list) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-        self.console.print(summary_table(stats, exchange_seconds, time.monotonic() - self.started))
+        self.console.print(summary_table(runs, time.monotonic() - self.started))
+        stats = [s for run in runs for s in run.series]
         failed = [s for s in stats if not s.ok]
         if failed:
             kept = len(stats) - len(failed)
@@ -151,23 +142,26 @@ class Reporter:
             self.line(f"{len(failed)} of {len(stats)} series failed{tail}")
 
 
-def summary_table(stats: list[SeriesStats], exchange_seconds: dict[str, float], wall_s: float) -> Table:
+def exchange_totals(run) -> Totals:
+    """Totals of one exchange's run (``service.ExchangeRun``), server-time requests included."""
+    t = Totals()
+    for s in run.series:
+        t.add(s)
+    t.requests += run.overhead.requests
+    t.retries += run.overhead.retries
+    t.rate_limited += run.overhead.rate_limited
+    t.seconds = run.seconds
+    return t
+
+
+def summary_table(runs: list, wall_s: float) -> Table:
     table = Table(title="fetch-history summary", box=box.SIMPLE_HEAD, title_justify="left")
     for col in ("exchange", "series", "new candles", "holes", "requests", "retries", "429s", "seconds"):
         table.add_column(col, justify="left" if col == "exchange" else "right")
-    by_ex = totals_by_exchange(stats)
     grand = Totals()
-    for ex, t in by_ex.items():
-        table.add_row(
-            ex,
-            f"{t.ok}/{t.series}",
-            str(t.new_candles),
-            str(t.holes),
-            str(t.requests),
-            str(t.retries),
-            str(t.rate_limited),
-            f"{exchange_seconds.get(ex, t.seconds):.1f}",
-        )
+    for run in runs:
+        t = exchange_totals(run)
+        table.add_row(*_cells(run.exchange, t, t.seconds))
         grand.series += t.series
         grand.ok += t.ok
         grand.new_candles += t.new_candles
@@ -175,15 +169,18 @@ def summary_table(stats: list[SeriesStats], exchange_seconds: dict[str, float], 
         grand.requests += t.requests
         grand.retries += t.retries
         grand.rate_limited += t.rate_limited
-    table.add_row(
-        "total",
-        f"{grand.ok}/{grand.series}",
-        str(grand.new_candles),
-        str(grand.holes),
-        str(grand.requests),
-        str(grand.retries),
-        str(grand.rate_limited),
-        f"{wall_s:.1f}",
-        end_section=True,
-    )
+    table.add_row(*_cells("total", grand, wall_s))
     return table
+
+
+def _cells(name: str, t: Totals, seconds: float) -> list[str]:
+    return [
+        name,
+        f"{t.ok}/{t.series}",
+        str(t.new_candles),
+        str(t.holes),
+        str(t.requests),
+        str(t.retries),
+        str(t.rate_limited),
+        f"{seconds:.1f}",
+    ]

@@ -21,7 +21,7 @@ from typing import TextIO
 from p9cli.config import Settings
 from p9cli.errors import EXIT_FAILURE, EXIT_OK, P9Error
 from p9cli.exchanges.base import ExchangeError
-from p9cli.history.executor import ClientOptions, ExchangeClient, RequestCounters, fetch_series
+from p9cli.history.executor import ClientOptions, ExchangeClient, RequestCounters, SeriesResult, fetch_series
 from p9cli.history.lock import HistoryLock
 from p9cli.history.planner import SeriesKey, okx_recent_boundary, plan_series, split_gaps
 from p9cli.history.report import Reporter, SeriesStats
@@ -78,26 +78,51 @@ def run_fetch_history(
     with HistoryLock(history_dir):
         remove_stale_temp_files(history_dir)
         reporter = Reporter(progress, out)
-        stats = asyncio.run(fetch_history(settings, full, reporter, options or FetchOptions()))
-    return EXIT_OK if stats and all(s.ok for s in stats) else EXIT_FAILURE
+        result = asyncio.run(fetch_history(settings, full, reporter, options or FetchOptions()))
+    return EXIT_OK if result.ok else EXIT_FAILURE
+
+
+@dataclass
+class ExchangeRun:
+    """One exchange's part of a run: its series plus the requests not tied to a series."""
+
+    exchange: str
+    series: list[SeriesStats] = field(default_factory=list)
+    overhead: RequestCounters = field(default_factory=RequestCounters)
+    """Server-time requests (and their retries)."""
+    seconds: float = 0.0
+    error: str = ""
+    """Set when the exchange could not be used at all (unreachable, banned)."""
+
+
+@dataclass
+class RunResult:
+    exchanges: list[ExchangeRun] = field(default_factory=list)
+
+    @property
+    def series(self) -> list[SeriesStats]:
+        return [s for run in self.exchanges for s in run.series]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.series) and all(s.ok for s in self.series)
 
 
 async def fetch_history(
     settings: Settings, full: bool, reporter: Reporter, options: FetchOptions
-) -> list[SeriesStats]:
-    """All exchanges concurrently; returns one :class:`SeriesStats` per series."""
+) -> RunResult:
+    """All exchanges concurrently, each series written as soon as it is complete."""
     keys = {
         ex: [SeriesKey(ex, sym, tf) for sym in settings.symbols for tf in settings.timeframes]
         for ex in settings.exchanges
     }
     reporter.start({ex: len(k) for ex, k in keys.items()}, full, str(settings.history_dir))
-    exchange_seconds: dict[str, float] = {}
-    results = await asyncio.gather(
-        *(fetch_exchange(ex, keys[ex], settings, full, reporter, options, exchange_seconds) for ex in keys)
+    runs = await asyncio.gather(
+        *(fetch_exchange(ex, keys[ex], settings, full, reporter, options) for ex in keys)
     )
-    stats = [s for r in results for s in r]
-    reporter.finish(stats, exchange_seconds)
-    return stats
+    result = RunResult(list(runs))
+    reporter.finish(result.exchanges)
+    return result
 
 
 async def fetch_exchange(
@@ -107,56 +132,45 @@ async def fetch_exchange(
     full: bool,
     reporter: Reporter,
     options: FetchOptions,
-    exchange_seconds: dict[str, float],
-) -> list[SeriesStats]:
+) -> ExchangeRun:
     t0 = time.monotonic()
+    run = ExchangeRun(exchange)
     adapter = adapter_for(exchange)
     base_url = settings.rest_url(exchange)
     async with ExchangeClient(adapter, base_url, options.client, on_event=reporter.event) as client:
-        time_counters = RequestCounters()
         try:
-            await client.sync_time(time_counters)
+            await client.sync_time(run.overhead)
         except (ExchangeError, OSError) as exc:
-            message = _unreachable_text(exchange, base_url, exc)
-            reporter.event(exchange, f"{message}; its {len(keys)} series failed")
-            stats = [SeriesStats(k, ok=False, error=message) for k in keys]
-            for s in stats:
-                reporter.series_done(s, quiet=True)
-            if stats:
-                stats[0].requests = time_counters.requests
-                stats[0].retries = time_counters.retries
-                stats[0].rate_limited = time_counters.rate_limited
-            exchange_seconds[exchange] = time.monotonic() - t0
-            return stats
+            run.error = _exchange_error_text(exchange, base_url, exc)
+            reporter.event(exchange, f"{run.error}; its {len(keys)} series failed")
+            run.series = [SeriesStats(k, ok=False, error=f"{exchange} {run.error}") for k in keys]
+            for st in run.series:
+                reporter.series_done(st, quiet=True)
+            run.seconds = time.monotonic() - t0
+            return run
 
         async def one(key: SeriesKey) -> SeriesStats:
-            s = await fetch_one_series(client, key, settings, full, reporter)
-            reporter.series_done(s, quiet=client.unavailable is not None)
-            return s
+            st = await fetch_one_series(client, key, settings, full, reporter)
+            reporter.series_done(st, quiet=client.unavailable is not None)
+            return st
 
-        stats = list(await asyncio.gather(*(one(k) for k in keys)))
+        run.series = list(await asyncio.gather(*(one(k) for k in keys)))
         if client.unavailable is not None:
-            failed = sum(1 for s in stats if not s.ok)
-            reporter.event(
-                exchange,
-                f"{_unreachable_text(exchange, base_url, client.unavailable)}; {failed} series failed",
-            )
-    if stats:
-        stats[0].requests += time_counters.requests
-        stats[0].retries += time_counters.retries
-        stats[0].rate_limited += time_counters.rate_limited
-    seconds = time.monotonic() - t0
-    exchange_seconds[exchange] = seconds
-    reporter.exchange_done(exchange, stats, seconds)
-    return stats
+            run.error = _exchange_error_text(exchange, base_url, client.unavailable)
+            failed = sum(1 for st in run.series if not st.ok)
+            reporter.event(exchange, f"{run.error}; {failed} series failed")
+    run.seconds = time.monotonic() - t0
+    reporter.exchange_done(run)
+    return run
 
 
-def _unreachable_text(exchange: str, base_url: str, exc: BaseException) -> str:
+def _exchange_error_text(exchange: str, base_url: str, exc: BaseException) -> str:
+    """``unreachable at URL (reason)`` / ``failed at URL: reason``, without the exchange prefix."""
     text = " ".join(str(exc).split())
     prefix = f"{exchange}:"
     if text.startswith(prefix):
         text = text[len(prefix) :].strip()
-    return f"{exchange} failed at {base_url}: {text}" if "unreachable" not in text else f"{exchange} {text}"
+    return text if text.startswith(("unreachable", "banned")) else f"failed at {base_url}: {text}"
 
 
 async def fetch_one_series(
@@ -192,15 +206,20 @@ async def fetch_one_series(
         history_starts_ms=history_starts,
         split_at=split_at,
     )
+    result = SeriesResult()
     try:
-        result = await fetch_series(client, plan, frozenset(stored_rows), history_starts, split_at)
+        await fetch_series(client, plan, frozenset(stored_rows), history_starts, split_at, result)
     except ExchangeError as exc:
         stats.error = " ".join(str(exc).split())
+    except Exception as exc:  # noqa: BLE001 - one series' bug must not sink the others
+        stats.error = f"unexpected error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    finally:
+        stats.requests = result.counters.requests
+        stats.retries = result.counters.retries
+        stats.rate_limited = result.counters.rate_limited
+    if stats.error:
         stats.seconds = time.monotonic() - t0
         return stats
-    stats.requests = result.counters.requests
-    stats.retries = result.counters.retries
-    stats.rate_limited = result.counters.rate_limited
 
     kept = {t: r for t, r in stored_rows.items() if plan.first_open_ms <= t <= plan.last_open_ms}
     new_times = [t for t in result.bars if t not in kept]

@@ -78,7 +78,7 @@ def test_all_exchanges_unreachable_fail_fast_with_a_line_each(tmp_path):
     assert r.returncode == 1
     out = r.stdout
     for ex in ("binance", "bybit", "okx"):
-        assert f"{ex}: {ex} unreachable at http://127.0.0.1:" in out
+        assert f"{ex}: unreachable at http://127.0.0.1:" in out
     assert "Traceback" not in r.stderr + out
     assert "\x1b[" not in out  # not a terminal: no colour codes
     assert "0/6" in out  # summary: nothing succeeded

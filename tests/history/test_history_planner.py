@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 
 import pytest
@@ -55,7 +56,8 @@ def test_windows_never_exceed_max_bars_and_cover_every_missing_time():
         for a, b in wins:
             assert a <= b
             assert (b - a) // M + 1 <= max_bars
-            covered += [t for t in missing if a <= t <= b]
+            lo, hi = bisect.bisect_left(missing, a), bisect.bisect_right(missing, b)
+            covered += missing[lo:hi]
         assert covered == missing  # every missing time exactly once, in order
         # windows are disjoint and ascending
         assert all(wins[i][1] < wins[i + 1][0] for i in range(len(wins) - 1))
