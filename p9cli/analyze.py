@@ -323,7 +323,7 @@ def _run_rich(settings: Settings, pairs, plot: bool, plot_timeframe: str) -> lis
     console.print(table)
     failed = [r for r in results if not r.ok]
     for r in failed:
-        err.print(f"p9: {_summary_line(r)}", markup=False, highlight=False)
+        err.print(f"p9: {_summary_line(r)}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"{len(results) - len(failed)}/{len(results)} written in {time.perf_counter() - t0:.2f} s"
         + (f", [red]{len(failed)} failed[/]" if failed else "")
