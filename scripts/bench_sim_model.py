@@ -12,8 +12,9 @@ import argparse
 import resource
 import statistics
 import time
+from decimal import Decimal
 
-from p9cli.sim.instruments import INTERVALS
+from p9cli.sim.instruments import INSTRUMENTS, INTERVALS
 from p9cli.sim.model import MarketModel
 from p9cli.sim.state import SimClock
 from p9cli.universe import EXCHANGES, MINUTE_MS, SYMBOLS
@@ -96,5 +97,32 @@ def main() -> None:
     print(f"first 1d bars() after the clock crossed into a new day: {t * 1000:.1f} ms")
 
 
+def _per_call(fn, values) -> float:
+    t = time.perf_counter()
+    for v in values:
+        fn(v)
+    return (time.perf_counter() - t) / len(values)
+
+
+def bench_formatting() -> None:
+    """Exchange-style number formatting, ns per call, against formatting a Decimal."""
+    values = list(range(9_000_000, 9_200_000))
+    for key in (("binance", "btc"), ("bybit", "eth"), ("okx", "xrp")):
+        inst = INSTRUMENTS[key]
+        tick = inst.tick
+        t_dec = _per_call(lambda v, tick=tick: format(Decimal(v) * tick, "f"), values)
+        inst._price_cache.clear()
+        t_new = _per_call(inst.price_str, values)
+        t_hit = _per_call(inst.price_str, values[:100_000])
+        t_qty = _per_call(inst.qty_str, values)
+        t_quote = _per_call(inst.quote_str, [v * 1000 for v in values])
+        print(
+            f"format {key[0]:7} {key[1]}: price_str {t_new * 1e9:.0f} ns new / {t_hit * 1e9:.0f} ns repeated, "
+            f"qty_str {t_qty * 1e9:.0f} ns, quote_str {t_quote * 1e9:.0f} ns; Decimal-based {t_dec * 1e9:.0f} ns "
+            f"(ratio {t_dec / t_new:.1f}x)"
+        )
+
+
 if __name__ == "__main__":
+    bench_formatting()
     main()

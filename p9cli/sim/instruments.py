@@ -141,6 +141,69 @@ def _padded(n: int, places: int, width: int) -> str:
     return f"{whole}.{frac * 10 ** (width - places):0{width}d}"
 
 
+def _formatter(mantissa: int, places: int, padded: bool, cache: dict | None = None):
+    """A fast ``int -> str`` for ``k * mantissa * 10**-places``: the digits of the integer,
+    split by string slicing (no float, no Decimal); optional bounded memo for values that
+    repeat (prices)."""
+    k = places
+    if padded:
+        if k > 8:
+            raise ValueError("more than 8 decimals cannot be padded to 8")
+        zeros = "0" * (8 - k)
+        if k == 0:
+
+            def fmt_padded0(v: int) -> str:
+                n = int(v) * mantissa
+                return f"{n}.00000000" if n >= 0 else _padded(n, 0, 8)
+
+            base = fmt_padded0
+        else:
+
+            def fmt_padded(v: int) -> str:
+                n = int(v) * mantissa
+                if n < 0:
+                    return _padded(n, k, 8)
+                d = str(n)
+                if len(d) <= k:
+                    d = d.zfill(k + 1)
+                return f"{d[:-k]}.{d[-k:]}{zeros}"
+
+            base = fmt_padded
+    elif k == 0:
+
+        def fmt_int(v: int) -> str:
+            return str(int(v) * mantissa)
+
+        base = fmt_int
+    else:
+
+        def fmt_minimal(v: int) -> str:
+            n = int(v) * mantissa
+            if n < 0:
+                return _minimal(n, k)
+            d = str(n)
+            if len(d) <= k:
+                d = d.zfill(k + 1)
+            frac = d[-k:].rstrip("0")
+            return f"{d[:-k]}.{frac}" if frac else d[:-k]
+
+        base = fmt_minimal
+    if cache is None:
+        return base
+    get = cache.get
+
+    def memo(k: int) -> str:
+        s = get(k)
+        if s is None:
+            s = base(k)
+            if len(cache) >= 100_000:
+                cache.clear()
+            cache[k] = s
+        return s
+
+    return memo
+
+
 @dataclass(frozen=True)
 class Instrument:
     """One spot instrument on one exchange, with the metadata its endpoints publish.
@@ -187,37 +250,35 @@ class Instrument:
         object.__setattr__(self, "unit_places", unit_places)
         object.__setattr__(self, "lot_units", int(ratio))
         object.__setattr__(self, "_price_cache", {})
+        padded = self.exchange == "binance"
+        object.__setattr__(self, "price_str", _formatter(tick_int, tick_places, padded, self._price_cache))
+        object.__setattr__(self, "qty_str", _formatter(unit_int, unit_places, padded))
+        object.__setattr__(
+            self, "quote_str", _formatter(tick_int * unit_int, tick_places + unit_places, padded)
+        )
 
     # ------------------------------------------------------------------ formatting
+    # price_str / qty_str / quote_str are replaced per instance by fast closures (see
+    # __post_init__); these definitions document them and serve as the reference.
     def price_str(self, ticks: int) -> str:
         """A price of ``ticks`` ticks as this exchange writes it."""
-        cache = self._price_cache
-        s = cache.get(ticks)
-        if s is None:
-            n = int(ticks) * self.tick_int
-            if self.exchange == "binance":
-                s = _padded(n, self.tick_places, 8)
-            else:
-                s = _minimal(n, self.tick_places)
-            if len(cache) >= 200_000:
-                cache.clear()
-            cache[ticks] = s
-        return s
+        n = int(ticks) * self.tick_int
+        return (
+            _padded(n, self.tick_places, 8) if self.exchange == "binance" else _minimal(n, self.tick_places)
+        )
 
     def qty_str(self, units: int) -> str:
         """A base quantity of ``units`` qty units as this exchange writes it."""
         n = int(units) * self.unit_int
-        if self.exchange == "binance":
-            return _padded(n, self.unit_places, 8)
-        return _minimal(n, self.unit_places)
+        return (
+            _padded(n, self.unit_places, 8) if self.exchange == "binance" else _minimal(n, self.unit_places)
+        )
 
     def quote_str(self, v: int) -> str:
         """A quote amount of ``v`` units of ``tick * qty_unit`` as this exchange writes it."""
         n = int(v) * self.tick_int * self.unit_int
         places = self.tick_places + self.unit_places
-        if self.exchange == "binance":
-            return _padded(n, places, 8)
-        return _minimal(n, places)
+        return _padded(n, places, 8) if self.exchange == "binance" else _minimal(n, places)
 
     def decimal_str(self, value: Decimal) -> str:
         """Any exact decimal (filters, limits) in this exchange's style."""

@@ -253,3 +253,22 @@ def test_weekly_bars_open_on_monday_utc():
         t = 20_000 * DAY_MS + (off - 20_000 * DAY_MS) % tf
         d = datetime.fromtimestamp(t / 1000, UTC)
         assert (d.weekday(), d.hour, d.minute) == (0, 0, 0), ex
+
+
+@pytest.mark.parametrize("exchange", ["binance", "bybit", "okx"])
+@pytest.mark.parametrize(
+    ("tick", "unit"), [("0.05", "0.001"), ("5", "0.02"), ("1", "1"), ("0.00000001", "1")]
+)
+def test_formatting_of_unusual_ticks(exchange, tick, unit):
+    inst = make(exchange, tick, unit)
+    for n in [0, 1, 7, 19, 20, 99, 100, 12345, 10**12 + 3]:
+        for text, exact in (
+            (inst.price_str(n), Decimal(n) * inst.tick),
+            (inst.qty_str(n), Decimal(n) * inst.qty_unit),
+            (inst.quote_str(n), Decimal(n) * inst.tick * inst.qty_unit),
+        ):
+            assert Decimal(text) == exact, (text, exact)
+            if exchange == "binance":
+                assert len(text.split(".")[1]) == 8
+            else:
+                assert text == format(exact.normalize(), "f")
