@@ -180,30 +180,41 @@ def collect_pivots(frames: Mapping[str, Any], *, left: int = 2, right: int = 2) 
     }
 
 
-def _cluster(prices: np.ndarray, weights: np.ndarray, width: float, max_clusters: int) -> np.ndarray:
+def _cluster(
+    prices: np.ndarray, weights: np.ndarray, width: float, max_clusters: int, min_weight: float = 0.0
+) -> np.ndarray:
     """Densest-window-first clustering of sorted prices.
 
     Repeatedly take the window ``[p - width/2, p + width/2]`` centred on an unassigned
     pivot price ``p`` that holds the most unassigned weight (ties: the lowest price); all
-    unassigned pivots inside it form one cluster. Stops after ``max_clusters`` clusters;
-    pivots never assigned get label -1. ``prices`` must be sorted ascending.
+    unassigned pivots inside it form one cluster. Stops after ``max_clusters`` clusters or
+    when the best window holds no more than ``min_weight``; pivots never assigned get label -1.
+    ``prices`` must be sorted ascending. Window sums are updated locally after each step
+    (O(n) to start, then proportional to the windows touched).
     """
     n = prices.size
     labels = np.full(n, -1, dtype=np.int64)
     lo = np.searchsorted(prices, prices - width / 2.0, side="left")
     hi = np.searchsorted(prices, prices + width / 2.0, side="right")
     w = weights.astype(np.float64).copy()
+    cum = np.concatenate(([0.0], np.cumsum(w)))
+    score = cum[hi] - cum[lo]
     for c in range(max_clusters):
-        cum = np.concatenate(([0.0], np.cumsum(w)))
-        score = cum[hi] - cum[lo]
-        score[w == 0] = -1.0
         k = int(np.argmax(score))
-        if score[k] <= 0:
+        if score[k] <= min_weight or score[k] <= 0:
             break
-        a, b = lo[k], hi[k]
+        a, b = int(lo[k]), int(hi[k])
         free = labels[a:b] == -1
         labels[a:b][free] = c
         w[a:b] = 0.0
+        # only windows overlapping [a, b) change: k1 <= k < k2 (lo and hi are non-decreasing)
+        k1 = int(np.searchsorted(hi, a, side="right"))
+        k2 = int(np.searchsorted(lo, b, side="left"))
+        if k2 > k1:
+            base = int(lo[k1])
+            local = np.concatenate(([0.0], np.cumsum(w[base : int(hi[k2 - 1])])))
+            score[k1:k2] = local[hi[k1:k2] - base] - local[lo[k1:k2] - base]
+        score[a:b] = -1.0  # assigned pivots no longer centre a window
     return _merge_fragments(labels, prices, weights, width)
 
 
@@ -263,30 +274,32 @@ def _distinct_touches(
     (on the same or a longer timeframe) is the same touch seen at a finer resolution and is
     not counted again. A bar that is both a pivot high and a pivot low counts once.
     """
-    counted = np.zeros(labels.size, dtype=bool)
     key_base = np.int64(1) << np.int64(42)  # > any ms timestamp before year 2109
-    accepted: list[tuple[int, np.ndarray]] = []  # (bar length, sorted keys)
+    # Counted bars, as disjoint intervals [start, end) keyed by cluster: sorted by start, and
+    # since they are disjoint, their ends are sorted too.
+    acc_start = np.zeros(0, dtype=np.int64)
+    acc_end = np.zeros(0, dtype=np.int64)
+    touches = np.zeros(n_clusters, dtype=np.int64)
+    weighted = np.zeros(n_clusters, dtype=np.float64)
     for width in sorted(set(tf_ms.tolist()), reverse=True):
         sel = np.flatnonzero((tf_ms == width) & (labels >= 0))
         if sel.size == 0:
             continue
         keys = labels[sel] * key_base + times[sel]
-        dup = np.zeros(sel.size, dtype=bool)
-        for w_big, acc in accepted:
-            # an accepted bar [s, s + w_big) overlaps [t, t + width) iff t - w_big < s < t + width
-            a = np.searchsorted(acc, keys - w_big, side="right")
-            b = np.searchsorted(acc, keys + width, side="left")
-            dup |= b > a
-        keep = sel[~dup]
-        ukeys = np.unique(labels[keep] * key_base + times[keep])  # high+low on one bar: once
-        counted[keep] = True
-        accepted.append((width, ukeys))
-    touches = np.zeros(n_clusters, dtype=np.int64)
-    weighted = np.zeros(n_clusters, dtype=np.float64)
-    for width, keys in accepted:
-        counts = np.bincount((keys // key_base).astype(np.int64), minlength=n_clusters)
+        if acc_start.size:
+            # the last counted bar starting before this bar ends; overlap iff it ends after
+            # this bar starts (any earlier one ends even earlier)
+            j = np.searchsorted(acc_start, keys + width, side="left") - 1
+            dup = (j >= 0) & (acc_end[np.maximum(j, 0)] > keys)
+            keys = keys[~dup]
+        ukeys = np.unique(keys)  # a bar that is both a pivot high and a pivot low: once
+        counts = np.bincount((ukeys // key_base).astype(np.int64), minlength=n_clusters)
         touches += counts
         weighted += counts * _weight_of_ms(width)
+        acc_start = np.concatenate((acc_start, ukeys))
+        acc_end = np.concatenate((acc_end, ukeys + width))
+        order = np.argsort(acc_start, kind="stable")
+        acc_start, acc_end = acc_start[order], acc_end[order]
     return touches, weighted
 
 
@@ -400,7 +413,7 @@ def key_levels(
     name_ms = np.array([TIMEFRAME_MS[tf] for tf in names], dtype=np.int64)
     weights = name_weight[tf_of]
 
-    labels = _cluster(price, weights, width, max_clusters=max(4 * max_levels, 24))
+    labels = _cluster(price, weights, width, max(4 * max_levels, 24), min_weight=0.5 * min_weighted_touches)
     n_clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     if n_clusters == 0:
         return []
@@ -442,19 +455,24 @@ def key_levels(
         + sw["volume"] * v_score
     )
 
+    # choose first (on small records), then build the full dicts of the chosen levels only
+    candidates = []
+    for c in np.flatnonzero(weighted_touches >= min_weighted_touches).tolist():
+        p = _round_to(float(centre[c]), tick)
+        kind = "resistance" if p > last_close else "support"
+        candidates.append(
+            {"price": p, "kind": kind, "strength": float(strength[c]), "distance": p - last_close, "c": c}
+        )
     by_len = sorted(range(len(names)), key=lambda k: -name_ms[k])
     levels = []
-    for c in range(n_clusters):
-        if weighted_touches[c] < min_weighted_touches:
-            continue
-        p = _round_to(float(centre[c]), tick)
-        dist = p - last_close
+    for cand in select_levels(candidates, max_levels):
+        c, p, dist = cand["c"], cand["price"], cand["distance"]
         levels.append(
             {
                 "price": p,
                 "zone_low": _round_to(float(zlo[c]), tick, "down"),
                 "zone_high": _round_to(float(zhi[c]), tick, "up"),
-                "kind": "resistance" if p > last_close else "support",
+                "kind": cand["kind"],
                 "touches": int(touches[c]),
                 "timeframes": [names[k] for k in by_len if tf_seen[c, k]],
                 "last_touch_time": int(last_touch[c]),
@@ -465,7 +483,7 @@ def key_levels(
                 "strength": float(np.clip(strength[c], 0.0, 1.0)),
             }
         )
-    return select_levels(levels, max_levels)
+    return levels
 
 
 def select_levels(levels: list[dict], max_levels: int) -> list[dict]:

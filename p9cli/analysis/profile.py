@@ -118,6 +118,8 @@ def column(frame: Any, name: str) -> np.ndarray:
         values = frame[name]
     else:
         values = getattr(frame, name)
+    if isinstance(values, np.ndarray) and values.dtype == (np.int64 if name == "open_time" else np.float64):
+        return values  # already the right type (Candles): no conversion, no copy
     arr = np.asarray(values)
     if name == "open_time":
         if np.issubdtype(arr.dtype, np.datetime64):
@@ -613,14 +615,16 @@ def volume_nodes(
     s_list = s.tolist()
     last = len(val) - 1
 
-    peaks = [j for j in range(len(val)) if kmax[j]]
+    # a peak's prominence never exceeds its height (volumes are >= 0): skip hopeless ones
+    peaks = [j for j in range(len(val)) if kmax[j] and val[j] >= threshold]
     for j, pr in zip(peaks, _prominences(pos, val, peaks), strict=True):
         if pr >= threshold:
             lo, hi = _extent(s_list, pos[j], val[j] - pr / 2.0, above=True)
             out["hvn"].append(_node(profile, pos[j], lo, hi, pr / s_max))
 
     neg = [-x for x in val]
-    troughs = [j for j in range(1, last) if kmin[j]]  # volume on both sides
+    # volume on both sides; a trough's depth never exceeds max - its value
+    troughs = [j for j in range(1, last) if kmin[j] and val[j] <= s_max - threshold]
     for j, d in zip(troughs, _prominences(pos, neg, troughs), strict=True):
         if d >= threshold:
             lo, hi = _extent(s_list, pos[j], val[j] + d / 2.0, above=False)

@@ -35,6 +35,19 @@ from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 ZONE_STRENGTH_WEIGHTS = {"density": 0.4, "timeframes": 0.3, "time": 0.3}
 
 
+def rolling_max(x: np.ndarray, m: int) -> np.ndarray:
+    """``out[i] = max(x[i : i + m])`` for ``i`` in ``0 .. len(x) - m`` (NaN propagates), by
+    doubling: O(n log m) with a handful of vectorised ``np.maximum`` passes."""
+    r = x
+    span = 1
+    while span * 2 <= m:
+        r = np.maximum(r[:-span], r[span:])  # r[i] = max(x[i : i + 2 * span])
+        span *= 2
+    if span < m:
+        r = np.maximum(r[: r.size - (m - span)], r[m - span :])
+    return r[: x.size - m + 1]
+
+
 def consolidations(
     high: np.ndarray,
     low: np.ndarray,
@@ -66,8 +79,8 @@ def consolidations(
         return []
     band = band_atr * atr
     cap = (max_band_atr if max_band_atr is not None else 1.5 * band_atr) * atr
-    win_h = np.lib.stride_tricks.sliding_window_view(h, min_bars).max(axis=1)
-    win_l = np.lib.stride_tricks.sliding_window_view(lo, min_bars).min(axis=1)
+    win_h = rolling_max(h, min_bars)
+    win_l = -rolling_max(-lo, min_bars)
     tight = (win_h - win_l) <= band  # NaN compares False: never tight
     if not tight.any():
         return []
@@ -85,19 +98,18 @@ def consolidations(
         if float(h[a:b].max() - lo[a:b].min()) <= cap:
             out.append((a, b))
             continue
-        # greedy split of a drifting stretch
-        hs, ls = h[a:b].tolist(), lo[a:b].tolist()
-        start, top, bottom = 0, hs[0], ls[0]
-        for i in range(1, len(hs)):
-            t, m = max(top, hs[i]), min(bottom, ls[i])
-            if t - m > cap:
-                if i - start >= min_bars:
-                    out.append((a + start, a + i))
-                start, top, bottom = i, hs[i], ls[i]
-            else:
-                top, bottom = t, m
-        if len(hs) - start >= min_bars:
-            out.append((a + start, b))
+        # greedy split of a drifting stretch: from each piece's start, the running range
+        # (cumulative max - cumulative min) first exceeds the cap where the next piece starts
+        start = a
+        while b - start >= min_bars:
+            rng = np.maximum.accumulate(h[start:b]) - np.minimum.accumulate(lo[start:b])
+            over = np.flatnonzero(rng > cap)
+            stop = start + max(int(over[0]), 1) if over.size else b  # a lone too-tall bar: skip it
+            if stop - start >= min_bars:
+                out.append((start, stop))
+            if stop >= b:
+                break
+            start = stop
     return out
 
 
@@ -213,6 +225,8 @@ def liquidity_zones(
     total = profile.total
     height = profile.price_high - profile.price_low
     mean_density = total / height if height > 0 else 0.0
+    has_close = last_close is not None and math.isfinite(last_close)
+    reach = max_distance_atr * atr_ref
 
     # --- which timeframes show what
     if tf_nodes is None:
@@ -225,32 +239,36 @@ def liquidity_zones(
             rng = float(np.nanmax(hi_) - np.nanmin(lo_))
             rs = row_size_for(tick, a, price_range=rng) if tick else max(a / 10.0, rng / 2000.0)
             tf_nodes[tf] = volume_nodes(frame_profile(df, rs))
-    tf_hvn = {tf: [(n["low"], n["high"]) for n in nodes.get("hvn", [])] for tf, nodes in tf_nodes.items()}
+    span_tf, span_lo, span_hi = [], [], []  # every HVN of every timeframe's own profile
+    for tf, nodes in tf_nodes.items():
+        for node in nodes.get("hvn", []):
+            span_tf.append(tf)
+            span_lo.append(node["low"])
+            span_hi.append(node["high"])
 
+    # --- consolidation ranges with elevated volume, per timeframe
     cons = []  # (tf, start_ms, end_ms, low, high, bars, rel_volume)
     for tf, df in frames.items():
         a = atr.get(tf)
         if a is None or not (math.isfinite(a) and a > 0):
             continue
-        h, lo, v = column(df, "high"), column(df, "low"), column(df, "volume")
-        ot = column(df, "open_time")
-        mean_v = float(np.nanmean(v)) if v.size else 0.0
+        h, lo = column(df, "high"), column(df, "low")
+        found = consolidations(h, lo, a, min_bars=min_bars, band_atr=band_atr)
+        if not found:
+            continue
+        v = np.nan_to_num(column(df, "volume"))
+        cum_v = np.concatenate(([0.0], np.cumsum(v)))
+        mean_v = cum_v[-1] / v.size
         if not mean_v > 0:
             continue
-        for s, e in consolidations(h, lo, a, min_bars=min_bars, band_atr=band_atr):
-            rel = float(np.nanmean(v[s:e])) / mean_v
-            if rel >= min_rel_volume:
-                cons.append(
-                    (
-                        tf,
-                        int(ot[s]),
-                        int(ot[e - 1]) + TIMEFRAME_MS[tf],
-                        float(lo[s:e].min()),
-                        float(h[s:e].max()),
-                        e - s,
-                        rel,
-                    )
-                )
+        ot = column(df, "open_time")
+        width = TIMEFRAME_MS[tf]
+        for s, e in found:
+            rel = (cum_v[e] - cum_v[s]) / (e - s) / mean_v
+            if rel < min_rel_volume:
+                continue
+            c_lo, c_hi = float(lo[s:e].min()), float(h[s:e].max())
+            cons.append((tf, int(ot[s]), int(ot[e - 1]) + width, c_lo, c_hi, e - s, float(rel)))
 
     candidates: list[dict] = []
     # --- HVN clusters of the composite profile
@@ -311,49 +329,59 @@ def liquidity_zones(
     if not candidates:
         return []
 
+    # --- vectorised filters: density, volume share, distance, shown by a timeframe
     lows = np.array([c["low"] for c in candidates])
     highs = np.array([c["high"] for c in candidates])
     vols = np.asarray(profile.volume_between(lows, highs), dtype=np.float64)
     widths = np.maximum(highs - lows, profile.row_size)
     ratio = (vols / widths) / mean_density if mean_density > 0 else np.zeros(len(candidates))
+    keep = (ratio >= min_density_ratio) & (vols >= min_volume_share * total)
+    if has_close:
+        gap = np.maximum(np.maximum(lows - last_close, last_close - highs), 0.0)
+        keep &= gap <= reach
+    shows = np.zeros((len(candidates), len(TIMEFRAMES)), dtype=bool)
+    tf_col = {tf: i for i, tf in enumerate(TIMEFRAMES)}
+    for tfs_, lo_arr, hi_arr in (
+        (span_tf, span_lo, span_hi),
+        ([c[0] for c in cons], [c[3] for c in cons], [c[4] for c in cons]),
+    ):
+        if not tfs_:
+            continue
+        ov = (np.asarray(lo_arr)[None, :] < highs[:, None]) & (np.asarray(hi_arr)[None, :] > lows[:, None])
+        cols = np.array([tf_col[t] for t in tfs_])
+        for j in range(len(TIMEFRAMES)):
+            sel = cols == j
+            if sel.any():
+                shows[:, j] |= ov[:, sel].any(axis=1)
+    for z, c in enumerate(candidates):
+        if c["consolidation"] is not None:
+            shows[z, tf_col[c["consolidation"]["timeframe"]]] = True
+    keep &= shows.any(axis=1)
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return []
 
     cov = _coverage(frames)
     cov_total = float(cov["ms"].sum())
-    inside = (cov["close"][None, :] >= lows[:, None]) & (cov["close"][None, :] <= highs[:, None])
+    inside = (cov["close"][None, :] >= lows[idx, None]) & (cov["close"][None, :] <= highs[idx, None])
     spent_ms = (inside * cov["ms"][None, :]).sum(axis=1)
     spent_bars = inside.sum(axis=1)
 
     zones = []
-    for z, c in enumerate(candidates):
-        if ratio[z] < min_density_ratio or vols[z] < min_volume_share * total:
-            continue
+    sw = ZONE_STRENGTH_WEIGHTS
+    for row, z in enumerate(idx.tolist()):
+        c = candidates[z]
         low, high = c["low"], c["high"]
         mid = (low + high) / 2.0
-        if last_close is not None and math.isfinite(last_close):
-            gap = max(low - last_close, last_close - high, 0.0)
-            if gap > max_distance_atr * atr_ref:
-                continue
-        shows = set()
-        for tf, spans in tf_hvn.items():
-            if any(a < high and b > low for a, b in spans):
-                shows.add(tf)
-        for con in cons:
-            if con[3] < high and con[4] > low:
-                shows.add(con[0])
-        if c["consolidation"] is not None:
-            shows.add(c["consolidation"]["timeframe"])
-        tfs = [tf for tf in TIMEFRAMES if tf in shows]
-        if not tfs:
-            continue
-        share_t = float(spent_ms[z]) / cov_total if cov_total > 0 else 0.0
+        tfs = [TIMEFRAMES[j] for j in np.flatnonzero(shows[z]).tolist()]
+        share_t = float(spent_ms[row]) / cov_total if cov_total > 0 else 0.0
         r = float(ratio[z])
-        sw = ZONE_STRENGTH_WEIGHTS
         strength = (
             sw["density"] * r / (1.0 + r)
             + sw["timeframes"] * combined_timeframe_score(tfs)
             + sw["time"] * share_t / (share_t + 0.05)
         )
-        idx = np.flatnonzero(inside[z])
+        where = np.flatnonzero(inside[row])
         zones.append(
             {
                 "kind": c["kind"],
@@ -363,15 +391,17 @@ def liquidity_zones(
                 "volume": float(vols[z]),
                 "volume_share": float(vols[z]) / total,
                 "density_ratio": r,
-                "time_spent_ms": int(spent_ms[z]),
-                "time_spent_bars": int(spent_bars[z]),
+                "time_spent_ms": int(spent_ms[row]),
+                "time_spent_bars": int(spent_bars[row]),
                 "time_share": share_t,
-                "first_time": int(cov["open_time"][idx].min()) if idx.size else None,
-                "last_time": int(cov["open_time"][idx].max()) if idx.size else None,
+                "first_time": int(cov["open_time"][where].min()) if where.size else None,
+                "last_time": int(cov["open_time"][where].max()) if where.size else None,
                 "timeframes": tfs,
                 "consolidation": c["consolidation"],
-                "distance_pct": (100.0 * (mid - last_close) / last_close) if last_close else None,
-                "distance_atr": ((mid - last_close) / atr_ref) if last_close is not None else None,
+                "distance_pct": (100.0 * (mid - last_close) / last_close)
+                if has_close and last_close
+                else None,
+                "distance_atr": ((mid - last_close) / atr_ref) if has_close else None,
                 "strength": float(min(max(strength, 0.0), 1.0)),
             }
         )

@@ -45,6 +45,13 @@ def test_consolidation_rule_hand_worked():
     assert consolidations(high[:2], low[:2], 1.0, min_bars=3) == []
 
 
+def test_a_bar_taller_than_the_cap_splits_a_stretch():
+    # with a huge band every window is tight; the cap (2) cuts the stretch around the 20-tall bar
+    high = np.array([1, 1, 1, 1, 10, 1, 1, 1, 1], dtype=float)
+    low = np.array([0, 0, 0, 0, -10, 0, 0, 0, 0], dtype=float)
+    assert consolidations(high, low, 1.0, min_bars=3, band_atr=100, max_band_atr=2) == [(0, 4), (5, 9)]
+
+
 def test_a_slow_drift_is_cut_into_ranges_no_taller_than_the_cap():
     # every 12-bar window of a slow drift is tight, but the whole stretch is not a range
     n = 200
