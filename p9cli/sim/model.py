@@ -118,7 +118,7 @@ def _empty_trades() -> Trades:
 MINUTES_PER_DAY = 1440
 #: Resolutions (minutes) of the aggregate stores of historical days: a bar is assembled from
 #: the coarsest one that divides both its length and its offset.
-STORE_MINUTES = (1440, 60, 15)
+STORE_MINUTES = (1440, 60, 15, 5)
 #: The model's reference day: 2026-01-01 closes at each instrument's ``ref_price``.
 ANCHOR_DAY = 20454  # 2026-01-01 as days since the epoch
 HISTORY_DAYS = 1100
@@ -359,7 +359,8 @@ def _generate_day(
     path = x0[None, :] + TAU[:, None] * (x1 - x0)[None, :] + w - TAU[:, None] * w[-1][None, :]  # (1440, 5)
 
     rng_e = _philox(seed, _S_EXCHANGE, day)
-    jitter = rng_e.standard_normal((N_EX, MINUTES_PER_DAY, N_SYM)) * BASIS_JITTER
+    noise = rng_e.standard_normal((5, N_EX, MINUTES_PER_DAY, N_SYM))  # jitter, hi, lo, volume, trades
+    jitter = noise[0] * BASIS_JITTER
     jitter[:, -1, :] = 0.0
     basis = b0[:, None, :] + TAU_LIN[None, :, None] * (b1 - b0)[:, None, :] + jitter  # (3,1440,5)
     price = ref_ticks[:, None, :] * np.exp(path[None, :, :] + basis)  # ticks, float
@@ -372,18 +373,18 @@ def _generate_day(
 
     # excursions beyond the body: about half a minute's sigma, in ticks
     minute_sigma = price * (SIGMA * vm)[None, None, :] * SQRT_VAR_W[None, :, None]
-    ex_hi = np.floor(np.abs(rng_e.standard_normal(close.shape)) * 0.5 * minute_sigma).astype(_I64)
-    ex_lo = np.floor(np.abs(rng_e.standard_normal(close.shape)) * 0.5 * minute_sigma).astype(_I64)
+    ex_hi = np.floor(np.abs(noise[1]) * 0.5 * minute_sigma).astype(_I64)
+    ex_lo = np.floor(np.abs(noise[2]) * 0.5 * minute_sigma).astype(_I64)
     high = np.maximum(open_, close) + ex_hi
     low = np.maximum(np.minimum(open_, close) - ex_lo, 1)
 
     # volume and trades: pattern x activity x |move| x exchange noise
     move = np.abs(z)[None, :, :]  # (1,1440,5)
     vexp = daily_units[:, None, :] * VOL_W[None, :, None] * vm**0.7  # units per minute
-    vnoise = np.exp(0.35 * rng_e.standard_normal(close.shape) - 0.06125)
+    vnoise = np.exp(0.35 * noise[3] - 0.06125)
     volume = np.floor(vexp * (0.55 + 0.45 * move) * vnoise).astype(_I64)
     texp = trades_per_min[:, None, :] * (VOL_W * MINUTES_PER_DAY)[None, :, None] * vm**0.5
-    tnoise = np.exp(0.2 * rng_e.standard_normal(close.shape) - 0.02)
+    tnoise = np.exp(0.2 * noise[4] - 0.02)
     trades = np.floor(texp * np.sqrt(0.55 + 0.45 * move) * tnoise).astype(_I64)
     np.maximum(trades, 4, out=trades)
     np.maximum(volume, trades, out=volume)
