@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from p9cli.sim.http import ceil_open, floor_open, json_response
+from p9cli.sim.http import ceil_open, floor_open, json_response, offload
 from p9cli.sim.instruments import INSTRUMENTS, INTERVALS, instrument_by_code
 from p9cli.sim.rest_binance import taker_buy_columns
 from p9cli.sim.state import FaultSettings, LimitSettings, Simulator
@@ -292,8 +292,12 @@ def build_app(sim: Simulator, handle: Any = None) -> web.Application:
         if first <= last:
             if (last - first) // tf_ms + 1 > MAX_TRUTH_BARS:
                 raise ControlError(f"at most {MAX_TRUTH_BARS} bars per request")
-            bars = sim.model.bars(exchange, symbol, tf_ms, offset_ms, first, last, now)
-            candles = bar_rows(exchange, inst, bars, tf_ms)
+
+            def build() -> list[dict[str, Any]]:
+                bars = sim.model.bars(exchange, symbol, tf_ms, offset_ms, first, last, now)
+                return bar_rows(exchange, inst, bars, tf_ms)
+
+            candles = await offload(build)
         return json_response(
             {
                 "exchange": exchange,

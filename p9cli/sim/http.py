@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -198,6 +199,18 @@ def install(app: web.Application, rest: ExchangeRest) -> None:
 
 
 # -- market helpers shared by the exchanges ------------------------------------------------
+
+
+#: One worker thread for market-model work (bars and their formatting). A cold request for
+#: years of history can take seconds before the model's warm-up has finished; off the event
+#: loop it delays only that request, not the WebSocket feed or other endpoints. One thread
+#: keeps the model's own caches free of concurrent writers from REST.
+_MODEL_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p9-sim-model")
+
+
+async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` on the model worker thread and return its result."""
+    return await asyncio.get_running_loop().run_in_executor(_MODEL_EXECUTOR, fn, *args)
 
 
 def floor_open(t_ms: int, tf_ms: int, offset_ms: int = 0) -> int:

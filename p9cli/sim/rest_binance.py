@@ -270,9 +270,13 @@ class BinanceRest(ExchangeRest):
         window = kline_window(start, end, limit, tf_ms, offset_ms, oldest, newest)
         if window is None:
             return self.ok([])
-        bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
         inst = http.instrument_of(self.sim, EXCHANGE, symbol)
-        return self.ok(kline_rows(bars, inst, tf_ms))
+
+        def rows() -> list[list[Any]]:
+            bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
+            return kline_rows(bars, inst, tf_ms)
+
+        return self.ok(await http.offload(rows))
 
     async def depth(self, request: web.Request) -> web.StreamResponse:
         q = request.query

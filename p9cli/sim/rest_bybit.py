@@ -172,8 +172,12 @@ class BybitRest(ExchangeRest):
         inst = http.instrument_of(self.sim, EXCHANGE, symbol)
         rows: list[list[str]] = []
         if window is not None:
-            bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
-            rows = kline_rows_desc(bars, inst)
+
+            def build() -> list[list[str]]:
+                bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
+                return kline_rows_desc(bars, inst)
+
+            rows = await http.offload(build)
         return self.ok({"category": category, "symbol": inst.code, "list": rows})
 
     async def orderbook(self, request: web.Request) -> web.StreamResponse:

@@ -157,12 +157,12 @@ class OkxRest(ExchangeRest):
 
     # -- endpoints -------------------------------------------------------------------------
     async def candles(self, request: web.Request) -> web.StreamResponse:
-        return self._candles(request, history=False)
+        return await self._candles(request, history=False)
 
     async def history_candles(self, request: web.Request) -> web.StreamResponse:
-        return self._candles(request, history=True)
+        return await self._candles(request, history=True)
 
-    def _candles(self, request: web.Request, history: bool) -> web.StreamResponse:
+    async def _candles(self, request: web.Request, history: bool) -> web.StreamResponse:
         q = request.query
         symbol = parse_inst(q)
         bar = q.get("bar") or "1m"
@@ -186,8 +186,13 @@ class OkxRest(ExchangeRest):
         window = candle_window(after, before, limit, tf_ms, offset_ms, oldest, newest)
         if window is None:
             return self.ok([])
-        bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
-        return self.ok(candle_rows_desc(bars, http.instrument_of(self.sim, EXCHANGE, symbol)))
+        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
+
+        def rows() -> list[list[str]]:
+            bars = self.sim.model.bars(EXCHANGE, symbol, tf_ms, offset_ms, window[0], window[1], now)
+            return candle_rows_desc(bars, inst)
+
+        return self.ok(await http.offload(rows))
 
     async def books(self, request: web.Request) -> web.StreamResponse:
         q = request.query
