@@ -104,31 +104,30 @@ async def feed_gap_during_cold_history() -> None:
 
     from p9cli.sim.server import running_sim
 
-    async with running_sim(seed=9, start_ms=START_MS, warm_up=False) as h:
-        async with aiohttp.ClientSession() as session:
-            ws = await session.ws_connect(h.ws_url("binance") + "/ws/btcusdt@depth@100ms")
-            stamps: list[float] = []
+    async with running_sim(seed=9, start_ms=START_MS, warm_up=False) as h, aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(h.ws_url("binance") + "/ws/btcusdt@depth@100ms")
+        stamps: list[float] = []
 
-            async def read() -> None:
-                async for _ in ws:
-                    stamps.append(time.perf_counter())
+        async def read() -> None:
+            async for _ in ws:
+                stamps.append(time.perf_counter())
 
-            reader = asyncio.create_task(read())
-            await asyncio.sleep(1.0)
-            async with httpx.AsyncClient(timeout=120) as c:
-                t = time.perf_counter()
-                r = await c.get(
-                    h.rest_url("binance") + "/api/v3/klines",
-                    params={"symbol": "BTCUSDT", "interval": "1d", "limit": 1000},
-                )
-                cold = time.perf_counter() - t
-            await asyncio.sleep(0.5)
-            reader.cancel()
-            window = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > t]
-            print(
-                f"cold 1000-day klines (before warm-up): {cold:.2f} s, HTTP {r.status_code}; "
-                f"largest gap between depth frames meanwhile: {max(window) * 1000:.0f} ms (cadence 100 ms)"
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(1.0)
+        async with httpx.AsyncClient(timeout=120) as c:
+            t = time.perf_counter()
+            r = await c.get(
+                h.rest_url("binance") + "/api/v3/klines",
+                params={"symbol": "BTCUSDT", "interval": "1d", "limit": 1000},
             )
+            cold = time.perf_counter() - t
+        await asyncio.sleep(0.5)
+        reader.cancel()
+        window = [b - a for a, b in zip(stamps, stamps[1:], strict=False) if b > t]
+        print(
+            f"cold 1000-day klines (before warm-up): {cold:.2f} s, HTTP {r.status_code}; "
+            f"largest gap between depth frames meanwhile: {max(window) * 1000:.0f} ms (cadence 100 ms)"
+        )
 
 
 if __name__ == "__main__":
