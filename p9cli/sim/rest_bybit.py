@@ -10,7 +10,11 @@ and ``option`` are valid categories with nothing listed (empty lists, "Not suppo
 symbols" for a symbol).
 
 Kline selection: bars whose interval overlaps ``[start, end]`` (the bar containing an
-unaligned ``start`` is included), the newest ``limit`` of them, newest first.
+unaligned ``start`` is included), returned newest first. Which ``limit`` bars: with ``start``
+only, the OLDEST ``limit`` bars from ``start`` (``start=9999&limit=1`` answers the earliest
+candle: pybit issue #186; ccxt and freqtrade page forward with start-only requests); with
+``end`` (alone or with ``start``), or with neither, the NEWEST ``limit`` bars up to ``end`` /
+now (exchange-protocols.md 3.2, believed, unconfirmed for both bounds).
 """
 
 from __future__ import annotations
@@ -78,9 +82,12 @@ def parse_symbol(query, category: str) -> str:
 def kline_window(
     start: int | None, end: int | None, limit: int, tf_ms: int, offset_ms: int, oldest: int, newest: int
 ) -> tuple[int, int] | None:
-    """Open times ``(first, last)`` (inclusive) of the newest ``limit`` bars overlapping ``[start, end]``."""
+    """Open times ``(first, last)`` (inclusive) of the bars served for ``[start, end]``: the
+    oldest ``limit`` from ``start`` when only ``start`` is given, else the newest ``limit``."""
     last = newest if end is None else min(http.floor_open(end, tf_ms, offset_ms), newest)
     lo = oldest if start is None else max(http.floor_open(start, tf_ms, offset_ms), oldest)
+    if start is not None and end is None:
+        return (lo, min(last, lo + (limit - 1) * tf_ms)) if lo <= last else None
     first = max(lo, last - (limit - 1) * tf_ms)
     if first > last:
         return None
