@@ -11,13 +11,34 @@ methods (``price_str``, ``qty_str``, ``quote_str``), never with floats.
     Trades(id, time, price, qty, taker_buy)                                 # int64 arrays, taker_buy bool
 
     model = MarketModel(seed, clock, instruments=INSTRUMENTS)
-    model.live_start_ms      # first minute whose trades are simulated one by one (minute of clock.start_ms)
-    model.history_start_ms   # first minute that exists (day aligned, >= 1100 days before the start)
+    model.live_start_ms      # first live minute: the minute containing clock.start_ms
+    model.history_start_ms   # first minute that exists (00:00 UTC, 1100 days before the start's day)
     model.bars(exchange, symbol, tf_ms, offset_ms, first_open_ms, last_open_ms, now_ms) -> Bars
     model.trades(exchange, symbol, start_ms, end_ms) -> Trades     # start_ms <= time < end_ms
     model.last_trade_price(exchange, symbol, now_ms) -> int        # ticks
-    model.minute(exchange, symbol, minute_ms) -> (o, h, l, c, volume, quote, trades)  # full minute
+    model.minute(exchange, symbol, minute_ms) -> (o, h, l, c, volume, quote, trades)  # whole minute
     model.warm_up()          # precompute history aggregates (run in a thread at start)
+
+* ``exchange`` / ``symbol`` are the canonical names (``'binance'``, ``'btc'``); an unknown
+  name raises ``KeyError`` (the servers validate codes first, with ``instrument_by_code``).
+* ``bars``: every bar with ``first_open_ms <= open_time <= last_open_ms``, ``open_time %
+  tf_ms == offset_ms``, ``open_time <= now_ms`` and ``open_time >= history_start_ms``
+  (``tf_ms``/``offset_ms`` whole minutes, e.g. from ``instruments.INTERVALS``). The bar that
+  contains ``now_ms`` is forming: ``closed=False``, aggregate of the trades with ``time <=
+  now_ms`` (a minute that has just opened and has no trade yet counts as o=h=l=c=its open,
+  volume 0). The arrays are fresh copies. Keep ranges bounded (the servers ask for at most
+  their page size): a bar costs work in proportion to the minutes it covers only for
+  ``1m``/``3m`` and for the live days.
+* ``trades``: not filtered by the clock: the trades of the future are already decided, so a
+  caller (the live feed) asks for ``[cursor, now + 1)``. ``taker_buy`` is True when the
+  aggressor bought (Binance ``m`` = not taker_buy, Bybit ``S`` = Buy/Sell, OKX ``side``).
+  Trade ids are consecutive per (exchange, symbol) in time order from ``live_start_ms``;
+  the first live trade has id ``_TRADE_ID_BASE[exchange] + symbol index *
+  _TRADE_ID_SYM_STEP[exchange]`` (Binance ~5e9, Bybit 19 digits, OKX ~7e8, like the real
+  ones). Several trades may share a millisecond.
+* Thread safety: ``warm_up`` runs in a background thread while the servers call the other
+  methods; everything computed is a pure function of (seed, time), so a race at worst
+  computes the same numbers twice.
 
 How the market is made
 ----------------------
@@ -529,13 +550,15 @@ class MarketModel:
         self._days: OrderedDict[int, _Day] = OrderedDict()  # LRU of historical days
         self._live_days: dict[int, _Day] = {}  # days >= live day: kept
         self._lru_size = 48
-        # 15-minute aggregates of the historical days [hist_day0, live_day)
+        # aggregates of the historical days [hist_day0, live_day) at each STORE_MINUTES resolution
         nd = self._live_day - self._hist_day0
         self._stores = {
             r: tuple(np.zeros((N_EX, N_SYM, nd * (MINUTES_PER_DAY // r)), dtype=_I64) for _ in range(7))
             for r in STORE_MINUTES
         }
         self._agg_done = np.zeros(nd, dtype=bool)
+        # the trades of recently asked forming minutes (time, price, qty), for partial candles
+        self._minute_trades: dict[tuple[int, int, int, int], tuple[np.ndarray, ...]] = {}
         # trades before each live day, per series (cumulative counts of live trades)
         self._trades_before: dict[int, np.ndarray] = {self._live_day: np.zeros((N_EX, N_SYM), dtype=_I64)}
 
@@ -658,7 +681,15 @@ class MarketModel:
             return tuple(
                 int(x[e, s, m]) for x in (d.open, d.high, d.low, d.close, d.volume, d.quote, d.trades)
             )
-        time, price, qty, _, _ = self._gen(ex, sym, d, np.array([m]))
+        key = (e, s, d.day, m)
+        got = self._minute_trades.get(key)
+        if got is None:
+            got = self._gen(ex, sym, d, np.array([m]))[:3]
+            with self._lock:
+                if len(self._minute_trades) >= 64:
+                    self._minute_trades.pop(next(iter(self._minute_trades)))
+                self._minute_trades[key] = got
+        time, price, qty = got
         k = int(np.searchsorted(time, now_ms, side="right"))
         o = int(d.open[e, s, m])
         if k == 0:
