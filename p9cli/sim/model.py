@@ -155,7 +155,10 @@ _BETA = {"btc": 0.90, "eth": 0.85, "sol": 0.75, "bnb": 0.70, "xrp": 0.70}
 SIGMA = np.array([_SIGMA[s] for s in SYMBOLS])
 BETA = np.array([_BETA[s] for s in SYMBOLS])
 IDIO = np.sqrt(1.0 - BETA**2)
-MEAN_REVERSION = 0.004  # per day, towards ref_price (half-life about 6 months)
+#: Mean reversion per day towards ref_price, stronger far from it: kappa(x) = A + B * x**2 for a
+#: log deviation x (half-life ~8 months near ref, ~2 months at 2x or 0.5x, weeks beyond 3x).
+MEAN_REVERSION = 0.003
+MEAN_REVERSION_FAR = 0.012
 VOL_PERSISTENCE = 0.98  # AR(1) of daily log volatility
 VOL_OF_VOL = 0.35  # stationary std of daily log volatility
 # exchange basis (relative, a few bps): constant mean, AR(1) daily, per-minute jitter
@@ -297,7 +300,8 @@ class _DailyTable:
         xs = self.x[src]
         sign = 1.0 if dst > src else -1.0
         x = [
-            (1 - MEAN_REVERSION) * xs[s] + sign * SIGMA[s] * vm * (BETA[s] * f + IDIO[s] * z[1 + s])
+            (1 - MEAN_REVERSION - MEAN_REVERSION_FAR * xs[s] * xs[s]) * xs[s]
+            + sign * SIGMA[s] * vm * (BETA[s] * f + IDIO[s] * z[1 + s])
             for s in range(N_SYM)
         ]
         bs = self.b[src]
