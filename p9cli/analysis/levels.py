@@ -413,7 +413,7 @@ def key_levels(
     name_ms = np.array([TIMEFRAME_MS[tf] for tf in names], dtype=np.int64)
     weights = name_weight[tf_of]
 
-    labels = _cluster(price, weights, width, max(4 * max_levels, 24), min_weight=0.5 * min_weighted_touches)
+    labels = _cluster(price, weights, width, 2 * max_levels + 8, min_weight=0.5 * min_weighted_touches)
     n_clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     if n_clusters == 0:
         return []

@@ -114,10 +114,12 @@ def column(frame: Any, name: str) -> np.ndarray:
     :class:`p9cli.analysis.candles.Candles` (attributes), or a mapping of arrays. ``open_time``
     comes back as int64 ms, everything else as float64.
     """
-    if isinstance(frame, pd.DataFrame | Mapping):
+    if isinstance(frame, pd.DataFrame):
         values = frame[name]
     else:
-        values = getattr(frame, name)
+        values = getattr(frame, name, None)
+        if values is None:
+            values = frame[name]
     if isinstance(values, np.ndarray) and values.dtype == (np.int64 if name == "open_time" else np.float64):
         return values  # already the right type (Candles): no conversion, no copy
     arr = np.asarray(values)

@@ -28,6 +28,7 @@ from p9cli.analysis.profile import (
     row_size_for,
     value_area,
     volume_nodes,
+    volume_profile,
 )
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
@@ -147,6 +148,7 @@ def liquidity_zones(
     *,
     last_close: float | None = None,
     tf_nodes: Mapping[str, Mapping[str, list[dict]]] | None = None,
+    profile_nodes: Mapping[str, list[dict]] | None = None,
     tick: float | None = None,
     reference_tf: str | None = None,
     min_bars: int = 12,
@@ -171,6 +173,7 @@ def liquidity_zones(
         tf_nodes: timeframe -> :func:`volume_nodes` of that timeframe's own profile (used to
             decide which timeframes "show" a zone); computed here when omitted (needs
             ``tick``, else one row = ATR/10 without tick rounding).
+        profile_nodes: :func:`volume_nodes` of ``profile`` if already computed.
         reference_tf: timeframe whose ATR scales distances (default: the longest one with
             an ATR, as in :func:`key_levels`).
         min_bars, band_atr: consolidation rule (:func:`consolidations`), per timeframe with
@@ -272,7 +275,7 @@ def liquidity_zones(
 
     candidates: list[dict] = []
     # --- HVN clusters of the composite profile
-    hvn = volume_nodes(profile)["hvn"]
+    hvn = (profile_nodes if profile_nodes is not None else volume_nodes(profile))["hvn"]
     for low, high in _merge_intervals(
         [n["low"] for n in hvn], [n["high"] for n in hvn], profile.row_size * 1.0001
     ):
@@ -281,14 +284,6 @@ def liquidity_zones(
     # --- consolidations, merged across timeframes (time and price overlap)
     if cons:
         k = len(cons)
-        parent = list(range(k))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
         st = np.array([c[1] for c in cons])
         en = np.array([c[2] for c in cons])
         pl = np.array([c[3] for c in cons])
@@ -296,15 +291,19 @@ def liquidity_zones(
         t_ov = (st[:, None] < en[None, :]) & (st[None, :] < en[:, None])
         inter = np.minimum(ph[:, None], ph[None, :]) - np.maximum(pl[:, None], pl[None, :])
         narrow = np.minimum((ph - pl)[:, None], (ph - pl)[None, :])
-        p_ov = inter >= 0.5 * narrow
-        ii, jj = np.nonzero(np.triu(t_ov & p_ov, 1))
-        for i, j in zip(ii.tolist(), jj.tolist(), strict=True):
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
+        linked = t_ov & (inter >= 0.5 * narrow)
+        # connected components: every range takes the smallest label among its neighbours
+        # until nothing changes (as many rounds as the longest chain, usually 1-3)
+        label = np.arange(k)
+        while True:
+            nxt = np.where(linked, label[None, :], k).min(axis=1)
+            nxt = np.minimum(nxt, label)
+            if np.array_equal(nxt, label):
+                break
+            label = nxt
         groups: dict[int, list[int]] = {}
-        for i in range(k):
-            groups.setdefault(find(i), []).append(i)
+        for i, g in enumerate(label.tolist()):
+            groups.setdefault(g, []).append(i)
         for members in groups.values():
             # the member with the most time per unit of price height: the box as the finest
             # timeframe that saw all of it draws it, not a coarse bar's wicks around it
@@ -487,26 +486,25 @@ def structure_sections(
     Row sizes: composite ``row_size_for(tick, ATR_ref)`` with the reference (longest)
     timeframe's ATR; per timeframe ``row_size_for(tick, ATR_tf)``; both capped at 2000 rows.
     """
-    frames = {tf: df for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
+    frames = {tf: _Arrays(df) for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
     ref = reference_timeframe(frames, atr)
     atr_ref = float(atr[ref])
-    lows = [float(np.nanmin(column(df, "low"))) for df in frames.values()]
-    highs = [float(np.nanmax(column(df, "high"))) for df in frames.values()]
+    lows = [float(np.nanmin(f.low)) for f in frames.values()]
+    highs = [float(np.nanmax(f.high)) for f in frames.values()]
     composite = composite_profile(frames, row_size_for(tick, atr_ref, price_range=max(highs) - min(lows)))
+    composite_nodes = volume_nodes(composite)
 
     per_tf: dict[str, dict] = {}
     tf_nodes: dict[str, dict] = {}
-    for tf in TIMEFRAMES:
-        if tf not in frames:
-            continue
+    for tf, lo, hi in zip(list(frames), lows, highs, strict=True):
         a = atr.get(tf)
         if a is None or not (math.isfinite(a) and a > 0):
             continue
-        df = frames[tf]
-        rng = float(np.nanmax(column(df, "high")) - np.nanmin(column(df, "low")))
-        prof = frame_profile(df, row_size_for(tick, a, price_range=rng))
+        f = frames[tf]
+        prof = volume_profile(f.high, f.low, f.volume, row_size_for(tick, a, price_range=hi - lo))
         tf_nodes[tf] = volume_nodes(prof)
         per_tf[tf] = profile_summary(prof, value_area_pct=value_area_pct, nodes=tf_nodes[tf])
+    per_tf = {tf: per_tf[tf] for tf in TIMEFRAMES if tf in per_tf}
 
     levels = key_levels(
         frames,
@@ -520,21 +518,40 @@ def structure_sections(
         now_ms=now_ms,
     )
     zones = liquidity_zones(
-        frames, atr, composite, last_close=last_close, tf_nodes=tf_nodes, tick=tick, max_zones=max_zones
+        frames,
+        atr,
+        composite,
+        last_close=last_close,
+        tf_nodes=tf_nodes,
+        profile_nodes=composite_nodes,
+        tick=tick,
+        max_zones=max_zones,
     )
     floor = None
     if "1d" in frames:
         d = frames["1d"]
-        floor = floor_pivots(
-            {"high": column(d, "high")[-1], "low": column(d, "low")[-1], "close": column(d, "close")[-1]}
-        )
-        floor["from_open_ms"] = int(column(d, "open_time")[-1])
+        floor = floor_pivots({"high": d.high[-1], "low": d.low[-1], "close": d.close[-1]})
+        floor["from_open_ms"] = int(d.open_time[-1])
     return {
         "levels": levels,
         "floor_pivots": floor,
         "volume_profile": {
-            "composite": profile_summary(composite, value_area_pct=value_area_pct),
+            "composite": profile_summary(composite, value_area_pct=value_area_pct, nodes=composite_nodes),
             "timeframes": per_tf,
         },
         "liquidity_zones": zones,
     }
+
+
+class _Arrays:
+    """The candle columns of one frame as numpy arrays, extracted once (see :func:`column`)."""
+
+    __slots__ = ("open_time", "open", "high", "low", "close", "volume", "_n")
+
+    def __init__(self, frame: Any):
+        for name in ("open_time", "open", "high", "low", "close", "volume"):
+            setattr(self, name, column(frame, name))
+        self._n = int(self.open_time.size)
+
+    def __len__(self) -> int:
+        return self._n
