@@ -17,6 +17,9 @@ methods (``price_str``, ``qty_str``, ``quote_str``), never with floats.
     model.trades(exchange, symbol, start_ms, end_ms) -> Trades     # start_ms <= time < end_ms
     model.last_trade_price(exchange, symbol, now_ms) -> int        # ticks
     model.minute(exchange, symbol, minute_ms) -> (o, h, l, c, volume, quote, trades)  # whole minute
+    model.first_trade_id(exchange, symbol) -> int                  # id of the first live trade
+    model.trade_minute(exchange, symbol, trade_id) -> int          # open time of its minute
+    model.trades_from_id(exchange, symbol, from_id, limit, end_ms) -> Trades  # id >= from_id
     model.warm_up()          # precompute history aggregates (run in a thread at start)
 
 * ``exchange`` / ``symbol`` are the canonical names (``'binance'``, ``'btc'``); an unknown
@@ -844,6 +847,50 @@ class MarketModel:
             day += 1
         if len(parts) == 1:
             return Trades(*parts[0])
+        return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
+
+    def first_trade_id(self, exchange: str, symbol: str) -> int:
+        """Id of the first live trade of (exchange, symbol) (ids before it do not exist)."""
+        return self._id_base[(exchange, symbol)]
+
+    def trade_minute(self, exchange: str, symbol: str, trade_id: int) -> int:
+        """Open time of the minute that holds trade ``trade_id`` (an id before the first live
+        trade maps to the live start). Cost: a few days of counts, not the trades."""
+        e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
+        k = int(trade_id) - self._id_base[(exchange, symbol)]  # trades before it
+        if k <= 0:
+            return self.live_start_ms
+        day = self._live_day
+        while int(self._trades_before_day(day + 1)[e, s]) <= k:
+            day += 1
+        d = self._day(day)
+        within = k - int(self._trades_before_day(day)[e, s])
+        counts = np.cumsum(d.trades[e, s, d.live_from :])
+        m = d.live_from + int(np.searchsorted(counts, within, side="right"))
+        return day * DAY_MS + m * MINUTE_MS
+
+    def trades_from_id(self, exchange: str, symbol: str, from_id: int, limit: int, end_ms: int) -> Trades:
+        """The first ``limit`` trades with ``id >= from_id`` and ``time < end_ms`` (ascending):
+        Binance ``fromId``, OKX ``history-trades`` by id. Starts at the right minute directly."""
+        if limit <= 0:
+            return _empty_trades()
+        t = self.trade_minute(exchange, symbol, from_id)
+        parts, got, step = [], 0, 10 * MINUTE_MS
+        while t < end_ms and got < limit:
+            tr = self.trades(exchange, symbol, t, min(t + step, end_ms))
+            lo = int(np.searchsorted(tr.id, int(from_id), "left"))
+            hi = min(len(tr), lo + limit - got)
+            if hi > lo:
+                parts.append(
+                    Trades(tr.id[lo:hi], tr.time[lo:hi], tr.price[lo:hi], tr.qty[lo:hi], tr.taker_buy[lo:hi])
+                )
+                got += hi - lo
+            t += step
+            step = min(step * 2, 6 * 60 * MINUTE_MS)
+        if not parts:
+            return _empty_trades()
+        if len(parts) == 1:
+            return parts[0]
         return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
 
     def last_trade_price(self, exchange: str, symbol: str, now_ms: int) -> int:

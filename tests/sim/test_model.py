@@ -128,8 +128,8 @@ def test_same_seed_same_market(model):
     other = new_model()
     now = START + 3 * HOUR_MS + 12_345
     for ex, sym, tf in (("binance", "btc", MINUTE_MS), ("okx", "sol", 4 * HOUR_MS), ("bybit", "xrp", DAY_MS)):
-        a = model.bars(ex, sym, tf, 0, START - 400 * tf, now, now)
-        b = other.bars(ex, sym, tf, 0, START - 400 * tf, now, now)
+        a = model.bars(ex, sym, tf, 0, START - 150 * tf, now, now)
+        b = other.bars(ex, sym, tf, 0, START - 150 * tf, now, now)
         for f in ("open_time", *FIELDS, "closed"):
             assert np.array_equal(getattr(a, f), getattr(b, f)), (ex, sym, tf, f)
     ta = model.trades("bybit", "eth", START, START + 10 * MINUTE_MS)
@@ -335,3 +335,24 @@ def test_volume_fits_int64_and_has_an_intraday_pattern(model):
     hours = (h.open_time % DAY_MS) // HOUR_MS
     by_hour = np.array([h.volume[hours == k].mean() for k in range(24)])
     assert by_hour[14] > 1.3 * by_hour[4]  # US session busier than the European night
+
+
+def test_trades_from_id_finds_the_minute_directly():
+    start = (START // DAY_MS + 1) * DAY_MS - 20 * MINUTE_MS + 5_000  # live day turns after 20 minutes
+    m = new_model(start)
+    end = start + 90 * MINUTE_MS
+    for ex, sym in (("binance", "btc"), ("okx", "sol")):
+        whole = m.trades(ex, sym, m.live_start_ms, end)  # the live start minute has trades before start
+        first = m.first_trade_id(ex, sym)
+        assert whole.id[0] == first
+        rnd = random.Random(11)
+        for i in [0, 1, len(whole) - 1, *rnd.sample(range(len(whole)), 6)]:
+            tid = int(whole.id[i])
+            assert m.trade_minute(ex, sym, tid) == int(whole.time[i]) - int(whole.time[i]) % MINUTE_MS
+            got = m.trades_from_id(ex, sym, tid, 700, end)
+            want = slice(i, min(i + 700, len(whole)))
+            for f in ("id", "time", "price", "qty", "taker_buy"):
+                assert np.array_equal(getattr(got, f), getattr(whole, f)[want]), (ex, i, f)
+        before = m.trades_from_id(ex, sym, first - 1000, 5, end)
+        assert before.id.tolist() == list(range(first, first + 5))
+        assert len(m.trades_from_id(ex, sym, int(whole.id[-1]) + 1, 5, end)) == 0
