@@ -251,7 +251,9 @@ def _valid_id(req_id: Any) -> bool:
     if isinstance(req_id, int):
         return -(2**63) <= req_id < 2**63
     if isinstance(req_id, str):
-        return len(req_id) <= 36 and req_id.isalnum()
+        # The docs say "alphanumeric string of max length 36"; Binance's own SDK
+        # (binance-sdk-spot) sends str(uuid4()), dashes included, and the exchange accepts it.
+        return 0 < len(req_id) <= 36 and req_id.replace("-", "").isalnum()
     return False
 
 
@@ -301,7 +303,7 @@ class BinanceSession:
             return
         req_id = msg.get("id")
         if not _valid_id(req_id):
-            await conn.send(error_frame(2, "Invalid request: request ID must be an unsigned integer"))
+            await conn.send(error_frame(2, "Invalid request: request ID must be an integer, a string of at most 36 characters or null"))
             return
         method = msg.get("method")
         params = msg.get("params", [])
