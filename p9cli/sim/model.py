@@ -882,15 +882,13 @@ class MarketModel:
             hi = min(len(tr), lo + limit - got)
             if hi > lo:
                 parts.append(
-                    Trades(tr.id[lo:hi], tr.time[lo:hi], tr.price[lo:hi], tr.qty[lo:hi], tr.taker_buy[lo:hi])
+                    (tr.id[lo:hi], tr.time[lo:hi], tr.price[lo:hi], tr.qty[lo:hi], tr.taker_buy[lo:hi])
                 )
                 got += hi - lo
             t += step
             step = min(step * 2, 6 * 60 * MINUTE_MS)
         if not parts:
             return _empty_trades()
-        if len(parts) == 1:
-            return parts[0]
         return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
 
     def last_trade_price(self, exchange: str, symbol: str, now_ms: int) -> int:
