@@ -79,10 +79,12 @@ def confirmed_pivots(
 
 
 def _label(prices: np.ndarray, up: str, down: str, equal: str) -> list[str | None]:
-    labels: list[str | None] = [None]
-    for prev, cur in zip(prices[:-1].tolist(), prices[1:].tolist(), strict=True):
-        labels.append(up if cur > prev else down if cur < prev else equal)
-    return labels if len(prices) else []
+    """Each pivot against the previous one of its kind (None for the first)."""
+    if len(prices) == 0:
+        return []
+    diff = np.sign(np.diff(prices)).tolist()
+    names = {1.0: up, -1.0: down, 0.0: equal}
+    return [None, *(names[d] for d in diff)]
 
 
 def _breaks(
@@ -125,8 +127,14 @@ def swing_structure(open_time, high, low, close, left: int = SWING_LEFT, right: 
     hi_lab = _label(hi_px, "HH", "LH", "EH")
     lo_lab = _label(lo_px, "HL", "LL", "EL")
 
-    swings = [(int(i), "high", float(p), lab) for i, p, lab in zip(hi_idx, hi_px, hi_lab, strict=True)]
-    swings += [(int(i), "low", float(p), lab) for i, p, lab in zip(lo_idx, lo_px, lo_lab, strict=True)]
+    k = SWINGS_LISTED  # the last k swings are among the last k highs and the last k lows
+    swings = [
+        (int(i), "high", float(p), lab)
+        for i, p, lab in zip(hi_idx[-k:], hi_px[-k:], hi_lab[-k:], strict=True)
+    ]
+    swings += [
+        (int(i), "low", float(p), lab) for i, p, lab in zip(lo_idx[-k:], lo_px[-k:], lo_lab[-k:], strict=True)
+    ]
     swings.sort(key=lambda s: (s[0], s[1]))
     recent = [
         {"kind": kind, "label": lab, "price": p, "time": int(ot[i])}
