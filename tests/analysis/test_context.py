@@ -192,3 +192,29 @@ def test_last_price_comes_from_the_most_recent_candle():
     fresh_minutes = synthetic_candles("1m", 100, seed=2, end_ms=1_767_225_600_000)
     doc = build_structure("binance", "btc", {"1h": hourly, "1m": fresh_minutes}, now_ms=0)
     assert doc["last_price_timeframe"] == "1m" and doc["last_price"] == fresh_minutes.close[-1]
+
+
+def test_the_schema_rejects_broken_documents(validator):
+    """The schema is not vacuous: each mutation below must be caught."""
+    frames = {"1d": recorded_klines(KLINES_1D), "1h": recorded_klines(KLINES_1H)}
+    good = roundtrip(build_structure("binance", "btc", frames, now_ms=0))
+    assert validator.is_valid(good)
+
+    def broken(mutate) -> bool:
+        doc = json.loads(json.dumps(good))
+        mutate(doc)
+        return not validator.is_valid(doc)
+
+    assert broken(lambda d: d.update(schema="p9.structure/2"))
+    assert broken(lambda d: d.pop("alignment"))
+    assert broken(lambda d: d.update(extra=1))
+    assert broken(lambda d: d["timeframes"].update({"7m": d["timeframes"]["1h"]}))
+    assert broken(lambda d: d["timeframes"]["1h"]["volatility"].update(atr="12.5"))
+    assert broken(lambda d: d["timeframes"]["1h"]["trend"].update(label="sideways"))
+    assert broken(lambda d: d["timeframes"]["1h"]["trend"].update(strength=1.5))
+    assert broken(
+        lambda d: d["timeframes"]["1h"]["volatility"]["realized"]["parkinson"].update(percentile=101)
+    )
+    assert broken(lambda d: d["alignment"].update(score=-1.01))
+    assert broken(lambda d: d["levels"][0].update(kind="pivot"))
+    assert broken(lambda d: d["volume_profile"]["composite"].pop("poc"))
