@@ -169,7 +169,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency-ms", type=float, default=50.0)
     ap.add_argument("--candles", type=int, default=1000)
-    ap.add_argument("--settle", type=float, default=5.0, help="seconds to let the simulator warm up")
+    ap.add_argument("--settle", type=float, default=15.0, help="seconds to let the simulator warm up")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the fetch log")
     return asyncio.run(bench(ap.parse_args()))
 

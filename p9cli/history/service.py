@@ -13,10 +13,13 @@ import importlib
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TextIO
+
+import httpx
 
 from p9cli.config import Settings
 from p9cli.errors import EXIT_FAILURE, EXIT_OK, P9Error
@@ -40,6 +43,9 @@ from p9cli.universe import TIMEFRAME_MS, exchange_symbol
 @dataclass
 class FetchOptions:
     client: ClientOptions = field(default_factory=ClientOptions)
+    #: exchange -> httpx transport (None: the default network transport). For tools and tests
+    #: that need to sit between p9 and an exchange.
+    transport_for: Callable[[str], httpx.AsyncBaseTransport | None] | None = None
 
 
 def adapter_for(exchange: str) -> ModuleType:
@@ -137,7 +143,10 @@ async def fetch_exchange(
     run = ExchangeRun(exchange)
     adapter = adapter_for(exchange)
     base_url = settings.rest_url(exchange)
-    async with ExchangeClient(adapter, base_url, options.client, on_event=reporter.event) as client:
+    transport = options.transport_for(exchange) if options.transport_for else None
+    async with ExchangeClient(
+        adapter, base_url, options.client, on_event=reporter.event, transport=transport
+    ) as client:
         try:
             await client.sync_time(run.overhead)
         except (ExchangeError, OSError) as exc:

@@ -1,0 +1,88 @@
+"""Holes: bars an exchange does not have are asked for again, then reported and recorded in
+the file metadata, never filled in, and not asked for on every later run.
+
+The simulator has no holes in its market, so the exchange's answer is thinned on the way:
+a real HTTP transport to the simulator that removes chosen rows from Binance klines bodies
+(everything else - request building, paging, limits, parsing - runs for real)."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+from conftest import counters, quick_options, run_fetch, sim_settings, truth
+
+from p9cli.history.planner import wanted_range
+from p9cli.history.store import read_series, series_path
+
+H = 3_600_000
+
+
+class LackingExchange(httpx.AsyncBaseTransport):
+    """Forwards to the simulator; drops kline rows whose open time is in ``lacks``."""
+
+    def __init__(self, lacks: set[int]):
+        self.inner = httpx.AsyncHTTPTransport()
+        self.lacks = lacks
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        if request.url.path == "/api/v3/klines" and response.status_code == 200:
+            rows = [r for r in orjson.loads(body) if r[0] not in self.lacks]
+            body = orjson.dumps(rows)
+        headers = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "content-encoding")
+        ]
+        return httpx.Response(response.status_code, headers=headers, content=body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def options_lacking(lacks: set[int]):
+    o = quick_options()
+    o.transport_for = lambda exchange: LackingExchange(lacks) if exchange == "binance" else None
+    return o
+
+
+async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(start_sim, tmp_path):
+    handle = start_sim()
+    settings = sim_settings(
+        handle, tmp_path, exchanges="binance", symbols="btc", timeframes="1h", candles=300
+    )
+    now = truth(handle, "binance", "btc", "1h", 0, 0)["now_ms"]
+    first, last = wanted_range(now, H, 300)
+    inner = {first + 10 * H, first + 200 * H}
+    lacks = inner | {last}  # the newest closed bar is late too
+    stats, run, out = await run_fetch(settings, options=options_lacking(lacks))
+    (s,) = stats
+    assert s.ok and s.holes == 3 and s.new_candles == 297
+    assert s.requests == 2  # the page, then one request covering the three missing bars
+    assert "binance/btc/1h: 3 candle(s) missing at the exchange" in out
+    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
+    assert stored.holes == sorted(inner)  # the trailing one is not a hole yet: asked next run
+    assert not (lacks & set(stored.open_time))
+    assert len(stored) == 297 and stored.open_time[0] == first and stored.open_time[-1] == last - H
+
+    # next run, the exchange still lacks them: only the late bar is asked for (twice)
+    base = counters(handle, "binance")
+    stats, run, out = await run_fetch(settings, options=options_lacking(lacks))
+    (s,) = stats
+    assert s.ok and s.requests == 2 and s.new_candles == 0
+    assert counters(handle, "binance")["rest.requests"] - base["rest.requests"] == 3  # + server time
+
+    # the late bar arrives; the recorded holes are not asked for again
+    stats, run, out = await run_fetch(settings)
+    (s,) = stats
+    assert s.ok and s.requests == 1 and s.new_candles == 1 and s.holes == 2
+    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
+    assert stored.open_time[-1] == last and stored.holes == sorted(inner) and len(stored) == 298
+
+    # --full asks for everything again: the exchange has them now, the holes are gone
+    stats, run, out = await run_fetch(settings, full=True)
+    (s,) = stats
+    assert s.ok and s.holes == 0
+    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
+    assert stored.holes == [] and len(stored) == 300
