@@ -30,7 +30,7 @@ import re
 from collections import deque
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from p9cli.sim.book import BookEngine, TradeCache
 from p9cli.universe import QUOTE, SYMBOLS
@@ -62,6 +62,16 @@ def corrupt_checksum(frame: bytes) -> bytes:
     return _CHECKSUM_RE.sub(repl, frame, count=1)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, unfragmented WebSocket text frame (server to client, RFC 6455)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
 class Conn:
     """One WebSocket connection as the feed sees it."""
 
@@ -90,10 +100,15 @@ class Conn:
         self.extra: dict[str, Any] = {}  # per-protocol state (ping deadlines, rate windows, ...)
         self._delayed: deque[tuple[float, bytes]] = deque()
         self._delay_task: asyncio.Task | None = None
+        self._out: list[bytes] = []  # framed bytes queued during a feed tick
 
     # ------------------------------------------------------------------ sending
-    async def send(self, frame: bytes, kind: int = CONTROL) -> None:
-        """Send one text frame (bytes, UTF-8 JSON), applying this exchange's WS faults."""
+    async def send(self, payload: bytes, kind: int = CONTROL, framed: bytes | None = None) -> None:
+        """Send one text frame (``payload`` = UTF-8 JSON), applying this exchange's WS faults.
+
+        ``framed`` is the same payload already wrapped as a WebSocket frame (broadcasts frame
+        once for every subscriber). During a feed tick frames are queued and written with one
+        ``transport.write`` per connection at the end of the tick; otherwise at once."""
         if self.closed or self.stalled:
             return
         state = self.state
@@ -103,65 +118,81 @@ class Conn:
                 self.book_updates += 1
                 n = faults.depth_gap_every
                 if n and self.book_updates % n == 0:
-                    state.count("fault.depth_gap_every")
+                    state.counters["fault.depth_gap_every"] += 1
                     return
                 if kind == OKX_BOOK_UPDATE:
                     self.okx_book_updates += 1
                     n = faults.okx_bad_checksum_every
                     if n and self.okx_book_updates % n == 0:
-                        state.count("fault.okx_bad_checksum_every")
-                        frame = corrupt_checksum(frame)
+                        state.counters["fault.okx_bad_checksum_every"] += 1
+                        payload = corrupt_checksum(payload)
+                        framed = None
             self.data_frames += 1
             n = faults.ws_malformed_every
             if n and self.data_frames % n == 0:
-                state.count("fault.ws_malformed_every")
-                frame = frame[: len(frame) // 2]
-            self.last_push = self.feed.loop_time()
+                state.counters["fault.ws_malformed_every"] += 1
+                payload = payload[: len(payload) // 2]
+                framed = None
+            self.last_push = self.feed.wall
         n = faults.ws_stall_after_messages
         if n and self.frames_sent >= n:
             self.stalled = True
-            state.count("fault.ws_stall_after_messages")
+            state.counters["fault.ws_stall_after_messages"] += 1
             return
+        if framed is None:
+            framed = text_frame(payload)
         latency = faults.latency_ms
         if latency > 0 or self._delayed:
             if latency > 0:
                 state.counters["fault.latency_ms"] += 1
-            self._delayed.append((self.feed.loop_time() + latency / 1000.0, frame))
+            self._delayed.append((self.feed.loop_time() + latency / 1000.0, framed))
             if self._delay_task is None:
                 self._delay_task = asyncio.get_running_loop().create_task(self._send_delayed())
             return
-        await self._write(frame)
+        self._queue(framed)
 
-    async def _write(self, frame: bytes) -> None:
+    def _queue(self, framed: bytes) -> None:
+        self._out.append(framed)
+        self.frames_sent += 1
+        n = self.state.faults.ws_drop_every_messages
+        if n and self.frames_sent % n == 0:
+            self.state.counters["fault.ws_drop_every_messages"] += 1
+            self.flush()
+            self.abort()
+            return
+        if self.feed.batching:
+            if len(self._out) == 1:
+                self.feed.dirty.append(self)
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued frame with one ``transport.write``."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closed or transport is None or transport.is_closing():
             self.closed = True
             return
         if transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
             self.state.count("ws.slow_consumer_closes")
             self.abort()
             return
-        try:
-            await self.ws.send_frame(frame, WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError):
-            self.closed = True
-            return
-        self.frames_sent += 1
-        self.state.counters["ws.frames_sent"] += 1
-        n = self.state.faults.ws_drop_every_messages
-        if n and self.frames_sent % n == 0:
-            self.state.count("fault.ws_drop_every_messages")
-            self.abort()
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self.state.counters["ws.frames_sent"] += len(out)
 
     async def _send_delayed(self) -> None:
         try:
             while self._delayed and not self.closed:
-                due, frame = self._delayed[0]
+                due, framed = self._delayed[0]
                 wait = due - self.feed.loop_time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 self._delayed.popleft()
-                await self._write(frame)
+                self._queue(framed)
+                self.flush()
             if self._delayed and self.closed:
                 self._delayed.clear()
         finally:
@@ -221,14 +252,18 @@ class Topic:
         """Produce and broadcast this tick's frames."""
 
     async def broadcast(self, data: bytes, kind: int = DATA) -> None:
-        wrapped = None
+        """Send ``data`` to every subscriber: framed once (and wrapped once for combined
+        connections); per connection only the fault checks and a queue append."""
+        framed = text_frame(data)
+        wrapped = wrapped_framed = None
         for conn in list(self.subscribers):
             if conn.combined:
                 if wrapped is None:
                     wrapped = self.wrap(data)
-                await conn.send(wrapped, kind)
+                    wrapped_framed = text_frame(wrapped)
+                await conn.send(wrapped, kind, wrapped_framed)
             else:
-                await conn.send(data, kind)
+                await conn.send(data, kind, framed)
 
     async def send_to(self, conn: Conn, data: bytes, kind: int = DATA) -> None:
         await conn.send(self.wrap(data) if conn.combined else data, kind)
@@ -249,6 +284,9 @@ class LiveFeed:
         self.market = TradeCache(sim.model)
         self.sent_trades: dict[tuple[str, str], deque[tuple[int, int]]] = {}
         self.now_ms = 0
+        self.wall = 0.0  # loop time at the start of the current tick
+        self.batching = False  # True while topics produce a tick's frames
+        self.dirty: list[Conn] = []  # connections with frames queued in this tick
         self.ticks = 0
         self.tick_seconds = TICK_SECONDS
         self._trade_cursor: dict[tuple[str, str], int] = {}
@@ -405,12 +443,20 @@ class LiveFeed:
         if now < self.now_ms:
             now = self.now_ms
         self.now_ms = now
+        self.wall = self.loop_time()
         self.ticks += 1
         for book in self.sim.books.values():
             book.step(now)
         self._tick_trades.clear()
-        for topic in list(self.active):
-            await topic.tick(now)
+        self.batching = True
+        try:
+            for topic in list(self.active):
+                await topic.tick(now)
+        finally:
+            self.batching = False
+            dirty, self.dirty = self.dirty, []
+            for conn in dirty:
+                conn.flush()
         cursor = self._trade_cursor
         end = now + 1
         for key in cursor:

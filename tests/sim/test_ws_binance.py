@@ -9,6 +9,7 @@ import aiohttp
 import httpx
 import pytest
 import websockets
+from conftest import start_sim
 from wsutil import (
     FIXTURES,
     apply_levels,
@@ -29,6 +30,17 @@ CAPTURE = (
 )
 
 
+@pytest.fixture(scope="module")
+def fast_sim():
+    """A simulator at clock speed 20: the model's trades come in bursts with quiet spells of
+    up to a minute, which pass in 3 s here."""
+    thread, handle = start_sim(speed=20.0)
+    try:
+        yield handle
+    finally:
+        thread.stop()
+
+
 def recorded(stream_suffix: str) -> dict:
     for frame in capture_frames(CAPTURE):
         if frame["stream"].endswith(stream_suffix) and (
@@ -38,8 +50,10 @@ def recorded(stream_suffix: str) -> dict:
     raise LookupError(stream_suffix)
 
 
-async def test_combined_frames_match_the_recording(sim):
-    url = sim.ws_url("binance") + "/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade/btcusdt@bookTicker"
+async def test_combined_frames_match_the_recording(fast_sim):
+    url = (
+        fast_sim.ws_url("binance") + "/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade/btcusdt@bookTicker"
+    )
     want = {
         "btcusdt@depth@100ms": recorded("@depth@100ms"),
         "btcusdt@aggTrade": recorded("@aggTrade"),
@@ -48,7 +62,7 @@ async def test_combined_frames_match_the_recording(sim):
     seen: set[str] = set()
     async with websockets.connect(url) as ws:
         while seen != set(want):
-            frame = await recv_json(ws, 10)
+            frame = await recv_json(ws, 30)
             ref = want[frame["stream"]]
             assert_same_shape(frame, ref)
             data = frame["data"]
@@ -58,7 +72,7 @@ async def test_combined_frames_match_the_recording(sim):
             seen.add(frame["stream"])
 
 
-async def test_trade_and_partial_depth_shapes(sim):
+async def test_trade_and_partial_depth_shapes(fast_sim):
     """No recording has @trade or @depthN: compare with the documented payloads."""
     doc_trade = {
         "e": "trade",
@@ -72,10 +86,12 @@ async def test_trade_and_partial_depth_shapes(sim):
         "M": True,
     }
     doc_partial = {"lastUpdateId": 160, "bids": [["0.0024", "10"]], "asks": [["0.0026", "100"]]}
-    async with websockets.connect(sim.ws_url("binance") + "/ws/btcusdt@trade/btcusdt@depth5@100ms") as ws:
+    async with websockets.connect(
+        fast_sim.ws_url("binance") + "/ws/btcusdt@trade/btcusdt@depth5@100ms"
+    ) as ws:
         got_trade = got_partial = None
         while got_trade is None or got_partial is None:
-            frame = await recv_json(ws, 10)
+            frame = await recv_json(ws, 30)
             if "e" in frame:
                 got_trade = frame
             else:
@@ -190,10 +206,10 @@ async def test_repeated_subscription_sends_no_duplicates(sim):
             last_u = event["u"]
 
 
-async def test_trades_equal_model_and_close_into_the_rest_candle(sim_factory):
+async def test_trades_equal_model_and_close_into_the_rest_candle(fast_sim):
     """At clock speed 20 a minute passes in 3 s: the trades of a whole minute received over WS
     are exactly the model's, and they aggregate to the REST 1m candle once it has closed."""
-    handle = sim_factory(speed=20.0)
+    handle = fast_sim
     trades = []
     async with websockets.connect(handle.ws_url("binance") + "/ws/ethusdt@trade") as ws:
         first = await recv_json(ws, 5)

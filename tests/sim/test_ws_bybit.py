@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 import websockets
+from conftest import start_sim
 from wsutil import (
     FIXTURES,
     apply_levels,
@@ -24,6 +26,17 @@ from p9cli.sim.instruments import INSTRUMENTS
 REC_200 = jsonl_frames(FIXTURES / "bybit" / "spot_ws_v5_orderbook200_publicTrade_2023-12-24.jsonl")
 REC_50 = jsonl_frames(FIXTURES / "bybit" / "spot_ws_v5_orderbook50_snapshot_delta_2024-11-08.jsonl")
 INST = INSTRUMENTS[("bybit", "btc")]
+
+
+@pytest.fixture(scope="module")
+def fast_sim():
+    """A simulator at clock speed 20: the model's trades come in bursts with quiet spells of
+    up to a minute, which pass in 3 s here."""
+    thread, handle = start_sim(speed=20.0)
+    try:
+        yield handle
+    finally:
+        thread.stop()
 
 
 def spot_url(handle) -> str:
@@ -73,11 +86,11 @@ async def test_orderbook_frames_match_the_recordings(sim):
             seen.add(key)
 
 
-async def test_public_trade_frames(sim):
-    async with websockets.connect(spot_url(sim)) as ws:
+async def test_public_trade_frames(fast_sim):
+    async with websockets.connect(spot_url(fast_sim)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["publicTrade.BTCUSDT"]}))
         await recv_json(ws)
-        frame = await recv_json(ws, 10)
+        frame = await recv_json(ws, 30)
     ref = REC_200[4]
     assert list(frame) == list(ref) == ["topic", "ts", "type", "data"]
     assert frame["type"] == "snapshot" and frame["topic"] == "publicTrade.BTCUSDT"
@@ -186,13 +199,14 @@ async def test_idle_connection_is_cut(sim, monkeypatch):
     assert state.counters["ws.keepalive_closes"] == before + 1
 
 
-async def test_trades_equal_the_model(sim):
+async def test_trades_equal_the_model(fast_sim):
+    sim = fast_sim
     async with websockets.connect(spot_url(sim)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["publicTrade.BTCUSDT"]}))
         await recv_json(ws)
         items = []
         while len(items) < 3:
-            items += (await recv_json(ws, 10))["data"]
+            items += (await recv_json(ws, 30))["data"]
     inst = INST
     want = sim.thread.call(sim.sim.model.trades, "bybit", "btc", items[0]["T"], items[-1]["T"] + 1)
     assert [int(t["i"]) for t in items] == want.id.tolist()

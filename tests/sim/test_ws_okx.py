@@ -105,11 +105,13 @@ async def test_business_url_refuses_public_channels(sim):
         assert err["event"] == "error" and err["code"] == "60018"
 
 
-async def test_trades_match_recording_and_model(sim):
+async def test_trades_match_recording_and_model(sim_factory):
+    # clock speed 20: the model's quiet spells between trades (up to a minute) pass quickly
+    sim = sim_factory(speed=20.0)
     async with websockets.connect(public(sim)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "trades", "instId": "BTC-USDT"}]}))
         await recv_json(ws)
-        frames = [await recv_json(ws, 10) for _ in range(3)]
+        frames = [await recv_json(ws, 30) for _ in range(3)]
     for frame in frames:
         assert_same_shape(frame, REC_TRADES[0])
         assert len(frame["data"]) == 1
