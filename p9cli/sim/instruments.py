@@ -20,7 +20,8 @@ projects): Binance ``GET /api/v3/exchangeInfo`` (BTCUSDT tick 0.01 / step 0.0000
 0.01 / 0.0001, SOLUSDT 0.01 / 0.001, BNBUSDT 0.01 / 0.001, XRPUSDT 0.0001 / 0.1; NOTIONAL
 min 5); Bybit ``GET /v5/market/instruments-info?category=spot`` (BTCUSDT basePrecision
 0.000001, quotePrecision 0.00000001, minOrderQty 0.000048, minOrderAmt 1, tickSize 0.01;
-ETHUSDT 0.00001 / 0.0000001 / 0.00062; XRPUSDT 0.01 / 0.000001 / 2.63 / tick 0.0001); OKX
+ETHUSDT 0.00001 / 0.0000001 / 0.00062; SOLUSDT 0.001 / 0.00001 / 0.023; XRPUSDT 0.01 /
+0.000001 / 2.63 / tick 0.0001; BNBUSDT estimated); OKX
 ``GET /api/v5/public/instruments?instType=SPOT`` (BTC-USDT tickSz 0.1, lotSz 0.00000001,
 minSz 0.00001).
 """
@@ -51,9 +52,10 @@ def _hk_offset(tf_ms: int, utc_offset_ms: int = 0) -> int:
 #:
 #: Binance also has ``1s`` and ``1M`` (calendar month); Bybit ``M``; OKX ``1s`` (history
 #: only), ``1M``/``3M`` (+``utc``): calendar intervals are not modelled and omitted here.
-#: Binance ``3d`` bars are aligned on the Unix epoch (open_time % 3 days == 0), ``1w`` bars
-#: open on Monday 00:00 UTC. OKX ``2D``/``3D`` are assumed aligned on the epoch in their
-#: time zone (HK for the plain codes, UTC for ``...utc``), ``1W`` on Monday 00:00 HKT.
+#: ``1w`` / ``W`` / ``1Wutc`` bars open on Monday 00:00 UTC (Binance's documented kline example
+#: 1499040000000 is a Monday), OKX ``1W`` on Monday 00:00 HKT. ASSUMED, not confirmed by a
+#: recorded payload: Binance ``3d`` and OKX ``2D``/``3D`` aligned on the Unix epoch in their
+#: time zone (UTC; HK for the plain OKX codes).
 INTERVALS: dict[str, dict[str, tuple[int, int]]] = {
     "binance": {
         "1m": (MINUTE_MS, 0),
@@ -192,13 +194,13 @@ def _formatter(mantissa: int, places: int, padded: bool, cache: dict | None = No
         return base
     get = cache.get
 
-    def memo(k: int) -> str:
-        s = get(k)
+    def memo(v: int) -> str:
+        s = get(v)
         if s is None:
-            s = base(k)
+            s = base(v)
             if len(cache) >= 100_000:
                 cache.clear()
-            cache[k] = s
+            cache[v] = s
         return s
 
     return memo
@@ -223,10 +225,10 @@ class Instrument:
     min_qty: Decimal
     min_notional: Decimal
     ref_price: Decimal  # price on the model's reference day (2026-01-01)
-    #: Binance: baseAssetPrecision / quotePrecision (= quoteAssetPrecision), maxPrice, maxQty,
-    #: maxNotional. Bybit: basePrecision / quotePrecision strings, maxOrderQty, maxOrderAmt.
-    #: OKX: maxLmtSz / maxMktSz / maxLmtAmt / maxMktAmt. Free-form per exchange; see
-    #: ``binance_filters()`` / ``bybit_filters()`` / ``okx_fields()``.
+    #: Exchange-specific published values, as the exchange writes them (strings). Binance:
+    #: baseAssetPrecision / quotePrecision / quoteAssetPrecision ("8"), maxPrice, maxQty,
+    #: marketMaxQty, maxNotional (see ``binance_filters()``). Bybit: basePrecision,
+    #: quotePrecision, maxOrderQty, maxOrderAmt. OKX: maxLmtSz, maxMktSz, maxLmtAmt, maxMktAmt.
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     # derived (computed in __post_init__)
     tick_int: int = field(init=False, repr=False, compare=False)
