@@ -260,6 +260,12 @@ class Instrument:
         )
 
     # ------------------------------------------------------------------ formatting
+    def __reduce__(self):
+        # the per-instance formatters are closures: rebuild them instead of pickling them
+        args = (self.exchange, self.symbol, self.code, self.base, self.quote, self.tick, self.lot)
+        args += (self.qty_unit, self.min_qty, self.min_notional, self.ref_price, dict(self.meta))
+        return (Instrument, args)
+
     # price_str / qty_str / quote_str are replaced per instance by fast closures (see
     # __post_init__); these definitions document them and serve as the reference.
     def price_str(self, ticks: int) -> str:

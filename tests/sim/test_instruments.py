@@ -272,3 +272,14 @@ def test_formatting_of_unusual_ticks(exchange, tick, unit):
                 assert len(text.split(".")[1]) == 8
             else:
                 assert text == format(exact.normalize(), "f")
+
+
+def test_instruments_pickle_and_copy():
+    import copy
+    import pickle
+
+    inst = INSTRUMENTS[("okx", "sol")]
+    for clone in (pickle.loads(pickle.dumps(inst)), copy.deepcopy(inst), copy.copy(inst)):
+        assert clone == inst and clone.meta == inst.meta
+        assert clone.price_str(14012) == inst.price_str(14012) == "140.12"
+        assert clone.quote_str(10**9 + 1) == inst.quote_str(10**9 + 1)
