@@ -256,6 +256,12 @@ def _philox(seed: int, stream: int, a: int, b: int = 0) -> np.random.Generator:
 # ----------------------------------------------------------------------------------- daily level
 
 
+_SIGMA_T, _BETA_T, _IDIO_T = tuple(SIGMA.tolist()), tuple(BETA.tolist()), tuple(IDIO.tolist())
+_BASIS_MEAN_T = tuple(float(BASIS_MEAN[e]) for e in range(N_EX) for _ in range(N_SYM))
+_VOL_INNOVATION = VOL_OF_VOL * math.sqrt(1 - VOL_PERSISTENCE**2)
+_BASIS_INNOVATION = BASIS_STD * math.sqrt(1 - BASIS_PERSISTENCE**2)
+
+
 class _DailyTable:
     """Daily closes of every series, computed by recursion from ANCHOR_DAY outwards.
 
@@ -270,10 +276,9 @@ class _DailyTable:
         self.x: dict[int, list[float]] = {ANCHOR_DAY: [0.0] * N_SYM}
         self.g: dict[int, float] = {ANCHOR_DAY: 0.0}
         self.b: dict[int, list[float]] = {ANCHOR_DAY: list(BASIS_MEAN.repeat(N_SYM))}
-        self.close: dict[int, np.ndarray] = {}
+        self._close: dict[int, np.ndarray] = {}
         self._blocks: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
-        self.close[ANCHOR_DAY] = self._close_ticks(ANCHOR_DAY)
 
     def _shocks(self, day: int) -> np.ndarray:
         blk = day // _DAY_BLOCK
@@ -282,6 +287,14 @@ class _DailyTable:
             arr = _philox(self.seed, _S_DAILY, blk).standard_normal((_DAY_BLOCK, _DAILY_K))
             self._blocks[blk] = arr
         return arr[day % _DAY_BLOCK]
+
+    def close(self, day: int) -> np.ndarray:
+        """Close of day ``day`` in ticks, (N_EX, N_SYM) int64 (computed once, on demand)."""
+        got = self._close.get(day)
+        if got is None:
+            self.ensure(day, day)
+            got = self._close.setdefault(day, self._close_ticks(day))
+        return got
 
     def _close_ticks(self, day: int) -> np.ndarray:
         x, b = self.x[day], self.b[day]
@@ -294,8 +307,8 @@ class _DailyTable:
 
     def _step(self, src: int, dst: int, shock_day: int) -> None:
         """One day of the recursion from ``src`` to its neighbour ``dst`` (either direction)."""
-        z = self._shocks(shock_day)
-        g = VOL_PERSISTENCE * self.g[src] + VOL_OF_VOL * math.sqrt(1 - VOL_PERSISTENCE**2) * z[-1]
+        z = self._shocks(shock_day).tolist()
+        g = VOL_PERSISTENCE * self.g[src] + _VOL_INNOVATION * z[-1]
         # the return of shock_day uses that day's volatility
         g_ret = g if dst == shock_day else self.g[src]
         vm = math.exp(g_ret - 0.5 * VOL_OF_VOL**2)
@@ -303,19 +316,16 @@ class _DailyTable:
         xs = self.x[src]
         sign = 1.0 if dst > src else -1.0
         x = [
-            (1 - MEAN_REVERSION - MEAN_REVERSION_FAR * xs[s] * xs[s]) * xs[s]
-            + sign * SIGMA[s] * vm * (BETA[s] * f + IDIO[s] * z[1 + s])
-            for s in range(N_SYM)
+            (1 - MEAN_REVERSION - MEAN_REVERSION_FAR * xi * xi) * xi
+            + sign * sig * vm * (beta * f + idio * zi)
+            for xi, sig, beta, idio, zi in zip(xs, _SIGMA_T, _BETA_T, _IDIO_T, z[1 : 1 + N_SYM], strict=True)
         ]
         bs = self.b[src]
-        inn = BASIS_STD * math.sqrt(1 - BASIS_PERSISTENCE**2)
-        b = []
-        for e in range(N_EX):
-            for s in range(N_SYM):
-                k = e * N_SYM + s
-                b.append(BASIS_MEAN[e] + BASIS_PERSISTENCE * (bs[k] - BASIS_MEAN[e]) + inn * z[1 + N_SYM + k])
+        b = [
+            mean + BASIS_PERSISTENCE * (bk - mean) + _BASIS_INNOVATION * zk
+            for mean, bk, zk in zip(_BASIS_MEAN_T, bs, z[1 + N_SYM : 1 + N_SYM + N_EX * N_SYM], strict=True)
+        ]
         self.g[dst], self.x[dst], self.b[dst] = g, x, b
-        self.close[dst] = self._close_ticks(dst)
 
     def ensure(self, lo: int, hi: int) -> None:
         if self.lo <= lo and hi <= self.hi:
@@ -394,10 +404,10 @@ def _generate_day(
     price = ref_ticks[:, None, :] * np.exp(path[None, :, :] + basis)  # ticks, float
     close = np.rint(price).astype(_I64)
     np.maximum(close, 1, out=close)
-    close[:, -1, :] = daily.close[day]
+    close[:, -1, :] = daily.close(day)
     open_ = np.empty_like(close)
     open_[:, 1:, :] = close[:, :-1, :]
-    open_[:, 0, :] = daily.close[day - 1]
+    open_[:, 0, :] = daily.close(day - 1)
 
     # excursions beyond the body: about half a minute's sigma, in ticks
     minute_sigma = price * (SIGMA * vm)[None, None, :] * SQRT_VAR_W[None, :, None]
