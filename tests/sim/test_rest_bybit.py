@@ -238,3 +238,29 @@ def test_server_time(sim):
     assert list(result) == ["timeSecond", "timeNano"]
     assert int(result["timeSecond"]) == int(result["timeNano"]) // 1_000_000_000
     assert abs(int(result["timeSecond"]) * 1000 - body["time"]) < 1000
+
+
+def test_rest_orderbook_u_and_seq_agree_with_the_1000_level_stream(sim_factory):
+    import asyncio
+
+    import aiohttp
+
+    handle = sim_factory(speed=1e-9)  # the book stands still: stream and REST see one state
+
+    async def snapshot_frame() -> dict:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.ws_connect(handle.ws_url("bybit") + "/v5/public/spot") as ws,
+        ):
+            await ws.send_str(json.dumps({"op": "subscribe", "args": ["orderbook.1000.BTCUSDT"]}))
+            while True:
+                msg = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                if msg.get("topic") == "orderbook.1000.BTCUSDT" and msg.get("type") == "snapshot":
+                    rest = get(
+                        handle, "/v5/market/orderbook", category="spot", symbol="BTCUSDT", limit=1000
+                    ).json()
+                    return msg, rest["result"]
+
+    frame, rest = asyncio.run(snapshot_frame())
+    assert rest["u"] == frame["data"]["u"] and rest["seq"] == frame["data"]["seq"]
+    assert rest["b"] == frame["data"]["b"] and rest["a"] == frame["data"]["a"]
