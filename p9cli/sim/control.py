@@ -36,6 +36,7 @@ from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS
 #: the most bars / trades one truth request returns
 MAX_TRUTH_BARS = 10_000
 MAX_TRUTH_TRADES = 200_000
+MAX_TRUTH_TRADES_SPAN_MS = 24 * 3_600_000
 CANONICAL_CODES: dict[str, dict[str, str]] = {
     "binance": {tf: tf for tf in TIMEFRAME_MS},
     "bybit": {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120",
@@ -223,6 +224,7 @@ def build_app(sim: Simulator, handle: Any = None) -> web.Application:
             "history_start_ms": getattr(model, "history_start_ms", None),
             "ports": dict(getattr(handle, "ports", {}) or {}),
             "feed": sim.feed is not None,
+            "websocket": bool(getattr(handle, "ws_available", False)),
             "exchanges": {
                 name: {
                     "faults": st.faults.as_dict(),
@@ -320,7 +322,9 @@ def build_app(sim: Simulator, handle: Any = None) -> web.Application:
         end = an_int(q, "end")
         if end < start:
             raise ControlError("end must be >= start")
-        tr = sim.model.trades(exchange, symbol, start, end)
+        if end - start > MAX_TRUTH_TRADES_SPAN_MS:
+            raise ControlError(f"at most {MAX_TRUTH_TRADES_SPAN_MS // 3_600_000} hours of trades per request")
+        tr = await offload(sim.model.trades, exchange, symbol, start, end)
         if len(tr.id) > MAX_TRUTH_TRADES:
             raise ControlError(f"more than {MAX_TRUTH_TRADES} trades; ask for a shorter range")
         inst = INSTRUMENTS[(exchange, symbol)]

@@ -297,3 +297,8 @@ def test_serves_within_3_s_and_stops_cleanly(sig):
     for ex, off in (("BINANCE", 1), ("BYBIT", 2), ("OKX", 3)):
         assert f"export P9_{ex}_REST_URL=http://127.0.0.1:{base + off}" in out
         assert f"export P9_{ex}_WS_URL=ws://127.0.0.1:{base + off}" in out
+
+
+def test_truth_trades_span_is_bounded(sim):
+    r = ctl(sim, "/truth/trades", exchange="okx", symbol="btc", start=0, end=25 * 3_600_000)
+    assert r.status_code == 400 and "hours" in r.json()["error"]
