@@ -192,8 +192,14 @@ def main() -> int:
             if code != 0:
                 raise SystemExit("run_analyze failed")
 
+        def sections_only():
+            for cs in candles.values():
+                for tf, c in cs.items():
+                    analyze_timeframe(c, tf)
+
         universe()  # warm-up (imports, first-call costs)
         u_best, u_med = best(universe, args.repeat)
+        s_best, s_med = best(sections_only, args.repeat)
         e_best, e_med = best(end_to_end, max(1, args.repeat // 2))
 
         # Single-timeframe recompute: the next 1h candle closes (its values: the last candle's),
@@ -222,6 +228,7 @@ def main() -> int:
         d_best, d_med = best(refresh_document, max(10, args.repeat * 4))
 
         print(line("analytics, whole universe (15 pairs, build_structure)", u_best, u_med, TARGET_UNIVERSE_S))
+        print(line("  of which trend/volatility/volume (165 x analyze_timeframe)", s_best, s_med, None))
         print(
             line(
                 "end to end, p9 analyze (read Parquet, analyse, write JSON)", e_best, e_med, TARGET_UNIVERSE_S
