@@ -381,56 +381,55 @@ def _generate_day(
     daily_units: np.ndarray,
     trades_per_min: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
-    """The minute candles of one day for all series (fixed shapes: bit-reproducible)."""
+    """The minute candles of one day for all series: int64 arrays (N_EX, N_SYM, 1440) of
+    open, high, low, close, volume, quote (historical formula), trades. Fixed shapes and
+    operations, so a day is bit-identical whenever and wherever it is generated."""
     daily.ensure(day - 1, day)
-    x0 = np.array(daily.x[day - 1])
-    x1 = np.array(daily.x[day])
-    b0 = np.array(daily.b[day - 1]).reshape(N_EX, N_SYM)
-    b1 = np.array(daily.b[day]).reshape(N_EX, N_SYM)
+    x0 = np.array(daily.x[day - 1])[:, None]  # (N_SYM, 1)
+    x1 = np.array(daily.x[day])[:, None]
+    b0 = np.array(daily.b[day - 1]).reshape(N_EX, N_SYM, 1)
+    b1 = np.array(daily.b[day]).reshape(N_EX, N_SYM, 1)
     vm = daily.vol_mult(day)
     rng = _philox(seed, _S_INTRADAY, day)
     f = rng.standard_normal(MINUTES_PER_DAY)
-    eps = rng.standard_normal((MINUTES_PER_DAY, N_SYM))
-    z = f[:, None] * BETA[None, :] + eps * IDIO[None, :]  # (1440, 5) correlated
-    inc = z * (SIGMA * vm)[None, :] * SQRT_VAR_W[:, None]
-    w = np.cumsum(inc, axis=0)
-    path = x0[None, :] + TAU[:, None] * (x1 - x0)[None, :] + w - TAU[:, None] * w[-1][None, :]  # (1440, 5)
+    eps = rng.standard_normal((N_SYM, MINUTES_PER_DAY))
+    z = BETA[:, None] * f[None, :] + IDIO[:, None] * eps  # (N_SYM, 1440) correlated across symbols
+    inc = z * (SIGMA * vm)[:, None] * SQRT_VAR_W[None, :]
+    w = np.cumsum(inc, axis=1)
+    path = x0 + TAU[None, :] * (x1 - x0) + w - TAU[None, :] * w[:, -1:]  # Brownian bridge (N_SYM, 1440)
 
     rng_e = _philox(seed, _S_EXCHANGE, day)
-    noise = rng_e.standard_normal((5, N_EX, MINUTES_PER_DAY, N_SYM))  # jitter, hi, lo, volume, trades
+    noise = rng_e.standard_normal((5, N_EX, N_SYM, MINUTES_PER_DAY))  # jitter, hi, lo, volume, trades
     jitter = noise[0] * BASIS_JITTER
-    jitter[:, -1, :] = 0.0
-    basis = b0[:, None, :] + TAU_LIN[None, :, None] * (b1 - b0)[:, None, :] + jitter  # (3,1440,5)
-    price = ref_ticks[:, None, :] * np.exp(path[None, :, :] + basis)  # ticks, float
+    jitter[:, :, -1] = 0.0
+    basis = b0 + TAU_LIN[None, None, :] * (b1 - b0) + jitter  # (N_EX, N_SYM, 1440)
+    price = ref_ticks[:, :, None] * np.exp(path[None, :, :] + basis)  # ticks, float
     close = np.rint(price).astype(_I64)
     np.maximum(close, 1, out=close)
-    close[:, -1, :] = daily.close(day)
+    close[:, :, -1] = daily.close(day)
     open_ = np.empty_like(close)
-    open_[:, 1:, :] = close[:, :-1, :]
-    open_[:, 0, :] = daily.close(day - 1)
+    open_[:, :, 1:] = close[:, :, :-1]
+    open_[:, :, 0] = daily.close(day - 1)
 
     # excursions beyond the body: about half a minute's sigma, in ticks
-    minute_sigma = price * (SIGMA * vm)[None, None, :] * SQRT_VAR_W[None, :, None]
-    ex_hi = np.floor(np.abs(noise[1]) * 0.5 * minute_sigma).astype(_I64)
-    ex_lo = np.floor(np.abs(noise[2]) * 0.5 * minute_sigma).astype(_I64)
-    high = np.maximum(open_, close) + ex_hi
-    low = np.maximum(np.minimum(open_, close) - ex_lo, 1)
+    half_sigma = price * ((0.5 * vm) * SIGMA)[None, :, None] * SQRT_VAR_W[None, None, :]
+    high = np.maximum(open_, close)
+    high += (np.abs(noise[1]) * half_sigma).astype(_I64)  # truncation = floor (non-negative)
+    low = np.minimum(open_, close)
+    low -= (np.abs(noise[2]) * half_sigma).astype(_I64)
+    np.maximum(low, 1, out=low)
 
     # volume and trades: pattern x activity x |move| x exchange noise
-    move = np.abs(z)[None, :, :]  # (1,1440,5)
-    vexp = daily_units[:, None, :] * VOL_W[None, :, None] * vm**0.7  # units per minute
-    vnoise = np.exp(0.35 * noise[3] - 0.06125)
-    volume = np.floor(vexp * (0.55 + 0.45 * move) * vnoise).astype(_I64)
-    texp = trades_per_min[:, None, :] * (VOL_W * MINUTES_PER_DAY)[None, :, None] * vm**0.5
-    tnoise = np.exp(0.2 * noise[4] - 0.02)
-    trades = np.floor(texp * np.sqrt(0.55 + 0.45 * move) * tnoise).astype(_I64)
+    move = 0.55 + 0.45 * np.abs(z)  # (N_SYM, 1440)
+    vexp = daily_units[:, :, None] * (VOL_W * vm**0.7)[None, None, :] * move[None, :, :]
+    volume = (vexp * np.exp(0.35 * noise[3] - 0.06125)).astype(_I64)
+    texp = trades_per_min[:, :, None] * (VOL_W * (MINUTES_PER_DAY * vm**0.5))[None, None, :]
+    trades = (texp * np.sqrt(move)[None, :, :] * np.exp(0.2 * noise[4] - 0.02)).astype(_I64)
     np.maximum(trades, 4, out=trades)
     np.maximum(volume, trades, out=volume)
-    quote = volume * ((open_ + high + low + close + 2) // 4)
-    # (N_EX, 1440, N_SYM) -> (N_EX, N_SYM, 1440), contiguous
-    return tuple(
-        np.ascontiguousarray(a.transpose(0, 2, 1)) for a in (open_, high, low, close, volume, quote, trades)
-    )
+    quote = (open_ + high + low + close + 2) // 4
+    quote *= volume
+    return open_, high, low, close, volume, quote, trades
 
 
 # ----------------------------------------------------------------------------------- trades
