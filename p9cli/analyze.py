@@ -242,27 +242,23 @@ def run_analyze(
 def _plot(settings: Settings, r: SymbolResult, timeframe: str) -> None:
     """Draw the PNG next to the JSON (part of the --plot option). A failure is reported on the
     symbol's result, never raised."""
-    try:
-        from p9cli.analysis import plot as plot_module
-    except ImportError:
-        r.ok = False
-        r.message = "--plot is not available in this build (p9cli.analysis.plot is missing)"
-        return
-    draw = getattr(plot_module, "plot_structure", None)
-    if draw is None:
-        r.ok = False
-        r.message = "--plot is not available in this build (no plot_structure)"
-        return
+    from p9cli.analysis.plot import plot_structure
+
     png = context_path(settings, r.exchange, r.symbol).with_suffix(".png")
     try:
         candles = load_symbol(settings.with_(timeframes=(timeframe,)), r.exchange, r.symbol)[timeframe]
-        draw(r.doc, candles, timeframe, png)
+        plot_structure(r.doc, candles, timeframe, png)
     except P9Error as exc:
         r.ok = False
         r.message = f"plot: {exc}"
     except OSError as exc:
         r.ok = False
         r.message = f"cannot write {png}: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - a chart must not stop the other symbols
+        if os.environ.get("P9_DEBUG"):
+            raise
+        r.ok = False
+        r.message = f"plot failed: {type(exc).__name__}: {_one_line(exc, 120)} (set P9_DEBUG=1 for details)"
 
 
 def _run_rich(settings: Settings, pairs, plot: bool, plot_timeframe: str) -> list[SymbolResult]:

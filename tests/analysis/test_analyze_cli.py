@@ -280,3 +280,14 @@ def test_pipeline_sim_fetch_history_analyze(tmp_path, schema_validator):
         assert got["trend"] == expect["trend"]
         assert got["volatility"] == expect["volatility"]
         assert got["volume"]["last"] == expect["volume"]["last"]
+
+
+def test_a_failed_chart_is_one_line_and_other_symbols_complete(data_dir):
+    blocker = context_file(data_dir, "okx", "btc").with_suffix(".png")
+    (blocker / "occupied").mkdir(parents=True)  # a non-empty directory where the PNG goes
+    res = invoke("--data-dir", str(data_dir), "--exchanges", "okx", "--symbols", "btc,eth", "--plot")
+    assert res.exit_code == 1
+    bad = [ln for ln in res.output.splitlines() if ln.startswith("p9: ")]
+    assert len(bad) == 1 and "okx btc" in bad[0] and "Traceback" not in res.output
+    assert context_file(data_dir, "okx", "btc").exists()  # the JSON itself was written
+    assert context_file(data_dir, "okx", "eth").with_suffix(".png").exists()
