@@ -19,7 +19,13 @@ from p9cli.universe import TIMEFRAME_MS
 _DAY_MS = 86_400_000
 
 #: Strength = sum of weight * component, see :func:`key_levels`.
-STRENGTH_WEIGHTS = {"touches": 0.35, "timeframes": 0.25, "recency": 0.15, "volume": 0.25}
+STRENGTH_WEIGHTS = {
+    "touches": 0.30,
+    "significance": 0.30,
+    "timeframes": 0.15,
+    "recency": 0.05,
+    "volume": 0.20,
+}
 
 
 def fractal_pivots(
@@ -262,12 +268,19 @@ def _merge_fragments(labels: np.ndarray, prices: np.ndarray, weights: np.ndarray
 
 
 def _distinct_touches(
-    labels: np.ndarray, tf_ms: np.ndarray, times: np.ndarray, n_clusters: int
-) -> tuple[np.ndarray, np.ndarray]:
+    labels: np.ndarray,
+    tf_ms: np.ndarray,
+    times: np.ndarray,
+    n_clusters: int,
+    now_ms: int | None = None,
+    half_life_ms: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Touches per cluster, counting each touch event once across timeframes.
 
-    Returns ``(touches, weighted)``: the count, and the sum of :func:`timeframe_weight` of the
-    timeframe each counted touch was taken from.
+    Returns ``(touches, weighted, decayed)``: the count; the sum of :func:`timeframe_weight`
+    of the timeframe each counted touch was taken from; and the same sum with each touch
+    also multiplied by ``0.5 ** (age / half_life_ms)`` (age = ``now_ms`` - the touch bar's
+    open time; equal to ``weighted`` when no half-life is given).
 
     Pivots are taken from the longest timeframe down; a pivot whose bar interval
     ``[time, time + tf)`` overlaps the bar of an already-counted pivot of the same cluster
@@ -281,6 +294,7 @@ def _distinct_touches(
     acc_end = np.zeros(0, dtype=np.int64)
     touches = np.zeros(n_clusters, dtype=np.int64)
     weighted = np.zeros(n_clusters, dtype=np.float64)
+    decayed = np.zeros(n_clusters, dtype=np.float64)
     for width in sorted(set(tf_ms.tolist()), reverse=True):
         sel = np.flatnonzero((tf_ms == width) & (labels >= 0))
         if sel.size == 0:
@@ -293,14 +307,21 @@ def _distinct_touches(
             dup = (j >= 0) & (acc_end[np.maximum(j, 0)] > keys)
             keys = keys[~dup]
         ukeys = np.unique(keys)  # a bar that is both a pivot high and a pivot low: once
-        counts = np.bincount((ukeys // key_base).astype(np.int64), minlength=n_clusters)
+        cl = (ukeys // key_base).astype(np.int64)
+        counts = np.bincount(cl, minlength=n_clusters)
         touches += counts
-        weighted += counts * _weight_of_ms(width)
+        w = _weight_of_ms(width)
+        weighted += counts * w
+        if half_life_ms and now_ms is not None:
+            age = np.maximum(now_ms - (ukeys % key_base), 0).astype(np.float64)
+            decayed += np.bincount(cl, weights=w * 0.5 ** (age / half_life_ms), minlength=n_clusters)
+        else:
+            decayed += counts * w
         acc_start = np.concatenate((acc_start, ukeys))
         acc_end = np.concatenate((acc_end, ukeys + width))
         order = np.argsort(acc_start, kind="stable")
         acc_start, acc_end = acc_start[order], acc_end[order]
-    return touches, weighted
+    return touches, weighted, decayed
 
 
 def _weight_of_ms(tf_ms: int) -> float:
@@ -321,8 +342,9 @@ def key_levels(
     reference_tf: str | None = None,
     profile: VolumeProfile | None = None,
     now_ms: int | None = None,
-    recency_half_life_ms: int = 30 * _DAY_MS,
+    recency_half_life_ms: int = 60 * _DAY_MS,
     min_weighted_touches: float = 1.0,
+    min_significance: float = 1.0,
 ) -> list[dict]:
     """Support and resistance levels: confirmed pivots of every timeframe clustered into zones.
 
@@ -372,16 +394,24 @@ def key_levels(
             distance_atr   distance / ATR_ref
             strength       0..1, see below
 
-        ``strength = 0.35*T + 0.25*F + 0.15*R + 0.25*V`` with
-        ``T = 1 - exp(-w / 4)`` where ``w`` sums :func:`timeframe_weight` over the distinct
-        touches (a daily touch counts 0.8, a 1-minute one 0.07); ``F = timeframe_weight(longest
-        confirming timeframe) / 0.8`` (1 for a daily pivot, 0.09 for 1-minute only);
+        ``strength = 0.30*T + 0.30*S + 0.15*F + 0.05*R + 0.20*V`` with
+        ``T = 1 - exp(-w / 2)`` where ``w`` sums, over the distinct touches,
+        :func:`timeframe_weight` of the touch's timeframe (a daily touch 0.8, a 1-minute one
+        0.07) times ``0.5 ** (touch age / recency_half_life_ms)``;
+        ``S = clip((significance - 1) / 2, 0, 1)`` where significance is the cluster's
+        age-decayed pivot weight over the average weight per cluster width in the 5 widths
+        around it (1 = pivots spread evenly, nothing stands out; 5 = every pivot of the
+        neighbourhood sits on this level); ``F = timeframe_weight(longest confirming
+        timeframe) / 0.8`` (1 for a daily pivot, 0.09 for 1-minute only);
         ``R = 0.5 ** (age / recency_half_life_ms)`` with ``age = now - last_touch_time``;
         ``V = d / (1 + d)`` where ``d`` is the zone's volume density (volume_near per price
-        unit) over the profile's mean density (V = 0.5 at an average density).
+        unit) over the profile's mean density within ``max_distance_atr`` of the last close
+        (V = 0.5 at the local average).
 
-        Clusters with ``w < min_weighted_touches`` (default 1.0: e.g. two 1h touches, or
-        one daily and one 15m touch) are not levels and are dropped.
+        Clusters whose touches weigh less than ``min_weighted_touches`` (timeframe weights
+        without the age factor; default 1.0: e.g. two 1h touches, or one daily and one 15m
+        touch), or whose significance is below ``min_significance`` (default 1: no denser than
+        their neighbourhood), are not levels and are dropped.
     """
     if not (tick > 0 and math.isfinite(tick)):
         raise ValueError(f"tick must be a positive number, got {tick!r}")
@@ -417,7 +447,24 @@ def key_levels(
     n_clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
     if n_clusters == 0:
         return []
-    touches, weighted_touches = _distinct_touches(labels, name_ms[tf_of], times, n_clusters)
+    # significance: the cluster's (age-decayed) pivot weight against the average weight per
+    # cluster width in its neighbourhood (5 widths centred on it): ~1 where pivots are spread
+    # evenly (no level stands out), up to 5 when the neighbourhood's pivots all sit on it
+    decay = 0.5 ** (np.maximum(now_ms - times, 0).astype(np.float64) / float(recency_half_life_ms))
+    dw = weights * decay
+    mass = np.bincount(labels[labels >= 0], weights=dw[labels >= 0], minlength=int(labels.max()) + 1)
+    cum_dw = np.concatenate(([0.0], np.cumsum(dw)))
+    wsum0 = np.bincount(labels[labels >= 0], weights=weights[labels >= 0], minlength=mass.size)
+    centre0 = np.bincount(
+        labels[labels >= 0], weights=(weights * price)[labels >= 0], minlength=mass.size
+    ) / np.maximum(wsum0, 1e-300)
+    nb_lo = np.searchsorted(price, centre0 - 2.5 * width, side="left")
+    nb_hi = np.searchsorted(price, centre0 + 2.5 * width, side="right")
+    neighbourhood = (cum_dw[nb_hi] - cum_dw[nb_lo]) / 5.0
+    significance = np.where(neighbourhood > 0, mass / np.maximum(neighbourhood, 1e-300), 0.0)
+    touches, weighted_touches, decayed_touches = _distinct_touches(
+        labels, name_ms[tf_of], times, n_clusters, now_ms, float(recency_half_life_ms)
+    )
     m = labels >= 0
     lab = labels[m]
     wsum = np.bincount(lab, weights=weights[m], minlength=n_clusters)
@@ -437,19 +484,24 @@ def key_levels(
     if profile is None:
         profile = composite_profile(frames, row_size_for(tick, atr_ref))
     vol_near = np.asarray(profile.volume_between(zlo, zhi), dtype=np.float64)
-    span = profile.price_high - profile.price_low
-    mean_density = profile.total / span if span > 0 else 0.0
+    # volume density near price: mean over the band the levels are drawn from
+    band_lo, band_hi = last_close - max_distance_atr * atr_ref, last_close + max_distance_atr * atr_ref
+    band_lo, band_hi = max(band_lo, profile.price_low), min(band_hi, profile.price_high)
+    span = band_hi - band_lo
+    mean_density = float(profile.volume_between(band_lo, band_hi)) / span if span > 0 else 0.0
     density = vol_near / np.maximum(zhi - zlo, 1e-300)
     d = density / mean_density if mean_density > 0 else np.zeros(n_clusters)
 
-    t_score = 1.0 - np.exp(-weighted_touches / 4.0)
+    t_score = 1.0 - np.exp(-decayed_touches / 2.0)
     f_score = np.max(np.where(tf_seen, name_weight[None, :], 0.0), axis=1) / 0.8
     age = np.maximum(now_ms - last_touch, 0).astype(np.float64)
     r_score = 0.5 ** (age / float(recency_half_life_ms))
     v_score = d / (1.0 + d)
+    s_score = np.clip((significance - 1.0) / 2.0, 0.0, 1.0)
     sw = STRENGTH_WEIGHTS
     strength = (
         sw["touches"] * t_score
+        + sw["significance"] * s_score
         + sw["timeframes"] * f_score
         + sw["recency"] * r_score
         + sw["volume"] * v_score
@@ -457,7 +509,8 @@ def key_levels(
 
     # choose first (on small records), then build the full dicts of the chosen levels only
     candidates = []
-    for c in np.flatnonzero(weighted_touches >= min_weighted_touches).tolist():
+    keep = (weighted_touches >= min_weighted_touches) & (significance >= min_significance)
+    for c in np.flatnonzero(keep).tolist():
         p = _round_to(float(centre[c]), tick)
         kind = "resistance" if p > last_close else "support"
         candidates.append(

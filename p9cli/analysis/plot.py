@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,7 @@ def plot_structure(
     title: str | None = None,
     max_candles: int = 180,
     max_levels: int = 10,
+    max_zones: int = 5,
     dpi: int = 110,
 ) -> Path:
     """Draw the structure chart of one (exchange, symbol) and write it as a PNG.
@@ -104,6 +104,7 @@ def plot_structure(
             created.
         title: overrides the default title "EXCHANGE SYMBOL · timeframe · last candle time".
         max_levels: at most this many levels are drawn (the strongest inside the view).
+        max_zones: at most this many liquidity zones are drawn (the strongest inside the view).
 
     The side panel is the volume profile of the visible candles (rows of about a tenth of
     the visible candles' average range, see :func:`row_size_for`) with its value area (70%,
@@ -157,9 +158,18 @@ def plot_structure(
 
     # --- liquidity zones (behind everything)
     zones = [z for z in _zones_of(doc) if z["high"] >= y_lo and z["low"] <= y_hi]
+    zones = sorted(zones, key=lambda z: -float(z.get("strength") or 0))[:max_zones]
+    zone_labels: list[tuple[float, str, str, bool]] = []
     for z in zones:
         hatch = "////" if z.get("kind") == "consolidation" else None
-        ax.axhspan(z["low"], z["high"], color=ZONE, alpha=0.10, lw=0, zorder=0.5)
+        ax.axhspan(
+            z["low"],
+            z["high"],
+            color=ZONE,
+            alpha=0.10 * _band_fade(z["low"], z["high"], y_lo, y_hi),
+            lw=0,
+            zorder=0.5,
+        )
         if hatch:
             ax.axhspan(
                 z["low"],
@@ -179,7 +189,12 @@ def plot_structure(
         vis_lo, vis_hi = max(z["low"], y_lo), min(z["high"], y_hi)
         margin = 0.015 * (y_hi - y_lo)
         ymid = min(max((vis_lo + vis_hi) / 2, y_lo + margin), y_hi - margin)
-        ax.text(0.5, ymid, label, color=ZONE, fontsize=7.5, va="center", ha="left", alpha=0.9, zorder=5)
+        zone_labels.append((ymid, label, ZONE, False))
+    for y, text, col, _ in _spread_labels(zone_labels, gap=(y_hi - y_lo) * 0.03):
+        box = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
+        ax.text(
+            max(2.0, 0.035 * n), y, text, color=col, fontsize=7, va="center", ha="left", zorder=5, bbox=box
+        )
 
     # --- key levels
     levels = [lv for lv in _levels_of(doc) if y_lo <= lv["price"] <= y_hi]
@@ -189,7 +204,9 @@ def plot_structure(
         col = SUPPORT if lv.get("kind") == "support" else RESISTANCE
         s = float(lv.get("strength") or 0.0)
         zl, zh = lv.get("zone_low", lv["price"]), lv.get("zone_high", lv["price"])
-        ax.axhspan(zl, zh, color=col, alpha=0.03 + 0.07 * s, lw=0, zorder=1)
+        ax.axhspan(
+            zl, zh, color=col, alpha=(0.03 + 0.07 * s) * _band_fade(zl, zh, y_lo, y_hi), lw=0, zorder=1
+        )
         ax.axhline(lv["price"], color=col, lw=0.6 + 1.4 * s, alpha=0.85, zorder=2)
         tfs = lv.get("timeframes") or []
         tag = "S" if lv.get("kind") == "support" else "R"
@@ -312,6 +329,13 @@ def plot_structure(
     return _save_atomic(fig, Path(out_path), dpi)
 
 
+def _band_fade(low: float, high: float, y_lo: float, y_hi: float) -> float:
+    """Opacity factor for a horizontal band: 1 up to 6% of the view's height, then fading so
+    that bands wider than the view (a daily zone on a 1-minute chart) do not paint it over."""
+    frac = (high - low) / max(y_hi - y_lo, 1e-300)
+    return 1.0 if frac <= 0.06 else max(0.15, 0.06 / frac)
+
+
 def _spread_labels(
     labels: list[tuple[float, str, str, bool]], gap: float
 ) -> list[tuple[float, str, str, bool]]:
@@ -351,8 +375,18 @@ def _tick_for(span: float) -> float:
 
 
 def _save_atomic(fig: Any, path: Path, dpi: int) -> Path:
+    """Render to a new file next to ``path`` (created with the usual umask-governed mode, like
+    any other output file), then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for attempt in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{attempt}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 stale temporary files with our pid
+        raise FileExistsError(f"cannot create a temporary file next to {path}")
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format="png", dpi=dpi)

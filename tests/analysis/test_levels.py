@@ -151,12 +151,17 @@ def test_a_touch_seen_on_several_timeframes_counts_once():
     labels = np.array([0, 0, 0, 0, 0, 1, 1])
     tf_ms = np.array([4 * h, h, h, m, m, h, h])
     times = np.array([0, h, 5 * h, 5 * h + 30 * m, 9 * h, 2 * h, 2 * h])
-    touches, weighted = _distinct_touches(labels, tf_ms, times, 2)
+    touches, weighted, decayed = _distinct_touches(labels, tf_ms, times, 2, now_ms=9 * h, half_life_ms=4 * h)
     assert touches.tolist() == [3, 1]
     assert weighted[0] == pytest.approx(
         timeframe_weight("4h") + timeframe_weight("1h") + timeframe_weight("1m")
     )
     assert weighted[1] == pytest.approx(timeframe_weight("1h"))
+    # ages at 9h with a 4h half-life: the 4h touch is 9h old, the 1h touch 4h, the 1m touch 0
+    assert decayed[0] == pytest.approx(
+        timeframe_weight("4h") * 0.5 ** (9 / 4) + timeframe_weight("1h") * 0.5 + timeframe_weight("1m")
+    )
+    assert decayed[1] == pytest.approx(timeframe_weight("1h") * 0.5 ** (7 / 4))
 
 
 def test_timeframe_weights():
