@@ -104,7 +104,10 @@ async def main() -> int:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--symbols", type=int, default=3, help="symbols per client (1-5)")
-    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds between connecting and measuring")
+    parser.add_argument(
+        "--settle", type=float, default=90.0, help="at most this many seconds to let the simulator warm up"
+    )
     args = parser.parse_args()
 
     base = free_port_base()
@@ -122,6 +125,17 @@ async def main() -> int:
             log.seek(0)
             print("the simulator did not start:", log.read()[-2000:])
             return 1
+        # let the model's history warm-up (a few CPU seconds in a thread) finish first:
+        # wait until one second of the idle simulator costs less than a quarter of a core
+        deadline = time.monotonic() + args.settle
+        while time.monotonic() < deadline:
+            c0 = cpu_seconds(proc.pid)
+            await asyncio.sleep(1.0)
+            if cpu_seconds(proc.pid) - c0 < 0.25:
+                break
+        idle0, it0 = cpu_seconds(proc.pid), time.monotonic()
+        await asyncio.sleep(3.0)
+        idle_cpu = (cpu_seconds(proc.pid) - idle0) / (time.monotonic() - it0) * 100
         urls = {
             "binance": f"ws://127.0.0.1:{base + 1}",
             "bybit": f"ws://127.0.0.1:{base + 2}",
@@ -173,9 +187,11 @@ async def main() -> int:
             print(
                 f"  {ex}: {len(values)} frames, lag median {statistics.median(values):.1f} ms, max {values[-1]:.1f} ms"
             )
-    print(f"simulator CPU: {sim_cpu:.0f}% of one core; client process CPU: {me_cpu:.0f}%")
+    print(
+        f"simulator CPU: {sim_cpu:.0f}% of one core (idle, no client: {idle_cpu:.0f}%); client process CPU: {me_cpu:.0f}%"
+    )
     if stats.messages:
-        per_frame = sim_cpu / 100 * elapsed / stats.messages * 1e6
+        per_frame = (sim_cpu - idle_cpu) / 100 * elapsed / stats.messages * 1e6
         print(
             f"simulator CPU per delivered frame: {per_frame:.1f} us "
             f"(=> about {1e6 / per_frame:,.0f} frames/s on one free core)"
