@@ -91,7 +91,10 @@ def ema(values, period: int) -> np.ndarray:
     k = 2.0 / (period + 1)
     seed = math.fsum(x[:period].tolist()) / period
     out[period - 1] = seed
-    out[period:] = linear_recurrence(x[period:], 1.0 - k, k, seed)
+    if period == 1:  # k = 1: the EMA is the series itself
+        out[1:] = x[1:]
+    else:
+        out[period:] = linear_recurrence(x[period:], 1.0 - k, k, seed)
     return out
 
 

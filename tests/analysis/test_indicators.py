@@ -90,6 +90,21 @@ def test_linear_recurrence_equals_the_loop_across_blocks():
         ind.linear_recurrence(x, 1.0, 0.0, 0.0)
 
 
+def test_degenerate_periods():
+    x = np.array([3.0, 1.0, 4.0, 1.0, 5.0])
+    assert ind.ema(x, 1).tolist() == x.tolist() == talib.EMA(x, timeperiod=1).tolist()
+    assert ind.wilder(x, 1).tolist() == x.tolist()
+    assert ind.sma(x, 1).tolist() == x.tolist()
+    for bad in (
+        lambda: ind.ema(x, 0),
+        lambda: ind.wilder(x, 0),
+        lambda: ind.sma(x, 0),
+        lambda: ind.dmi(x, x, x, 1),
+    ):
+        with pytest.raises(ValueError):
+            bad()
+
+
 def test_ema_hand_worked():
     # period 3: seed = (1+2+3)/3 = 2; k = 2/(3+1) = 0.5; next: 2 + (4-2)*0.5 = 3; 3 + (5-3)*0.5 = 4
     got = ind.ema([1.0, 2.0, 3.0, 4.0, 5.0], 3)
