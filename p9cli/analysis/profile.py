@@ -110,9 +110,10 @@ class VolumeProfile:
 def column(frame: Any, name: str) -> np.ndarray:
     """Column ``name`` of a candle frame as a numpy array.
 
-    A "frame" is any of: a pandas DataFrame with the Parquet columns, a
-    :class:`p9cli.analysis.candles.Candles` (attributes), or a mapping of arrays. ``open_time``
-    comes back as int64 ms, everything else as float64.
+    A "frame" is any of: a pandas DataFrame with the Parquet columns (``open_time`` as int64
+    ms or as a datetime, tz-aware or naive UTC), a :class:`p9cli.analysis.candles.Candles`
+    (attributes), or a mapping of arrays. ``open_time`` comes back as int64 epoch ms,
+    everything else as float64.
     """
     if isinstance(frame, pd.DataFrame):
         values = frame[name]
@@ -122,6 +123,8 @@ def column(frame: Any, name: str) -> np.ndarray:
             values = frame[name]
     if isinstance(values, np.ndarray) and values.dtype == (np.int64 if name == "open_time" else np.float64):
         return values  # already the right type (Candles): no conversion, no copy
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)  # the Parquet timestamp[ms, UTC]
     arr = np.asarray(values)
     if name == "open_time":
         if np.issubdtype(arr.dtype, np.datetime64):

@@ -331,3 +331,23 @@ def test_composite_hands_over_on_a_shared_boundary(minutes):
     start_kept = int(one_min["open_time"].iloc[a1])
     assert start_kept % 3_600_000 == 0
     assert int(frames["1h"]["open_time"].iloc[b2 - 1]) + 3_600_000 == start_kept
+
+
+def test_column_reads_dataframes_candles_and_parquet_timestamps():
+    import pandas as pd
+
+    from p9cli.analysis.candles import Candles
+    from p9cli.analysis.profile import column
+
+    ms = [1_700_000_000_000, 1_700_000_060_000]
+    for ot in (
+        ms,
+        pd.to_datetime(ms, unit="ms", utc=True),  # what the Parquet timestamp[ms, UTC] reads as
+        pd.to_datetime(ms, unit="ms"),
+    ):
+        df = pd.DataFrame({"open_time": ot, "high": [2, 3], "low": [1, 2]})
+        assert column(df, "open_time").tolist() == ms
+        assert column(df, "high").dtype == np.float64
+    c = Candles.from_arrays(ms, [1.0, 2.0], [2.0, 3.0], [1.0, 2.0], [1.5, 2.5], [5.0, 6.0])
+    assert column(c, "open_time") is c.open_time  # no copy
+    assert column({"high": [1, 2]}, "high").tolist() == [1.0, 2.0]
