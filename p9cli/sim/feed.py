@@ -41,6 +41,8 @@ TICK_SECONDS = 0.01  # wall seconds between two feed ticks
 HOUSEKEEPING_SECONDS = 0.25  # wall seconds between two keepalive / lifetime checks
 SLOW_CONSUMER_BYTES = 16 * 1024 * 1024  # a connection with more unsent bytes is cut
 TRUTH_WINDOWS = 10_000  # trade windows remembered per (exchange, symbol)
+#: after a clock jump (or a stalled loop) trades older than this are not sent in one burst
+MAX_TRADE_CATCHUP_MS = 60_000
 
 # frame kinds (what faults may apply to a frame)
 CONTROL = 0  # acks, pongs, errors: never faulted except drop/stall/latency
@@ -394,6 +396,8 @@ class LiveFeed:
         if got is None:
             start = self._trade_cursor[key]
             end = self.now_ms + 1
+            if end - start > MAX_TRADE_CATCHUP_MS:
+                start = end - MAX_TRADE_CATCHUP_MS
             got = self.market.trades(exchange, symbol, start, end)
             self._tick_trades[key] = got
             windows = self.sent_trades.get(key)

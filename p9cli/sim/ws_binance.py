@@ -28,6 +28,7 @@ at most ``max_streams`` streams per connection; connections live ``lifetime`` s 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from p9cli.sim.feed import BOOK_UPDATE, CONTROL, DATA, Conn, LiveFeed, Topic
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
+log = logging.getLogger(__name__)
 EXCHANGE = "binance"
 
 
@@ -303,7 +305,12 @@ class BinanceSession:
             return
         req_id = msg.get("id")
         if not _valid_id(req_id):
-            await conn.send(error_frame(2, "Invalid request: request ID must be an integer, a string of at most 36 characters or null"))
+            await conn.send(
+                error_frame(
+                    2,
+                    "Invalid request: request ID must be an integer, a string of at most 36 characters or null",
+                )
+            )
             return
         method = msg.get("method")
         params = msg.get("params", [])
@@ -459,6 +466,11 @@ async def _serve(
                 _pong(conn, bytes(msg.data))
             elif msg.type == WSMsgType.BINARY:
                 await conn.send(error_frame(3, "Invalid JSON: expected value at line 1 column 1"))
+    except ConnectionError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
+        log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
+        conn.abort()
     finally:
         feed.close_conn(conn)
     return ws

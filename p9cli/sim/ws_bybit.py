@@ -26,6 +26,7 @@ frame received nor data pushed for ``idle_seconds`` is closed.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from p9cli.sim.feed import BOOK_UPDATE, DATA, Conn, LiveFeed, Topic, side_diff
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
+log = logging.getLogger(__name__)
 EXCHANGE = "bybit"
 MAX_ARGS = 10  # spot: args per subscribe request
 DEPTH_INTERVAL_MS = {1: 10, 50: 20, 200: 100, 1000: 200}
@@ -284,6 +286,11 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
                 conn.received()
                 if msg.type == WSMsgType.TEXT:
                     await handle_text(feed, conn, msg.data)
+        except ConnectionError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
+            log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
+            conn.abort()
         finally:
             feed.close_conn(conn)
         return ws

@@ -25,6 +25,7 @@ second from one IP are refused with HTTP 429; more than ``max_subscribes_per_hou
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections import deque
@@ -39,6 +40,7 @@ from p9cli.sim.okx_checksum import okx_checksum
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
+log = logging.getLogger(__name__)
 EXCHANGE = "okx"
 BOOKS_DEPTH = 400
 BOOKS_INTERVAL_MS = 100
@@ -335,6 +337,11 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
                 conn.received()
                 if msg.type == WSMsgType.TEXT:
                     await handle_text(feed, conn, msg.data, business)
+        except ConnectionError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
+            log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
+            conn.abort()
         finally:
             feed.close_conn(conn)
         return ws

@@ -303,3 +303,28 @@ async def test_stream_cap(sim, monkeypatch):
         await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["xrpusdt@trade"], "id": 2}))
         reply, _ = await recv_until(ws, lambda f: f.get("id") == 2)
         assert reply["error"]["code"] == 2
+
+
+async def test_clock_jump_keeps_streams_consistent(sim_factory):
+    """The control API can move the clock on by an hour: diffs stay gap-free and at most a
+    minute of trades is sent in one burst."""
+    handle = sim_factory(speed=20.0)
+    url = handle.ws_url("binance") + "/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
+    async with websockets.connect(url) as ws:
+        last_u = None
+        for _ in range(5):
+            frame, _ = await recv_until(ws, lambda f: f["stream"].endswith("depth@100ms"))
+            if last_u is not None:
+                assert frame["data"]["U"] == last_u + 1
+            last_u = frame["data"]["u"]
+        jumped_to = handle.thread.call(handle.sim.clock.advance, 3_600_000)
+        trades_after = []
+        for _ in range(40):
+            frame = await recv_json(ws, 10)
+            data = frame["data"]
+            if data["e"] == "depthUpdate":
+                assert data["U"] == last_u + 1, "no gap across the jump"
+                last_u = data["u"]
+            elif data["T"] >= jumped_to - 3_600_000:
+                trades_after.append(data["T"])
+    assert all(t >= jumped_to - 61_000 for t in trades_after), "no hour-long burst of old trades"
