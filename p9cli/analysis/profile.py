@@ -637,6 +637,35 @@ def volume_nodes(
     return out
 
 
+def node_core(
+    profile: VolumeProfile, node: Mapping[str, Any], max_width: float, *, smooth: int = 2
+) -> tuple[float, float]:
+    """The price extent of a volume node, narrowed to at most ``max_width``.
+
+    A node from :func:`volume_nodes` spans the rows around it above half its prominence; a
+    broad plateau can make that very wide. If so, the extent is taken at a quarter, then an
+    eighth of the prominence below the peak (for an HVN; above the trough for an LVN) and,
+    if still too wide, cut to ``max_width`` centred on the node's row. Returns ``(low, high)``
+    as row edges (price units).
+    """
+    low, high = float(node["low"]), float(node["high"])
+    if high - low <= max_width:
+        return low, high
+    s = smooth_profile(profile.volume, smooth)
+    row = int(node["row"])
+    prom = float(node["prominence"]) * float(s.max())
+    above = s[row] >= np.median(s)  # a peak (HVN) or a trough (LVN)
+    s_list = s.tolist()
+    for frac in (0.25, 0.125):
+        level = s_list[row] - frac * prom if above else s_list[row] + frac * prom
+        lo, hi = _extent(s_list, row, level, above=above)
+        low, high = profile.row_low(lo), profile.row_high(hi)
+        if high - low <= max_width:
+            return low, high
+    half_rows = max(0, int(max_width / profile.row_size / 2))
+    return profile.row_low(row - half_rows), profile.row_high(row + half_rows)
+
+
 def _node(profile: VolumeProfile, row: int, lo: int, hi: int, prominence: float) -> dict:
     low, high = profile.row_low(lo), profile.row_high(hi)
     v = float(profile.volume[lo : hi + 1].sum())

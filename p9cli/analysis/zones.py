@@ -25,6 +25,7 @@ from p9cli.analysis.profile import (
     composite_profile,
     composite_slices,
     frame_profile,
+    node_core,
     row_size_for,
     value_area,
     volume_nodes,
@@ -157,6 +158,7 @@ def liquidity_zones(
     min_density_ratio: float = 1.0,
     min_volume_share: float = 0.01,
     max_distance_atr: float = 8.0,
+    max_width_atr: float = 2.0,
     max_zones: int = 8,
 ) -> list[dict]:
     """High-volume accumulation areas: HVN clusters of the composite profile and
@@ -188,7 +190,9 @@ def liquidity_zones(
 
     Zones:
         * ``hvn_cluster``: high-volume nodes of the composite profile (:func:`volume_nodes`)
-          whose extents touch or overlap (gap <= one row) are joined into one range.
+          whose extents touch or overlap (gap <= one row) are joined into one range. A node
+          wider than ``max_width_atr`` reference ATRs (a broad plateau) is first narrowed to
+          its core (:func:`p9cli.analysis.profile.node_core`).
         * ``consolidation``: consolidation ranges (:func:`consolidations`) with elevated volume
           on any timeframe; ranges on different timeframes that overlap both in time and in
           price (by at least half of the narrower one) are one zone, whose price bounds are
@@ -276,8 +280,9 @@ def liquidity_zones(
     candidates: list[dict] = []
     # --- HVN clusters of the composite profile
     hvn = (profile_nodes if profile_nodes is not None else volume_nodes(profile))["hvn"]
+    cores = [node_core(profile, n, max_width_atr * atr_ref) for n in hvn]
     for low, high in _merge_intervals(
-        [n["low"] for n in hvn], [n["high"] for n in hvn], profile.row_size * 1.0001
+        [c[0] for c in cores], [c[1] for c in cores], profile.row_size * 1.0001
     ):
         candidates.append({"kind": "hvn_cluster", "low": low, "high": high, "consolidation": None})
 

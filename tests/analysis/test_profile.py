@@ -351,3 +351,18 @@ def test_column_reads_dataframes_candles_and_parquet_timestamps():
     c = Candles.from_arrays(ms, [1.0, 2.0], [2.0, 3.0], [1.0, 2.0], [1.5, 2.5], [5.0, 6.0])
     assert column(c, "open_time") is c.open_time  # no copy
     assert column({"high": [1, 2]}, "high").tolist() == [1.0, 2.0]
+
+
+def test_node_core_narrows_a_broad_plateau_around_its_peak():
+    from p9cli.analysis.profile import node_core
+
+    rows = np.arange(200)
+    # a broad plateau (rows 40..160) with a mild bump at row 120 on top
+    vol = np.where((rows >= 40) & (rows <= 160), 100.0, 1.0) + 20 * np.exp(-0.5 * ((rows - 120) / 6.0) ** 2)
+    p = profile_of(vol, row_size=1.0, origin=0.0)
+    (node,) = volume_nodes(p)["hvn"]
+    assert node["high"] - node["low"] > 100  # half prominence spans the plateau
+    low, high = node_core(p, node, max_width=30.0)
+    assert high - low <= 30.0 and low <= p.row_mid(node["row"]) <= high
+    # a node that already fits is returned unchanged
+    assert node_core(p, node, max_width=500.0) == (node["low"], node["high"])
