@@ -207,8 +207,8 @@ def volume_profile(
 
     Args:
         high, low, volume: equal-length 1-D arrays, one entry per candle. Candles with a
-            non-finite high/low/volume or a non-positive volume contribute nothing. If
-            ``high < low`` (bad data) the two are swapped.
+            non-finite high/low/volume or a negative volume are ignored; zero-volume candles
+            still extend the grid. If ``high < low`` (bad data) the two are swapped.
         row_size: row height in price units (> 0), e.g. from :func:`row_size_for`.
         price_min, price_max: optional range the profile must cover; the profile always
             also covers every candle, so no volume is dropped (a wider range only adds
@@ -228,7 +228,7 @@ def volume_profile(
     v = np.asarray(volume, dtype=np.float64)
     if not (h.shape == lo.shape == v.shape) or h.ndim != 1:
         raise ValueError("high, low and volume must be 1-D arrays of equal length")
-    ok = np.isfinite(h) & np.isfinite(lo) & np.isfinite(v) & (v > 0)
+    ok = np.isfinite(h) & np.isfinite(lo) & np.isfinite(v) & (v >= 0)
     if not ok.all():
         h, lo, v = h[ok], lo[ok], v[ok]
     h, lo = np.maximum(h, lo), np.minimum(h, lo)

@@ -92,6 +92,10 @@ def test_range_bounds_only_add_empty_rows_and_bad_candles_are_skipped():
     np.testing.assert_allclose(p.volume[p.row_of(101.0) : p.row_of(105.0)], [1.0] * 4)
     empty = volume_profile([], [], [], 1.0)
     assert empty.total == 0 and empty.n_rows == 1
+    # zero volume: the grid still covers the candles, and the POC (all rows tie) is mid-range
+    quiet = volume_profile([110.0, 104.0], [100.0, 101.0], [0.0, 0.0], 1.0)
+    assert quiet.total == 0 and (quiet.price_low, quiet.price_high) == (100.0, 111.0)
+    assert point_of_control(quiet) == pytest.approx(105.5)
     with pytest.raises(ValueError):
         volume_profile([1.0], [1.0], [1.0], 0.0)
     with pytest.raises(ValueError):
