@@ -178,3 +178,15 @@ def test_simulator_history_gives_a_consistent_section():
     assert sw["last_high"]["time"] <= int(c.open_time[-1 - trend.SWING_RIGHT])
     if sw["last_break"]:
         assert sw["last_break"]["time"] > sw["last_break"]["pivot_time"]
+
+
+def test_swing_pivots_are_the_key_level_pivots():
+    """Swing structure (trend) and key levels (levels) must see the same confirmed pivots."""
+    from p9cli.analysis.levels import fractal_pivots
+
+    for seed, tick in ((1, 0.01), (2, 1.0), (3, 50.0)):  # coarse ticks make equal highs/lows common
+        c = synthetic_candles("5m", 1500, seed=seed, tick=tick)
+        for left, right in ((2, 2), (3, 3), (1, 4)):
+            ours = trend.confirmed_pivots(c.high, c.low, left, right)
+            theirs = fractal_pivots(c.high, c.low, left, right)
+            assert ours[0].tolist() == theirs[0].tolist() and ours[1].tolist() == theirs[1].tolist()
