@@ -94,7 +94,12 @@ from p9cli.universe import EXCHANGES, MINUTE_MS, SYMBOLS
 
 @dataclass(frozen=True)
 class Bars:
-    """Candles, ascending by ``open_time``. All int64 arrays except ``closed`` (bool)."""
+    """Candles, ascending by ``open_time``. All int64 arrays except ``closed`` (bool).
+
+    ``taker_buy_volume`` / ``taker_buy_quote`` (qty units / tick*qty_unit units, what Binance
+    publishes as taker buy base / quote volume): in live minutes the sums over the trades
+    whose taker bought; in historical minutes a share of the volume that leans with the
+    minute's move, quote = that volume times the minute's rounded mean price."""
 
     open_time: np.ndarray
     open: np.ndarray
@@ -105,6 +110,8 @@ class Bars:
     quote: np.ndarray
     trades: np.ndarray
     closed: np.ndarray
+    taker_buy_volume: np.ndarray
+    taker_buy_quote: np.ndarray
 
     def __len__(self) -> int:
         return len(self.open_time)
@@ -130,11 +137,33 @@ _EMPTY_B = np.zeros(0, dtype=bool)
 
 
 def _empty_bars() -> Bars:
-    return Bars(*([_EMPTY_I] * 8), _EMPTY_B)
+    return Bars(*([_EMPTY_I] * 8), _EMPTY_B, _EMPTY_I, _EMPTY_I)
 
 
 def _empty_trades() -> Trades:
     return Trades(_EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_B)
+
+
+#: The per-minute series the model keeps, in this order everywhere (``_Day.arrays``, the
+#: aggregate stores, units): how each aggregates into a longer bar.
+SERIES = ("open", "high", "low", "close", "volume", "quote", "trades", "buy_volume", "buy_quote")
+N_SERIES = len(SERIES)
+
+
+def _aggregate(cols: tuple[np.ndarray, ...], idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Aggregate units into groups starting at ``idx`` (ascending, idx[0] == 0, the last group
+    runs to the end): open of the first, max high, min low, close of the last, sums."""
+    o, h, lo, c = cols[:4]
+    last = np.empty_like(idx)
+    last[:-1] = idx[1:] - 1
+    last[-1] = len(o) - 1
+    return (
+        o[idx],
+        np.maximum.reduceat(h, idx),
+        np.minimum.reduceat(lo, idx),
+        c[last],
+        *(np.add.reduceat(x, idx) for x in cols[4:]),
+    )
 
 
 # ----------------------------------------------------------------------------------- parameters
@@ -346,19 +375,21 @@ class _DailyTable:
 
 
 class _Day:
-    """All minutes of one UTC day for every (exchange, symbol): int64 arrays (N_EX, N_SYM, 1440).
+    """All minutes of one UTC day for every (exchange, symbol): ``arrays`` = int64 arrays
+    (N_EX, N_SYM, 1440) in ``SERIES`` order (``open`` ... ``trades`` also as attributes).
 
-    ``quote`` holds the historical formula until the live minutes' quotes are filled in
-    (per hour block, on demand); ``live_hours[e, s, h]`` says which hours are done."""
+    ``quote`` / ``buy_volume`` / ``buy_quote`` hold the historical formulas until the live
+    minutes' values are filled in from their trades (per hour block, on demand);
+    ``live_hours[e, s, h]`` says which hours are done."""
 
     __slots__ = (
         "day",
+        "arrays",
         "open",
         "high",
         "low",
         "close",
         "volume",
-        "quote",
         "trades",
         "live_from",
         "live_hours",
@@ -366,7 +397,8 @@ class _Day:
 
     def __init__(self, day: int, arrays: tuple[np.ndarray, ...], live_from: int):
         self.day = day
-        self.open, self.high, self.low, self.close, self.volume, self.quote, self.trades = arrays
+        self.arrays = arrays
+        self.open, self.high, self.low, self.close, self.volume, _, self.trades = arrays[:7]
         self.live_from = live_from  # first live minute index in the day (1440 = none)
         self.live_hours = np.zeros((N_EX, N_SYM, 24), dtype=bool)
         if live_from < MINUTES_PER_DAY:
@@ -399,7 +431,7 @@ def _generate_day(
     path = x0 + TAU[None, :] * (x1 - x0) + w - TAU[None, :] * w[:, -1:]  # Brownian bridge (N_SYM, 1440)
 
     rng_e = _philox(seed, _S_EXCHANGE, day)
-    noise = rng_e.standard_normal((5, N_EX, N_SYM, MINUTES_PER_DAY))  # jitter, hi, lo, volume, trades
+    noise = rng_e.standard_normal((6, N_EX, N_SYM, MINUTES_PER_DAY))  # jitter, hi, lo, volume, trades, buy
     jitter = noise[0] * BASIS_JITTER
     jitter[:, :, -1] = 0.0
     basis = b0 + TAU_LIN[None, None, :] * (b1 - b0) + jitter  # (N_EX, N_SYM, 1440)
@@ -427,9 +459,13 @@ def _generate_day(
     trades = (texp * np.sqrt(move)[None, :, :] * np.exp(0.2 * noise[4] - 0.02)).astype(_I64)
     np.maximum(trades, 4, out=trades)
     np.maximum(volume, trades, out=volume)
-    quote = (open_ + high + low + close + 2) // 4
-    quote *= volume
-    return open_, high, low, close, volume, quote, trades
+    mean_price = (open_ + high + low + close + 2) // 4
+    quote = volume * mean_price
+    # taker buy share: leans with the minute's move, plus noise
+    share = np.clip(0.5 + 0.15 * np.tanh(z)[None, :, :] + 0.08 * noise[5], 0.02, 0.98)
+    buy_volume = (volume * share).astype(_I64)
+    buy_quote = buy_volume * mean_price
+    return open_, high, low, close, volume, quote, trades, buy_volume, buy_quote
 
 
 # ----------------------------------------------------------------------------------- trades
@@ -569,7 +605,9 @@ class MarketModel:
         # aggregates of the historical days [hist_day0, live_day) at each STORE_MINUTES resolution
         nd = self._live_day - self._hist_day0
         self._stores = {
-            r: tuple(np.zeros((N_EX, N_SYM, nd * (MINUTES_PER_DAY // r)), dtype=_I64) for _ in range(7))
+            r: tuple(
+                np.zeros((N_EX, N_SYM, nd * (MINUTES_PER_DAY // r)), dtype=_I64) for _ in range(N_SERIES)
+            )
             for r in STORE_MINUTES
         }
         self._agg_done = np.zeros(nd, dtype=bool)
@@ -618,21 +656,22 @@ class MarketModel:
             return
         if d is None:
             d = self._day(day)
-        for r, (o, h, lo, c, v, q, n) in self._stores.items():
+        for r, store in self._stores.items():
             per_day = MINUTES_PER_DAY // r
             sl = slice(i * per_day, (i + 1) * per_day)
             shp = (N_EX, N_SYM, per_day, r)
-            o[:, :, sl] = d.open.reshape(shp)[..., 0]
-            h[:, :, sl] = d.high.reshape(shp).max(axis=3)
-            lo[:, :, sl] = d.low.reshape(shp).min(axis=3)
-            c[:, :, sl] = d.close.reshape(shp)[..., -1]
-            v[:, :, sl] = d.volume.reshape(shp).sum(axis=3)
-            q[:, :, sl] = d.quote.reshape(shp).sum(axis=3)
-            n[:, :, sl] = d.trades.reshape(shp).sum(axis=3)
+            blocks = [x.reshape(shp) for x in d.arrays]
+            store[0][:, :, sl] = blocks[0][..., 0]
+            store[1][:, :, sl] = blocks[1].max(axis=3)
+            store[2][:, :, sl] = blocks[2].min(axis=3)
+            store[3][:, :, sl] = blocks[3][..., -1]
+            for k in range(4, N_SERIES):
+                store[k][:, :, sl] = blocks[k].sum(axis=3)
         self._agg_done[i] = True
 
     def _ensure_live_quotes(self, d: _Day, e: int, s: int, m_end: int) -> None:
-        """Fill in the trade-based quote volume of live minutes [live_from, m_end) of a day."""
+        """Fill in the trade-based quote and taker-buy volumes of the live minutes
+        [live_from, m_end) of a day (whole hours at a time)."""
         hours = np.nonzero(~d.live_hours[e, s, : (m_end + 59) // 60])[0]
         if len(hours) == 0:
             return
@@ -640,11 +679,15 @@ class MarketModel:
         m0 = max(int(hours[0]) * 60, d.live_from)
         m1 = min(int(hours[-1]) * 60 + 60, MINUTES_PER_DAY)
         idx = np.arange(m0, m1)
-        _, price, qty, _, starts = self._gen(ex, sym, d, idx)
+        _, price, qty, buy, starts = self._gen(ex, sym, d, idx)
         pq = price * qty
-        q = np.add.reduceat(pq, starts) if len(pq) else _EMPTY_I
+        q = np.add.reduceat(pq, starts)
+        bv = np.add.reduceat(np.where(buy, qty, 0), starts)
+        bq = np.add.reduceat(np.where(buy, pq, 0), starts)
         with self._lock:
-            d.quote[e, s, m0:m1] = q
+            d.arrays[5][e, s, m0:m1] = q
+            d.arrays[7][e, s, m0:m1] = bv
+            d.arrays[8][e, s, m0:m1] = bq
             d.live_hours[e, s, int(hours[0]) : int(hours[-1]) + 1] = True
 
     def _gen(self, ex: str, sym: str, d: _Day, idx: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -663,11 +706,12 @@ class MarketModel:
 
     # ------------------------------------------------------------------ minutes -> units
     def _minute_units(self, e: int, s: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
-        """1-minute units for [start, end) (ms, minute aligned, end <= now's minute + 1):
-        full minutes, except the minute containing now_ms, which is the partial aggregate
-        of its trades with time <= now_ms."""
+        """1-minute units (``SERIES``) for [start, end) (ms, minute aligned, end <= now's
+        minute + 1): full minutes, except the minute containing now_ms, which is the partial
+        aggregate of its trades with time <= now_ms."""
         parts = []
         day = start // DAY_MS
+        now_minute = now_ms - now_ms % MINUTE_MS
         while day * DAY_MS < end:
             a = max(start, day * DAY_MS)
             b = min(end, (day + 1) * DAY_MS)
@@ -675,13 +719,12 @@ class MarketModel:
             ma, mb = (a - day * DAY_MS) // MINUTE_MS, (b - day * DAY_MS) // MINUTE_MS
             if d.live_from < mb:
                 self._ensure_live_quotes(d, e, s, mb)
-            arrs = [x[e, s, ma:mb] for x in (d.open, d.high, d.low, d.close, d.volume, d.quote, d.trades)]
-            now_minute = now_ms - now_ms % MINUTE_MS
+            arrs = [x[e, s, ma:mb] for x in d.arrays]
             if a <= now_minute < b:
                 k = (now_minute - a) // MINUTE_MS
                 arrs = [x.copy() for x in arrs]
-                po, ph, pl, pc, pv, pq, pn = self._partial_minute(EXCHANGES[e], SYMBOLS[s], d, ma + k, now_ms)
-                for x, val in zip(arrs, (po, ph, pl, pc, pv, pq, pn), strict=True):
+                partial = self._partial_minute(EXCHANGES[e], SYMBOLS[s], d, ma + k, now_ms)
+                for x, val in zip(arrs, partial, strict=True):
                     x[k] = val
             parts.append(arrs)
             day += 1
@@ -690,35 +733,44 @@ class MarketModel:
         return tuple(np.concatenate(col) for col in zip(*parts, strict=True))
 
     def _partial_minute(self, ex: str, sym: str, d: _Day, m: int, now_ms: int) -> tuple[int, ...]:
-        """Aggregate of minute m's trades with time <= now_ms (live minute), or the full
-        minute if it is historical."""
+        """``SERIES`` of minute m: the aggregate of its trades with time <= now_ms (live
+        minute), or the full minute if it is historical."""
         e, s = EX_INDEX[ex], SYM_INDEX[sym]
         if m < d.live_from:
-            return tuple(
-                int(x[e, s, m]) for x in (d.open, d.high, d.low, d.close, d.volume, d.quote, d.trades)
-            )
+            return tuple(int(x[e, s, m]) for x in d.arrays)
         key = (e, s, d.day, m)
         got = self._minute_trades.get(key)
         if got is None:
-            got = self._gen(ex, sym, d, np.array([m]))[:3]
+            got = self._gen(ex, sym, d, np.array([m]))[:4]
             with self._lock:
                 if len(self._minute_trades) >= 64:
                     self._minute_trades.pop(next(iter(self._minute_trades)))
                 self._minute_trades[key] = got
-        time, price, qty = got
+        time, price, qty, buy = got
         k = int(np.searchsorted(time, now_ms, side="right"))
         o = int(d.open[e, s, m])
         if k == 0:
-            return o, o, o, o, 0, 0, 0
-        p = price[:k]
-        return o, int(p.max()), int(p.min()), int(p[-1]), int(qty[:k].sum()), int((p * qty[:k]).sum()), k
+            return o, o, o, o, 0, 0, 0, 0, 0
+        p, q, b = price[:k], qty[:k], buy[:k]
+        pq = p * q
+        return (
+            o,
+            int(p.max()),
+            int(p.min()),
+            int(p[-1]),
+            int(q.sum()),
+            int(pq.sum()),
+            k,
+            int(q[b].sum()),
+            int(pq[b].sum()),
+        )
 
     def _units(self, e: int, s: int, r: int, start: int, end: int, now_ms: int) -> tuple[np.ndarray, ...]:
         """Units of ``r`` minutes (a store resolution) for [start, end): start is r-aligned,
         the last unit may be partial. Whole units of historical days come from the store,
         the rest (live days, a partial tail) from minutes."""
         unit_ms = r * MINUTE_MS
-        cols: list[list[np.ndarray]] = [[] for _ in range(7)]
+        cols: list[list[np.ndarray]] = [[] for _ in range(N_SERIES)]
         split = min(end, self._live_day * DAY_MS)
         split -= (split - start) % unit_ms
         if start < split:
@@ -733,18 +785,8 @@ class MarketModel:
                 col.append(arr[e, s, i0:i1])
         split = max(split, start)
         if split < end:
-            o, hh, ll, c, v, q, n = self._minute_units(e, s, split, end, now_ms)
-            idx = np.arange(0, len(o), r)
-            last = np.append(idx[1:], len(o)) - 1
-            agg = (
-                o[idx],
-                np.maximum.reduceat(hh, idx),
-                np.minimum.reduceat(ll, idx),
-                c[last],
-                np.add.reduceat(v, idx),
-                np.add.reduceat(q, idx),
-                np.add.reduceat(n, idx),
-            )
+            mins = self._minute_units(e, s, split, end, now_ms)
+            agg = _aggregate(mins, np.arange(0, len(mins[0]), r))
             for col, a in zip(cols, agg, strict=True):
                 col.append(a)
         return tuple(col[0] if len(col) == 1 else np.concatenate(col) for col in cols)
@@ -781,31 +823,20 @@ class MarketModel:
             (r for r in STORE_MINUTES if (tf_ms % (r * MINUTE_MS) == 0 and offset_ms % (r * MINUTE_MS) == 0)),
             1,
         )
-        unit = r * MINUTE_MS
         if r > 1:
-            o, h, lo, c, v, q, n = self._units(e, s, r, t0, span_end, now_ms)
+            units = self._units(e, s, r, t0, span_end, now_ms)
         else:
-            o, h, lo, c, v, q, n = self._minute_units(e, s, t0, span_end, now_ms)
-        per = tf_ms // unit
-        idx = np.arange(nbars, dtype=_I64) * per
-        last_idx = np.append(idx[1:], len(o)) - 1
+            units = self._minute_units(e, s, t0, span_end, now_ms)
+        idx = np.arange(nbars, dtype=_I64) * (tf_ms // (r * MINUTE_MS))
+        o, h, lo, c, v, q, n, bv, bq = _aggregate(units, idx)
         open_time = t0 + np.arange(nbars, dtype=_I64) * tf_ms
         closed = open_time + tf_ms <= now_ms
-        return Bars(
-            open_time,
-            o[idx],
-            np.maximum.reduceat(h, idx),
-            np.minimum.reduceat(lo, idx),
-            c[last_idx],
-            np.add.reduceat(v, idx),
-            np.add.reduceat(q, idx),
-            np.add.reduceat(n, idx),
-            closed,
-        )
+        return Bars(open_time, o, h, lo, c, v, q, n, closed, bv, bq)
 
     def minute(self, exchange: str, symbol: str, minute_ms: int) -> tuple[int, ...]:
-        """The complete candle of one minute (o, h, l, c, volume, quote, trades), whether or
-        not it has happened yet (live minutes: quote from their trades)."""
+        """The complete candle of one minute (o, h, l, c, volume, quote, trades, taker buy
+        volume, taker buy quote), whether or not it has happened yet (live minutes: from their
+        trades)."""
         m = int(minute_ms) - int(minute_ms) % MINUTE_MS
         if m < self.history_start_ms:
             raise ValueError("minute before history start")
@@ -908,14 +939,11 @@ class MarketModel:
         day = m // DAY_MS
         self._daily.ensure(day - 1, day)
         d = self._day(day)
-        _, _, _, c, _, _, _ = self._partial_minute(
-            exchange, symbol, d, (m - day * DAY_MS) // MINUTE_MS, now_ms
-        )
-        return c
+        return self._partial_minute(exchange, symbol, d, (m - day * DAY_MS) // MINUTE_MS, now_ms)[3]
 
     def warm_up(self) -> None:
-        """Compute the 15-minute aggregates of every historical day (all series) and the
-        live day, so that any ``bars()`` call is fast afterwards."""
+        """Compute the aggregate stores (1d, 1h, 15m, 5m) of every historical day, all series,
+        and the live values of the current day, so that any ``bars()`` call is fast."""
         for day in range(self._hist_day0, self._live_day):
             i = day - self._hist_day0
             if self._agg_done[i]:

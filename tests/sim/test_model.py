@@ -22,7 +22,7 @@ HOUR_MS = 60 * MINUTE_MS
 #: A fixed start: 2026-09-10 13:47:23.456 UTC (not on a minute, not on a day).
 START = 20_706 * DAY_MS + 13 * HOUR_MS + 47 * MINUTE_MS + 23_456
 SEED = 20260910
-FIELDS = ("open", "high", "low", "close", "volume", "quote", "trades")
+FIELDS = ("open", "high", "low", "close", "volume", "quote", "trades", "taker_buy_volume", "taker_buy_quote")
 
 
 def new_model(start_ms: int = START, seed: int = SEED) -> MarketModel:
@@ -50,6 +50,8 @@ def aggregate(b: Bars, lo: int, hi: int) -> tuple[int, ...]:
         int(b.volume[sel].sum()),
         int(b.quote[sel].sum()),
         int(b.trades[sel].sum()),
+        int(b.taker_buy_volume[sel].sum()),
+        int(b.taker_buy_quote[sel].sum()),
     )
 
 
@@ -59,15 +61,18 @@ def row(b: Bars, i: int) -> tuple[int, ...]:
 
 def trades_aggregate(t, open_price: int) -> tuple[int, ...]:
     if len(t) == 0:
-        return (open_price, open_price, open_price, open_price, 0, 0, 0)
+        return (open_price, open_price, open_price, open_price, 0, 0, 0, 0, 0)
+    pq = t.price * t.qty
     return (
         int(t.price[0]),
         int(t.price.max()),
         int(t.price.min()),
         int(t.price[-1]),
         int(t.qty.sum()),
-        int((t.price * t.qty).sum()),
+        int(pq.sum()),
         len(t),
+        int(t.qty[t.taker_buy].sum()),
+        int(pq[t.taker_buy].sum()),
     )
 
 
@@ -117,8 +122,17 @@ def test_candle_invariants_and_continuity(model):
             assert np.all(b.low >= 1)
             assert np.all(b.trades[full] >= 4) and np.all(b.volume[full] >= b.trades[full])
             hist = b.open_time < model.live_start_ms
-            expect = b.volume * ((b.open + b.high + b.low + b.close + 2) // 4)
-            assert np.array_equal(b.quote[hist], expect[hist])
+            mean_price = (b.open + b.high + b.low + b.close + 2) // 4
+            assert np.array_equal(b.quote[hist], (b.volume * mean_price)[hist])
+            assert np.array_equal(b.taker_buy_quote[hist], (b.taker_buy_volume * mean_price)[hist])
+            assert np.all(b.taker_buy_volume >= 0) and np.all(b.taker_buy_volume <= b.volume)
+            assert np.all(b.taker_buy_quote >= 0) and np.all(b.taker_buy_quote <= b.quote)
+            share = b.taker_buy_volume.sum() / b.volume.sum()
+            assert 0.35 < share < 0.65
+            up, down = b.close > b.open, b.close < b.open  # buyers lean with the move
+            assert (b.taker_buy_volume[up] / b.volume[up]).mean() > (
+                b.taker_buy_volume[down] / b.volume[down]
+            ).mean()
 
 
 # ------------------------------------------------------------------------------ determinism
