@@ -370,11 +370,20 @@ def key_levels(
             from :func:`p9cli.analysis.profile.composite_profile`); built from ``frames``
             with ``row_size_for(tick, ATR_ref)`` when omitted.
         now_ms: "now" for recency; default: the latest candle close time in ``frames``.
-        recency_half_life_ms: the recency component halves every this many ms.
+        recency_half_life_ms: a touch's weight (and the recency component) halves every
+            this many ms of age.
+        min_weighted_touches, min_significance: evidence a cluster needs to be a level (below).
 
     Clustering (:func:`_cluster`): pivots sorted by price are grouped densest window first,
     a window being ``tolerance_atr * ATR_ref`` wide and each pivot weighing
-    :func:`timeframe_weight` of its timeframe.
+    :func:`timeframe_weight` of its timeframe; a left-over fragment whose centre is within one
+    width of a denser cluster is folded into it if the merged span stays within 1.5 widths.
+
+    Raises:
+        ValueError: ``tick`` not a positive number, ``last_close`` not finite, or no usable
+            (finite, positive) ATR for the reference timeframe.
+
+    Cost: ~3-4 ms for 11 timeframes x 1000 candles (all pivots of all timeframes).
 
     Returns:
         a list of dicts sorted by price, highest first::
