@@ -4,7 +4,7 @@ Canonical names are lower case: a symbol is its base asset (``btc``), quoted in 
 channel symbol published to Redis is ``btcusdt`` on every exchange.
 
 The simulator (``p9cli.sim``) may import only the canonical part of this module (``SYMBOLS``,
-``EXCHANGES``, ``TIMEFRAMES``, ``TIMEFRAME_MS``, ``QUOTE``): it writes its own exchange codes
+``EXCHANGES``, ``TIMEFRAMES``, ``TIMEFRAME_MS``, ``MINUTE_MS``, ``QUOTE``): it writes its own exchange codes
 so that a wrong code here cannot be hidden by the simulator agreeing with it.
 """
 
