@@ -99,3 +99,17 @@ def test_labels_are_spread_apart_and_keep_their_order():
     assert all(b - a >= 1.0 - 1e-12 for a, b in zip(ys, ys[1:], strict=False))
     assert ys[-1] == 200.0  # far labels do not move
     assert np.mean(ys[:3]) == pytest.approx(np.mean([100.0, 100.05, 100.1]))  # a group stays centred
+
+
+def test_plot_of_the_structure_document_built_by_context(tmp_path):
+    """The chart reads the sections of the real p9.structure/1 document (what `p9 analyze --plot`
+    passes) and draws every level and zone it holds within the view."""
+    from p9cli.analysis.candles import Candles
+    from p9cli.analysis.context import build_structure
+
+    frames = multi_timeframe(random_walk_minutes(days=20, seed=6), ["1d", "4h", "1h", "15m", "1m"], 1000)
+    candles = {tf: Candles.from_mapping(df) for tf, df in frames.items()}
+    doc = build_structure("okx", "eth", candles, now_ms=0)
+    assert doc["levels"] and doc["volume_profile"]["composite"]["poc"] > 0
+    out = plot_structure(doc, candles["4h"], "4h", tmp_path / "okx" / "eth.png", dpi=60)
+    png_info(out.read_bytes())
