@@ -369,3 +369,24 @@ def test_agg_trades_layout_and_selection(sim):
     assert by_time[0]["T"] >= t0 and [t["a"] for t in by_time] == sorted(t["a"] for t in by_time)
     too_long = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", startTime=t0, endTime=t0 + 3_600_001)
     assert too_long.status_code == 400 and too_long.json()["code"] == -1127
+
+
+def test_kline_window_equals_the_documented_rule_by_brute_force():
+    import random
+
+    from p9cli.sim.rest_binance import kline_window
+
+    rng = random.Random(5)
+    tf, offset = 300_000, 0
+    oldest, newest = 1_000 * tf, 1_060 * tf
+    opens = list(range(oldest, newest + tf, tf))
+    for _ in range(3000):
+        start = rng.choice([None, rng.randrange(oldest - 5 * tf, newest + 5 * tf)])
+        end = rng.choice([None, rng.randrange(oldest - 5 * tf, newest + 5 * tf)])
+        if start is not None and end is not None and start > end:
+            continue
+        limit = rng.randrange(1, 80)
+        chosen = [t for t in opens if (start is None or t >= start) and (end is None or t <= end)]
+        expected = chosen[:limit] if start is not None else chosen[-limit:]
+        got = kline_window(start, end, limit, tf, offset, oldest, newest)
+        assert (list(range(got[0], got[1] + tf, tf)) if got else []) == expected, (start, end, limit)

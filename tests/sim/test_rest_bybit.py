@@ -264,3 +264,24 @@ def test_rest_orderbook_u_and_seq_agree_with_the_1000_level_stream(sim_factory):
     frame, rest = asyncio.run(snapshot_frame())
     assert rest["u"] == frame["data"]["u"] and rest["seq"] == frame["data"]["seq"]
     assert rest["b"] == frame["data"]["b"] and rest["a"] == frame["data"]["a"]
+
+
+def test_kline_window_equals_the_documented_rule_by_brute_force():
+    import random
+
+    from p9cli.sim.rest_bybit import kline_window
+
+    rng = random.Random(6)
+    tf = 900_000
+    oldest, newest = 2_000 * tf, 2_050 * tf
+    opens = list(range(oldest, newest + tf, tf))
+    for _ in range(3000):
+        start = rng.choice([None, rng.randrange(oldest - 5 * tf, newest + 5 * tf)])
+        end = rng.choice([None, rng.randrange(oldest - 5 * tf, newest + 5 * tf)])
+        limit = rng.randrange(1, 70)
+        # bars overlapping [start, end] (the bar containing start counts); start only: the
+        # oldest `limit` of them (anchored at start), otherwise the newest `limit`
+        chosen = [t for t in opens if (start is None or t + tf > start) and (end is None or t <= end)]
+        expected = chosen[:limit] if start is not None and end is None else chosen[-limit:]
+        got = kline_window(start, end, limit, tf, 0, oldest, newest)
+        assert (list(range(got[0], got[1] + tf, tf)) if got else []) == expected, (start, end, limit)

@@ -218,3 +218,22 @@ def test_instruments(sim):
 def test_server_time(sim):
     body = get(sim, "/api/v5/public/time").json()
     assert body["code"] == "0" and list(body["data"][0]) == ["ts"] and body["data"][0]["ts"].isdigit()
+
+
+def test_candle_window_equals_the_documented_rule_by_brute_force():
+    import random
+
+    from p9cli.sim.rest_okx import candle_window
+
+    rng = random.Random(7)
+    tf, offset = 86_400_000, 57_600_000  # Hong Kong days: open at 16:00 UTC
+    oldest, newest = 300 * tf + offset, 340 * tf + offset
+    opens = list(range(oldest, newest + tf, tf))
+    for _ in range(3000):
+        after = rng.choice([None, rng.randrange(oldest - 3 * tf, newest + 3 * tf)])
+        before = rng.choice([None, rng.randrange(oldest - 3 * tf, newest + 3 * tf)])
+        limit = rng.randrange(1, 50)
+        chosen = [t for t in opens if (after is None or t < after) and (before is None or t > before)]
+        expected = chosen[-limit:]
+        got = candle_window(after, before, limit, tf, offset, oldest, newest)
+        assert (list(range(got[0], got[1] + tf, tf)) if got else []) == expected, (after, before, limit)
