@@ -370,3 +370,24 @@ def test_node_core_narrows_a_broad_plateau_around_its_peak():
     assert high - low <= 30.0 and low <= p.row_mid(node["row"]) <= high
     # a node that already fits is returned unchanged
     assert node_core(p, node, max_width=500.0) == (node["low"], node["high"])
+
+
+def test_profile_matches_a_row_by_row_overlap_computation():
+    """Independent statement of the spreading rule: each candle gives every row
+    volume * overlap(row, [low, high]) / (high - low), or all of it to its row if flat."""
+    rng = np.random.default_rng(17)
+    n, row = 300, 0.25
+    low = np.round(rng.uniform(50, 60, n), 2)
+    high = low + np.round(rng.exponential(1.0, n), 2)
+    high[::5] = low[::5]
+    vol = rng.uniform(0.1, 10.0, n)
+    p = volume_profile(high, low, vol, row)
+    edges = p.edges()
+    expected = np.zeros(p.n_rows)
+    for h, lo, v in zip(high, low, vol, strict=True):
+        if h == lo:
+            expected[int(np.searchsorted(edges, lo, side="right")) - 1] += v
+            continue
+        overlap = np.clip(np.minimum(edges[1:], h) - np.maximum(edges[:-1], lo), 0.0, None)
+        expected += v * overlap / (h - lo)
+    np.testing.assert_allclose(p.volume, expected, rtol=1e-9, atol=1e-9)
