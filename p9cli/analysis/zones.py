@@ -490,6 +490,14 @@ def structure_sections(
 
     Row sizes: composite ``row_size_for(tick, ATR_ref)`` with the reference (longest)
     timeframe's ATR; per timeframe ``row_size_for(tick, ATR_tf)``; both capped at 2000 rows.
+    A timeframe without a finite positive ATR gets no per-timeframe profile and no
+    consolidations, but its pivots and candles still count.
+
+    Raises:
+        ValueError: no timeframe with candles has a finite positive ATR, or ``tick`` is not a
+            positive number.
+
+    Cost: ~9 ms of CPU for 11 timeframes x 1000 candles (one exchange/symbol).
     """
     frames = {tf: _Arrays(df) for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
     ref = reference_timeframe(frames, atr)
