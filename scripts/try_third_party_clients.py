@@ -71,28 +71,33 @@ class Trials:
         print(f"  {client:<18} {call:<44} {result[:50]:<50} {consistency[:60]}", flush=True)
 
     # -- helpers ---------------------------------------------------------------------------
-    def candles_vs_truth(self, exchange: str, symbol: str, timeframe: str, candles: list[list]) -> str:
+    def candles_vs_truth(
+        self, exchange: str, symbol: str, timeframe: str, candles: list[list], closed_by: int
+    ) -> str:
+        """Candles of bars closed by ``closed_by`` (sim time read before the call) equal the truth."""
         tf = TF_MS[timeframe]
-        now = self.sim.now_ms()
         opens = [c[0] for c in candles]
         assert all(b - a == tf for a, b in zip(opens, opens[1:], strict=False)), "gap or duplicate"
         truth = {r[0]: r for r in self.sim.truth_candles(exchange, symbol, timeframe, opens[0], opens[-1])}
-        closed = [c for c in candles if c[0] + tf <= now]
+        closed = [c for c in candles if c[0] + tf <= closed_by]
         for c in closed:
             got = tuple(Decimal(repr(x)) for x in c[1:6])
             assert got == truth[c[0]][1:6], f"{c[0]}: {got} != {truth[c[0]][1:6]}"
         return f"{len(closed)} closed candles equal truth"
 
-    def rows_vs_truth(self, exchange: str, symbol: str, timeframe: str, rows: list[list]) -> str:
+    def rows_vs_truth(
+        self, exchange: str, symbol: str, timeframe: str, rows: list[list], closed_by: int
+    ) -> str:
+        """Raw rows of bars closed by ``closed_by`` are byte-equal to the exchange rows of the truth."""
+        tf = TF_MS[timeframe]
         opens = [int(r[0]) for r in rows]
         truth = {
             r["open_time"]: r["row"]
             for r in self.sim.truth_candle_rows(exchange, symbol, timeframe, min(opens), max(opens))
-            if r["closed"]
         }
         n = 0
         for row in rows:
-            if int(row[0]) in truth:
+            if int(row[0]) + tf <= closed_by:
                 assert list(row) == truth[int(row[0])], f"row {row[0]} differs from truth"
                 n += 1
         assert n >= len(rows) - 1, "rows are not closed true bars"
@@ -139,14 +144,16 @@ class Trials:
             self.run(f"ccxt {ex}", "load_markets(), spot only", markets)
 
             def latest(client=client, ex=ex):
+                now = self.sim.now_ms()
                 c = client.fetch_ohlcv("BTC/USDT", "1h", limit=50)
-                return f"{len(c)} candles", self.candles_vs_truth(ex, "btc", "1h", c)
+                return f"{len(c)} candles", self.candles_vs_truth(ex, "btc", "1h", c, now)
 
             self.run(f"ccxt {ex}", "fetch_ohlcv(BTC/USDT, 1h, limit=50)", latest)
 
             def paging(client=client, ex=ex):
                 tf = TF_MS["1m"]
-                since = (client.fetch_time() // tf - 2000) * tf
+                now = self.sim.now_ms()
+                since = (now // tf - 2000) * tf
                 got, cursor = [], since
                 for _ in range(3):
                     page = client.fetch_ohlcv("ETH/USDT", "1m", since=cursor, limit=300)
@@ -156,7 +163,7 @@ class Trials:
                 assert got[0][0] == since, (
                     f"first candle {got[0][0]} != since {since} (+{(got[0][0] - since) // tf} bars)"
                 )
-                return f"3 pages, {len(got)} candles", self.candles_vs_truth(ex, "eth", "1m", got)
+                return f"3 pages, {len(got)} candles", self.candles_vs_truth(ex, "eth", "1m", got, now)
 
             self.run(f"ccxt {ex}", "fetch_ohlcv(ETH/USDT, 1m, since, 300) x3", paging)
 
@@ -295,11 +302,12 @@ class Trials:
             from binance_sdk_spot.spot import Spot
 
             client = Spot(config_rest_api=ConfigurationRestAPI(base_path=self.sim.rest_url("binance")))
+            now = self.sim.now_ms()
             rows = client.rest_api.klines(
                 symbol="BTCUSDT", interval=KlinesIntervalEnum.INTERVAL_4h, limit=30
             ).data()
             book = client.rest_api.depth(symbol="BTCUSDT", limit=100).data()
-            c = self.rows_vs_truth("binance", "btc", "4h", rows)
+            c = self.rows_vs_truth("binance", "btc", "4h", rows, now)
             b = self.book_vs_truth("binance", "btc", book.bids, book.asks, book.last_update_id, 0, 0)
             return f"{len(rows)} klines, depth 100", f"{c}; {b}"
 
@@ -339,9 +347,10 @@ class Trials:
             from binance.spot import Spot
 
             client = Spot(base_url=self.sim.rest_url("binance"))
+            now = self.sim.now_ms()
             rows = client.klines("ETHUSDT", "1d", limit=30)
             book = client.depth("ETHUSDT", limit=50)
-            c = self.rows_vs_truth("binance", "eth", "1d", rows)
+            c = self.rows_vs_truth("binance", "eth", "1d", rows, now)
             b = self.book_vs_truth("binance", "eth", book["bids"], book["asks"], book["lastUpdateId"], 0, 0)
             return f"{len(rows)} klines, depth 50", f"{c}; {b}"
 
@@ -375,11 +384,12 @@ class Trials:
 
             session = HTTP(testnet=False)
             session.endpoint = self.sim.rest_url("bybit")
+            now = self.sim.now_ms()
             rows = session.get_kline(category="spot", symbol="SOLUSDT", interval="D", limit=30)["result"][
                 "list"
             ]
             ob = session.get_orderbook(category="spot", symbol="SOLUSDT", limit=50)["result"]
-            c = self.rows_vs_truth("bybit", "sol", "1d", rows)
+            c = self.rows_vs_truth("bybit", "sol", "1d", rows, now)
             b = self.book_vs_truth("bybit", "sol", ob["b"], ob["a"], ob["seq"], 0, 0)
             return f"{len(rows)} klines, orderbook 50", f"{c}; {b}"
 
@@ -414,11 +424,12 @@ class Trials:
             from okx.MarketData import MarketAPI
 
             api = MarketAPI(flag="0", domain=self.sim.rest_url("okx"))
+            now = self.sim.now_ms()
             rows = api.get_candlesticks(instId="XRP-USDT", bar="6Hutc", limit="30")["data"]
             before = self.sim.truth_book("okx", "xrp", depth=1)["update_id"]
             book = api.get_orderbook(instId="XRP-USDT", sz="50")["data"][0]
             after = self.sim.truth_book("okx", "xrp", depth=1)["update_id"]
-            c = self.rows_vs_truth("okx", "xrp", "6h", rows)
+            c = self.rows_vs_truth("okx", "xrp", "6h", rows, now)
             b = self.book_vs_truth("okx", "xrp", book["bids"], book["asks"], None, before, after)
             return f"{len(rows)} candles, books 50", f"{c}; {b}"
 

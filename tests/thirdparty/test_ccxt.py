@@ -46,8 +46,8 @@ def server_now_ms(client) -> int:
 def assert_candles_equal_truth(
     sim, exchange: str, symbol: str, timeframe: str, candles: list[list], now_ms: int
 ) -> None:
-    """Every closed candle equals the simulator's truth, field by field; the forming one (if any)
-    has the true open time and open price."""
+    """Every candle that had closed by ``now_ms`` (server time read just BEFORE the client's
+    call) equals the simulator's truth, field by field; a younger one has the true open."""
     assert candles, "no candles"
     tf = TF_MS[timeframe]
     opens = [c[0] for c in candles]
@@ -88,12 +88,13 @@ def test_load_markets_lists_the_five_spot_markets(clients, exchange):
 def test_fetch_ohlcv_latest_equals_truth(sim, clients, exchange, timeframe):
     client = clients[exchange]
     symbol = "btc" if timeframe in ("1m", "1h", "1d") else "eth"
-    candles = client.fetch_ohlcv(CCXT_SYMBOL[symbol], timeframe, limit=50)
     now = server_now_ms(client)
+    candles = client.fetch_ohlcv(CCXT_SYMBOL[symbol], timeframe, limit=50)
+    later = server_now_ms(client)
     assert len(candles) == 50
     tf = TF_MS[timeframe]
-    # the newest candle is the one forming now (or the one that just closed)
-    assert now - 2 * tf < candles[-1][0] <= now
+    # the newest candle is the one forming at the time of the call
+    assert now // tf * tf <= candles[-1][0] <= later
     assert_candles_equal_truth(sim, exchange, symbol, timeframe, candles, now)
     # prices are on the market's tick grid
     tick = dec(client.market(CCXT_SYMBOL[symbol])["precision"]["price"])
@@ -141,7 +142,7 @@ def test_fetch_ohlcv_ccxt_paginate_reaches_now_without_a_hole(sim, clients, exch
     opens = [c[0] for c in candles]
     assert opens[0] == since, f"first candle {opens[0]} != since {since}"
     assert opens[-1] >= now // tf * tf - tf, "did not reach the newest bar"
-    assert_candles_equal_truth(sim, exchange, "xrp", "5m", candles, server_now_ms(client))
+    assert_candles_equal_truth(sim, exchange, "xrp", "5m", candles, now)
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)

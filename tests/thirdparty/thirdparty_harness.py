@@ -260,17 +260,22 @@ class SimProcess:
             bids, asks = bids[:depth], asks[:depth]
         return {"update_id": int(doc["update_id"]), "bids": bids, "asks": asks}
 
-    def assert_trades_equal_truth(self, exchange: str, symbol: str, got: list[tuple]) -> int:
+    def assert_trades_equal_truth(
+        self, exchange: str, symbol: str, got: list[tuple], start: int | None = None, end: int | None = None
+    ) -> int:
         """``got`` = ``[(time_ms, id_str, Decimal price, Decimal qty, "buy"|"sell"), ...]`` as a
-        client received them, in arrival order. They must be exactly the simulator's trades of
-        the period (no duplicate, nothing missing, same fields). The first millisecond is left
-        out (it may have begun before the subscription). Returns the number compared."""
-        assert got, f"{exchange} {symbol}: no trade received"
+        client received them, in arrival order: no duplicate, in time order, and within the
+        window ``[start, end)`` (simulated ms, a span during which the client was surely
+        subscribed) exactly the simulator's trades: same ids, times, prices, sizes and taker
+        sides, nothing missing, nothing extra. Without a window, the span from the second
+        received millisecond to the last one is used. Returns the number compared."""
         assert len({t[1] for t in got}) == len(got), f"{exchange} {symbol}: duplicate trade ids"
         assert [t[0] for t in got] == sorted(t[0] for t in got), (
             f"{exchange} {symbol}: trades out of time order"
         )
-        start, end = got[0][0] + 1, got[-1][0] + 1
+        if start is None or end is None:
+            assert got, f"{exchange} {symbol}: no trade received"
+            start, end = got[0][0] + 1, got[-1][0] + 1
         doc = self.truth_trades(exchange, symbol, start, end)
         assert doc["sent"], f"{exchange} {symbol}: the simulator says [{start}, {end}) was not sent"
         truth = [
@@ -279,7 +284,7 @@ class SimProcess:
         ]
         window = [t for t in got if start <= t[0] < end]
         assert len(window) == len(truth), (
-            f"{exchange} {symbol}: {len(window)} trades received, {len(truth)} true"
+            f"{exchange} {symbol}: {len(window)} trades received in [{start}, {end}), {len(truth)} true"
         )
         assert window == truth, f"{exchange} {symbol}: received trades differ from the true trades"
         return len(window)
