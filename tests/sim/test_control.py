@@ -302,3 +302,17 @@ def test_serves_within_3_s_and_stops_cleanly(sig):
 def test_truth_trades_span_is_bounded(sim):
     r = ctl(sim, "/truth/trades", exchange="okx", symbol="btc", start=0, end=25 * 3_600_000)
     assert r.status_code == 400 and "hours" in r.json()["error"]
+
+
+def test_sim_thread_call_runs_on_the_simulators_loop(sim_factory):
+    import threading
+
+    handle = sim_factory(speed=FROZEN, start_ms=T0)
+    main = threading.get_ident()
+
+    async def on_loop():
+        return threading.get_ident(), handle.sim.books[("okx", "btc")].update_id
+
+    ident, update_id = handle.thread.call(on_loop)
+    assert ident != main and isinstance(update_id, int)
+    assert handle.thread.call(lambda: 41 + 1) == 42
