@@ -23,6 +23,9 @@ class SeriesStats:
     new_candles: int = 0
     stored: int = 0
     holes: int = 0
+    """Missing bars in the series (recorded holes + bars not there yet at the end)."""
+    new_holes: int = 0
+    """Of those, the ones this run asked for and did not get."""
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
@@ -117,8 +120,11 @@ class Reporter:
             self._progress.update(self._tasks[ex], advance=1, candles=self._candles[ex])
         if not s.ok and not quiet:
             self.line(f"{s.key}: FAILED: {s.error}")
-        elif s.holes:
-            self.line(f"{s.key}: {s.holes} candle(s) missing at the exchange (recorded as holes)")
+        elif s.new_holes:
+            self.line(
+                f"{s.key}: {s.new_holes} candle(s) missing at the exchange after asking twice "
+                f"({s.holes} hole(s) in the series, recorded in its metadata)"
+            )
 
     def exchange_done(self, run) -> None:
         t = exchange_totals(run)

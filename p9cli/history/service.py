@@ -247,6 +247,7 @@ async def fetch_one_series(
     elif history_starts is not None and history_starts <= plan.first_open_ms:
         history_starts = None
     stats.holes = len(holes) + len(trailing)
+    stats.new_holes = len(inner) + len(trailing)
     stats.new_candles = len(new_times)
     stats.stored = len(merged)
 

@@ -23,23 +23,36 @@ SEED = 9
 START_MS = 1_767_616_496_789
 
 
+def _start(threads: list[SimThread], **kwargs):
+    kwargs.setdefault("seed", SEED)
+    kwargs.setdefault("start_ms", START_MS)
+    kwargs.setdefault("with_ws", False)
+    kwargs.setdefault("with_feed", False)
+    kwargs.setdefault("warm_up", False)
+    thread = SimThread(**kwargs)
+    handle = thread.start()
+    threads.append(thread)
+    return handle
+
+
 @pytest.fixture
 def start_sim():
+    """A fresh REST-only simulator per call (for tests that add faults or move its clock)."""
     threads: list[SimThread] = []
-
-    def start(**kwargs):
-        kwargs.setdefault("seed", SEED)
-        kwargs.setdefault("start_ms", START_MS)
-        kwargs.setdefault("with_ws", False)
-        kwargs.setdefault("with_feed", False)
-        kwargs.setdefault("warm_up", False)
-        thread = SimThread(**kwargs)
-        handle = thread.start()
-        threads.append(thread)
-        return handle
-
     try:
-        yield start
+        yield lambda **kwargs: _start(threads, **kwargs)
+    finally:
+        for t in threads:
+            t.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_sim():
+    """One REST-only simulator for the tests that neither change its faults nor move its
+    clock (they compare counters as differences). Saves building the market history again."""
+    threads: list[SimThread] = []
+    try:
+        yield _start(threads)
     finally:
         for t in threads:
             t.stop()

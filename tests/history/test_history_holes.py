@@ -47,8 +47,8 @@ def options_lacking(lacks: set[int]):
     return o
 
 
-async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(start_sim, tmp_path):
-    handle = start_sim()
+async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(shared_sim, tmp_path):
+    handle = shared_sim
     settings = sim_settings(
         handle, tmp_path, exchanges="binance", symbols="btc", timeframes="1h", candles=300
     )
@@ -60,7 +60,7 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(star
     (s,) = stats
     assert s.ok and s.holes == 3 and s.new_candles == 297
     assert s.requests == 2  # the page, then one request covering the three missing bars
-    assert "binance/btc/1h: 3 candle(s) missing at the exchange" in out
+    assert "binance/btc/1h: 3 candle(s) missing at the exchange after asking twice" in out
     stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
     assert stored.holes == sorted(inner)  # the trailing one is not a hole yet: asked next run
     assert not (lacks & set(stored.open_time))
@@ -70,13 +70,14 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(star
     base = counters(handle, "binance")
     stats, run, out = await run_fetch(settings, options=options_lacking(lacks))
     (s,) = stats
-    assert s.ok and s.requests == 2 and s.new_candles == 0
+    assert s.ok and s.requests == 2 and s.new_candles == 0 and s.new_holes == 1
     assert counters(handle, "binance")["rest.requests"] - base["rest.requests"] == 3  # + server time
 
     # the late bar arrives; the recorded holes are not asked for again
     stats, run, out = await run_fetch(settings)
     (s,) = stats
-    assert s.ok and s.requests == 1 and s.new_candles == 1 and s.holes == 2
+    assert s.ok and s.requests == 1 and s.new_candles == 1 and s.holes == 2 and s.new_holes == 0
+    assert "missing at the exchange" not in out  # known holes: in the summary, no new line
     stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
     assert stored.open_time[-1] == last and stored.holes == sorted(inner) and len(stored) == 298
 

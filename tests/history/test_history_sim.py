@@ -15,8 +15,9 @@ def kline_requests(handle, exchange: str, before: dict | None = None) -> int:
     return now - (before or {}).get("rest.requests", 0)
 
 
-async def test_full_fetch_equals_truth_for_every_exchange_and_timeframe(start_sim, tmp_path):
-    handle = start_sim()
+async def test_full_fetch_equals_truth_for_every_exchange_and_timeframe(shared_sim, tmp_path):
+    handle = shared_sim
+    base = {ex: counters(handle, ex) for ex in EXCHANGES}
     settings = sim_settings(handle, tmp_path, symbols="xrp", candles=1000)
     stats, run, out = await run_fetch(settings)
     assert len(stats) == 3 * 11
@@ -31,12 +32,16 @@ async def test_full_fetch_equals_truth_for_every_exchange_and_timeframe(start_si
     by_ex = {ex: sum(s.requests for s in stats if s.key.exchange == ex) for ex in EXCHANGES}
     assert by_ex == {"binance": 11, "bybit": 11, "okx": 44}
     assert all(r.overhead.requests == 1 for r in run.exchanges)
-    assert {ex: kline_requests(handle, ex) for ex in EXCHANGES} == {"binance": 12, "bybit": 12, "okx": 45}
+    assert {ex: kline_requests(handle, ex, base[ex]) for ex in EXCHANGES} == {
+        "binance": 12,
+        "bybit": 12,
+        "okx": 45,
+    }
     assert "\x1b[" not in out and "fetch-history summary" in out
 
 
-async def test_okx_across_the_1440_bar_boundary_and_long_series(start_sim, tmp_path):
-    handle = start_sim()
+async def test_okx_across_the_1440_bar_boundary_and_long_series(shared_sim, tmp_path):
+    handle = shared_sim
     settings = sim_settings(handle, tmp_path, symbols="eth", timeframes="1m,1h", candles=2500)
     stats, run, _ = await run_fetch(settings)
     assert all(s.ok for s in stats), [s.error for s in stats if not s.ok]
@@ -50,8 +55,8 @@ async def test_okx_across_the_1440_bar_boundary_and_long_series(start_sim, tmp_p
     assert all(s.requests == 9 for s in okx), [s.requests for s in okx]
 
 
-async def test_exchange_with_shorter_history_is_recorded_not_asked_again(start_sim, tmp_path):
-    handle = start_sim()  # the simulated exchanges list 1100 days of history
+async def test_exchange_with_shorter_history_is_recorded_not_asked_again(shared_sim, tmp_path):
+    handle = shared_sim  # the simulated exchanges list 1100 days of history
     settings = sim_settings(handle, tmp_path, symbols="sol", timeframes="1d", candles=1500)
     stats, run, out = await run_fetch(settings)
     assert all(s.ok for s in stats), [s.error for s in stats if not s.ok]
@@ -116,8 +121,8 @@ async def test_incremental_refresh_fetches_only_new_candles(start_sim, tmp_path)
         assert c.get("limit.violations", 0) == 0 and c.get("limit.bans", 0) == 0
 
 
-async def test_full_flag_refetches_everything(start_sim, tmp_path):
-    handle = start_sim()
+async def test_full_flag_refetches_everything(shared_sim, tmp_path):
+    handle = shared_sim
     settings = sim_settings(
         handle, tmp_path, exchanges="bybit", symbols="bnb", timeframes="1h,4h", candles=300
     )
@@ -176,13 +181,13 @@ async def test_binance_429_retry_after_is_honoured_without_a_ban(start_sim, tmp_
         assert_file_matches_truth(handle, settings.history_dir, "binance", "btc", tf, 500)
 
 
-async def test_unreachable_exchange_fails_its_series_while_others_complete(start_sim, tmp_path):
+async def test_unreachable_exchange_fails_its_series_while_others_complete(shared_sim, tmp_path):
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
-    handle = start_sim()
+    handle = shared_sim
     settings = sim_settings(
         handle, tmp_path, symbols="btc", timeframes="1h,15m", binance_rest_url=f"http://127.0.0.1:{dead}"
     )
