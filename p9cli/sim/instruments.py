@@ -28,6 +28,7 @@ minSz 0.00001).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -143,43 +144,92 @@ def _padded(n: int, places: int, width: int) -> str:
     return f"{whole}.{frac * 10 ** (width - places):0{width}d}"
 
 
-def _formatter(mantissa: int, places: int, padded: bool, cache: dict | None = None):
-    """A fast ``int -> str`` for ``k * mantissa * 10**-places``: the digits of the integer,
-    split by string slicing (no float, no Decimal); optional bounded memo for values that
-    repeat (prices)."""
-    k = places
-    if padded:
-        if k > 8:
-            raise ValueError("more than 8 decimals cannot be padded to 8")
-        zeros = "0" * (8 - k)
-        if k == 0:
+@functools.cache
+def _decimals_table(digits: int, style: str) -> tuple[str, ...]:
+    """Strings for every ``r`` in ``0 .. 10**digits - 1`` written with ``digits`` decimals:
+    ``dot`` ".05", ``dotmin`` ".05" / ".5" / "" (trailing zeros dropped), ``digits`` "05",
+    ``digitsmin`` "05" -> "05", "50" -> "5"; ``pad<N>`` appends N zeros to ``digits``."""
+    out = []
+    for r in range(10**digits):
+        d = f"{r:0{digits}d}"
+        if style == "dot":
+            out.append("." + d)
+        elif style == "dotmin":
+            out.append(("." + d.rstrip("0")) if r else "")
+        elif style == "digitsmin":
+            out.append(d.rstrip("0"))
+        else:  # pad<N>
+            out.append(d + "0" * int(style[3:]))
+    return tuple(out)
 
-            def fmt_padded0(v: int) -> str:
+
+def _formatter(mantissa: int, places: int, padded: bool, cache: dict | None = None):
+    """A fast ``int -> str`` for ``v * mantissa * 10**-places`` (no float, no Decimal): one
+    integer divmod, then the decimals come from precomputed tables of up to 10^4 strings
+    (two tables for 5..8 places). Optional bounded memo for values that repeat (prices).
+    Negative values (never produced by the model) take the slow exact path."""
+    k = places
+    if padded and k > 8:
+        raise ValueError("more than 8 decimals cannot be padded to 8")
+    div = 10**k
+    if k == 0:
+        if padded:
+
+            def fmt(v: int) -> str:
                 n = int(v) * mantissa
                 return f"{n}.00000000" if n >= 0 else _padded(n, 0, 8)
 
-            base = fmt_padded0
         else:
 
-            def fmt_padded(v: int) -> str:
+            def fmt(v: int) -> str:
+                return str(int(v) * mantissa)
+
+    elif k <= 4:
+        if padded:
+            table = tuple(t + "0" * (8 - k) for t in _decimals_table(k, "dot"))
+        else:
+            table = _decimals_table(k, "dotmin")
+        slow = _padded if padded else _minimal
+
+        def fmt(v: int) -> str:
+            n = int(v) * mantissa
+            if n < 0:
+                return slow(n, k, 8) if padded else slow(n, k)
+            w, r = divmod(n, div)
+            return f"{w}{table[r]}"
+
+    elif k <= 8:
+        hk = k - 4  # digits of the high part of the decimals (1..4)
+        if padded:
+            hi_tab = _decimals_table(hk, "dot")
+            lo_tab = _decimals_table(4, f"pad{8 - k}")
+
+            def fmt(v: int) -> str:
                 n = int(v) * mantissa
                 if n < 0:
                     return _padded(n, k, 8)
-                d = str(n)
-                if len(d) <= k:
-                    d = d.zfill(k + 1)
-                return f"{d[:-k]}.{d[-k:]}{zeros}"
+                w, r = divmod(n, div)
+                rh, rl = divmod(r, 10_000)
+                return f"{w}{hi_tab[rh]}{lo_tab[rl]}"
 
-            base = fmt_padded
-    elif k == 0:
+        else:
+            hi_min = _decimals_table(hk, "dotmin")
+            hi_full = _decimals_table(hk, "dot")
+            lo_min = _decimals_table(4, "digitsmin")
 
-        def fmt_int(v: int) -> str:
-            return str(int(v) * mantissa)
+            def fmt(v: int) -> str:
+                n = int(v) * mantissa
+                if n < 0:
+                    return _minimal(n, k)
+                w, r = divmod(n, div)
+                rh, rl = divmod(r, 10_000)
+                if rl:
+                    return f"{w}{hi_full[rh]}{lo_min[rl]}"
+                return f"{w}{hi_min[rh]}"
 
-        base = fmt_int
     else:
 
-        def fmt_minimal(v: int) -> str:
+        def fmt(v: int) -> str:
             n = int(v) * mantissa
             if n < 0:
                 return _minimal(n, k)
@@ -189,7 +239,7 @@ def _formatter(mantissa: int, places: int, padded: bool, cache: dict | None = No
             frac = d[-k:].rstrip("0")
             return f"{d[:-k]}.{frac}" if frac else d[:-k]
 
-        base = fmt_minimal
+    base = fmt
     if cache is None:
         return base
     get = cache.get

@@ -283,3 +283,21 @@ def test_instruments_pickle_and_copy():
         assert clone == inst and clone.meta == inst.meta
         assert clone.price_str(14012) == inst.price_str(14012) == "140.12"
         assert clone.quote_str(10**9 + 1) == inst.quote_str(10**9 + 1)
+
+
+@pytest.mark.parametrize("places", range(0, 10))
+@pytest.mark.parametrize("mantissa", [1, 5, 25])
+def test_fast_formatters_match_exact_decimal_formatting(places, mantissa):
+    from p9cli.sim.instruments import _formatter
+
+    rnd = random.Random(places * 100 + mantissa)
+    values = [0, 1, 9, 10, 10**places, 10**places + 1, 10**places - 1, 10 ** (places + 3) + 10**places]
+    values += [rnd.randrange(0, 10 ** rnd.randrange(1, 16)) for _ in range(400)]
+    minimal = _formatter(mantissa, places, padded=False)
+    padded = _formatter(mantissa, places, padded=True, cache={}) if places <= 8 else None
+    for v in values:
+        exact = Decimal(v * mantissa).scaleb(-places)
+        assert minimal(v) == format(exact.normalize(), "f") if v else minimal(v) == "0"
+        if padded is not None:
+            assert padded(v) == f"{exact:.8f}"
+            assert padded(v) == padded(v)  # memo hit returns the same string
