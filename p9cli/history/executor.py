@@ -309,16 +309,49 @@ def candles_rows(c: Candles, tf_ms: int, server_now_ms: int, first: int, last: i
     return out
 
 
+def continuation(first: int, last: int, tf_ms: int, got: dict[int, tuple]) -> tuple[int, int] | None:
+    """The rest of window ``[first, last]`` to ask for when the answer ``got`` was cut short at
+    one end (a page smaller than documented, e.g. OKX history-candles serving 100 rows), or
+    ``None`` when the answer is complete, empty, or has gaps only inside (holes, not paging)."""
+    if not got:
+        return None
+    expected = (last - first) // tf_ms + 1
+    if len(got) >= expected:
+        return None
+    lo, hi = min(got), max(got)
+    if len(got) != (hi - lo) // tf_ms + 1:
+        return None  # bars missing inside the answer: not a short page
+    if lo > first:
+        return first, lo - tf_ms  # newest-first exchanges cut the oldest bars
+    if hi < last:
+        return hi + tf_ms, last  # oldest-first exchanges cut the newest bars
+    return None
+
+
 async def fetch_windows(
     client: ExchangeClient, plan: SeriesPlan, windows: list[tuple[int, int]], counters: RequestCounters
 ) -> dict[int, tuple]:
+    """Fetch each window (concurrently), following up on answers cut short at one end."""
     key = plan.key
+    tf_ms = plan.tf_ms
 
-    async def one(first: int, last: int) -> dict[int, tuple]:
+    async def page(first: int, last: int) -> dict[int, tuple]:
         req = client.adapter.klines_request(key.symbol, key.timeframe, first, last, client.server_now_ms())
         body = await client.send(req, counters)
         candles = client.adapter.parse_klines(body, key.timeframe)
-        return candles_rows(candles, plan.tf_ms, client.server_now_ms(), first, last)
+        return candles_rows(candles, tf_ms, client.server_now_ms(), first, last)
+
+    async def one(first: int, last: int) -> dict[int, tuple]:
+        out = await page(first, last)
+        rest = continuation(first, last, tf_ms, out)
+        while rest is not None:
+            more = await page(*rest)
+            if not more or not (set(more) - set(out)):
+                break  # the exchange has nothing more there
+            out.update(more)
+            nxt = continuation(rest[0], rest[1], tf_ms, more)
+            rest = nxt
+        return out
 
     results = await asyncio.gather(*(one(a, b) for a, b in windows))
     bars: dict[int, tuple] = {}

@@ -151,3 +151,17 @@ def test_rate_floor_from_published_limits():
     assert rate_floor_seconds({"okx:candles": 41, "okx:history-candles": 61}, okx.RATE_BUCKETS) == 6.0
     assert rate_floor_seconds({"binance:weight": 111}, binance.RATE_BUCKETS) == 0.0
     assert rate_floor_seconds({"bybit:ip": 1201}, bybit.RATE_BUCKETS) == 10.0
+
+
+def test_continuation_of_short_pages():
+    from p9cli.history.executor import continuation
+
+    got = {t: () for t in range(200 * M, 300 * M, M)}  # newest 100 of a 300-bar window
+    assert continuation(0, 299 * M, M, got) == (0, 199 * M)
+    got = {t: () for t in range(0, 100 * M, M)}  # oldest 100 (ascending exchange)
+    assert continuation(0, 299 * M, M, got) == (100 * M, 299 * M)
+    assert continuation(0, 299 * M, M, {}) is None  # nothing there: not a paging matter
+    full = {t: () for t in range(0, 300 * M, M)}
+    assert continuation(0, 299 * M, M, full) is None
+    holey = {t: () for t in range(0, 300 * M, M) if t != 50 * M}
+    assert continuation(0, 299 * M, M, holey) is None  # a gap inside is a hole, not a short page

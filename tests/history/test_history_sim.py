@@ -203,3 +203,20 @@ async def test_unreachable_exchange_fails_its_series_while_others_complete(share
     for ex in ("bybit", "okx"):
         for tf in ("1h", "15m"):
             assert_file_matches_truth(handle, settings.history_dir, ex, "btc", tf, 1000)
+
+
+async def test_pages_shorter_than_documented_are_followed_not_mistaken_for_holes(start_sim, tmp_path):
+    # older OKX docs: history-candles serves at most 100 rows (third parties saw both)
+    handle = start_sim(limits={"okx": {"okx_history_candles_max_limit": 100}})
+    settings = sim_settings(
+        handle, tmp_path, exchanges="okx", symbols="btc", timeframes="1h,15m", candles=2000
+    )
+    stats, run, out = await run_fetch(settings)
+    assert all(s.ok and s.holes == 0 for s in stats), [(s.error, s.holes) for s in stats]
+    for tf in ("1h", "15m"):
+        s = assert_file_matches_truth(handle, settings.history_dir, "okx", "btc", tf, 2000)
+        assert s.history_starts_ms is None
+    # 1436 recent bars: 5 pages; the 564 older ones: 2 windows of 300/264, each served 100 at a time
+    assert all(s.requests == 5 + 6 for s in stats), [s.requests for s in stats]
+    c = counters(handle, "okx")
+    assert c.get("limit.violations", 0) == 0
