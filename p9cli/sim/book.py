@@ -39,7 +39,7 @@ TARGET_LEVELS = 1000  # levels per side the book keeps (within +-TAIL_SLACK)
 TAIL_SLACK = 40
 MAX_SPREAD_TICKS = 3  # the touch is re-filled when the spread grows wider than this
 LOG_EVENTS = 50_000  # events kept for book_at / changes_since
-MAX_CATCHUP_MS = 60_000  # a clock jump longer than this skips slots (the book re-centres at once)
+MAX_CATCHUP_MS = 10_000  # a clock jump longer than this skips slots (the book re-centres at once)
 REFILL_LEVELS = 60  # at most this many levels are re-filled between the old touch and a new price
 
 BID = 0

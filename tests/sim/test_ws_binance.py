@@ -34,7 +34,7 @@ CAPTURE = (
 def fast_sim():
     """A simulator at clock speed 20: the model's trades come in bursts with quiet spells of
     up to a minute, which pass in 3 s here."""
-    thread, handle = start_sim(speed=20.0)
+    thread, handle = start_sim(speed=20.0, warm_up=False)
     try:
         yield handle
     finally:
@@ -308,9 +308,10 @@ async def test_stream_cap(sim, monkeypatch):
 async def test_clock_jump_keeps_streams_consistent(sim_factory):
     """The control API can move the clock on by an hour: diffs stay gap-free and at most a
     minute of trades is sent in one burst."""
-    handle = sim_factory(speed=20.0)
+    handle = sim_factory(speed=20.0, warm_up=False)
     url = handle.ws_url("binance") + "/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
-    async with websockets.connect(url) as ws:
+    # the jump sends a burst; an unbounded client queue keeps the closing handshake quick
+    async with websockets.connect(url, max_queue=None) as ws:
         last_u = None
         for _ in range(5):
             frame, _ = await recv_until(ws, lambda f: f["stream"].endswith("depth@100ms"))

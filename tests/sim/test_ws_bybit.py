@@ -32,7 +32,7 @@ INST = INSTRUMENTS[("bybit", "btc")]
 def fast_sim():
     """A simulator at clock speed 20: the model's trades come in bursts with quiet spells of
     up to a minute, which pass in 3 s here."""
-    thread, handle = start_sim(speed=20.0)
+    thread, handle = start_sim(speed=20.0, warm_up=False)
     try:
         yield handle
     finally:
@@ -145,7 +145,7 @@ async def test_level1_sends_snapshots_only(sim):
 
 
 async def test_level1_resends_the_same_snapshot_after_3s_unchanged(sim_factory):
-    handle = sim_factory(speed=1e-9)  # the clock stands still: the book never changes
+    handle = sim_factory(speed=1e-9, warm_up=False)  # the clock stands still: the book never changes
     async with websockets.connect(spot_url(handle)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.1.BTCUSDT"]}))
         await recv_json(ws)

@@ -24,7 +24,7 @@ def counters(handle, exchange):
 
 
 async def test_drop_after_n_frames(sim_factory):
-    handle = sim_factory(faults={"binance": {"ws_drop_every_messages": 5}})
+    handle = sim_factory(warm_up=False, faults={"binance": {"ws_drop_every_messages": 5}})
     got = []
     async with websockets.connect(handle.ws_url("binance") + "/ws/btcusdt@depth@100ms") as ws:
         with pytest.raises(websockets.ConnectionClosedError) as info:
@@ -36,7 +36,7 @@ async def test_drop_after_n_frames(sim_factory):
 
 
 async def test_drop_after_t_seconds(sim_factory):
-    handle = sim_factory(faults={"bybit": {"ws_drop_every_seconds": 1.0}})
+    handle = sim_factory(warm_up=False, faults={"bybit": {"ws_drop_every_seconds": 1.0}})
     async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -49,7 +49,7 @@ async def test_drop_after_t_seconds(sim_factory):
 
 
 async def test_stall_keeps_the_socket_open(sim_factory):
-    handle = sim_factory(faults={"bybit": {"ws_stall_after_messages": 3}})
+    handle = sim_factory(warm_up=False, faults={"bybit": {"ws_stall_after_messages": 3}})
     async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
         frames = [await recv_json(ws) for _ in range(3)]
@@ -63,7 +63,7 @@ async def test_stall_keeps_the_socket_open(sim_factory):
 
 
 async def test_malformed_every_nth_data_frame(sim_factory):
-    handle = sim_factory(faults={"okx": {"ws_malformed_every": 4}})
+    handle = sim_factory(warm_up=False, faults={"okx": {"ws_malformed_every": 4}})
     async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
         ack = await recv_json(ws)  # control frames are never malformed
@@ -81,7 +81,7 @@ async def test_malformed_every_nth_data_frame(sim_factory):
 
 
 async def test_binance_depth_gap(sim_factory):
-    handle = sim_factory(faults={"binance": {"depth_gap_every": 4}})
+    handle = sim_factory(warm_up=False, faults={"binance": {"depth_gap_every": 4}})
     async with websockets.connect(handle.ws_url("binance") + "/ws/ethusdt@depth@100ms") as ws:
         events = [await recv_json(ws) for _ in range(8)]
     gaps = [b["U"] - a["u"] - 1 for a, b in zip(events, events[1:], strict=False)]
@@ -91,7 +91,7 @@ async def test_binance_depth_gap(sim_factory):
 
 
 async def test_bybit_u_gap(sim_factory):
-    handle = sim_factory(faults={"bybit": {"depth_gap_every": 3}})
+    handle = sim_factory(warm_up=False, faults={"bybit": {"depth_gap_every": 3}})
     async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"]}))
         await recv_json(ws)
@@ -103,7 +103,7 @@ async def test_bybit_u_gap(sim_factory):
 
 
 async def test_okx_seq_gap_and_bad_checksum(sim_factory):
-    handle = sim_factory(faults={"okx": {"depth_gap_every": 5, "okx_bad_checksum_every": 3}})
+    handle = sim_factory(warm_up=False, faults={"okx": {"depth_gap_every": 5, "okx_bad_checksum_every": 3}})
     inst = INSTRUMENTS[("okx", "eth")]
     async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}))
@@ -136,7 +136,7 @@ async def test_okx_seq_gap_and_bad_checksum(sim_factory):
 
 
 async def test_bybit_restart_sends_u1_snapshot(sim_factory):
-    handle = sim_factory()
+    handle = sim_factory(warm_up=False)
     async with websockets.connect(handle.ws_url("bybit") + "/v5/public/spot") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT"]}))
         await recv_json(ws)
@@ -156,7 +156,7 @@ async def test_bybit_restart_sends_u1_snapshot(sim_factory):
 
 
 async def test_latency_delays_every_frame(sim_factory):
-    handle = sim_factory(faults={"binance": {"latency_ms": 400}})
+    handle = sim_factory(warm_up=False, faults={"binance": {"latency_ms": 400}})
     async with websockets.connect(handle.ws_url("binance") + "/ws") as ws:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -173,7 +173,7 @@ async def test_latency_delays_every_frame(sim_factory):
 
 
 async def test_ws_counters(sim_factory):
-    handle = sim_factory()
+    handle = sim_factory(warm_up=False)
     async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "bbo-tbt", "instId": "BTC-USDT"}]}))
         for _ in range(5):

@@ -107,7 +107,7 @@ async def test_business_url_refuses_public_channels(sim):
 
 async def test_trades_match_recording_and_model(sim_factory):
     # clock speed 20: the model's quiet spells between trades (up to a minute) pass quickly
-    sim = sim_factory(speed=20.0)
+    sim = sim_factory(speed=20.0, warm_up=False)
     async with websockets.connect(public(sim)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "trades", "instId": "BTC-USDT"}]}))
         await recv_json(ws)
@@ -220,7 +220,7 @@ async def test_repeated_subscription_is_harmless(sim):
 
 async def test_keepalive_update_when_the_book_does_not_change(sim_factory, monkeypatch):
     monkeypatch.setattr(ws_okx, "KEEPALIVE_SECONDS", 0.5)
-    handle = sim_factory(speed=1e-9)  # the clock stands still: the book never changes
+    handle = sim_factory(speed=1e-9, warm_up=False)  # the clock stands still: the book never changes
     async with websockets.connect(public(handle)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
         await recv_json(ws)
