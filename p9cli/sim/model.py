@@ -7,7 +7,8 @@ All values are integers: times in epoch ms, prices in ticks of the instrument
 ``tick * qty_unit`` units. Formatting to exchange strings is done with the ``Instrument``
 methods (``price_str``, ``qty_str``, ``quote_str``), never with floats.
 
-    Bars(open_time, open, high, low, close, volume, quote, trades, closed)  # int64 arrays, closed bool
+    Bars(open_time, open, high, low, close, volume, quote, trades, closed,  # int64 arrays, closed bool
+         taker_buy_volume, taker_buy_quote)
     Trades(id, time, price, qty, taker_buy)                                 # int64 arrays, taker_buy bool
 
     model = MarketModel(seed, clock, instruments=INSTRUMENTS)
