@@ -117,9 +117,30 @@ class Trials:
         )
         return f"{len(bids)}+{len(asks)} levels equal true book @{update_id}"
 
-    def trades_vs_truth(self, exchange: str, symbol: str, got: list[tuple]) -> str:
-        n = self.sim.assert_trades_equal_truth(exchange, symbol, got)
-        return f"{n} trades equal truth (ids, px, qty, side, time)"
+    def trades_vs_truth(self, exchange: str, symbol: str, got: list[tuple], window: tuple[int, int]) -> str:
+        n = self.sim.assert_trades_equal_truth(exchange, symbol, got, *window)
+        span = (window[1] - window[0]) / 1000
+        if n == 0:
+            return f"{symbol}: no trade in {span:.0f} simulated s (quiet market), none missing"
+        return f"{symbol}: {n} trades in {span:.0f} simulated s equal truth"
+
+    def listen(self) -> tuple[int, int]:
+        """Wall-clock wait of --seconds; returns the simulated window [start, end) in which the
+        client was surely subscribed (1 s settling before, 0.5 s for frames in flight after)."""
+        time.sleep(1.0)
+        start = self.sim.now_ms()
+        time.sleep(self.seconds)
+        end = self.sim.now_ms()
+        time.sleep(0.5)
+        return start, end
+
+    async def alisten(self) -> tuple[int, int]:
+        await asyncio.sleep(1.0)
+        start = await asyncio.to_thread(self.sim.now_ms)
+        await asyncio.sleep(self.seconds)
+        end = await asyncio.to_thread(self.sim.now_ms)
+        await asyncio.sleep(0.5)
+        return start, end
 
     # -- ccxt ------------------------------------------------------------------------------
     def ccxt(self) -> None:
@@ -258,9 +279,11 @@ class Trials:
                     )
                 )
             fh.run(start_loop=False, install_signal_handlers=False)
-            await asyncio.sleep(self.seconds)
+            window.extend(await self.alisten())
             await fh.stop_async()
             log.removeHandler(catch)
+
+        window: list[int] = []
 
         def feed():
             asyncio.run(main())
@@ -272,7 +295,7 @@ class Trials:
 
             def check_trades(ex=ex):
                 n = sum(len(v) for v in trades[ex].values())
-                parts = [self.trades_vs_truth(ex, s, got) for s, got in trades[ex].items() if got]
+                parts = [self.trades_vs_truth(ex, s, got, tuple(window)) for s, got in trades[ex].items()]
                 return f"{n} trades", "; ".join(parts) or "no trades"
 
             self.run(f"cryptofeed {ex}", "TRADES BTC-USDT, ETH-USDT", check_trades)
@@ -318,6 +341,7 @@ class Trials:
             from binance_sdk_spot.spot import Spot
 
             events: list = []
+            window: list[int] = []
 
             async def main():
                 client = Spot(
@@ -327,19 +351,18 @@ class Trials:
                 try:
                     stream = await conn.trade(symbol="btcusdt")
                     stream.on("message", events.append)
-                    await asyncio.sleep(self.seconds)
+                    window.extend(await self.alisten())
                 finally:
                     await conn.close_connection(close_session=True)
 
             asyncio.run(main())
-            assert events, "no trade delivered (see the SDK's log line: the SUBSCRIBE was refused?)"
             got = []
             for ev in events:
                 d = ev.model_dump() if hasattr(ev, "model_dump") else ev
                 got.append(
                     (d["T"], str(d["t"]), Decimal(d["p"]), Decimal(d["q"]), "sell" if d["m"] else "buy")
                 )
-            return f"{len(got)} trade events", self.trades_vs_truth("binance", "btc", got)
+            return f"{len(got)} trade events", self.trades_vs_truth("binance", "btc", got, tuple(window))
 
         self.run("binance-sdk-spot", "websocket_streams.trade(btcusdt)", sdk_ws)
 
@@ -365,7 +388,7 @@ class Trials:
             )
             try:
                 client.agg_trade(symbol="btcusdt", id=1)
-                time.sleep(self.seconds)
+                window = self.listen()
             finally:
                 client.stop()
             frames = [json.loads(m) for m in msgs]
@@ -374,7 +397,7 @@ class Trials:
                 (e["T"], str(e["a"]), Decimal(e["p"]), Decimal(e["q"]), "sell" if e["m"] else "buy")
                 for e in frames[1:]
             ]
-            return f"{len(got)} aggTrade events", self.trades_vs_truth("binance", "btc", got)
+            return f"{len(got)} aggTrade events", self.trades_vs_truth("binance", "btc", got, tuple(window))
 
         self.run("binance-connector", "SpotWebsocketStreamClient.agg_trade", connector_ws)
 
@@ -407,7 +430,7 @@ class Trials:
             try:
                 client = unified.WebSocket(testnet=False, channel_type="spot")
                 client.trade_stream(symbol="BTCUSDT", callback=lambda m: trades.extend(m["data"]))
-                time.sleep(self.seconds)
+                window = self.listen()
                 closer = threading.Thread(target=client.exit, daemon=True)
                 closer.start()
                 closer.join(10)
@@ -415,7 +438,7 @@ class Trials:
                 unified.PUBLIC_WSS = saved
                 self.sim.control_post("/faults/bybit", {"latency_ms": 0})
             got = [(t["T"], t["i"], Decimal(t["p"]), Decimal(t["v"]), t["S"].lower()) for t in trades]
-            return f"{len(got)} trades", self.trades_vs_truth("bybit", "btc", got)
+            return f"{len(got)} trades", self.trades_vs_truth("bybit", "btc", got, window)
 
         self.run("pybit", "WebSocket.trade_stream(BTCUSDT)", ws)
 
@@ -441,6 +464,7 @@ class Trials:
             from okx.websocket.WsPublicAsync import WsPublicAsync
 
             frames: list[dict] = []
+            window: list[int] = []
 
             async def main():
                 client = WsPublicAsync(url=self.tls.wss_url("okx") + "/ws/v5/public")
@@ -451,7 +475,7 @@ class Trials:
                         [{"channel": "trades", "instId": "BTC-USDT"}],
                         callback=lambda m: frames.append(json.loads(m)),
                     )
-                    await asyncio.sleep(self.seconds)
+                    window.extend(await self.alisten())
                 finally:
                     await client.stop()
 
@@ -466,7 +490,9 @@ class Trials:
                     os.environ["SSL_CERT_FILE"] = saved
             data = [d for f in frames if "data" in f for d in f["data"]]
             got = [(int(d["ts"]), d["tradeId"], Decimal(d["px"]), Decimal(d["sz"]), d["side"]) for d in data]
-            return f"{len(got)} trades (via wss front door)", self.trades_vs_truth("okx", "btc", got)
+            return f"{len(got)} trades (via wss front door)", self.trades_vs_truth(
+                "okx", "btc", got, tuple(window)
+            )
 
         self.run("python-okx", "WsPublicAsync trades (wss)", ws)
 
@@ -475,11 +501,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each WebSocket client listens")
     parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=4.0,
+        help="simulator speed (the model has quiet spells of up to a simulated minute)",
+    )
     parser.add_argument("--only", default="ccxt,cryptofeed,binance,pybit,okx", help="comma-separated subset")
     parser.add_argument("--traceback", action="store_true", help="print tracebacks of failed calls")
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    sim = SimProcess(seed=args.seed)
+    sim = SimProcess(seed=args.seed, speed=args.speed)
     print("starting p9 sim ...", flush=True)
     try:
         sim.start()
