@@ -238,6 +238,29 @@ def test_bars_before_warm_up_equal_bars_after(model):
     for f in FIELDS:
         assert np.array_equal(getattr(before, f), getattr(after, f))
         assert np.array_equal(getattr(during, f), getattr(ref, f))
+    # the stores filled by warm_up equal the ones filled on demand (the fixture's)
+    for ex, sym in (("binance", "xrp"), ("okx", "btc")):
+        a = fresh.bars(ex, sym, DAY_MS, 0, 0, START, START)
+        b = model.bars(ex, sym, DAY_MS, 0, 0, START, START)
+        for f in FIELDS:
+            assert np.array_equal(getattr(a, f), getattr(b, f)), (ex, sym, f)
+
+
+def test_bars_are_stable_as_time_passes(model):
+    t1 = START + HOUR_MS + 29 * MINUTE_MS + 4_321
+    t2 = t1 + 3 * HOUR_MS + 7 * MINUTE_MS
+    for tf in (MINUTE_MS, 15 * MINUTE_MS, HOUR_MS, DAY_MS):
+        early = model.bars("bybit", "eth", tf, 0, START - 20 * tf, t2, t1)
+        late = model.bars("bybit", "eth", tf, 0, START - 20 * tf, t2, t2)
+        k = len(early)
+        assert late.open_time[:k].tolist() == early.open_time.tolist()
+        for f in FIELDS:  # closed bars never change
+            assert np.array_equal(getattr(late, f)[: k - 1], getattr(early, f)[: k - 1])
+        # the forming bar only grows
+        assert late.open[k - 1] == early.open[k - 1]
+        assert late.high[k - 1] >= early.high[k - 1] and late.low[k - 1] <= early.low[k - 1]
+        for f in ("volume", "quote", "trades", "taker_buy_volume", "taker_buy_quote"):
+            assert getattr(late, f)[k - 1] >= getattr(early, f)[k - 1]
 
 
 # ------------------------------------------------------------------------------ trades
