@@ -393,3 +393,51 @@ def test_trades_from_id_finds_the_minute_directly():
         before = m.trades_from_id(ex, sym, first - 1000, 5, end)
         assert before.id.tolist() == list(range(first, first + 5))
         assert len(m.trades_from_id(ex, sym, int(whole.id[-1]) + 1, 5, end)) == 0
+
+
+def test_same_market_in_another_process(model):
+    """Nothing depends on process state (hash seeds, import order): a fresh interpreter
+    computes the same bars and trades for the same seed and start."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = f"""
+import hashlib, numpy as np
+from p9cli.sim.model import MarketModel
+from p9cli.sim.state import SimClock
+m = MarketModel({SEED}, SimClock(start_ms={START}))
+now = {START + 2 * HOUR_MS}
+h = hashlib.sha256()
+for ex, sym, tf in (("okx", "btc", 5 * 60_000), ("binance", "xrp", 3_600_000)):
+    b = m.bars(ex, sym, tf, 0, now - 300 * tf, now, now)
+    for a in (b.open_time, b.open, b.high, b.low, b.close, b.volume, b.quote, b.trades, b.taker_buy_volume):
+        h.update(np.ascontiguousarray(a).tobytes())
+t = m.trades("bybit", "sol", now - 600_000, now)
+for a in (t.id, t.time, t.price, t.qty, t.taker_buy):
+    h.update(np.ascontiguousarray(a).tobytes())
+print(h.hexdigest())
+"""
+    env = {"PYTHONHASHSEED": "12345", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    now = START + 2 * HOUR_MS
+    h = hashlib.sha256()
+    for ex, sym, tf in (("okx", "btc", 5 * MINUTE_MS), ("binance", "xrp", HOUR_MS)):
+        b = model.bars(ex, sym, tf, 0, now - 300 * tf, now, now)
+        for a in (
+            b.open_time,
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.quote,
+            b.trades,
+            b.taker_buy_volume,
+        ):
+            h.update(np.ascontiguousarray(a).tobytes())
+    t = model.trades("bybit", "sol", now - 10 * MINUTE_MS, now)
+    for a in (t.id, t.time, t.price, t.qty, t.taker_buy):
+        h.update(np.ascontiguousarray(a).tobytes())
+    assert out.stdout.strip() == h.hexdigest()
