@@ -23,7 +23,9 @@ min 5); Bybit ``GET /v5/market/instruments-info?category=spot`` (BTCUSDT basePre
 ETHUSDT 0.00001 / 0.0000001 / 0.00062; SOLUSDT 0.001 / 0.00001 / 0.023; XRPUSDT 0.01 /
 0.000001 / 2.63 / tick 0.0001; BNBUSDT estimated); OKX
 ``GET /api/v5/public/instruments?instType=SPOT`` (BTC-USDT tickSz 0.1, lotSz 0.00000001,
-minSz 0.00001).
+minSz 0.00001). Values not confirmed from a recorded payload (Binance maxQty/MARKET_LOT_SIZE
+of SOL/BNB/XRP, Bybit BNBUSDT, OKX ETH/SOL/BNB/XRP sizes) are estimates in the exchange's
+own style; the clients must read them from the endpoints, never assume them.
 """
 
 from __future__ import annotations
