@@ -603,12 +603,12 @@ class MarketModel:
         self._days: OrderedDict[int, _Day] = OrderedDict()  # LRU of historical days
         self._live_days: dict[int, _Day] = {}  # days >= live day: kept
         self._lru_size = 48
-        # aggregates of the historical days [hist_day0, live_day) at each STORE_MINUTES resolution
+        # aggregates of the historical days [hist_day0, live_day) at each STORE_MINUTES resolution,
+        # day-major (day, exchange, symbol, unit of the day): filling a day touches one
+        # contiguous block, so memory is committed only as days are filled
         nd = self._live_day - self._hist_day0
         self._stores = {
-            r: tuple(
-                np.zeros((N_EX, N_SYM, nd * (MINUTES_PER_DAY // r)), dtype=_I64) for _ in range(N_SERIES)
-            )
+            r: tuple(np.zeros((nd, N_EX, N_SYM, MINUTES_PER_DAY // r), dtype=_I64) for _ in range(N_SERIES))
             for r in STORE_MINUTES
         }
         self._agg_done = np.zeros(nd, dtype=bool)
@@ -658,16 +658,14 @@ class MarketModel:
         if d is None:
             d = self._day(day)
         for r, store in self._stores.items():
-            per_day = MINUTES_PER_DAY // r
-            sl = slice(i * per_day, (i + 1) * per_day)
-            shp = (N_EX, N_SYM, per_day, r)
+            shp = (N_EX, N_SYM, MINUTES_PER_DAY // r, r)
             blocks = [x.reshape(shp) for x in d.arrays]
-            store[0][:, :, sl] = blocks[0][..., 0]
-            store[1][:, :, sl] = blocks[1].max(axis=3)
-            store[2][:, :, sl] = blocks[2].min(axis=3)
-            store[3][:, :, sl] = blocks[3][..., -1]
+            store[0][i] = blocks[0][..., 0]
+            store[1][i] = blocks[1].max(axis=3)
+            store[2][i] = blocks[2].min(axis=3)
+            store[3][i] = blocks[3][..., -1]
             for k in range(4, N_SERIES):
-                store[k][:, :, sl] = blocks[k].sum(axis=3)
+                store[k][i] = blocks[k].sum(axis=3)
         self._agg_done[i] = True
 
     def _ensure_live_quotes(self, d: _Day, e: int, s: int, m_end: int) -> None:
@@ -780,10 +778,13 @@ class MarketModel:
             if not done.all():
                 for day in range(d0, d1 + 1):
                     self._fill_agg(day)
-            i0 = (start - self._hist_day0 * DAY_MS) // unit_ms
+            per_day = MINUTES_PER_DAY // r
+            i0 = (start - self._hist_day0 * DAY_MS) // unit_ms  # unit indices since hist_day0
             i1 = (split - self._hist_day0 * DAY_MS) // unit_ms
+            da, db = i0 // per_day, (i1 - 1) // per_day + 1
+            a, b = i0 - da * per_day, i1 - da * per_day
             for col, arr in zip(cols, self._stores[r], strict=True):
-                col.append(arr[e, s, i0:i1])
+                col.append(arr[da:db, e, s, :].reshape(-1)[a:b])
         split = max(split, start)
         if split < end:
             mins = self._minute_units(e, s, split, end, now_ms)
