@@ -245,9 +245,10 @@ async def test_trades_equal_model_and_close_into_the_rest_candle(fast_sim):
     assert row[8] == len(in_minute)
 
 
-async def test_server_pings_and_closes_without_pong(sim, monkeypatch):
+async def test_server_pings_and_closes_without_pong(sim_factory, monkeypatch):
     monkeypatch.setattr(ws_binance.SETTINGS, "ping_interval", 0.3)
-    monkeypatch.setattr(ws_binance.SETTINGS, "pong_timeout", 1.0)
+    monkeypatch.setattr(ws_binance.SETTINGS, "pong_timeout", 1.5)
+    sim = sim_factory(warm_up=False)
     state = sim.sim.exchanges["binance"]
     before = state.counters["ws.keepalive_closes"]
     # a client that answers pings (websockets does, in the background) stays connected

@@ -181,22 +181,23 @@ async def test_subscription_errors_and_repeats(sim):
         assert us == list(range(us[0], us[0] + len(us)))
 
 
-async def test_idle_connection_is_cut(sim, monkeypatch):
-    monkeypatch.setattr(ws_bybit.SETTINGS, "idle_seconds", 1.0)
-    state = sim.sim.exchanges["bybit"]
-    before = state.counters["ws.keepalive_closes"]
-    async with websockets.connect(spot_url(sim)) as ws:
+async def test_idle_connection_is_cut(sim_factory, monkeypatch):
+    monkeypatch.setattr(ws_bybit.SETTINGS, "idle_seconds", 1.5)
+    handle = sim_factory(warm_up=False)
+    state = handle.sim.exchanges["bybit"]
+    async with websockets.connect(spot_url(handle)) as ws:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await ws.wait_closed()
-        assert 0.9 <= loop.time() - t0 <= 3.0
+        assert 1.4 <= loop.time() - t0 <= 4.0
+    assert state.counters["ws.keepalive_closes"] == 1
     # a connection that pings stays
-    async with websockets.connect(spot_url(sim)) as ws:
-        for _ in range(6):
+    async with websockets.connect(spot_url(handle)) as ws:
+        for _ in range(10):
             await ws.send(json.dumps({"op": "ping"}))
             assert (await recv_json(ws))["ret_msg"] == "pong"
-            await asyncio.sleep(0.4)
-    assert state.counters["ws.keepalive_closes"] == before + 1
+            await asyncio.sleep(0.3)
+    assert state.counters["ws.keepalive_closes"] == 1
 
 
 async def test_trades_equal_the_model(fast_sim):

@@ -232,21 +232,24 @@ async def test_keepalive_update_when_the_book_does_not_change(sim_factory, monke
     assert d["checksum"] == snap["data"][0]["checksum"]
 
 
-async def test_silent_connection_is_closed_with_4004(sim, monkeypatch):
-    monkeypatch.setattr(ws_okx.SETTINGS, "idle_seconds", 1.0)
+async def test_silent_connection_is_closed_with_4004(sim_factory, monkeypatch):
+    monkeypatch.setattr(ws_okx.SETTINGS, "idle_seconds", 1.5)
+    sim = sim_factory(warm_up=False)
     async with websockets.connect(public(sim)) as ws:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         with pytest.raises(websockets.ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), 5)
-        assert 0.9 <= loop.time() - t0 <= 3.0
+            await asyncio.wait_for(ws.recv(), 6)
+        assert 1.4 <= loop.time() - t0 <= 4.0
         assert info.value.rcvd is not None and info.value.rcvd.code == 4004
+    assert sim.sim.exchanges["okx"].counters["ws.keepalive_closes"] == 1
     # a client that pings in time stays
     async with websockets.connect(public(sim)) as ws:
-        for _ in range(5):
+        for _ in range(10):
             await ws.send("ping")
             assert await asyncio.wait_for(ws.recv(), 2) == "pong"
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.3)
+    assert sim.sim.exchanges["okx"].counters["ws.keepalive_closes"] == 1
 
 
 async def test_new_connection_rate_limit(sim, monkeypatch):
