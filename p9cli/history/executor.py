@@ -109,6 +109,7 @@ class ExchangeClient:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self.unavailable: ExchangeUnavailable | None = None
+        self._gone = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -159,6 +160,34 @@ class ExchangeClient:
         body, _ = await self._send(req, counters)
         return body
 
+    def _give_up(self, exc: ExchangeUnavailable) -> ExchangeUnavailable:
+        """Nothing more is sent to this exchange in this run; waiting requests fail at once."""
+        if self.unavailable is None:
+            self.unavailable = exc
+        self._gone.set()
+        return self.unavailable
+
+    async def _acquire(self, req: RestRequest):
+        """Room in the request's bucket, or :class:`ExchangeUnavailable` as soon as the
+        exchange is given up (a request waiting out a long pause does not hang the run)."""
+        if self.unavailable is not None:
+            raise self.unavailable
+        acquire = asyncio.ensure_future(self.limiter.acquire(req.bucket, req.cost))
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({acquire, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        if acquire.cancelled():
+            raise self.unavailable or asyncio.CancelledError()
+        slot = acquire.result()  # re-raises what the limiter raised
+        if self.unavailable is not None:
+            await self.limiter.release(req.bucket, slot)
+            raise self.unavailable
+        return slot
+
     def _reset_wait(self, headers: Any) -> float | None:
         """Seconds until a ``X-Bapi-Limit-Reset-Timestamp`` (server ms), when one is sent."""
         raw = header(headers, "X-Bapi-Limit-Reset-Timestamp")
@@ -193,7 +222,7 @@ class ExchangeClient:
                 )
             attempt += 1
             async with self._in_flight:
-                slot = await self.limiter.acquire(req.bucket, req.cost)
+                slot = await self._acquire(req)
                 sent_mono = time.monotonic()
                 try:
                     response = await self._http.get(req.target)
@@ -206,10 +235,11 @@ class ExchangeClient:
                     connect_failures += 1
                     last_error = exc
                     if connect_failures >= o.connect_attempts:
-                        self.unavailable = ExchangeUnavailable(
-                            f"unreachable at {self.base_url} ({_event_text(exc)})", exchange=self.name
-                        )
-                        raise self.unavailable from None
+                        raise self._give_up(
+                            ExchangeUnavailable(
+                                f"unreachable at {self.base_url} ({_event_text(exc)})", exchange=self.name
+                            )
+                        ) from None
                     counters.retries += 1
                     await asyncio.sleep(self._backoff(attempt))
                     continue
@@ -249,12 +279,12 @@ class ExchangeClient:
                 wait = exc.retry_after_s if exc.retry_after_s is not None else 60.0
                 await self.limiter.pause(wait + 0.25)
                 if wait > o.max_ban_wait_s:
-                    self.unavailable = ExchangeUnavailable(
-                        f"banned or blocked for {wait:.0f} s ({exc}); not waiting that long",
-                        exchange=self.name,
-                    )
-                    self.on_event(self.name, str(self.unavailable))
-                    raise self.unavailable from None
+                    raise self._give_up(
+                        ExchangeUnavailable(
+                            f"banned or blocked for {wait:.0f} s ({exc}); not waiting that long",
+                            exchange=self.name,
+                        )
+                    ) from None
                 self.on_event(self.name, f"ban/block answer ({exc}); pausing {wait:.1f} s")
                 counters.retries += 1
                 last_error = exc

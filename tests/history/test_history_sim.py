@@ -3,6 +3,8 @@ boundary, incremental refresh, faults, zero limit violations and bans."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import assert_file_matches_truth, counters, run_fetch, sim_settings, truth
 
@@ -220,3 +222,22 @@ async def test_pages_shorter_than_documented_are_followed_not_mistaken_for_holes
     assert all(s.requests == 5 + 6 for s in stats), [s.requests for s in stats]
     c = counters(handle, "okx")
     assert c.get("limit.violations", 0) == 0
+
+
+async def test_a_long_ip_block_fails_that_exchange_at_once_and_the_others_complete(start_sim, tmp_path):
+    # another client on this IP has used Bybit's budget: the simulator allows 2 per 5 s, then
+    # blocks the IP for 10 minutes (HTTP 403). p9 must not hang a cron run for that.
+    handle = start_sim(limits={"bybit": {"bybit_requests_per_5s": 2}})
+    settings = sim_settings(handle, tmp_path, symbols="btc", timeframes="1h,15m,5m", candles=300)
+    t0 = time.monotonic()
+    stats, run, out = await run_fetch(settings)
+    assert time.monotonic() - t0 < 30
+    bybit = [s for s in stats if s.key.exchange == "bybit"]
+    assert not all(s.ok for s in bybit)
+    assert all(s.ok for s in stats if s.key.exchange != "bybit")
+    assert out.count("bybit: banned or blocked for 600 s") == 1, out
+    c = counters(handle, "bybit")
+    # the time, then 3 pages together; nothing was sent (no retry) after the 403s
+    assert c["rest.requests"] == 4 and c["limit.violations"] == 2
+    (by,) = [r for r in run.exchanges if r.exchange == "bybit"]
+    assert by.error.startswith("banned or blocked for 600 s")
