@@ -62,8 +62,10 @@ def _utc_stamp() -> str:
 class Reporter:
     """``progress=True``: Rich progress bars (one per exchange); ``False``: plain lines."""
 
-    def __init__(self, progress: bool | None = None, out: TextIO | None = None):
+    def __init__(self, progress: bool | None = None, out: TextIO | None = None, err: TextIO | None = None):
         self.out = out or sys.stdout
+        #: where failures go in plain mode (cron mails stderr; stdout can go to a log file)
+        self.err = err or (sys.stderr if out is None else self.out)
         if progress is None:
             progress = bool(getattr(self.out, "isatty", lambda: False)())
         self.progress_mode = progress
@@ -80,13 +82,16 @@ class Reporter:
 
     # -- events -------------------------------------------------------------------------------
 
-    def line(self, message: str) -> None:
+    def line(self, message: str, error: bool = False) -> None:
+        """One event. Plain mode: a timestamped line, on stderr when it reports a failure."""
         if self._progress is not None:
             self._progress.console.print(message, markup=False, highlight=False)
         elif self.progress_mode:
             self.console.print(message, markup=False, highlight=False)
         else:
-            print(f"{_utc_stamp()} fetch-history: {message}", file=self.out, flush=True)
+            print(
+                f"{_utc_stamp()} fetch-history: {message}", file=self.err if error else self.out, flush=True
+            )
 
     def start(self, series_per_exchange: dict[str, int], full: bool, history_dir: str) -> None:
         total = sum(series_per_exchange.values())
@@ -109,8 +114,8 @@ class Reporter:
                 self._candles[ex] = 0
             self._progress.start()
 
-    def event(self, exchange: str, message: str) -> None:
-        self.line(f"{exchange}: {message}")
+    def event(self, exchange: str, message: str, error: bool = False) -> None:
+        self.line(f"{exchange}: {message}", error)
 
     def series_done(self, s: SeriesStats, quiet: bool = False) -> None:
         """A series finished. ``quiet``: its failure was already told (whole exchange down)."""
@@ -119,7 +124,7 @@ class Reporter:
             self._candles[ex] += s.new_candles
             self._progress.update(self._tasks[ex], advance=1, candles=self._candles[ex])
         if not s.ok and not quiet:
-            self.line(f"{s.key}: FAILED: {s.error}")
+            self.line(f"{s.key}: FAILED: {s.error}", error=True)
         elif s.new_holes:
             self.line(
                 f"{s.key}: {s.new_holes} candle(s) missing at the exchange after asking twice "
@@ -145,7 +150,7 @@ class Reporter:
         if failed:
             kept = len(stats) - len(failed)
             tail = f"; the {kept} others were stored" if kept else ""
-            self.line(f"{len(failed)} of {len(stats)} series failed{tail}")
+            self.line(f"{len(failed)} of {len(stats)} series failed{tail}", error=True)
 
 
 def exchange_totals(run) -> Totals:

@@ -151,7 +151,7 @@ async def fetch_exchange(
             await client.sync_time(run.overhead)
         except (ExchangeError, OSError) as exc:
             run.error = _exchange_error_text(exchange, base_url, exc)
-            reporter.event(exchange, f"{run.error}; its {len(keys)} series failed")
+            reporter.event(exchange, f"{run.error}; its {len(keys)} series failed", error=True)
             run.series = [SeriesStats(k, ok=False, error=f"{exchange} {run.error}") for k in keys]
             for st in run.series:
                 reporter.series_done(st, quiet=True)
@@ -167,7 +167,7 @@ async def fetch_exchange(
         if client.unavailable is not None:
             run.error = _exchange_error_text(exchange, base_url, client.unavailable)
             failed = sum(1 for st in run.series if not st.ok)
-            reporter.event(exchange, f"{run.error}; {failed} series failed")
+            reporter.event(exchange, f"{run.error}; {failed} series failed", error=True)
     run.seconds = time.monotonic() - t0
     reporter.exchange_done(run)
     return run

@@ -76,12 +76,16 @@ def test_all_exchanges_unreachable_fail_fast_with_a_line_each(tmp_path):
         "fetch-history", "--symbols", "btc", "--timeframes", "1h,1d", "--data-dir", str(tmp_path), *urls
     )
     assert r.returncode == 1
-    out = r.stdout
+    out, err = r.stdout, r.stderr
+    # failures go to stderr (cron mails them), one line per exchange, plus the final count
+    lines = err.strip().splitlines()
+    assert len(lines) == 4, err
     for ex in ("binance", "bybit", "okx"):
-        assert f"{ex}: unreachable at http://127.0.0.1:" in out
-    assert "Traceback" not in r.stderr + out
-    assert "\x1b[" not in out  # not a terminal: no colour codes
-    assert "0/6" in out  # summary: nothing succeeded
+        assert sum(f"fetch-history: {ex}: unreachable at http://127.0.0.1:" in line for line in lines) == 1
+    assert lines[-1].endswith("fetch-history: 6 of 6 series failed")
+    assert "Traceback" not in err + out
+    assert "\x1b[" not in out + err  # not a terminal: no colour codes
+    assert "0/6" in out  # the summary table (stdout): nothing succeeded
     assert list((tmp_path / "history").rglob("*.parquet")) == []
 
 
