@@ -214,3 +214,20 @@ async def test_trades_equal_the_model(fast_sim):
     assert [ticks(t["p"], inst.tick) for t in items] == want.price.tolist()
     assert [units(t["v"], inst.qty_unit) for t in items] == want.qty.tolist()
     assert [t["S"] == "Buy" for t in items] == want.taker_buy.tolist()
+
+
+async def test_push_intervals(fast_sim):
+    """orderbook.50 pushes at most every 20 ms and orderbook.200 every 100 ms (simulated time)."""
+    async with websockets.connect(spot_url(fast_sim)) as ws:
+        await ws.send(
+            json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT", "orderbook.200.ETHUSDT"]})
+        )
+        await recv_json(ws)
+        ts: dict[str, list[int]] = {"orderbook.50.ETHUSDT": [], "orderbook.200.ETHUSDT": []}
+        while min(len(v) for v in ts.values()) < 6:
+            frame = await recv_json(ws)
+            if frame["type"] == "delta":
+                ts[frame["topic"]].append(frame["ts"])
+    for topic, interval in (("orderbook.50.ETHUSDT", 20), ("orderbook.200.ETHUSDT", 100)):
+        gaps = [b - a for a, b in zip(ts[topic], ts[topic][1:], strict=False)]
+        assert min(gaps) >= interval, (topic, gaps)

@@ -266,3 +266,14 @@ async def test_new_connection_rate_limit(sim, monkeypatch):
     for ws in opened:
         await ws.close()
     assert len(opened) == 3 and refused == 2
+
+
+async def test_books_updates_every_100ms(sim_factory):
+    sim = sim_factory(speed=5.0, warm_up=False)
+    async with websockets.connect(public(sim)) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "SOL-USDT"}]}))
+        await recv_json(ws)
+        await recv_json(ws)  # snapshot
+        ts = [int((await recv_json(ws))["data"][0]["ts"]) for _ in range(8)]
+    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    assert min(gaps) >= 100, gaps
