@@ -139,7 +139,7 @@ def tls(sim):
 
 
 async def run_feeds(
-    sim, tls, seconds: float
+    sim, tls, seconds: float, exchanges: tuple[str, ...] = EXCHANGES, symbols: dict[str, str] = SYMBOLS
 ) -> tuple[dict[str, Recorder], list[logging.LogRecord], tuple[int, int]]:
     """Run the three feeds for ``seconds`` wall seconds. Returns the recorders, the log records
     of the run and a window ``[start, end)`` of simulated ms during which every feed was
@@ -152,12 +152,12 @@ async def run_feeds(
     log.addHandler(handler)
     recorders: dict[str, Recorder] = {}
     try:
-        for exchange in EXCHANGES:
+        for exchange in exchanges:
             rec = Recorder(exchange)
             recorders[exchange] = rec
             feed_cls = cryptofeed_class(exchange, sim, tls)
             kwargs: dict[str, Any] = {
-                "symbols": list(SYMBOLS),
+                "symbols": list(symbols),
                 "channels": [TRADES, L2_BOOK],
                 "callbacks": {TRADES: rec.on_trade, L2_BOOK: rec.on_book},
                 "cross_check": True,
@@ -222,3 +222,57 @@ def test_cryptofeed_trades_equal_true_trades(sim, feed_run, exchange):
     for sym in SYMBOLS.values():
         compared += sim.assert_trades_equal_truth(exchange, sym, rec.trades[sym], start, end)
     assert compared >= 3, f"{exchange}: only {compared} trades inside the window"
+
+
+# ------------------------------------------------------------------ injected faults, seen by cryptofeed
+
+FAULTS = ["--fault", "binance:depth_gap_every=40", "--fault", "okx:okx_bad_checksum_every=40"]
+
+
+@pytest.fixture(scope="module")
+def faulty_sim():
+    with running_sim_process(seed=99, extra_args=FAULTS) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def faulty_tls(faulty_sim):
+    door = TlsFrontDoor(faulty_sim).start()
+    yield door
+    door.stop()
+
+
+def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_sim, faulty_tls):
+    """The simulator's book faults look to cryptofeed exactly like the real failures: a Binance
+    diff whose U skips an id ("Missing book update detected" -> new REST snapshot), an OKX update
+    whose CRC32 does not match (BadChecksum -> reconnect -> new snapshot). Every book
+    cryptofeed hands out, before and after each resync, is a true book."""
+    recorders, records, _ = asyncio.run(
+        run_feeds(faulty_sim, faulty_tls, 12.0, exchanges=("binance", "okx"), symbols={"BTC-USDT": "btc"})
+    )
+    gaps = [r for r in records if "Missing book update detected" in r.getMessage()]
+    bad_checksums = [
+        r
+        for r in records
+        if r.exc_info and r.exc_info[0] is not None and r.exc_info[0].__name__ == "BadChecksum"
+    ]
+    counters = faulty_sim.control("/state")["exchanges"]
+    fired_gaps = counters["binance"]["counters"].get("fault.depth_gap_every", 0)
+    fired_checksums = counters["okx"]["counters"].get("fault.okx_bad_checksum_every", 0)
+    assert fired_gaps >= 1 and fired_checksums >= 1, (fired_gaps, fired_checksums)
+    # each injected fault is noticed once (a gap inside frames older than a fresh snapshot is
+    # rightly invisible, so at most as many as were injected)
+    assert 1 <= len(gaps) <= fired_gaps, f"{len(gaps)} Binance gaps noticed, {fired_gaps} injected"
+    assert 1 <= len(bad_checksums) <= fired_checksums, (
+        f"{len(bad_checksums)} bad checksums noticed, {fired_checksums} injected"
+    )
+    assert recorders["binance"].snapshots["btc"] >= 2, "no Binance resync"
+    assert recorders["okx"].snapshots["btc"] >= 2, "no OKX resubscribe"
+    for exchange in ("binance", "okx"):
+        samples = recorders[exchange].samples
+        assert len(samples) >= 5
+        for sym, state_id, bids, asks in samples:
+            truth = faulty_sim.truth_book(exchange, sym, update_id=state_id, depth=TOP)
+            assert (bids, asks) == (truth["bids"], truth["asks"]), (
+                f"{exchange} handed out a wrong book at {state_id}"
+            )
