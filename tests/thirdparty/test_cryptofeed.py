@@ -226,7 +226,14 @@ def test_cryptofeed_trades_equal_true_trades(sim, feed_run, exchange):
 
 # ------------------------------------------------------------------ injected faults, seen by cryptofeed
 
-FAULTS = ["--fault", "binance:depth_gap_every=40", "--fault", "okx:okx_bad_checksum_every=40"]
+FAULTS = [
+    "--fault",
+    "binance:depth_gap_every=40",
+    "--fault",
+    "okx:okx_bad_checksum_every=40",
+    "--fault",
+    "bybit:bybit_reset_every_seconds=4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -245,10 +252,11 @@ def faulty_tls(faulty_sim):
 def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_sim, faulty_tls):
     """The simulator's book faults look to cryptofeed exactly like the real failures: a Binance
     diff whose U skips an id ("Missing book update detected" -> new REST snapshot), an OKX update
-    whose CRC32 does not match (BadChecksum -> reconnect -> new snapshot). Every book
-    cryptofeed hands out, before and after each resync, is a true book."""
+    whose CRC32 does not match (BadChecksum -> reconnect -> new snapshot), a Bybit service
+    restart (a `u=1` snapshot -> the book is replaced). Every book cryptofeed hands out, before
+    and after each resync, is a true book."""
     recorders, records, _ = asyncio.run(
-        run_feeds(faulty_sim, faulty_tls, 12.0, exchanges=("binance", "okx"), symbols={"BTC-USDT": "btc"})
+        run_feeds(faulty_sim, faulty_tls, 12.0, exchanges=EXCHANGES, symbols={"BTC-USDT": "btc"})
     )
     gaps = [r for r in records if "Missing book update detected" in r.getMessage()]
     bad_checksums = [
@@ -268,7 +276,10 @@ def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_
     )
     assert recorders["binance"].snapshots["btc"] >= 2, "no Binance resync"
     assert recorders["okx"].snapshots["btc"] >= 2, "no OKX resubscribe"
-    for exchange in ("binance", "okx"):
+    fired_resets = counters["bybit"]["counters"].get("fault.bybit_reset_every_seconds", 0)
+    # the first snapshot plus one per restart (the last may still be in flight at the stop)
+    assert fired_resets >= 1 and fired_resets <= recorders["bybit"].snapshots["btc"] <= 1 + fired_resets
+    for exchange in EXCHANGES:
         samples = recorders[exchange].samples
         assert len(samples) >= 5
         for sym, state_id, bids, asks in samples:
