@@ -39,6 +39,7 @@ TARGET_LEVELS = 1000  # levels per side the book keeps (within +-TAIL_SLACK)
 TAIL_SLACK = 40
 MAX_SPREAD_TICKS = 3  # the touch is re-filled when the spread grows wider than this
 LOG_EVENTS = 50_000  # events kept for book_at / changes_since
+ANCHOR_MS = 10_000  # a new engine builds its book at the last multiple of this and plays to now
 MAX_CATCHUP_MS = 10_000  # a clock jump longer than this skips slots (the book re-centres at once)
 REFILL_LEVELS = 60  # at most this many levels are re-filled between the old touch and a new price
 
@@ -75,10 +76,13 @@ class BookEngine:
         self._rng = random.Random(stable_seed("book", seed, exchange, symbol))
         if now_ms is None:
             now_ms = model.clock.now_ms() if hasattr(model, "clock") else 0
-        self._next_slot_ms = (now_ms // SLOT_MS) * SLOT_MS + SLOT_MS
-        self._price_until_ms = now_ms + 1
-        self.last_price = int(model.last_trade_price(exchange, symbol, now_ms))
-        self.time_ms = now_ms
+        # the book is born at a fixed anchor (a multiple of ANCHOR_MS) and played forward to
+        # now, so two simulators with the same seed and start time have the same book
+        anchor = now_ms - now_ms % ANCHOR_MS
+        self._next_slot_ms = anchor + SLOT_MS
+        self._price_until_ms = anchor + 1
+        self.last_price = int(model.last_trade_price(exchange, symbol, anchor))
+        self.time_ms = anchor
         # size scale: a level near the touch is worth about `_base_notional` quote units
         tick = float(getattr(instrument, "tick", 0.01))
         qty_unit = float(getattr(instrument, "qty_unit", 1e-6))
@@ -95,6 +99,7 @@ class BookEngine:
         self._log: list[BookEvent] = []
         self._log_first = self.update_id + 1  # update id of self._log[0]
         self._build_initial()
+        self.step(now_ms)
 
     # ------------------------------------------------------------------ reading
     @property

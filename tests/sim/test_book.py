@@ -190,3 +190,16 @@ def test_trade_cache_equals_the_model(model):
 def test_orders_at_is_small_and_deterministic():
     assert {BookEngine.orders_at(p, q) for p in range(50) for q in range(1, 50)} <= set(range(1, 9))
     assert BookEngine.orders_at(123, 45) == BookEngine.orders_at(123, 45)
+
+
+def test_same_book_whenever_the_engine_was_created(model):
+    """Engines born at different moments of the same anchor window agree from then on."""
+    a = BookEngine("bybit", "eth", INSTRUMENTS[("bybit", "eth")], TradeCache(model), SEED, now_ms=START_MS)
+    b = BookEngine(
+        "bybit", "eth", INSTRUMENTS[("bybit", "eth")], TradeCache(model), SEED, now_ms=START_MS + 2_345
+    )
+    later = START_MS + 4_000
+    a.step(later)
+    b.step(later)
+    assert a.update_id == b.update_id
+    assert full_book(a) == full_book(b)
