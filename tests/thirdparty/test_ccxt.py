@@ -179,3 +179,45 @@ def test_fetch_order_book_is_a_true_book(sim, clients, exchange):
     truth = sim.truth_book(exchange, "btc", update_id=state, depth=50)
     assert bids == truth["bids"]
     assert asks == truth["asks"]
+
+
+BAD_SYMBOL_CALL = {
+    "binance": ("publicGetKlines", {"symbol": "FOOUSDT", "interval": "1m"}),
+    "bybit": ("publicGetV5MarketKline", {"category": "spot", "symbol": "FOOUSDT", "interval": "1"}),
+    "okx": ("publicGetMarketCandles", {"instId": "FOO-USDT", "bar": "1m"}),
+}
+BAD_INTERVAL_CALL = {
+    "binance": ("publicGetKlines", {"symbol": "BTCUSDT", "interval": "7m"}),
+    "bybit": ("publicGetV5MarketKline", {"category": "spot", "symbol": "BTCUSDT", "interval": "7"}),
+    "okx": ("publicGetMarketCandles", {"instId": "BTC-USDT", "bar": "7m"}),
+}
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_ccxt_maps_the_sims_error_bodies_like_the_real_exchanges(sim, clients, exchange):
+    """ccxt's error tables are built from the real exchanges' codes and messages: the
+    simulator's error bodies must land in the same ccxt exception classes (an unknown symbol
+    is BadSymbol, a bad interval BadRequest, an injected rate-limit answer DDoSProtection /
+    RateLimitExceeded), and the next call after a fault works again."""
+    client = clients[exchange]
+    method, params = BAD_SYMBOL_CALL[exchange]
+    with pytest.raises(ccxt.BadSymbol):
+        getattr(client, method)(params)
+    method, params = BAD_INTERVAL_CALL[exchange]
+    with pytest.raises(ccxt.BadRequest) as bad_interval:
+        getattr(client, method)(params)
+    assert not isinstance(bad_interval.value, ccxt.BadSymbol)
+    sim.control_post(f"/faults/{exchange}", {"rest_429_every": 1})
+    try:
+        with pytest.raises((ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
+            client.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+    finally:
+        sim.control_post(f"/faults/{exchange}", {"rest_429_every": 0})
+    sim.control_post(f"/faults/{exchange}", {"rest_5xx_every": 1})
+    try:
+        with pytest.raises(ccxt.BaseError) as server_error:
+            client.fetch_ohlcv("BTC/USDT", "1m", limit=2)
+        assert not isinstance(server_error.value, ccxt.BadRequest | ccxt.AuthenticationError)
+    finally:
+        sim.control_post(f"/faults/{exchange}", {"rest_5xx_every": 0})
+    assert len(client.fetch_ohlcv("BTC/USDT", "1m", limit=2)) == 2
