@@ -259,6 +259,11 @@ def _valid_id(req_id: Any) -> bool:
     return False
 
 
+#: error replies seen on the wire (Krypto-trading-bot #1121, 2021; unicorn-binance-websocket-api #17, 2020)
+INVALID_STREAM = (2, "Invalid request: invalid stream")
+TOO_MANY = (4, "Too many subscriptions")
+
+
 class BinanceSession:
     """The control protocol of one connection."""
 
@@ -268,14 +273,14 @@ class BinanceSession:
         #: subscribed stream names in order (including valid names of unknown symbols)
         self.streams: dict[str, Topic | None] = {}
 
-    async def subscribe(self, names: list[str]) -> str | None:
-        """Subscribe; returns an error message (nothing subscribed) or None."""
+    async def subscribe(self, names: list[str]) -> tuple[int, str] | None:
+        """Subscribe; returns an error (code, message) (nothing subscribed) or None."""
         for name in names:
             if not isinstance(name, str) or parse_stream(name) is None:
-                return "Invalid request: invalid stream"
+                return INVALID_STREAM
         new = [n for n in dict.fromkeys(names) if n not in self.streams]
         if len(self.streams) + len(new) > SETTINGS.max_streams:
-            return "Invalid request: too many streams"
+            return TOO_MANY
         for name in new:
             topic = stream_topic(self.feed, name)
             self.streams[name] = topic
@@ -283,10 +288,10 @@ class BinanceSession:
                 self.feed.subscribe(self.conn, topic)
         return None
 
-    def unsubscribe(self, names: list[str]) -> str | None:
+    def unsubscribe(self, names: list[str]) -> tuple[int, str] | None:
         for name in names:
             if not isinstance(name, str) or parse_stream(name) is None:
-                return "Invalid request: invalid stream"
+                return INVALID_STREAM
         for name in names:
             topic = self.streams.pop(name, None)
             if topic is not None:
@@ -323,7 +328,7 @@ class BinanceSession:
                 return
             err = await self.subscribe(params) if method == "SUBSCRIBE" else self.unsubscribe(params)
             if err:
-                await conn.send(error_frame(2, err, req_id))
+                await conn.send(error_frame(err[0], err[1], req_id))
                 return
             await conn.send(_dumps({"result": None, "id": req_id}))
             if method == "SUBSCRIBE":

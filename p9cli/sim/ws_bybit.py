@@ -5,7 +5,8 @@ Control (JSON text): ``{"op":"subscribe"|"unsubscribe","args":[..],"req_id":..}`
 only when sent; at most :data:`MAX_ARGS` args per spot request, else ``success: false``);
 ``{"op":"ping"}`` answered by ``{"success":true,"ret_msg":"pong","conn_id":..,"op":"ping"}``.
 Failure texts not documented by Bybit follow what clients have reported on the wire
-(``error:handler not found,topic:<t>``, ``error:already subscribed,topic:<t>``).
+(``args size >10``, ``error:handler not found,topic:<t>``, ``error:already subscribed,topic:<t>``;
+sieblyio/bybit-api #477 and #561, yufuquant/rust-bybit #24).
 
 Topics (``<SYM>`` = ``BTCUSDT``):
 
@@ -234,7 +235,7 @@ async def handle_text(feed: LiveFeed, conn: Conn, text: str) -> None:
         await conn.send(_reply(conn, op, False, "error:args invalid", req_id, has_req_id))
         return
     if len(args) > MAX_ARGS:
-        await conn.send(_reply(conn, op, False, f"error:args size >{MAX_ARGS}", req_id, has_req_id))
+        await conn.send(_reply(conn, op, False, f"args size >{MAX_ARGS}", req_id, has_req_id))
         return
     topics: list[Topic] = []
     for name in args:

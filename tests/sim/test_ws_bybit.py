@@ -163,6 +163,7 @@ async def test_subscription_errors_and_repeats(sim):
         await ws.send(json.dumps({"op": "subscribe", "args": [*args, "orderbook.1.BTCUSDT"], "req_id": "a"}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply["success"] is False and reply["req_id"] == "a", "spot: at most 10 args"
+        assert reply["ret_msg"] == "args size >10"
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.7.BTCUSDT"]}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply["success"] is False and "orderbook.7.BTCUSDT" in reply["ret_msg"]
