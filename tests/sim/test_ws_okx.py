@@ -277,3 +277,21 @@ async def test_books_updates_every_100ms(sim_factory):
         ts = [int((await recv_json(ws))["data"][0]["ts"]) for _ in range(8)]
     gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
     assert min(gaps) >= 100, gaps
+
+
+async def test_subscribe_requests_per_hour_limit(sim, monkeypatch):
+    monkeypatch.setattr(ws_okx.SETTINGS, "max_subscribes_per_hour", 2)
+    async with websockets.connect(public(sim)) as ws:
+        for channel in ("bbo-tbt", "books5"):
+            await ws.send(
+                json.dumps({"op": "subscribe", "args": [{"channel": channel, "instId": "XRP-USDT"}]})
+            )
+            ack, _ = await recv_until(ws, lambda f: "event" in f)
+            assert ack["event"] == "subscribe"
+        await ws.send(
+            json.dumps(
+                {"id": "3", "op": "unsubscribe", "args": [{"channel": "bbo-tbt", "instId": "XRP-USDT"}]}
+            )
+        )
+        err, _ = await recv_until(ws, lambda f: "event" in f)
+        assert err["event"] == "error" and err["code"] == "60014" and err["id"] == "3"
