@@ -38,6 +38,7 @@ from p9cli.universe import QUOTE, SYMBOLS
 log = logging.getLogger("p9cli.sim.feed")
 
 TICK_SECONDS = 0.01  # wall seconds between two feed ticks
+IDLE_TICK_SECONDS = 0.05  # ... while nobody is subscribed to anything (books still move for REST)
 HOUSEKEEPING_SECONDS = 0.25  # wall seconds between two keepalive / lifetime checks
 SLOW_CONSUMER_BYTES = 16 * 1024 * 1024  # a connection with more unsent bytes is cut
 TRUTH_WINDOWS = 10_000  # trade windows remembered per (exchange, symbol)
@@ -435,7 +436,7 @@ class LiveFeed:
                 raise
             except Exception:  # noqa: BLE001 - the feed must keep running; log and go on
                 log.exception("feed tick failed")
-            next_at += self.tick_seconds
+            next_at += self.tick_seconds if self.active else max(self.tick_seconds, IDLE_TICK_SECONDS)
             delay = next_at - loop.time()
             if delay < 0:
                 next_at = loop.time()
