@@ -146,6 +146,8 @@ async def test_books_shapes_chain_checksum_and_truth(sim):
             for side in ("bids", "asks"):
                 for px, sz, zero, orders in d[side]:
                     assert zero == "0" and orders.isdigit() and (orders == "0") == (sz == "0")
+                    known = strings[side].get(ticks(px, INST.tick))
+                    assert known is None or known[0] == px, "a level's price is always the same string"
                     if sz == "0":
                         strings[side].pop(ticks(px, INST.tick), None)
                     else:
