@@ -178,6 +178,8 @@ class SimProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        if self.proc.returncode == 0 and self.log_path is not None:  # a clean stop: the log is not needed
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> SimProcess:
         return self.start()
