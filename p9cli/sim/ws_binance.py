@@ -379,6 +379,8 @@ def _over_rate(conn: Conn, now: float) -> bool:
 
 def housekeep(conn: Conn, loop_now: float) -> None:
     """Pings, pong deadline and lifetime (called by the feed every few hundred ms)."""
+    if conn.stalled:
+        return  # a stalled connection sends nothing at all
     if loop_now - conn.opened >= SETTINGS.lifetime:
         conn.close(1000, "connection lifetime reached")
         return
