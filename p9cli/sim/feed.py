@@ -412,9 +412,11 @@ class LiveFeed:
 
     def bybit_rest_u(self, symbol: str, seq: int) -> int | None:
         """``u`` of the Bybit ``orderbook.1000`` stream (what REST ``/v5/market/orderbook``
-        reports), when that stream has been served; else None."""
+        reports) when that stream's last message showed exactly the state ``seq``; else None."""
         topic = self.topics.get(("bybit", f"orderbook.1000.{symbol.upper()}{QUOTE.upper()}"))
-        return getattr(topic, "u", None) if topic is not None else None
+        if topic is not None and getattr(topic, "seq", None) == seq and getattr(topic, "u", 0):
+            return int(topic.u)
+        return None
 
     def trades_were_sent(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> bool:
         """True when every trade with ``start_ms <= time < end_ms`` went to the subscribers
