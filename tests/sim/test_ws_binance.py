@@ -228,6 +228,9 @@ async def test_trades_equal_model_and_close_into_the_rest_candle(fast_sim):
     assert [ticks(t["p"], inst.tick) for t in trades] == want.price.tolist()
     assert [units(t["q"], inst.qty_unit) for t in trades] == want.qty.tolist()
     assert [not t["m"] for t in trades] == want.taker_buy.tolist()
+    feed = handle.sim.feed
+    assert handle.thread.call(feed.trades_were_sent, "binance", "eth", lo, hi + 1)
+    assert not handle.thread.call(feed.trades_were_sent, "binance", "eth", lo - 3_600_000, hi + 1)
     in_minute = [t for t in trades if minute <= t["T"] < minute + 60_000]
     async with httpx.AsyncClient() as client:
         r = await client.get(
