@@ -183,3 +183,44 @@ async def test_ws_counters(sim_factory):
         assert c["ws.frames_sent"] >= 5 and c["ws.messages_received"] == 1
     await asyncio.sleep(0.3)
     assert counters(handle, "okx")["ws.open"] == 0
+
+
+GARBAGE = [
+    "",
+    "null",
+    "[]",
+    "123",
+    '"text"',
+    "{",
+    '{"op": 5, "method": [], "args": "x", "params": {}}',
+    '{"op": "subscribe", "args": [null, 5, {"channel": 7}], "method": "SUBSCRIBE", "params": [null]}',
+    "\u00e9\u4e2d" * 100,
+]
+
+
+@pytest.mark.parametrize(
+    ("exchange", "path"), [("binance", "/ws"), ("bybit", "/v5/public/spot"), ("okx", "/ws/v5/public")]
+)
+async def test_garbage_from_a_client_gets_an_error_reply_not_a_crash(sim, exchange, path, caplog):
+    async with websockets.connect(sim.ws_url(exchange) + path) as ws:
+        for text in GARBAGE:
+            await ws.send(text)
+            reply = await asyncio.wait_for(ws.recv(), 5)
+            assert isinstance(json.loads(reply), dict), (text, reply)
+            await asyncio.sleep(0.25)  # Binance: at most 5 incoming messages a second
+        await ws.send(b"\x00\x01binary")
+        await asyncio.sleep(0.3)
+        # still serving
+        if exchange == "okx":
+            await ws.send("ping")
+            assert await asyncio.wait_for(ws.recv(), 5) == "pong"
+        elif exchange == "bybit":
+            await ws.send(json.dumps({"op": "ping"}))
+            assert (await recv_json(ws))["ret_msg"] == "pong"
+        else:
+            await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+            reply = await recv_json(ws)
+            while reply.get("id") != 1:
+                reply = await recv_json(ws)
+            assert reply["result"] == []
+    assert "websocket handler failed" not in caplog.text
