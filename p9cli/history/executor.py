@@ -55,6 +55,7 @@ class ClientOptions:
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 8.0
     max_ban_wait_s: float = 90.0
+    max_ban_waits: int = 3
     #: concurrent requests per exchange (HTTP/1.1 keep-alive connections in the pool)
     max_in_flight: dict[str, int] = field(default_factory=lambda: {"binance": 16, "bybit": 32, "okx": 40})
     default_in_flight: int = 16
@@ -211,6 +212,7 @@ class ExchangeClient:
         o = self.options
         attempt = 0
         connect_failures = 0
+        ban_waits = 0
         last_error: BaseException | None = None
         while True:
             if self.unavailable is not None:
@@ -282,6 +284,14 @@ class ExchangeClient:
                     raise self._give_up(
                         ExchangeUnavailable(
                             f"banned or blocked for {wait:.0f} s ({exc}); not waiting that long",
+                            exchange=self.name,
+                        )
+                    ) from None
+                ban_waits += 1
+                if ban_waits > o.max_ban_waits:
+                    raise self._give_up(
+                        ExchangeUnavailable(
+                            f"still banned or blocked after {o.max_ban_waits} waits ({exc})",
                             exchange=self.name,
                         )
                     ) from None

@@ -182,6 +182,17 @@ def _exchange_error_text(exchange: str, base_url: str, exc: BaseException) -> st
     return text if text.startswith(("unreachable", "banned")) else f"failed at {base_url}: {text}"
 
 
+def merge_and_write(path: Path, kept: set[int], bars: dict[int, tuple], meta: dict[str, str]) -> None:
+    """Stored rows at ``kept`` open times + the fetched ``bars`` (they win) -> the file."""
+    rows: dict[int, tuple] = {}
+    if kept:
+        stored = read_series(path)
+        if stored is not None:
+            rows = {t: r for t, r in stored.rows().items() if t in kept}
+    rows.update(bars)
+    write_series(path, Series.from_rows(rows, meta))
+
+
 async def fetch_one_series(
     client: ExchangeClient, key: SeriesKey, settings: Settings, full: bool, reporter: Reporter
 ) -> SeriesStats:
@@ -191,14 +202,14 @@ async def fetch_one_series(
     stats = SeriesStats(key)
     tf_ms = TIMEFRAME_MS[key.timeframe]
     path = series_path(settings.history_dir, key.exchange, key.symbol, key.timeframe)
-    stored: Series | None = None
+    stored: Series | None = None  # open times + metadata only; the rows are read if needed
     if not full:
         try:
-            stored = await asyncio.to_thread(read_series, path)
+            stored = await asyncio.to_thread(read_series, path, True)
         except StoreError as exc:
             reporter.event(key.exchange, f"{exc}; fetching it again in full")
             stored = None
-    stored_rows = stored.rows() if stored is not None else {}
+    stored_times = frozenset(stored.open_time) if stored is not None else frozenset()
     known_holes = stored.holes if stored is not None else []
     history_starts = stored.history_starts_ms if stored is not None else None
 
@@ -210,14 +221,14 @@ async def fetch_one_series(
         server_now,
         settings.candles,
         client.adapter.MAX_KLINES_PER_REQUEST,
-        stored_open_times=stored_rows.keys(),
+        stored_open_times=stored_times,
         known_holes=known_holes,
         history_starts_ms=history_starts,
         split_at=split_at,
     )
     result = SeriesResult()
     try:
-        await fetch_series(client, plan, frozenset(stored_rows), history_starts, split_at, result)
+        await fetch_series(client, plan, stored_times, history_starts, split_at, result)
     except ExchangeError as exc:
         stats.error = " ".join(str(exc).split())
     except Exception as exc:  # noqa: BLE001 - one series' bug must not sink the others
@@ -230,16 +241,15 @@ async def fetch_one_series(
         stats.seconds = time.monotonic() - t0
         return stats
 
-    kept = {t: r for t, r in stored_rows.items() if plan.first_open_ms <= t <= plan.last_open_ms}
+    kept = {t for t in stored_times if plan.first_open_ms <= t <= plan.last_open_ms}
     new_times = [t for t in result.bars if t not in kept]
-    merged = dict(kept)
-    merged.update(result.bars)
-    if not merged:
+    merged_times = kept | result.bars.keys()
+    if not merged_times:
         stats.error = f"{key.exchange} returned no closed candles for {exchange_symbol(key.exchange, key.symbol)} {key.timeframe}"
         stats.seconds = time.monotonic() - t0
         return stats
 
-    first_held, last_held = min(merged), max(merged)
+    first_held, last_held = min(merged_times), max(merged_times)
     leading, inner, trailing = split_gaps(result.missing, first_held, last_held)
     holes = sorted({t for t in plan.known_holes if first_held < t < last_held} | set(inner))
     if leading:
@@ -249,9 +259,9 @@ async def fetch_one_series(
     stats.holes = len(holes) + len(trailing)
     stats.new_holes = len(inner) + len(trailing)
     stats.new_candles = len(new_times)
-    stats.stored = len(merged)
+    stats.stored = len(merged_times)
 
-    changed = bool(new_times) or len(kept) != len(stored_rows) or stored is None
+    changed = bool(new_times) or len(kept) != len(stored_times) or stored is None
     changed = (
         changed
         or holes != sorted(known_holes)
@@ -269,7 +279,7 @@ async def fetch_one_series(
             history_starts_ms=history_starts,
         )
         try:
-            await asyncio.to_thread(write_series, path, Series.from_rows(merged, meta))
+            await asyncio.to_thread(merge_and_write, path, kept, result.bars, meta)
         except StoreError as exc:
             stats.error = str(exc)
             stats.seconds = time.monotonic() - t0

@@ -101,31 +101,33 @@ def to_table(series: Series) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA.with_metadata(meta))
 
 
-def read_series(path: Path) -> Series | None:
+def read_series(path: Path, index_only: bool = False) -> Series | None:
     """The stored series, or ``None`` when the file does not exist. Raises :class:`StoreError`
-    when it exists but is not a valid series file."""
+    when it exists but is not a valid series file. ``index_only``: read ``open_time`` and the
+    metadata only (the price columns stay empty) - what planning needs, at a fraction of the cost."""
     path = Path(path)
     if not path.exists():
         return None
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
+        missing = [c for c in COLUMNS if c not in schema.names]
+        if missing:
+            raise StoreError(f"{path}: missing columns {', '.join(missing)}")
+        table = pq.read_table(path, columns=["open_time"] if index_only else list(COLUMNS))
     except (OSError, pa.ArrowException) as exc:
         raise StoreError(
             f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})"
         ) from None
-    missing = [c for c in COLUMNS if c not in table.column_names]
-    if missing:
-        raise StoreError(f"{path}: missing columns {', '.join(missing)}")
     meta = {
-        k.decode(errors="replace"): v.decode(errors="replace")
-        for k, v in (table.schema.metadata or {}).items()
+        k.decode(errors="replace"): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()
     }
     meta = {k: v for k, v in meta.items() if not k.startswith("ARROW:")}
     s = Series(metadata=meta)
     s.open_time = table.column("open_time").cast(pa.int64()).to_pylist()
-    for c in PRICE_COLUMNS:
-        setattr(s, c, table.column(c).cast(pa.float64()).to_pylist())
-    s.trades = table.column("trades").cast(pa.int64()).to_pylist()
+    if not index_only:
+        for c in PRICE_COLUMNS:
+            setattr(s, c, table.column(c).cast(pa.float64()).to_pylist())
+        s.trades = table.column("trades").cast(pa.int64()).to_pylist()
     t = s.open_time
     if any(t[i] >= t[i + 1] for i in range(len(t) - 1)):
         raise StoreError(f"{path}: open_time is not strictly ascending")

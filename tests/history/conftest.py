@@ -1,38 +1,11 @@
-"""Helpers for the fetch-history integration tests: a REST-only simulator in a background
-thread (its own event loop, so the client under test runs in the test's loop), the ground
-truth from the simulator's control API, and exact comparison of stored files with it."""
+"""Fixtures of the fetch-history tests: REST-only simulators (see history_helpers.py)."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
-import httpx
 import pytest
+from history_helpers import start_thread
 
-from p9cli.config import load_settings
-from p9cli.history.executor import ClientOptions
-from p9cli.history.report import Reporter
-from p9cli.history.service import FetchOptions, fetch_history
-from p9cli.history.store import read_series, series_path
 from p9cli.sim.testing import SimThread
-from p9cli.universe import TIMEFRAME_MS
-
-SEED = 9
-#: 2026-01-05 12:34:56.789 UTC (the simulator tests' fixed start).
-START_MS = 1_767_616_496_789
-
-
-def _start(threads: list[SimThread], **kwargs):
-    kwargs.setdefault("seed", SEED)
-    kwargs.setdefault("start_ms", START_MS)
-    kwargs.setdefault("with_ws", False)
-    kwargs.setdefault("with_feed", False)
-    kwargs.setdefault("warm_up", False)
-    thread = SimThread(**kwargs)
-    handle = thread.start()
-    threads.append(thread)
-    return handle
 
 
 @pytest.fixture
@@ -40,7 +13,7 @@ def start_sim():
     """A fresh REST-only simulator per call (for tests that add faults or move its clock)."""
     threads: list[SimThread] = []
     try:
-        yield lambda **kwargs: _start(threads, **kwargs)
+        yield lambda **kwargs: start_thread(threads, **kwargs)
     finally:
         for t in threads:
             t.stop()
@@ -52,67 +25,7 @@ def shared_sim():
     clock (they compare counters as differences). Saves building the market history again."""
     threads: list[SimThread] = []
     try:
-        yield _start(threads)
+        yield start_thread(threads)
     finally:
         for t in threads:
             t.stop()
-
-
-def sim_settings(handle, data_dir: Path, **flags):
-    env = handle.env()
-    return load_settings({"data_dir": str(data_dir), **flags}, env=env, config_path=None)
-
-
-def quick_options(**kw) -> FetchOptions:
-    """Client options for tests: the production timeouts and limits, shorter back-off."""
-    return FetchOptions(client=ClientOptions(backoff_base_s=0.05, backoff_cap_s=0.5, **kw))
-
-
-async def run_fetch(settings, full=False, options=None):
-    """Run the fetch in this loop; returns (series stats, run result, plain log text)."""
-    out = io.StringIO()
-    result = await fetch_history(settings, full, Reporter(False, out), options or quick_options())
-    return result.series, result, out.getvalue()
-
-
-def counters(handle, exchange: str) -> dict[str, int]:
-    return dict(handle.sim.exchanges[exchange].counters)
-
-
-def truth(handle, exchange: str, symbol: str, timeframe: str, first: int, last: int) -> dict:
-    r = httpx.get(
-        f"{handle.control_url}/truth/candles",
-        params={"exchange": exchange, "symbol": symbol, "interval": timeframe, "start": first, "end": last},
-        timeout=30,
-    )
-    r.raise_for_status()
-    return r.json()
-
-
-def assert_file_matches_truth(
-    handle, history_dir: Path, exchange: str, symbol: str, timeframe: str, candles: int
-):
-    """The stored series is exactly the simulator's closed candles: ``candles`` contiguous
-    bars, values equal to the exchange's strings, trades where the exchange has them."""
-    tf_ms = TIMEFRAME_MS[timeframe]
-    s = read_series(series_path(history_dir, exchange, symbol, timeframe))
-    assert s is not None, f"{exchange}/{symbol}/{timeframe}: no file"
-    assert len(s) == candles, f"{exchange}/{symbol}/{timeframe}: {len(s)} bars"
-    first, last = s.open_time[0], s.open_time[-1]
-    assert s.open_time == list(range(first, last + 1, tf_ms)), "not contiguous"
-    doc = truth(handle, exchange, symbol, timeframe, first, last)
-    rows = doc["candles"]
-    assert [c["open_time"] for c in rows] == s.open_time
-    assert all(c["closed"] for c in rows), "a forming candle was stored"
-    assert last + tf_ms <= doc["now_ms"]
-    for i, c in enumerate(rows):
-        got = (s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], s.quote_volume[i])
-        want = tuple(float(c[k]) for k in ("open", "high", "low", "close", "volume", "quote_volume"))
-        assert got == want, f"{exchange}/{symbol}/{timeframe} bar {c['open_time']}: {got} != {want}"
-        assert s.trades[i] == (c["trades"] if exchange == "binance" else None)
-    meta = s.metadata
-    assert meta["exchange"] == exchange and meta["timeframe"] == timeframe and meta["symbol"] == symbol
-    assert meta["exchange_symbol"] == doc["code"]
-    assert meta["source"] == handle.rest_url(exchange)
-    assert meta["holes"] == "[]"
-    return s

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from conftest import assert_file_matches_truth, counters
+from history_helpers import assert_file_matches_truth, counters
 
 from p9cli.history.lock import LOCK_NAME
 from p9cli.history.store import read_series

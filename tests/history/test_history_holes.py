@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 import orjson
-from conftest import counters, quick_options, run_fetch, sim_settings, truth
+from history_helpers import counters, quick_options, run_fetch, sim_settings, truth
 
 from p9cli.history.planner import wanted_range
 from p9cli.history.store import read_series, series_path

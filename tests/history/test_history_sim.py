@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import assert_file_matches_truth, counters, run_fetch, sim_settings, truth
+from history_helpers import assert_file_matches_truth, counters, run_fetch, sim_settings, truth
 
 from p9cli.history.store import read_series, series_path
 from p9cli.universe import EXCHANGES, TIMEFRAME_MS, TIMEFRAMES
