@@ -92,8 +92,8 @@ async def test_incremental_refresh_fetches_only_new_candles(start_sim, tmp_path)
     base = {ex: counters(handle, ex) for ex in EXCHANGES}
     stats, run, _ = await run_fetch(settings)
     assert all(s.ok for s in stats)
-    one_minute_moves = sum(s.new_candles for s in stats)
-    assert one_minute_moves <= 3 * 3  # at most a 1m (and a 3m/5m) bar closed meanwhile
+    # only bars that closed in the few seconds between the runs (a 1m, maybe a 3m/5m one)
+    assert all(s.new_candles <= 3 for s in stats)
     assert sum(kline_requests(handle, ex, base[ex]) for ex in EXCHANGES) == 3 + sum(s.requests for s in stats)
     assert all(s.requests == (1 if s.new_candles else 0) for s in stats)
 
