@@ -231,7 +231,7 @@ class ExchangeClient:
                     body = response.content
                     status = response.status_code
                     headers = response.headers
-                except httpx.ConnectError as exc:
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # never reached the server
                     await self.limiter.release(req.bucket, slot)
                     counters.requests += 1
                     connect_failures += 1
