@@ -379,6 +379,21 @@ class BinanceRest(ExchangeRest):
     async def time(self, request: web.Request) -> web.StreamResponse:
         return self.ok({"serverTime": self.sim.clock.now_ms()})
 
+    async def derivatives_exchange_info(self, request: web.Request) -> web.StreamResponse:
+        """USD-M (``/fapi``) / COIN-M (``/dapi``) exchangeInfo with no symbols listed."""
+        usdm = request.path.startswith("/fapi/")
+        body: dict[str, Any] = {"timezone": "UTC", "serverTime": self.sim.clock.now_ms()}
+        if usdm:
+            body["futuresType"] = "U_MARGINED"
+        body["rateLimits"] = [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400}
+        ]
+        body["exchangeFilters"] = []
+        if usdm:
+            body["assets"] = []
+        body["symbols"] = []
+        return json_response(body, 200, CONTENT_TYPE)
+
     async def exchange_info(self, request: web.Request) -> web.StreamResponse:
         q = request.query
         wanted: list[str] | None = None
@@ -565,6 +580,11 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> Binance
     app.router.add_get("/api/v3/trades", wrap(rest.trades))
     app.router.add_get("/api/v3/aggTrades", wrap(rest.agg_trades))
     app.router.add_get("/api/v3/exchangeInfo", wrap(rest.exchange_info))
+    # The derivatives hosts (fapi/dapi.binance.com) list nothing here; answering them like
+    # Bybit's linear/inverse categories and OKX's SWAP/FUTURES lets clients that load every
+    # market type by default (ccxt's binance load_markets) work with only base URLs changed.
+    app.router.add_get("/fapi/v1/exchangeInfo", wrap(rest.derivatives_exchange_info))
+    app.router.add_get("/dapi/v1/exchangeInfo", wrap(rest.derivatives_exchange_info))
     app.router.add_get("/api/v3/ping", wrap(rest.ping))
     app.router.add_get("/api/v3/time", wrap(rest.time))
     return rest

@@ -221,3 +221,15 @@ def test_ccxt_maps_the_sims_error_bodies_like_the_real_exchanges(sim, clients, e
     finally:
         sim.control_post(f"/faults/{exchange}", {"rest_5xx_every": 0})
     assert len(client.fetch_ohlcv("BTC/USDT", "1m", limit=2)) == 2
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
+def test_load_markets_with_ccxt_default_market_types(sim, exchange):
+    """A new user who changes only the base URLs keeps ccxt's default market types: Binance
+    then also asks /fapi and /dapi exchangeInfo, Bybit linear/inverse/option, OKX SWAP/
+    FUTURES/OPTION. The simulator lists no derivatives but answers every one of them."""
+    client = ccxt_client(exchange, sim, spot_only=False)
+    markets = client.load_markets(reload=True)
+    spot = {m["symbol"] for m in markets.values() if m["spot"]}
+    assert spot == {CCXT_SYMBOL[s] for s in SYMBOLS}
+    assert all(m["spot"] for m in markets.values())
