@@ -17,7 +17,9 @@ Streams (``<sym>`` is the lower-case symbol, e.g. ``btcusdt``):
   level changed by those updates (``"0.00000000"`` = removed); sent only when the book changed.
   ``GET /api/v3/depth`` ``lastUpdateId`` is the same id space, so the documented sync works;
 * ``<sym>@depth5|10|20`` (1000 ms) and ``...@100ms`` — ``{"lastUpdateId","bids","asks"}``;
-* ``<sym>@bookTicker`` — ``{"u","s","b","B","a","A"}`` when the best bid or ask changes.
+* ``<sym>@bookTicker`` — ``{"u","s","b","B","a","A"}`` when the best bid or ask changes;
+* ``<sym>@kline_<interval>`` — the forming bar every 2 s and the closed bar (``x`` true) at
+  its close, values as ``/api/v3/klines`` serves them.
 
 Keepalive and limits (module-level :data:`SETTINGS`, seconds; env ``P9_SIM_BINANCE_*``): a
 ping frame every ``ping_interval`` s carrying a payload; a connection that has not answered a
@@ -38,6 +40,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from p9cli.sim.feed import BOOK_UPDATE, CONTROL, DATA, Conn, LiveFeed, Topic
+from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
@@ -61,9 +64,14 @@ class BinanceWsSettings:
 
 SETTINGS = BinanceWsSettings()
 
+#: kline interval code -> (bar length ms, offset ms), the simulator's own Binance table
+KLINE_INTERVALS: dict[str, tuple[int, int]] = INTERVALS[EXCHANGE]
 #: stream symbol -> canonical symbol
 STREAM_SYMBOLS: dict[str, str] = {f"{s}{QUOTE}": s for s in SYMBOLS}
-STREAM_RE = re.compile(r"^([a-z0-9]+)@(trade|aggTrade|bookTicker|depth(5|10|20)?(@100ms)?)$")
+STREAM_RE = re.compile(
+    r"^([a-z0-9]+)@(trade|aggTrade|bookTicker|depth(5|10|20)?(@100ms)?|kline_([0-9]+[smhdwM]))$"
+)
+KLINE_PUSH_MS = 2000  # kline streams push every 2 s (simulated time) and at each bar close
 
 
 # ---------------------------------------------------------------------- topics
@@ -209,11 +217,92 @@ class BookTickerTopic(BinanceTopic):
         await self.broadcast(text.encode(), DATA)
 
 
+class KlineTopic(BinanceTopic):
+    """``<sym>@kline_<interval>``: the forming bar every 2 s, and the closed bar (``x`` true)
+    when the next one starts. Values are the model's bar (what ``/api/v3/klines`` serves).
+    ``f``/``L`` are the first/last trade ids of the bar (model trade ids are consecutive), or
+    ``-1`` when the bar has no trade yet."""
+
+    def __init__(self, feed: LiveFeed, name: str, symbol: str, interval: str):
+        super().__init__(feed, name, symbol)
+        self.interval = interval
+        self.tf_ms, self.offset_ms = KLINE_INTERVALS[interval]
+        self.open_ms = -1
+        self.last_push_ms = 0
+
+    def activate(self, now_ms: int) -> None:
+        self.open_ms = -1
+        self.last_push_ms = 0
+
+    def _bar_open(self, t: int) -> int:
+        return t - (t - self.offset_ms) % self.tf_ms
+
+    def _last_trade_id(self, now_ms: int) -> int:
+        """Id of the last trade with time <= now: the next trade's id - 1 (ids are consecutive)."""
+        market = self.feed.market
+        minute = now_ms - now_ms % 60_000
+        for m in (minute, minute + 60_000, minute + 120_000):
+            tr = market.trades(EXCHANGE, self.symbol, max(m, now_ms + 1), m + 60_000)
+            if len(tr.id):
+                return int(tr.id[0]) - 1
+        tr = market.trades(EXCHANGE, self.symbol, now_ms - 180_000, now_ms + 1)
+        return int(tr.id[-1]) if len(tr.id) else -1
+
+    def _frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
+        bars = self.feed.sim.model.bars(
+            EXCHANGE, self.symbol, self.tf_ms, self.offset_ms, open_ms, open_ms, at_ms
+        )
+        if not len(bars.open_time):
+            return None
+        inst = self.inst
+        price, qty, quote = inst.price_str, inst.qty_str, inst.quote_str
+        n = int(bars.trades[0])
+        if n:
+            last = self._last_trade_id(at_ms)
+            first = last - n + 1
+        else:
+            first = last = -1
+        v = int(bars.volume[0])
+        bv = int(bars.taker_buy_volume[0]) if hasattr(bars, "taker_buy_volume") else v // 2
+        bq = int(bars.taker_buy_quote[0]) if hasattr(bars, "taker_buy_quote") else int(bars.quote[0]) // 2
+        closed = "true" if at_ms >= open_ms + self.tf_ms - 1 else "false"
+        text = (
+            f'{{"e":"kline","E":{now_ms},"s":"{self.code}","k":{{"t":{open_ms},"T":{open_ms + self.tf_ms - 1},'
+            f'"s":"{self.code}","i":"{self.interval}","f":{first},"L":{last},"o":"{price(int(bars.open[0]))}",'
+            f'"c":"{price(int(bars.close[0]))}","h":"{price(int(bars.high[0]))}","l":"{price(int(bars.low[0]))}",'
+            f'"v":"{qty(v)}","n":{n},"x":{closed},"q":"{quote(int(bars.quote[0]))}","V":"{qty(bv)}",'
+            f'"Q":"{quote(bq)}","B":"0"}}}}'
+        )
+        return text.encode()
+
+    async def tick(self, now_ms: int) -> None:
+        open_ms = self._bar_open(now_ms)
+        if self.open_ms >= 0 and open_ms != self.open_ms:
+            # the bar closed: its final state first
+            frame = self._frame(now_ms, self.open_ms, self.open_ms + self.tf_ms - 1)
+            if frame is not None:
+                await self.broadcast(frame, DATA)
+            self.open_ms = open_ms
+            self.last_push_ms = now_ms
+            return
+        if self.open_ms < 0 or now_ms - self.last_push_ms >= KLINE_PUSH_MS:
+            self.open_ms = open_ms
+            self.last_push_ms = now_ms
+            frame = self._frame(now_ms, open_ms, now_ms)
+            if frame is not None:
+                await self.broadcast(frame, DATA)
+
+
 def parse_stream(name: str) -> tuple[str, str, str | None, str | None] | None:
-    """``(symbol_code, kind, levels, speed)`` of a valid stream name, else None."""
+    """``(symbol_code, kind, levels, speed)`` of a valid stream name, else None (for klines:
+    ``(symbol_code, "kline", interval, None)``)."""
     m = STREAM_RE.match(name)
     if m is None:
         return None
+    if m.group(5):
+        if m.group(5) not in KLINE_INTERVALS:
+            return None
+        return m.group(1), "kline", m.group(5), None
     return m.group(1), m.group(2), m.group(3), m.group(4)
 
 
@@ -230,6 +319,8 @@ def stream_topic(feed: LiveFeed, name: str) -> Topic | None:
         return feed.topic(EXCHANGE, name, lambda f: TradeTopic(f, name, symbol, kind == "aggTrade"))
     if kind == "bookTicker":
         return feed.topic(EXCHANGE, name, lambda f: BookTickerTopic(f, name, symbol))
+    if kind == "kline":
+        return feed.topic(EXCHANGE, name, lambda f: KlineTopic(f, name, symbol, levels or ""))
     interval = 100 if speed else 1000
     if levels:
         return feed.topic(EXCHANGE, name, lambda f: PartialDepthTopic(f, name, symbol, int(levels), interval))

@@ -355,3 +355,48 @@ async def test_depth_cadences(fast_sim):
     ]
     assert slow and min(slow) >= 1000
     assert fast and min(fast) >= 100 and max(fast) < 1000
+
+
+async def test_kline_stream_matches_recording_and_rest(fast_sim):
+    """Forming bars every 2 s, the closed bar (x true) at rollover, equal to /api/v3/klines."""
+    ref = recorded("@kline_1m")
+    inst = INSTRUMENTS[("binance", "eth")]
+    async with websockets.connect(fast_sim.ws_url("binance") + "/stream?streams=ethusdt@kline_1m") as ws:
+        first = await recv_json(ws, 10)
+        assert_same_shape(first, ref)
+        closed, before = await recv_until(ws, lambda f: f["data"]["k"]["x"], timeout=15)
+    k = closed["data"]["k"]
+    assert k["T"] == k["t"] + 59_999 and k["i"] == "1m" and k["s"] == "ETHUSDT"
+    forming = [f["data"]["k"] for f in before if f["data"]["k"]["t"] == k["t"]]
+    assert all(not f["x"] for f in forming)
+    for a, b in zip(forming, forming[1:], strict=False):
+        assert b["n"] >= a["n"], "a forming bar only grows"
+    async with httpx.AsyncClient() as client:
+        r = await client.get(
+            fast_sim.rest_url("binance") + "/api/v3/klines",
+            params={"symbol": "ETHUSDT", "interval": "1m", "startTime": k["t"], "limit": 1},
+        )
+    row = r.json()[0]
+    assert [row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10]] == [
+        k["t"],
+        k["o"],
+        k["h"],
+        k["l"],
+        k["c"],
+        k["v"],
+        k["T"],
+        k["q"],
+        k["n"],
+        k["V"],
+        k["Q"],
+    ]
+    if k["n"]:
+        want = fast_sim.thread.call(fast_sim.sim.model.trades, "binance", "eth", k["t"], k["T"] + 1)
+        assert (k["f"], k["L"]) == (int(want.id[0]), int(want.id[-1]))
+        assert ticks(k["c"], inst.tick) == int(want.price[-1])
+
+
+async def test_unknown_kline_interval_is_an_invalid_stream(sim):
+    async with websockets.connect(sim.ws_url("binance") + "/ws") as ws:
+        await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@kline_7m"], "id": 1}))
+        assert (await recv_json(ws))["error"]["code"] == 2
