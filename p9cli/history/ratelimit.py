@@ -165,6 +165,34 @@ class Bucket:
         async with self._cond:
             self._cond.notify_all()
 
+    # -- hand-over between runs -------------------------------------------------------------
+
+    def export_state(self, wall_minus_mono: float) -> dict:
+        """The slots that still count (and the pause), in wall-clock seconds, for the next run."""
+        now = self.clock()
+        self._prune(now)
+        keep = self.window_s * (2 if self.kind == "fixed" else 1)
+        slots = [
+            [s.cost, s.sent + wall_minus_mono, None if s.done is None else s.done + wall_minus_mono]
+            for s in (*self.slots, *self.reported_sliding)
+            if s.done is None or s.done + keep > now
+        ]
+        paused = self.paused_until + wall_minus_mono if self.paused_until > now else None
+        return {"slots": slots, "paused_until": paused}
+
+    def import_state(self, state: dict, wall_minus_mono: float, in_flight_grace_s: float) -> None:
+        """Count an earlier run's requests. Those it had in flight (it may have been killed)
+        are taken as answered ``in_flight_grace_s`` from now: the server may still see them."""
+        now = self.clock()
+        for cost, sent_wall, done_wall in state.get("slots", ()):
+            sent = float(sent_wall) - wall_minus_mono
+            done = now + in_flight_grace_s if done_wall is None else float(done_wall) - wall_minus_mono
+            self.slots.append(Slot(int(cost), min(sent, now), done))
+        paused = state.get("paused_until")
+        if paused is not None:
+            self.paused_until = max(self.paused_until, float(paused) - wall_minus_mono)
+        self._prune(now)
+
     async def pause(self, seconds: float) -> None:
         """Admit nothing for ``seconds`` (from now). Never shortens an earlier pause."""
         until = self.clock() + max(0.0, seconds)
@@ -222,6 +250,19 @@ class ExchangeLimiter:
             b = self.buckets.get(name)
             if b is not None:
                 await b.observe(n)
+
+    def export_state(self) -> dict:
+        """What the next run must still count: per bucket the recent slots and any pause."""
+        offset = time.time() - time.monotonic()
+        return {name: b.export_state(offset) for name, b in self.buckets.items()}
+
+    def import_state(self, state: dict, in_flight_grace_s: float = 1.0) -> None:
+        """Count the requests of an earlier run (of this or another process) still in the window."""
+        offset = time.time() - time.monotonic()
+        for name, bucket_state in (state or {}).items():
+            b = self.buckets.get(name)
+            if b is not None and isinstance(bucket_state, dict):
+                b.import_state(bucket_state, offset, in_flight_grace_s)
 
     async def pause(self, seconds: float, name: str | None = None) -> None:
         """Pause one bucket, or (``name=None``) the whole exchange."""

@@ -9,7 +9,9 @@ succeeded; a failed series never touches its file, the others are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import json
 import os
 import tempfile
 import time
@@ -114,6 +116,49 @@ class RunResult:
         return bool(self.series) and all(s.ok for s in self.series)
 
 
+RATE_STATE_NAME = ".ratelimit-state.json"
+#: How often the limiters' state is saved while a run is going (a killed run loses at most this).
+RATE_STATE_EVERY_S = 0.25
+
+
+class RateLimitHandover:
+    """The limiters' recent requests and pauses, saved in the history directory so the next
+    run (another process, maybe right after this one was killed) counts them too: an
+    immediate re-run must not exceed a limit or ignore a ``Retry-After`` it never saw."""
+
+    def __init__(self, history_dir: Path):
+        self.path = Path(history_dir) / RATE_STATE_NAME
+        self.loaded: dict[str, dict] = {}
+        self.live: dict[str, ExchangeClient] = {}
+        try:
+            doc = json.loads(self.path.read_text())
+            if isinstance(doc, dict) and isinstance(doc.get("exchanges"), dict):
+                self.loaded = doc["exchanges"]
+        except (OSError, ValueError):
+            pass
+
+    def attach(self, exchange: str, client: ExchangeClient) -> None:
+        with contextlib.suppress(TypeError, ValueError):  # a damaged state file: start afresh
+            client.limiter.import_state(self.loaded.get(exchange, {}))
+        self.live[exchange] = client
+
+    def save(self) -> None:
+        state = dict(self.loaded)
+        for ex, client in self.live.items():
+            state[ex] = client.limiter.export_state()
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"version": 1, "saved_at": time.time(), "exchanges": state}))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # best effort: the limits are still kept within this run
+
+    async def keep_saving(self) -> None:
+        while True:
+            await asyncio.sleep(RATE_STATE_EVERY_S)
+            self.save()
+
+
 async def fetch_history(
     settings: Settings, full: bool, reporter: Reporter, options: FetchOptions
 ) -> RunResult:
@@ -123,9 +168,15 @@ async def fetch_history(
         for ex in settings.exchanges
     }
     reporter.start({ex: len(k) for ex, k in keys.items()}, full, str(settings.history_dir))
-    runs = await asyncio.gather(
-        *(fetch_exchange(ex, keys[ex], settings, full, reporter, options) for ex in keys)
-    )
+    handover = RateLimitHandover(settings.history_dir)
+    saver = asyncio.ensure_future(handover.keep_saving())
+    try:
+        runs = await asyncio.gather(
+            *(fetch_exchange(ex, keys[ex], settings, full, reporter, options, handover) for ex in keys)
+        )
+    finally:
+        saver.cancel()
+        handover.save()
     result = RunResult(list(runs))
     reporter.finish(result.exchanges)
     return result
@@ -138,6 +189,7 @@ async def fetch_exchange(
     full: bool,
     reporter: Reporter,
     options: FetchOptions,
+    handover: RateLimitHandover | None = None,
 ) -> ExchangeRun:
     t0 = time.monotonic()
     run = ExchangeRun(exchange)
@@ -147,6 +199,8 @@ async def fetch_exchange(
     async with ExchangeClient(
         adapter, base_url, options.client, on_event=reporter.event, transport=transport
     ) as client:
+        if handover is not None:
+            handover.attach(exchange, client)
         try:
             await client.sync_time(run.overhead)
         except (ExchangeError, OSError) as exc:

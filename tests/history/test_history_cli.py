@@ -11,6 +11,7 @@ import time
 from history_helpers import assert_file_matches_truth, counters
 
 from p9cli.history.lock import LOCK_NAME
+from p9cli.history.service import RATE_STATE_NAME
 from p9cli.history.store import read_series
 from p9cli.universe import EXCHANGES
 
@@ -57,7 +58,8 @@ async def test_cron_run_is_plain_idempotent_and_exit_0(shared_sim, tmp_path):
     code, out, err = await p9(handle, *args)  # again at once: nothing new, nothing rewritten
     assert code == 0 and " 0 new candles" in out
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "history").rglob("*.parquet")} == mtimes
-    assert sorted(p.name for p in (tmp_path / "history").iterdir()) == sorted([LOCK_NAME, *EXCHANGES])
+    names = sorted(p.name for p in (tmp_path / "history").iterdir())
+    assert names == sorted([LOCK_NAME, RATE_STATE_NAME, *EXCHANGES])
 
 
 async def test_progress_mode_still_prints_the_summary(shared_sim, tmp_path):
