@@ -495,3 +495,57 @@ def side_diff(
         changed.extend(gone)
         changed.sort(reverse=descending)
     return changed, new_map
+
+
+def last_trade_id(feed: LiveFeed, exchange: str, symbol: str, now_ms: int) -> int:
+    """Id of the last trade with time <= ``now_ms`` (-1 if none in the last minutes): the next
+    trade's id - 1, since the model's trade ids are consecutive."""
+    market = feed.market
+    minute = now_ms - now_ms % 60_000
+    for m in (minute, minute + 60_000, minute + 120_000):
+        tr = market.trades(exchange, symbol, max(m, now_ms + 1), m + 60_000)
+        if len(tr.id):
+            return int(tr.id[0]) - 1
+    tr = market.trades(exchange, symbol, now_ms - 180_000, now_ms + 1)
+    return int(tr.id[-1]) if len(tr.id) else -1
+
+
+class BarTopic(Topic):
+    """A candle stream: the forming bar every ``push_ms`` (simulated) and, when the next bar
+    starts, the closed bar once more in its final state. Subclasses write ``frame()``."""
+
+    push_ms = 2000
+
+    def __init__(self, feed: LiveFeed, exchange: str, name: str, tf_ms: int, offset_ms: int):
+        super().__init__(feed, exchange, name)
+        self.tf_ms = tf_ms
+        self.offset_ms = offset_ms
+        self.open_ms = -1
+        self.last_push_ms = 0
+
+    def activate(self, now_ms: int) -> None:
+        self.open_ms = -1
+        self.last_push_ms = 0
+
+    def bar_open(self, t: int) -> int:
+        return t - (t - self.offset_ms) % self.tf_ms
+
+    def frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
+        """The frame of the bar opening at ``open_ms`` as it is at ``at_ms`` (pushed at ``now_ms``)."""
+        raise NotImplementedError
+
+    async def tick(self, now_ms: int) -> None:
+        open_ms = self.bar_open(now_ms)
+        if self.open_ms >= 0 and open_ms != self.open_ms:
+            frame = self.frame(now_ms, self.open_ms, self.open_ms + self.tf_ms - 1)
+            self.open_ms = open_ms
+            self.last_push_ms = now_ms
+            if frame is not None:
+                await self.broadcast(frame, DATA)
+            return
+        if self.open_ms < 0 or now_ms - self.last_push_ms >= self.push_ms:
+            self.open_ms = open_ms
+            self.last_push_ms = now_ms
+            frame = self.frame(now_ms, open_ms, now_ms)
+            if frame is not None:
+                await self.broadcast(frame, DATA)

@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from p9cli.sim.feed import BOOK_UPDATE, CONTROL, DATA, Conn, LiveFeed, Topic
+from p9cli.sim.feed import BOOK_UPDATE, CONTROL, DATA, BarTopic, Conn, LiveFeed, Topic, last_trade_id
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
@@ -217,38 +217,27 @@ class BookTickerTopic(BinanceTopic):
         await self.broadcast(text.encode(), DATA)
 
 
-class KlineTopic(BinanceTopic):
+class KlineTopic(BarTopic):
     """``<sym>@kline_<interval>``: the forming bar every 2 s, and the closed bar (``x`` true)
     when the next one starts. Values are the model's bar (what ``/api/v3/klines`` serves).
     ``f``/``L`` are the first/last trade ids of the bar (model trade ids are consecutive), or
     ``-1`` when the bar has no trade yet."""
 
+    push_ms = KLINE_PUSH_MS
+
     def __init__(self, feed: LiveFeed, name: str, symbol: str, interval: str):
-        super().__init__(feed, name, symbol)
+        tf_ms, offset_ms = KLINE_INTERVALS[interval]
+        super().__init__(feed, EXCHANGE, name, tf_ms, offset_ms)
+        self.symbol = symbol
         self.interval = interval
-        self.tf_ms, self.offset_ms = KLINE_INTERVALS[interval]
-        self.open_ms = -1
-        self.last_push_ms = 0
+        self.inst = feed.instruments[(EXCHANGE, symbol)]
+        self.code = self.inst.code
+        self._prefix = b'{"stream":"' + name.encode() + b'","data":'
 
-    def activate(self, now_ms: int) -> None:
-        self.open_ms = -1
-        self.last_push_ms = 0
+    def wrap(self, data: bytes) -> bytes:
+        return self._prefix + data + b"}"
 
-    def _bar_open(self, t: int) -> int:
-        return t - (t - self.offset_ms) % self.tf_ms
-
-    def _last_trade_id(self, now_ms: int) -> int:
-        """Id of the last trade with time <= now: the next trade's id - 1 (ids are consecutive)."""
-        market = self.feed.market
-        minute = now_ms - now_ms % 60_000
-        for m in (minute, minute + 60_000, minute + 120_000):
-            tr = market.trades(EXCHANGE, self.symbol, max(m, now_ms + 1), m + 60_000)
-            if len(tr.id):
-                return int(tr.id[0]) - 1
-        tr = market.trades(EXCHANGE, self.symbol, now_ms - 180_000, now_ms + 1)
-        return int(tr.id[-1]) if len(tr.id) else -1
-
-    def _frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
+    def frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
         bars = self.feed.sim.model.bars(
             EXCHANGE, self.symbol, self.tf_ms, self.offset_ms, open_ms, open_ms, at_ms
         )
@@ -258,7 +247,7 @@ class KlineTopic(BinanceTopic):
         price, qty, quote = inst.price_str, inst.qty_str, inst.quote_str
         n = int(bars.trades[0])
         if n:
-            last = self._last_trade_id(at_ms)
+            last = last_trade_id(self.feed, EXCHANGE, self.symbol, at_ms)
             first = last - n + 1
         else:
             first = last = -1
@@ -274,23 +263,6 @@ class KlineTopic(BinanceTopic):
             f'"Q":"{quote(bq)}","B":"0"}}}}'
         )
         return text.encode()
-
-    async def tick(self, now_ms: int) -> None:
-        open_ms = self._bar_open(now_ms)
-        if self.open_ms >= 0 and open_ms != self.open_ms:
-            # the bar closed: its final state first
-            frame = self._frame(now_ms, self.open_ms, self.open_ms + self.tf_ms - 1)
-            if frame is not None:
-                await self.broadcast(frame, DATA)
-            self.open_ms = open_ms
-            self.last_push_ms = now_ms
-            return
-        if self.open_ms < 0 or now_ms - self.last_push_ms >= KLINE_PUSH_MS:
-            self.open_ms = open_ms
-            self.last_push_ms = now_ms
-            frame = self._frame(now_ms, open_ms, now_ms)
-            if frame is not None:
-                await self.broadcast(frame, DATA)
 
 
 def parse_stream(name: str) -> tuple[str, str, str | None, str | None] | None:

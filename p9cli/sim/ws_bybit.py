@@ -21,6 +21,10 @@ Topics (``<SYM>`` = ``BTCUSDT``):
   only and re-sends the same snapshot (same ``u``) after 3 s unchanged. The fault
   ``bybit_reset_every_seconds`` restarts every order-book topic: a snapshot with ``u = 1``.
 
+* ``kline.<interval>.<SYM>`` — the forming bar every second and the closed bar (``confirm``
+  true) at its close; keys ``start,end,interval,open,close,high,low,volume,turnover,confirm,timestamp``
+  (frame ``topic,data,ts,type`` as in the docs' example; no recording exists).
+
 Keepalive (:data:`SETTINGS`, env ``P9_SIM_BYBIT_IDLE_SECONDS``): a connection with neither a
 frame received nor data pushed for ``idle_seconds`` is closed.
 """
@@ -36,7 +40,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from p9cli.sim.feed import BOOK_UPDATE, DATA, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.feed import BOOK_UPDATE, DATA, BarTopic, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
@@ -46,6 +51,9 @@ MAX_ARGS = 10  # spot: args per subscribe request
 DEPTH_INTERVAL_MS = {1: 10, 50: 20, 200: 100, 1000: 200}
 LEVEL1_RESEND_SECONDS = 3.0  # wall seconds
 TRADES_PER_FRAME = 1024
+KLINE_PUSH_MS = 1000  # kline topics push the forming bar every second (simulated time)
+#: kline interval code -> (bar length ms, offset ms), the simulator's own Bybit table
+KLINE_INTERVALS: dict[str, tuple[int, int]] = INTERVALS[EXCHANGE]
 
 
 @dataclass
@@ -191,8 +199,42 @@ class OrderBookTopic(Topic):
         await self.broadcast(self._frame(now_ms, "delta", bid_changes, ask_changes), BOOK_UPDATE)
 
 
+class KlineTopic(BarTopic):
+    """``kline.<interval>.<SYM>``: the forming bar every second (simulated), the closed bar
+    (``confirm`` true) when the next one starts; values as ``/v5/market/kline`` serves them."""
+
+    push_ms = KLINE_PUSH_MS
+
+    def __init__(self, feed: LiveFeed, name: str, symbol: str, interval: str):
+        tf_ms, offset_ms = KLINE_INTERVALS[interval]
+        super().__init__(feed, EXCHANGE, name, tf_ms, offset_ms)
+        self.symbol = symbol
+        self.interval = interval
+        self.inst = feed.instruments[(EXCHANGE, symbol)]
+
+    def frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
+        bars = self.feed.sim.model.bars(
+            EXCHANGE, self.symbol, self.tf_ms, self.offset_ms, open_ms, open_ms, at_ms
+        )
+        if not len(bars.open_time):
+            return None
+        price, qty, quote = self.inst.price_str, self.inst.qty_str, self.inst.quote_str
+        confirm = "true" if at_ms >= open_ms + self.tf_ms - 1 else "false"
+        text = (
+            f'{{"topic":"{self.name}","data":[{{"start":{open_ms},"end":{open_ms + self.tf_ms - 1},'
+            f'"interval":"{self.interval}","open":"{price(int(bars.open[0]))}","close":"{price(int(bars.close[0]))}",'
+            f'"high":"{price(int(bars.high[0]))}","low":"{price(int(bars.low[0]))}","volume":"{qty(int(bars.volume[0]))}",'
+            f'"turnover":"{quote(int(bars.quote[0]))}","confirm":{confirm},"timestamp":{now_ms}}}],'
+            f'"ts":{now_ms},"type":"snapshot"}}'
+        )
+        return text.encode()
+
+
 def topic_of(feed: LiveFeed, name: str) -> Topic | None:
     parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "kline" and parts[1] in KLINE_INTERVALS and parts[2] in SYMBOL_CODES:
+        symbol, interval = SYMBOL_CODES[parts[2]], parts[1]
+        return feed.topic(EXCHANGE, name, lambda f: KlineTopic(f, name, symbol, interval))
     if len(parts) == 2 and parts[0] == "publicTrade" and parts[1] in SYMBOL_CODES:
         symbol = SYMBOL_CODES[parts[1]]
         return feed.topic(EXCHANGE, name, lambda f: TradeTopic(f, name, symbol))

@@ -3,8 +3,9 @@
 Control: ``{"id":..,"op":"subscribe"|"unsubscribe","args":[{"channel":..,"instId":..},..]}``;
 one ack per arg ``{"id":..,"event":"subscribe","arg":{..},"connId":..}`` (``id`` only when
 sent); errors ``{"id":..,"event":"error","code":"60018","msg":..,"connId":..}`` (string codes).
-Plain-text ``ping`` is answered with ``pong``. The business URL serves none of the public
-channels (60018, as OKX answers a channel on the wrong URL).
+Plain-text ``ping`` is answered with ``pong``. The business URL serves the ``candle<bar>``
+channels (``candle1m`` .. ``candle1Dutc``: the forming bar every second, the closed bar with
+``confirm`` ``"1"``) and none of the public ones (60018); candles on the public URL answer 64001.
 
 Channels (``instId`` = ``BTC-USDT``):
 
@@ -35,7 +36,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, BarTopic, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.okx_checksum import okx_checksum
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
@@ -46,6 +48,14 @@ BOOKS_DEPTH = 400
 BOOKS_INTERVAL_MS = 100
 BOOKS5_INTERVAL_MS = 100
 BBO_INTERVAL_MS = 10
+CANDLE_PUSH_MS = 1000  # candle channels push the forming bar every second (simulated time)
+#: bar code of a candle channel (``candle1m`` -> ``1m``) -> (bar length ms, offset ms)
+CANDLE_BARS: dict[str, tuple[int, int]] = INTERVALS[EXCHANGE]
+MIGRATED_TO_BUSINESS = (
+    "This channel has been migrated to the '/business' URL. Please subscribe using the new URL. "
+    "More details can refer to: "
+    "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url"
+)
 KEEPALIVE_SECONDS = 60.0  # wall seconds without a change before the empty keep-alive update
 
 
@@ -210,10 +220,51 @@ class SnapshotTopic(OkxTopic):
         await self.broadcast(text.encode(), DATA)
 
 
+class CandleTopic(BarTopic):
+    """``candle<bar>`` (business URL): ``[ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]`` of the
+    forming bar every second (simulated), the closed bar (``confirm`` ``"1"``) at its close."""
+
+    push_ms = CANDLE_PUSH_MS
+
+    def __init__(self, feed: LiveFeed, channel: str, inst_id: str):
+        tf_ms, offset_ms = CANDLE_BARS[channel[len("candle") :]]
+        super().__init__(feed, EXCHANGE, f"{channel}:{inst_id}", tf_ms, offset_ms)
+        self.channel = channel
+        self.inst_id = inst_id
+        self.symbol = INST_IDS[inst_id]
+        self.inst = feed.instruments[(EXCHANGE, self.symbol)]
+        self.arg = f'{{"channel":"{channel}","instId":"{inst_id}"}}'
+
+    def frame(self, now_ms: int, open_ms: int, at_ms: int) -> bytes | None:
+        bars = self.feed.sim.model.bars(
+            EXCHANGE, self.symbol, self.tf_ms, self.offset_ms, open_ms, open_ms, at_ms
+        )
+        if not len(bars.open_time):
+            return None
+        price, qty, quote = self.inst.price_str, self.inst.qty_str, self.inst.quote_str
+        q = quote(int(bars.quote[0]))
+        confirm = "1" if at_ms >= open_ms + self.tf_ms - 1 else "0"
+        text = (
+            f'{{"arg":{self.arg},"data":[["{open_ms}","{price(int(bars.open[0]))}","{price(int(bars.high[0]))}",'
+            f'"{price(int(bars.low[0]))}","{price(int(bars.close[0]))}","{qty(int(bars.volume[0]))}","{q}","{q}",'
+            f'"{confirm}"]]}}'
+        )
+        return text.encode()
+
+
 _FACTORIES = {"trades": TradesTopic, "books": BooksTopic, "books5": SnapshotTopic, "bbo-tbt": SnapshotTopic}
 
 
-def topic_of(feed: LiveFeed, channel: str, inst_id: str) -> Topic | None:
+def topic_of(feed: LiveFeed, channel: str, inst_id: str, business: bool = False) -> Topic | None:
+    """The topic of (channel, instId) on the public (or business) URL; None if not served there."""
+    if business:
+        if (
+            not channel.startswith("candle")
+            or channel[len("candle") :] not in CANDLE_BARS
+            or inst_id not in INST_IDS
+        ):
+            return None
+        return feed.topic(EXCHANGE, f"{channel}:{inst_id}", lambda f: CandleTopic(f, channel, inst_id))
     cls = _FACTORIES.get(channel)
     if cls is None or inst_id not in INST_IDS:
         return None
@@ -285,9 +336,12 @@ async def handle_text(feed: LiveFeed, conn: Conn, text: str, business: bool) -> 
             continue
         channel, inst_id = arg["channel"], arg.get("instId")
         echo = {"channel": channel, "instId": inst_id} if inst_id is not None else {"channel": channel}
-        topic = None if business else topic_of(feed, channel, inst_id if isinstance(inst_id, str) else "")
+        topic = topic_of(feed, channel, inst_id if isinstance(inst_id, str) else "", business)
         if topic is None:
-            await conn.send(_error(conn, "60018", _wrong_url(echo), req_id))
+            if not business and channel.startswith("candle"):
+                await conn.send(_error(conn, "64001", MIGRATED_TO_BUSINESS, req_id))
+            else:
+                await conn.send(_error(conn, "60018", _wrong_url(echo), req_id))
             continue
         if op == "subscribe":
             fresh = feed.subscribe(conn, topic)

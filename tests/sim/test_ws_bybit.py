@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
 from conftest import start_sim
@@ -232,3 +233,55 @@ async def test_push_intervals(fast_sim):
     for topic, interval in (("orderbook.50.ETHUSDT", 20), ("orderbook.200.ETHUSDT", 100)):
         gaps = [b - a for a, b in zip(ts[topic], ts[topic][1:], strict=False)]
         assert min(gaps) >= interval, (topic, gaps)
+
+
+async def test_kline_topic_matches_rest(fast_sim):
+    doc = {
+        "topic": "kline.5.BTCUSDT",
+        "data": [
+            {
+                "start": 1672324800000,
+                "end": 1672325099999,
+                "interval": "5",
+                "open": "16649.5",
+                "close": "16677",
+                "high": "16677",
+                "low": "16608",
+                "volume": "2.081",
+                "turnover": "34666.4005",
+                "confirm": False,
+                "timestamp": 1672324988882,
+            }
+        ],
+        "ts": 1672324988882,
+        "type": "snapshot",
+    }
+    async with websockets.connect(spot_url(fast_sim)) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": ["kline.1.ETHUSDT"]}))
+        await recv_json(ws)
+        first = await recv_json(ws)
+        assert_same_shape(first, doc)
+        closed, _ = await recv_until(ws, lambda f: f["data"][0]["confirm"], timeout=15)
+    bar = closed["data"][0]
+    assert bar["end"] == bar["start"] + 59_999 and bar["interval"] == "1"
+    async with httpx.AsyncClient() as client:
+        r = await client.get(
+            fast_sim.rest_url("bybit") + "/v5/market/kline",
+            params={
+                "category": "spot",
+                "symbol": "ETHUSDT",
+                "interval": "1",
+                "start": bar["start"],
+                "end": bar["start"],
+            },
+        )
+    row = r.json()["result"]["list"][0]
+    assert row == [
+        str(bar["start"]),
+        bar["open"],
+        bar["high"],
+        bar["low"],
+        bar["close"],
+        bar["volume"],
+        bar["turnover"],
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
 from wsutil import (
@@ -297,3 +298,30 @@ async def test_subscribe_requests_per_hour_limit(sim, monkeypatch):
         )
         err, _ = await recv_until(ws, lambda f: "event" in f)
         assert err["event"] == "error" and err["code"] == "60014" and err["id"] == "3"
+
+
+async def test_candles_on_the_business_url(sim_factory):
+    sim = sim_factory(speed=20.0, warm_up=False)
+    async with websockets.connect(public(sim)) as ws:
+        await ws.send(
+            json.dumps({"op": "subscribe", "args": [{"channel": "candle1m", "instId": "BTC-USDT"}]})
+        )
+        err = await recv_json(ws)
+        assert err["event"] == "error" and err["code"] == "64001"
+    async with websockets.connect(sim.ws_url("okx") + "/ws/v5/business") as ws:
+        arg = {"channel": "candle1m", "instId": "BTC-USDT"}
+        await ws.send(json.dumps({"op": "subscribe", "args": [arg]}))
+        ack = await recv_json(ws)
+        assert ack["event"] == "subscribe" and ack["arg"] == arg
+        first = await recv_json(ws)
+        assert list(first) == ["arg", "data"] and first["arg"] == arg
+        assert len(first["data"][0]) == 9 and all(isinstance(x, str) for x in first["data"][0])
+        closed, _ = await recv_until(ws, lambda f: f["data"][0][8] == "1", timeout=15)
+    row = closed["data"][0]
+    ts = int(row[0])
+    async with httpx.AsyncClient() as client:
+        r = await client.get(
+            sim.rest_url("okx") + "/api/v5/market/candles",
+            params={"instId": "BTC-USDT", "bar": "1m", "after": ts + 1, "before": ts - 1},
+        )
+    assert r.json()["data"][0] == row
