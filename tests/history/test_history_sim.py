@@ -8,6 +8,7 @@ import time
 import pytest
 from history_helpers import assert_file_matches_truth, counters, run_fetch, sim_settings, truth
 
+from p9cli.history.service import RATE_STATE_NAME
 from p9cli.history.store import read_series, series_path
 from p9cli.universe import EXCHANGES, TIMEFRAME_MS, TIMEFRAMES
 
@@ -241,3 +242,17 @@ async def test_a_long_ip_block_fails_that_exchange_at_once_and_the_others_comple
     assert c["rest.requests"] == 4 and c["limit.violations"] == 2
     (by,) = [r for r in run.exchanges if r.exchange == "bybit"]
     assert by.error.startswith("banned or blocked for 600 s")
+
+
+async def test_back_to_back_runs_share_the_rate_limit_budget(start_sim, tmp_path):
+    # the first run's last OKX requests are still in the 2-s window when the second starts:
+    # without the hand-over the second run's first 40 requests would break the limit
+    handle = start_sim()
+    settings = sim_settings(handle, tmp_path, exchanges="okx", symbols="btc", candles=1000)
+    for _ in range(2):
+        stats, run, out = await run_fetch(settings, full=True)
+        assert all(s.ok for s in stats)
+    c = counters(handle, "okx")
+    assert c["rest.requests"] == 2 * 45
+    assert c.get("limit.violations", 0) == 0
+    assert (settings.history_dir / RATE_STATE_NAME).exists()
