@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -128,7 +129,8 @@ class ExchangeClient:
             ),
             headers={"Accept": "application/json", "User-Agent": "p9cli"},
             transport=self._transport,
-            trust_env=False,
+            # honour HTTP(S)_PROXY for the real exchanges; never proxy the local simulator
+            trust_env=urlsplit(self.base_url).hostname not in ("127.0.0.1", "localhost", "::1"),
         )
         return self
 
