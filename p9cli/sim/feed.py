@@ -7,7 +7,10 @@ per (exchange, symbol)), and every subscribable WebSocket stream (:class:`Topic`
 1. steps every book to the simulated ``now``;
 2. lets every topic that has subscribers produce its frames (trades with ``time <= now`` not
    yet sent, book diffs/snapshots at the exchange's cadence), each frame encoded **once**;
-3. sends the same bytes to every subscriber (per connection: the fault checks and one write).
+3. sends the same bytes to every subscriber: a frame is wrapped as a WebSocket text frame once
+   (and once more for Binance combined connections); per connection only the fault checks and
+   a queue append, then one ``transport.write`` per connection at the end of the tick. A
+   connection with more than :data:`SLOW_CONSUMER_BYTES` unsent is cut (``ws.slow_consumer_closes``).
 
 The WebSocket modules (``ws_binance``, ``ws_bybit``, ``ws_okx``) define the topics (frame
 formats) and the control protocol; this module is protocol-neutral.
