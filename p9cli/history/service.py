@@ -116,6 +116,9 @@ class RunResult:
         return bool(self.series) and all(s.ok for s in self.series)
 
 
+#: Holes and a short history recorded in a file are asked for again after this long.
+GAPS_RECHECK_MS = 24 * 3600 * 1000
+
 RATE_STATE_NAME = ".ratelimit-state.json"
 #: How often the limiters' state is saved while a run is going (a killed run loses at most this).
 RATE_STATE_EVERY_S = 0.25
@@ -264,8 +267,17 @@ async def fetch_one_series(
             reporter.event(key.exchange, f"{exc}; fetching it again in full")
             stored = None
     stored_times = frozenset(stored.open_time) if stored is not None else frozenset()
-    known_holes = stored.holes if stored is not None else []
-    history_starts = stored.history_starts_ms if stored is not None else None
+    stored_holes = stored.holes if stored is not None else []
+    stored_starts = stored.history_starts_ms if stored is not None else None
+    now_wall_ms = int(time.time() * 1000)
+    checked_ms = stored.gaps_checked_ms if stored is not None else None
+    # what the exchange lacked is believed for a day, then asked for again (once): an empty
+    # answer may have been a hiccup, and exchanges do backfill
+    recheck = (stored_holes or stored_starts is not None) and (
+        checked_ms is None or now_wall_ms - checked_ms > GAPS_RECHECK_MS
+    )
+    known_holes = [] if recheck else stored_holes
+    history_starts = None if recheck else stored_starts
 
     server_now = client.server_now_ms()
     split_at = okx_recent_boundary(server_now, tf_ms) if key.exchange == "okx" else None
@@ -310,16 +322,19 @@ async def fetch_one_series(
         history_starts = first_held  # the exchange has nothing before its first bar
     elif history_starts is not None and history_starts <= plan.first_open_ms:
         history_starts = None
+    if recheck or stored is None or leading or set(inner) - set(stored_holes):
+        checked_ms = now_wall_ms
     stats.holes = len(holes) + len(trailing)
-    stats.new_holes = len(inner) + len(trailing)
+    stats.new_holes = len(set(inner) - set(stored_holes)) + len(trailing)
     stats.new_candles = len(new_times)
     stats.stored = len(merged_times)
 
     changed = bool(new_times) or len(kept) != len(stored_times) or stored is None
     changed = (
         changed
-        or holes != sorted(known_holes)
-        or history_starts != (stored.history_starts_ms if stored else None)
+        or holes != sorted(stored_holes)
+        or history_starts != stored_starts
+        or checked_ms != (stored.gaps_checked_ms if stored is not None else None)
     )
     if changed:
         meta = build_metadata(
@@ -331,6 +346,7 @@ async def fetch_one_series(
             fetched_at_ms=int(time.time() * 1000),
             holes=holes,
             history_starts_ms=history_starts,
+            gaps_checked_ms=checked_ms,
         )
         try:
             await asyncio.to_thread(merge_and_write, path, kept, result.bars, meta)

@@ -5,7 +5,8 @@ quote_volume`` float64, ``trades`` int64 (nullable), ascending unique ``open_tim
 candles only. File metadata (key/value, UTF-8): ``exchange``, ``symbol``, ``exchange_symbol``,
 ``timeframe``, ``source`` (REST base URL), ``fetched_at`` (ISO 8601 UTC), ``fetched_at_ms``,
 ``holes`` (JSON list of open times in ms the exchange lacks), ``history_starts_ms`` (the
-exchange's first bar when it has fewer than wanted, else empty), ``schema_version``.
+exchange's first bar when it has fewer than wanted, else empty), ``gaps_checked_ms`` (when
+the holes and the history start were last asked for), ``schema_version``.
 
 Writes go to a temporary file in the same directory, are fsynced, renamed over the target
 with ``os.replace`` and the directory is fsynced: a reader (or a run killed at any instant)
@@ -68,6 +69,14 @@ class Series:
     @property
     def history_starts_ms(self) -> int | None:
         raw = self.metadata.get("history_starts_ms") or ""
+        try:
+            return int(raw) if raw else None
+        except ValueError:
+            return None
+
+    @property
+    def gaps_checked_ms(self) -> int | None:
+        raw = self.metadata.get("gaps_checked_ms") or ""
         try:
             return int(raw) if raw else None
         except ValueError:
@@ -197,6 +206,7 @@ def build_metadata(
     fetched_at_ms: int,
     holes: list[int],
     history_starts_ms: int | None,
+    gaps_checked_ms: int | None = None,
 ) -> dict[str, str]:
     return {
         "exchange": exchange,
@@ -208,5 +218,6 @@ def build_metadata(
         "fetched_at_ms": str(fetched_at_ms),
         "holes": json.dumps(sorted(holes)),
         "history_starts_ms": "" if history_starts_ms is None else str(history_starts_ms),
+        "gaps_checked_ms": str(fetched_at_ms if gaps_checked_ms is None else gaps_checked_ms),
         "schema_version": SCHEMA_VERSION,
     }

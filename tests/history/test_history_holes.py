@@ -12,7 +12,7 @@ import orjson
 from history_helpers import counters, quick_options, run_fetch, sim_settings, truth
 
 from p9cli.history.planner import wanted_range
-from p9cli.history.store import read_series, series_path
+from p9cli.history.store import Series, read_series, series_path, write_series
 
 H = 3_600_000
 
@@ -80,6 +80,28 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(shar
     assert "missing at the exchange" not in out  # known holes: in the summary, no new line
     stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
     assert stored.open_time[-1] == last and stored.holes == sorted(inner) and len(stored) == 298
+
+    # a day later the recorded holes are asked for again (once): still lacking -> kept, quietly
+    path = series_path(settings.history_dir, "binance", "btc", "1h")
+    day_old = dict(stored.metadata, gaps_checked_ms=str(int(stored.metadata["gaps_checked_ms"]) - 25 * H))
+    write_series(path, Series.from_rows(read_series(path).rows(), day_old))
+    stats, run, out = await run_fetch(settings, options=options_lacking(inner))
+    (s,) = stats
+    # one window spans both holes; an answer without its end bars is followed up once (it may be
+    # a short page), and the still-missing bars are asked for once more: 2 x 2 requests
+    assert s.ok and s.requests == 4 and s.holes == 2 and s.new_holes == 0
+    assert "missing at the exchange" not in out
+    rechecked = read_series(path)
+    assert rechecked.holes == sorted(inner) and int(rechecked.metadata["gaps_checked_ms"]) > int(
+        day_old["gaps_checked_ms"]
+    )
+
+    # and when the exchange has backfilled them, the next daily check fills them in
+    write_series(path, Series.from_rows(read_series(path).rows(), day_old))
+    stats, run, out = await run_fetch(settings)
+    (s,) = stats
+    assert s.ok and s.holes == 0 and s.new_candles == 2
+    assert read_series(path).holes == [] and len(read_series(path)) == 300
 
     # --full asks for everything again: the exchange has them now, the holes are gone
     stats, run, out = await run_fetch(settings, full=True)
