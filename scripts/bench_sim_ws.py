@@ -104,6 +104,12 @@ async def main() -> int:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--symbols", type=int, default=3, help="symbols per client (1-5)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="simulated clock speed (>1: more trades and book events per second; lag not reported)",
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds between connecting and measuring")
     parser.add_argument(
         "--settle", type=float, default=90.0, help="at most this many seconds to let the simulator warm up"
@@ -115,7 +121,18 @@ async def main() -> int:
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - read after the run, closed at exit
     # the simulator's output goes to a file: an unread pipe would block it once full
     proc = subprocess.Popen(
-        [sys.executable, "-m", "p9cli", "sim", "--port-base", str(base), "--seed", "9"],
+        [
+            sys.executable,
+            "-m",
+            "p9cli",
+            "sim",
+            "--port-base",
+            str(base),
+            "--seed",
+            "9",
+            "--speed",
+            str(args.speed),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, **env},
@@ -173,16 +190,19 @@ async def main() -> int:
         print("simulator output (tail):", output[-1500:])
     lags = sorted(stats.lags)
     rate = stats.messages / elapsed
-    print(f"clients: {args.clients} ({args.symbols} symbols each: trades + book), window {elapsed:.1f} s")
+    print(
+        f"clients: {args.clients} ({args.symbols} symbols each: trades + book), window {elapsed:.1f} s, "
+        f"clock speed {args.speed:g}"
+    )
     print(f"delivered: {stats.messages} messages = {rate:,.0f} msg/s ({rate / args.clients:,.1f} per client)")
-    if lags:
+    if lags and args.speed == 1.0:
         p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
         print(
             f"lag (receive - event time): median {statistics.median(lags):.1f} ms, "
             f"p99 {p(0.99):.1f} ms, max {lags[-1]:.1f} ms"
         )
     for ex, values in stats.by_exchange.items():
-        if values:
+        if values and args.speed == 1.0:
             values.sort()
             print(
                 f"  {ex}: {len(values)} frames, lag median {statistics.median(values):.1f} ms, max {values[-1]:.1f} ms"
