@@ -44,7 +44,7 @@ async def test_drop_after_t_seconds(sim_factory):
         with pytest.raises(websockets.ConnectionClosedError):
             while True:
                 await asyncio.wait_for(ws.recv(), 5)
-        assert 0.9 <= loop.time() - t0 <= 2.5
+        assert 0.9 <= loop.time() - t0 <= 4.0
     assert counters(handle, "bybit")["fault.ws_drop_every_seconds"] == 1
 
 
@@ -156,19 +156,19 @@ async def test_bybit_restart_sends_u1_snapshot(sim_factory):
 
 
 async def test_latency_delays_every_frame(sim_factory):
-    handle = sim_factory(warm_up=False, faults={"binance": {"latency_ms": 400}})
+    handle = sim_factory(warm_up=False, faults={"binance": {"latency_ms": 800}})
     async with websockets.connect(handle.ws_url("binance") + "/ws") as ws:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
         assert await recv_json(ws) == {"result": [], "id": 1}
-        assert loop.time() - t0 >= 0.39
+        assert loop.time() - t0 >= 0.79
         handle.sim.exchanges["binance"].faults.latency_ms = 0.0
         await asyncio.sleep(0.3)
         t0 = loop.time()
         await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
         assert await recv_json(ws) == {"result": [], "id": 2}
-        assert loop.time() - t0 < 0.2
+        assert loop.time() - t0 < 0.5
     assert counters(handle, "binance")["fault.latency_ms"] >= 1
 
 
