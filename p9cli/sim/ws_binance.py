@@ -16,7 +16,8 @@ Streams (``<sym>`` is the lower-case symbol, e.g. ``btcusdt``):
   ``[U, u]`` with ``U`` = previous ``u`` + 1 and carries the net absolute quantities of every
   level changed by those updates (``"0.00000000"`` = removed); sent only when the book changed.
   ``GET /api/v3/depth`` ``lastUpdateId`` is the same id space, so the documented sync works;
-* ``<sym>@depth5|10|20`` (1000 ms) and ``...@100ms`` — ``{"lastUpdateId","bids","asks"}``;
+* ``<sym>@depth5|10|20`` (1000 ms) and ``...@100ms`` — ``{"lastUpdateId","bids","asks"}``
+  (an explicit ``@1000ms`` suffix is accepted too, on diff and partial depth);
 * ``<sym>@bookTicker`` — ``{"u","s","b","B","a","A"}`` when the best bid or ask changes;
 * ``<sym>@kline_<interval>`` — the forming bar every 2 s and the closed bar (``x`` true) at
   its close, values as ``/api/v3/klines`` serves them.
@@ -69,7 +70,7 @@ KLINE_INTERVALS: dict[str, tuple[int, int]] = INTERVALS[EXCHANGE]
 #: stream symbol -> canonical symbol
 STREAM_SYMBOLS: dict[str, str] = {f"{s}{QUOTE}": s for s in SYMBOLS}
 STREAM_RE = re.compile(
-    r"^([a-z0-9]+)@(trade|aggTrade|bookTicker|depth(5|10|20)?(@100ms)?|kline_([0-9]+[smhdwM]))$"
+    r"^([a-z0-9]+)@(trade|aggTrade|bookTicker|depth(5|10|20)?(@100ms|@1000ms)?|kline_([0-9]+[smhdwM]))$"
 )
 KLINE_PUSH_MS = 2000  # kline streams push every 2 s (simulated time) and at each bar close
 
@@ -293,7 +294,7 @@ def stream_topic(feed: LiveFeed, name: str) -> Topic | None:
         return feed.topic(EXCHANGE, name, lambda f: BookTickerTopic(f, name, symbol))
     if kind == "kline":
         return feed.topic(EXCHANGE, name, lambda f: KlineTopic(f, name, symbol, levels or ""))
-    interval = 100 if speed else 1000
+    interval = 100 if speed == "@100ms" else 1000
     if levels:
         return feed.topic(EXCHANGE, name, lambda f: PartialDepthTopic(f, name, symbol, int(levels), interval))
     return feed.topic(EXCHANGE, name, lambda f: DiffDepthTopic(f, name, symbol, interval))

@@ -338,16 +338,20 @@ async def test_clock_jump_keeps_streams_consistent(sim_factory):
 async def test_depth_cadences(fast_sim):
     """@depth diffs every 1000 ms, @depth@100ms every 100 ms, @depth10 every 1000 ms (simulated
     time; clock speed 20 here, so a feed tick spans 200 ms)."""
-    streams = "ethusdt@depth/ethusdt@depth@100ms/ethusdt@depth10"
+    streams = "ethusdt@depth/ethusdt@depth@100ms/ethusdt@depth10@1000ms"
     async with websockets.connect(fast_sim.ws_url("binance") + f"/stream?streams={streams}") as ws:
-        times: dict[str, list[int]] = {"ethusdt@depth": [], "ethusdt@depth@100ms": [], "ethusdt@depth10": []}
+        times: dict[str, list[int]] = {
+            "ethusdt@depth": [],
+            "ethusdt@depth@100ms": [],
+            "ethusdt@depth10@1000ms": [],
+        }
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while min(len(v) for v in times.values()) < 4 and loop.time() < deadline:
             frame = await recv_json(ws)
             data = frame["data"]
             times[frame["stream"]].append(data.get("E") or fast_sim.sim.clock.now_ms())
-            if frame["stream"] == "ethusdt@depth10":
+            if frame["stream"] == "ethusdt@depth10@1000ms":
                 assert len(data["bids"]) == len(data["asks"]) == 10
     slow = [b - a for a, b in zip(times["ethusdt@depth"], times["ethusdt@depth"][1:], strict=False)]
     fast = [
