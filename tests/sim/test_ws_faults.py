@@ -181,7 +181,10 @@ async def test_ws_counters(sim_factory):
         c = counters(handle, "okx")
         assert c["ws.connections"] == 1 and c["ws.open"] == 1
         assert c["ws.frames_sent"] >= 5 and c["ws.messages_received"] == 1
-    await asyncio.sleep(0.3)
+    for _ in range(60):  # the server notices the close within a moment
+        if counters(handle, "okx")["ws.open"] == 0:
+            break
+        await asyncio.sleep(0.05)
     assert counters(handle, "okx")["ws.open"] == 0
 
 
