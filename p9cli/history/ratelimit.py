@@ -19,7 +19,6 @@ bucket waits, not only the request that was told).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -63,7 +62,9 @@ class Bucket:
         self.paused_until = 0.0
         self.reported: dict[int, int] = {}  # fixed: window index -> usage the server reported
         self.reported_sliding: list[Slot] = []  # sliding: phantom usage the server reported
-        self._cond = asyncio.Condition()
+        #: futures of the acquirers waiting for a change (plain futures, no lock: the check
+        #: and the take in :meth:`acquire` run without an ``await`` between them)
+        self._waiters: set[asyncio.Future] = set()
         self.admitted = 0
         self.waited_s = 0.0
 
@@ -125,31 +126,44 @@ class Bucket:
         if cost > self.limit:
             cost = self.limit  # a single oversized call still has to go through, alone
         t0 = self.clock()
-        async with self._cond:
-            while True:
-                now = self.clock()
-                if now < self.paused_until:
-                    await self._wait(self.paused_until - now)
-                    continue
-                if self.usage(now) + cost <= self.limit:
-                    slot = Slot(cost, now)
-                    self.slots.append(slot)
-                    self.admitted += 1
-                    self.waited_s += now - t0
-                    return slot
-                await self._wait(self._next_change(now))
+        while True:
+            now = self.clock()
+            if now < self.paused_until:
+                await self._wait(self.paused_until - now)
+                continue
+            if self.usage(now) + cost <= self.limit:
+                slot = Slot(cost, now)
+                self.slots.append(slot)
+                self.admitted += 1
+                self.waited_s += now - t0
+                return slot
+            await self._wait(self._next_change(now))
 
     async def _wait(self, timeout: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._cond.wait(), timeout)
+        """Until :meth:`_notify` or ``timeout`` seconds. A bare future and a timer: cancelling
+        the waiter leaves nothing behind (``wait_for`` over ``Condition.wait`` could leave an
+        inner task holding the condition's lock on Ctrl-C, and every other waiter hung)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiters.add(fut)
+        timer = loop.call_later(timeout, _wake, fut) if timeout is not None else None
+        try:
+            await fut
+        finally:
+            self._waiters.discard(fut)
+            if timer is not None:
+                timer.cancel()
+
+    def _notify(self) -> None:
+        for fut in self._waiters:
+            _wake(fut)
 
     async def release(self, slot: Slot, hold_s: float = 0.0) -> None:
         """The answer (or the failure) arrived: start the slot's cool-down. ``hold_s``: the
         server may still count the request that long from now (a request that timed out on
         our side can sit in the server's queue), so the cool-down starts that much later."""
         slot.done = self.clock() + max(0.0, hold_s)
-        async with self._cond:
-            self._cond.notify_all()
+        self._notify()
 
     async def observe(self, used: int) -> None:
         """The server says ``used`` units are taken in its current window."""
@@ -162,8 +176,7 @@ class Bucket:
             extra = int(used) - local
             if extra > 0:
                 self.reported_sliding.append(Slot(extra, now, now))
-        async with self._cond:
-            self._cond.notify_all()
+        self._notify()
 
     # -- hand-over between runs -------------------------------------------------------------
 
@@ -198,8 +211,12 @@ class Bucket:
         until = self.clock() + max(0.0, seconds)
         if until > self.paused_until:
             self.paused_until = until
-        async with self._cond:
-            self._cond.notify_all()
+        self._notify()
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ExchangeLimiter:
