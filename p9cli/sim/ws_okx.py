@@ -359,11 +359,8 @@ def housekeep(conn: Conn, loop_now: float) -> None:
         conn.close(4004, "No data received in 30s.")
 
 
-_recent_connections: dict[str, deque] = {}
-
-
-def _connection_allowed(ip: str, now: float) -> bool:
-    times = _recent_connections.setdefault(ip, deque())
+def _connection_allowed(recent: dict[str, deque], ip: str, now: float) -> bool:
+    times = recent.setdefault(ip, deque())
     while times and now - times[0] >= 1.0:
         times.popleft()
     if len(times) >= SETTINGS.max_new_connections_per_second:
@@ -375,9 +372,11 @@ def _connection_allowed(ip: str, now: float) -> bool:
 def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
     """Add ``/ws/v5/public`` and ``/ws/v5/business`` to the OKX app (``server.py`` calls this)."""
 
+    recent_connections: dict[str, deque] = {}  # per IP: times of the last new connections
+
     async def serve(request: web.Request, business: bool) -> web.StreamResponse:
         feed: LiveFeed = sim.feed
-        if not _connection_allowed(request.remote or "", feed.loop_time()):
+        if not _connection_allowed(recent_connections, request.remote or "", feed.loop_time()):
             state.count("limit.violations")
             return web.Response(status=429, text="Too Many Requests")
         ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=1 << 20)
