@@ -74,6 +74,12 @@ class RequestCounters:
         self.rate_limited += other.rate_limited
 
 
+#: Added to the clock's error bound: the exchange's kline engine and its time endpoint may
+#: disagree by a few ms, and the monotonic clock is read a little after the answer arrived.
+CLOCK_GUARD_MS = 50.0
+UNSYNCED_CLOCK_ERROR_MS = 5_000.0
+
+
 class ExchangeUnavailable(ExchangeError):
     """The exchange cannot be used for the rest of this run (unreachable or banned)."""
 
@@ -104,6 +110,8 @@ class ExchangeClient:
         # server clock: server_ms = _server_ref_ms + (monotonic - _mono_ref) * 1000
         self._mono_ref = time.monotonic()
         self._server_ref_ms = time.time() * 1000.0
+        #: how far the estimate may run ahead of the server (unknown before :meth:`sync_time`)
+        self.clock_error_ms = UNSYNCED_CLOCK_ERROR_MS
         self.limiter = ExchangeLimiter(adapter.RATE_BUCKETS, server_ms=self.server_ms_at)
         n = self.options.max_in_flight.get(self.name, self.options.default_in_flight)
         self._in_flight = asyncio.Semaphore(n)
@@ -147,14 +155,23 @@ class ExchangeClient:
     def server_now_ms(self) -> int:
         return int(self.server_ms_at(time.monotonic()))
 
+    def reached_server_ms(self) -> int:
+        """A server time the exchange's clock has certainly reached: the estimate minus its
+        error bound. Bars closed by then are final at the server; planning from the plain
+        estimate could ask for (and, where there is no closed flag, store) a bar that is still
+        forming when the answer to the time request was slow on its way back."""
+        return int(self.server_ms_at(time.monotonic()) - self.clock_error_ms)
+
     async def sync_time(self, counters: RequestCounters | None = None) -> int:
         """Ask the exchange for its time; later estimates run from it on the monotonic clock."""
         req = self.adapter.server_time_request()
-        body, mid = await self._send(req, counters or RequestCounters(), with_time=True)
+        body, (sent, done) = await self._send(req, counters or RequestCounters(), with_time=True)
         server_ms = self.adapter.parse_server_time(body)
-        # the server read its clock somewhere inside the answered attempt: take its midpoint
-        self._mono_ref = mid
+        # the server read its clock somewhere inside the answered attempt: take its midpoint,
+        # wrong by at most half the round trip
+        self._mono_ref = (sent + done) / 2
         self._server_ref_ms = float(server_ms)
+        self.clock_error_ms = (done - sent) * 500.0 + CLOCK_GUARD_MS
         return server_ms
 
     # -- sending ------------------------------------------------------------------------------
@@ -208,7 +225,7 @@ class ExchangeClient:
 
     async def _send(
         self, req: RestRequest, counters: RequestCounters, with_time: bool = False
-    ) -> tuple[bytes, float]:
+    ) -> tuple[bytes, tuple[float, float] | float]:
         if self._http is None:
             raise RuntimeError("ExchangeClient used outside 'async with'")
         o = self.options
@@ -276,7 +293,7 @@ class ExchangeClient:
             try:
                 self.adapter.check_response(status, headers, body)
                 if with_time:
-                    return body, (sent_mono + done_mono) / 2
+                    return body, (sent_mono, done_mono)
                 return body, done_mono
             except Banned as exc:
                 counters.rate_limited += 1

@@ -284,7 +284,7 @@ async def fetch_one_series(
     plan = plan_series(
         key,
         tf_ms,
-        server_now,
+        client.reached_server_ms(),  # never a bar the server may still see forming
         settings.candles,
         client.adapter.MAX_KLINES_PER_REQUEST,
         stored_open_times=stored_times,
