@@ -281,6 +281,30 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return value if value >= 0 else None
 
 
+def status_error(
+    exchange: str,
+    status: int,
+    msg: str,
+    code: str | None,
+    retry_after_s: float | None,
+    client_error: ExchangeError | None = None,
+) -> ExchangeError:
+    """The error of a non-2xx answer that no exchange-specific rule settled (the exchanges
+    handle their ban statuses, 403/418, first): 429 -> RateLimited, 408 -> RequestTimeout,
+    5xx -> ServerError, other 4xx -> ``client_error`` (the classified error body) or
+    BadRequest, anything else -> MalformedResponse."""
+    kw = {"exchange": exchange, "status": status, "code": code}
+    if status == 429:
+        return RateLimited(retry_after_s, msg or "too many requests", **kw)
+    if status == 408:
+        return RequestTimeout(msg or "request timeout", **kw)
+    if status >= 500:
+        return ServerError(msg or "server error", retry_after_s=retry_after_s, **kw)
+    if 400 <= status < 500:
+        return client_error if client_error is not None else BadRequest(msg or "client error", **kw)
+    return MalformedResponse(f"unexpected HTTP status: {msg}", exchange=exchange, status=status)
+
+
 def body_snippet(body: bytes, limit: int = 120) -> str:
     """A short printable excerpt of a body for error messages."""
     text = body[: limit * 4].decode("utf-8", "replace")

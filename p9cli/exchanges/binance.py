@@ -29,7 +29,6 @@ from p9cli.exchanges.base import (
     MalformedResponse,
     RateBucket,
     RateLimited,
-    RequestTimeout,
     RestRequest,
     ServerError,
     Trade,
@@ -42,6 +41,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    status_error,
     timeframe_of,
     try_json,
 )
@@ -190,8 +190,6 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
     detail = obj if isinstance(obj, dict) and "code" in obj else None
     msg = str(detail.get("msg", "")) if detail else body_snippet(body)
     code = str(detail.get("code")) if detail else None
-    if status == 429:
-        raise RateLimited(retry_after, msg or "too many requests", exchange=NAME, status=status, code=code)
     if status == 418:
         raise Banned(retry_after, msg or "IP banned", exchange=NAME, status=status, code=code)
     if status == 403:
@@ -202,17 +200,8 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
             status=status,
             code=code,
         )
-    if status == 408:
-        raise RequestTimeout(msg or "request timeout", exchange=NAME, status=status, code=code)
-    if status >= 500:
-        raise ServerError(
-            msg or "server error", exchange=NAME, status=status, code=code, retry_after_s=retry_after
-        )
-    if 400 <= status < 500:
-        if detail is not None:
-            raise error_from_body(detail, status, retry_after)
-        raise BadRequest(msg or "client error", exchange=NAME, status=status)
-    raise MalformedResponse(f"unexpected HTTP status: {msg}", exchange=NAME, status=status)
+    client_error = error_from_body(detail, status, retry_after) if detail is not None else None
+    raise status_error(NAME, status, msg, code, retry_after, client_error)
 
 
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:

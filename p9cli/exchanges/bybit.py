@@ -30,7 +30,6 @@ from p9cli.exchanges.base import (
     MalformedResponse,
     RateBucket,
     RateLimited,
-    RequestTimeout,
     RestRequest,
     ServerError,
     Trade,
@@ -42,6 +41,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    status_error,
     timeframe_of,
     try_json,
 )
@@ -236,21 +236,16 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
         raise Banned(
             wait, msg or "access too frequent (IP rate limit)", exchange=NAME, status=status, code=code
         )
-    if status == 429:
+    if status == 429:  # system-level frequency protection
         raise RateLimited(
             retry_after, msg or "system-level frequency protection", exchange=NAME, status=status, code=code
         )
-    if status == 408:
-        raise RequestTimeout(msg or "request timeout", exchange=NAME, status=status, code=code)
-    if status >= 500:
-        raise ServerError(
-            msg or "server error", exchange=NAME, status=status, code=code, retry_after_s=retry_after
-        )
-    if 400 <= status < 500:
-        if detail is not None and detail.get("retCode") != 0:
-            raise error_from_envelope(detail, status, retry_after)
-        raise BadRequest(msg or "client error", exchange=NAME, status=status, code=code)
-    raise MalformedResponse(f"unexpected HTTP status: {msg}", exchange=NAME, status=status)
+    client_error = (
+        error_from_envelope(detail, status, retry_after)
+        if detail is not None and detail.get("retCode") != 0
+        else None
+    )
+    raise status_error(NAME, status, msg, code, retry_after, client_error)
 
 
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:

@@ -32,7 +32,6 @@ from p9cli.exchanges.base import (
     MalformedResponse,
     RateBucket,
     RateLimited,
-    RequestTimeout,
     RestRequest,
     ServerError,
     Trade,
@@ -44,6 +43,7 @@ from p9cli.exchanges.base import (
     load_json,
     normalize_order,
     retry_after_seconds,
+    status_error,
     timeframe_of,
     try_json,
 )
@@ -250,19 +250,9 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
     code = str(detail.get("code")) if detail else None
     if detail is not None and (code in RATE_LIMIT_CODES or code in SERVER_ERROR_CODES):
         raise error_from_envelope(detail, status, retry_after)
-    if status == 429:
-        raise RateLimited(retry_after, msg or "too many requests", exchange=NAME, status=status, code=code)
     if status == 403:
         raise Banned(retry_after, msg or "forbidden", exchange=NAME, status=status, code=code)
-    if status == 408:
-        raise RequestTimeout(msg or "request timeout", exchange=NAME, status=status, code=code)
-    if status >= 500:
-        raise ServerError(
-            msg or "server error", exchange=NAME, status=status, code=code, retry_after_s=retry_after
-        )
-    if 400 <= status < 500:
-        raise BadRequest(msg or "client error", exchange=NAME, status=status, code=code)
-    raise MalformedResponse(f"unexpected HTTP status: {msg}", exchange=NAME, status=status)
+    raise status_error(NAME, status, msg, code, retry_after)
 
 
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:

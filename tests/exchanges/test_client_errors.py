@@ -204,3 +204,29 @@ def test_garbage_bodies_only_raise_exchange_errors(adapter):
             with contextlib.suppress(ExchangeError):
                 parse(body)
     assert len(adapter.parse_klines(good, "1m")) == 1
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS, ids=lambda a: a.NAME)
+@pytest.mark.parametrize(
+    "status, cls",
+    [
+        (429, RateLimited),
+        (408, RequestTimeout),
+        (500, ServerError),
+        (502, ServerError),
+        (504, ServerError),
+        (404, BadRequest),
+        (405, BadRequest),
+        (302, MalformedResponse),
+        (101, MalformedResponse),
+    ],
+)
+def test_bare_statuses_classify_alike_on_every_exchange(adapter, status, cls):
+    """A status without an error body (a proxy's or load balancer's answer) means the same
+    everywhere; the text names the exchange and the status, on one line."""
+    err = raised(adapter, status, HTML_PAGE, {"Retry-After": "3"})
+    assert type(err) is cls
+    assert err.status == status and err.exchange == adapter.NAME
+    line = str(err)
+    assert line.startswith(f"{adapter.NAME}: HTTP {status}") and "\n" not in line
+    assert err.retry_after_s == (3.0 if cls in (RateLimited, ServerError) else None)
