@@ -157,6 +157,8 @@ class SymbolResult:
     path: Path | None = None
     doc: dict | None = None
     seconds: float = 0.0
+    candles: dict[str, Candles] | None = None
+    """The candles the document was built from (the chart reuses them)."""
 
 
 def load_symbol(settings: Settings, exchange: str, symbol: str) -> dict[str, Candles]:
@@ -186,7 +188,7 @@ def analyze_symbol(settings: Settings, exchange: str, symbol: str, now_ms: int |
             raise
         message = f"analysis failed: {type(exc).__name__}: {_one_line(exc, 120)} (set P9_DEBUG=1 for details)"
         return SymbolResult(exchange, symbol, False, message, seconds=time.perf_counter() - t0)
-    return SymbolResult(exchange, symbol, True, "written", out, doc, time.perf_counter() - t0)
+    return SymbolResult(exchange, symbol, True, "written", out, doc, time.perf_counter() - t0, candles)
 
 
 def _summary_line(r: SymbolResult) -> str:
@@ -221,6 +223,7 @@ def run_analyze(
             r = analyze_symbol(settings, ex, sym)
             if r.ok and plot:
                 _plot(settings, r, plot_timeframe)
+            r.candles = None  # only the chart needs them
             results.append(r)
             print(
                 _summary_line(r) if r.ok else f"p9: {_summary_line(r)}",
@@ -246,7 +249,9 @@ def _plot(settings: Settings, r: SymbolResult, timeframe: str) -> None:
 
     png = context_path(settings, r.exchange, r.symbol).with_suffix(".png")
     try:
-        candles = load_symbol(settings.with_(timeframes=(timeframe,)), r.exchange, r.symbol)[timeframe]
+        candles = (r.candles or {}).get(timeframe)
+        if candles is None:  # a timeframe the document was not built from
+            candles = load_symbol(settings.with_(timeframes=(timeframe,)), r.exchange, r.symbol)[timeframe]
         plot_structure(r.doc, candles, timeframe, png)
     except P9Error as exc:
         r.ok = False
@@ -285,6 +290,7 @@ def _run_rich(settings: Settings, pairs, plot: bool, plot_timeframe: str) -> lis
             r = analyze_symbol(settings, ex, sym)
             if r.ok and plot:
                 _plot(settings, r, plot_timeframe)
+            r.candles = None  # only the chart needs them
             results.append(r)
             bar.advance(task)
     table = Table(title=f"p9 analyze -> {settings.context_dir}", title_justify="left")

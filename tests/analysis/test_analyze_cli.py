@@ -291,3 +291,47 @@ def test_a_failed_chart_is_one_line_and_other_symbols_complete(data_dir):
     assert len(bad) == 1 and "okx btc" in bad[0] and "Traceback" not in res.output
     assert context_file(data_dir, "okx", "btc").exists()  # the JSON itself was written
     assert context_file(data_dir, "okx", "eth").with_suffix(".png").exists()
+
+
+def test_plot_reads_each_history_file_once(data_dir, monkeypatch):
+    """The chart draws the candles the document was built from (no second read of its file);
+    a plot timeframe outside the analysed ones is read on its own."""
+    import p9cli.analyze as analyze_module
+
+    reads: list[str] = []
+    real = analyze_module.pq.read_table
+
+    def counting(path, *a, **kw):
+        reads.append(Path(path).name)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(analyze_module.pq, "read_table", counting)
+    res = invoke(
+        "--data-dir",
+        str(data_dir),
+        "--exchanges",
+        "okx",
+        "--symbols",
+        "btc",
+        "--plot",
+        "--plot-timeframe",
+        "1h",
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(reads) == sorted(f"{tf}.parquet" for tf in TFS)
+    reads.clear()
+    res = invoke(
+        "--data-dir",
+        str(data_dir),
+        "--exchanges",
+        "okx",
+        "--symbols",
+        "btc",
+        "--plot",
+        "--plot-timeframe",
+        "4h",
+        env={"P9_TIMEFRAMES": "1d,1h"},
+    )
+    assert res.exit_code == 0, res.output
+    assert sorted(reads) == ["1d.parquet", "1h.parquet", "4h.parquet"]
+    assert context_file(data_dir, "okx", "btc").with_suffix(".png").stat().st_size > 10_000
