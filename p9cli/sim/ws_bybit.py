@@ -6,7 +6,9 @@ only when sent; at most :data:`MAX_ARGS` args per spot request, else ``success: 
 ``{"op":"ping"}`` answered by ``{"success":true,"ret_msg":"pong","conn_id":..,"op":"ping"}``.
 Failure texts not documented by Bybit follow what clients have reported on the wire
 (``args size >10``, ``error:handler not found,topic:<t>``, ``error:already subscribed,topic:<t>``;
-sieblyio/bybit-api #477 and #561, yufuquant/rust-bybit #24).
+sieblyio/bybit-api #477 and #561, yufuquant/rust-bybit #24). A request naming any topic the
+connection already has is refused as a whole (ccxt/ccxt #30284): nothing in it is subscribed,
+and the existing subscription keeps streaming exactly once.
 
 Topics (``<SYM>`` = ``BTCUSDT``):
 
@@ -289,16 +291,20 @@ async def handle_text(feed: LiveFeed, conn: Conn, text: str) -> None:
             return
         topics.append(topic)
     if op == "subscribe":
-        repeated = [t.name for t in topics if conn in t.subscribers]
-        fresh = [t for t in dict.fromkeys(topics) if conn not in t.subscribers]
+        # The real server refuses the WHOLE request when any topic in it is already
+        # subscribed on this connection: the new topics of that request are not subscribed
+        # either (raw probe in ccxt/ccxt #30284; the text as in sieblyio/bybit-api #477).
+        # The repeat itself is harmless: the existing subscription keeps streaming, once.
+        repeated = next((t.name for t in topics if conn in t.subscribers), None)
+        if repeated is not None:
+            await conn.send(
+                _reply(conn, op, False, f"error:already subscribed,topic:{repeated}", req_id, has_req_id)
+            )
+            return
+        fresh = list(dict.fromkeys(topics))
         for topic in fresh:
             feed.subscribe(conn, topic)
-        if repeated:
-            await conn.send(
-                _reply(conn, op, False, f"error:already subscribed,topic:{repeated[0]}", req_id, has_req_id)
-            )
-        else:
-            await conn.send(_reply(conn, op, True, "subscribe", req_id, has_req_id))
+        await conn.send(_reply(conn, op, True, "subscribe", req_id, has_req_id))
         for topic in fresh:
             await topic.on_subscribe(conn)
         return
