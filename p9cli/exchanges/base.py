@@ -147,6 +147,43 @@ class Candles:
         return self.take([i for i, ok in enumerate(mask) if ok])
 
 
+def candles_from_rows(
+    rows: list,
+    exchange: str,
+    *,
+    min_fields: int,
+    quote_volume: list[float] | int,
+    trades_at: int | None = None,
+    confirmed: list[bool | None] | None = None,
+) -> Candles:
+    """Kline rows ``[open_time, open, high, low, close, volume, ...]`` (any order) -> ascending
+    :class:`Candles`. ``quote_volume`` is the row position of the quote volume, or the column
+    itself when it differs between rows; ``trades_at`` the position of the trade count (None:
+    the exchange gives none); ``confirmed`` the closed flags (None: the exchange has none).
+    A row that is not an array of at least ``min_fields`` numbers-as-strings is malformed."""
+    try:
+        for r in rows:
+            if type(r) is not list or len(r) < min_fields:
+                raise ValueError(f"short or non-array row {r!r:.80}")
+        n = len(rows)
+        if isinstance(quote_volume, int):
+            quote_volume = [float(r[quote_volume]) for r in rows]
+        candles = Candles(
+            open_time=[int(r[0]) for r in rows],
+            open=[float(r[1]) for r in rows],
+            high=[float(r[2]) for r in rows],
+            low=[float(r[3]) for r in rows],
+            close=[float(r[4]) for r in rows],
+            volume=[float(r[5]) for r in rows],
+            quote_volume=quote_volume,
+            trades=[int(r[trades_at]) for r in rows] if trades_at is not None else [None] * n,
+            confirmed=confirmed if confirmed is not None else [None] * n,
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        raise MalformedResponse(f"klines: bad row ({exc})", exchange=exchange) from None
+    return normalize_order(candles)
+
+
 def normalize_order(c: Candles) -> Candles:
     """Return ``c`` ascending by open time with unique open times (the last copy wins).
 

@@ -34,12 +34,12 @@ from p9cli.exchanges.base import (
     Trade,
     bars_in_window,
     body_snippet,
+    candles_from_rows,
     check_symbol,
     check_timeframe,
     header,
     limit_param,
     load_json,
-    normalize_order,
     retry_after_seconds,
     status_error,
     timeframe_of,
@@ -125,24 +125,7 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
         raise error_from_body(rows, status=None)
     if not isinstance(rows, list):
         raise MalformedResponse(f"klines: expected a JSON array, got {body_snippet(body)!r}", exchange=NAME)
-    try:
-        for r in rows:
-            if type(r) is not list or len(r) < 9:
-                raise ValueError(f"short or non-array row {r!r:.80}")
-        candles = Candles(
-            open_time=[int(r[0]) for r in rows],
-            open=[float(r[1]) for r in rows],
-            high=[float(r[2]) for r in rows],
-            low=[float(r[3]) for r in rows],
-            close=[float(r[4]) for r in rows],
-            volume=[float(r[5]) for r in rows],
-            quote_volume=[float(r[7]) for r in rows],
-            trades=[int(r[8]) for r in rows],
-            confirmed=[None] * len(rows),
-        )
-    except (TypeError, ValueError, IndexError) as exc:
-        raise MalformedResponse(f"klines: bad row ({exc})", exchange=NAME) from None
-    return normalize_order(candles)
+    return candles_from_rows(rows, NAME, min_fields=9, quote_volume=7, trades_at=8)
 
 
 def parse_server_time(body: bytes) -> int:

@@ -35,6 +35,7 @@ from p9cli.exchanges.base import (
     Trade,
     bars_in_window,
     body_snippet,
+    candles_from_rows,
     check_symbol,
     check_timeframe,
     limit_param,
@@ -151,25 +152,7 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
     rows = _result(body).get("list")
     if not isinstance(rows, list):
         raise MalformedResponse("klines: result.list missing or not an array", exchange=NAME)
-    rows = rows[::-1]
-    try:
-        for r in rows:
-            if type(r) is not list or len(r) < 7:
-                raise ValueError(f"short or non-array row {r!r:.80}")
-        candles = Candles(
-            open_time=[int(r[0]) for r in rows],
-            open=[float(r[1]) for r in rows],
-            high=[float(r[2]) for r in rows],
-            low=[float(r[3]) for r in rows],
-            close=[float(r[4]) for r in rows],
-            volume=[float(r[5]) for r in rows],
-            quote_volume=[float(r[6]) for r in rows],
-            trades=[None] * len(rows),
-            confirmed=[None] * len(rows),
-        )
-    except (TypeError, ValueError, IndexError) as exc:
-        raise MalformedResponse(f"klines: bad row ({exc})", exchange=NAME) from None
-    return normalize_order(candles)
+    return candles_from_rows(rows[::-1], NAME, min_fields=7, quote_volume=6)
 
 
 def parse_server_time(body: bytes) -> int:

@@ -41,11 +41,13 @@ from p9cli.exchanges.base import (
     check_timeframe,
     limit_param,
     load_json,
-    normalize_order,
     retry_after_seconds,
     status_error,
     timeframe_of,
     try_json,
+)
+from p9cli.exchanges.base import (
+    candles_from_rows as base_candles_from_rows,
 )
 
 NAME = "okx"
@@ -162,43 +164,32 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
     return candles_from_rows(_data(body))
 
 
+_CONFIRM = {"1": True, "0": False}
+
+
 def candles_from_rows(rows_newest_first: list) -> Candles:
-    """Rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` (newest first) -> ascending candles."""
+    """Rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` (newest first) -> ascending
+    candles. Older row formats: 8 fields (no ``volCcyQuote``: quote = ``volCcy``), 7 (no flag)."""
     rows = rows_newest_first[::-1]
+    confirmed: list[bool | None] = []
+    quote: list[float] = []
     try:
         for r in rows:
-            if type(r) is not list or len(r) < 7:
+            n = len(r) if type(r) is list else 0
+            if n < 7:
                 raise ValueError(f"short or non-array row {r!r:.80}")
-        confirmed: list[bool | None] = []
-        quote: list[float] = []
-        for r in rows:
-            n = len(r)
             if n >= 8:
-                flag = r[-1]
-                if flag == "1":
-                    confirmed.append(True)
-                elif flag == "0":
-                    confirmed.append(False)
-                else:
-                    raise ValueError(f"confirm must be '0' or '1', got {flag!r:.20}")
+                flag = _CONFIRM.get(r[-1]) if isinstance(r[-1], str) else None
+                if flag is None:
+                    raise ValueError(f"confirm must be '0' or '1', got {r[-1]!r:.20}")
+                confirmed.append(flag)
                 quote.append(float(r[7] if n >= 9 else r[6]))
             else:
                 confirmed.append(None)
                 quote.append(float(r[6]))
-        candles = Candles(
-            open_time=[int(r[0]) for r in rows],
-            open=[float(r[1]) for r in rows],
-            high=[float(r[2]) for r in rows],
-            low=[float(r[3]) for r in rows],
-            close=[float(r[4]) for r in rows],
-            volume=[float(r[5]) for r in rows],
-            quote_volume=quote,
-            trades=[None] * len(rows),
-            confirmed=confirmed,
-        )
-    except (TypeError, ValueError, IndexError) as exc:
+    except (TypeError, ValueError) as exc:
         raise MalformedResponse(f"candles: bad row ({exc})", exchange=NAME) from None
-    return normalize_order(candles)
+    return base_candles_from_rows(rows, NAME, min_fields=7, quote_volume=quote, confirmed=confirmed)
 
 
 def parse_server_time(body: bytes) -> int:
