@@ -88,28 +88,29 @@ async def test_pause_stops_the_bucket_for_everybody():
 
 
 async def test_fixed_window_resets_at_the_servers_boundary():
-    # the server's clock is 0.35 s before the end of a 1-second window
+    # the server's clock is 0.35 s before the end of a 4-second window (a long window, so that
+    # "the rest of this window" and "a whole window" stay far apart on a busy machine)
     mono0 = time.monotonic()
-    server_ms = lambda mono: 10_000_650.0 + (mono - mono0) * 1000.0  # noqa: E731
-    bucket = Bucket("w", 10, 1.0, "fixed", server_ms=server_ms)
+    server_ms = lambda mono: 10_003_650.0 + (mono - mono0) * 1000.0  # noqa: E731
+    bucket = Bucket("w", 10, 4.0, "fixed", server_ms=server_ms)
     slots = [await bucket.acquire(2) for _ in range(5)]  # 10 units: full
     for s in slots:
         await bucket.release(s)
     t0 = time.monotonic()
     slot = await bucket.acquire(2)
     waited = time.monotonic() - t0
-    assert 0.3 <= waited <= 0.9  # until the next server window (0.35 s), not a full second
-    assert server_ms(slot.sent) >= 10_001_000
+    assert 0.3 <= waited <= 2.5  # until the next server window (0.35 s), not a whole one (4 s)
+    assert server_ms(slot.sent) >= 10_004_000
 
 
 async def test_fixed_window_follows_the_servers_used_weight_header():
     mono0 = time.monotonic()
-    server_ms = lambda mono: 20_000_700.0 + (mono - mono0) * 1000.0  # noqa: E731
-    bucket = Bucket("w", 100, 1.0, "fixed", server_ms=server_ms)
+    server_ms = lambda mono: 20_003_700.0 + (mono - mono0) * 1000.0  # noqa: E731
+    bucket = Bucket("w", 100, 4.0, "fixed", server_ms=server_ms)
     await bucket.observe(99)  # somebody else on this IP used 99 of 100
     t0 = time.monotonic()
     await bucket.acquire(2)
-    assert 0.25 <= time.monotonic() - t0 <= 0.9  # the rest of this server window, not a full one
+    assert 0.25 <= time.monotonic() - t0 <= 2.5  # the rest of this server window, not a whole one
 
 
 async def test_sliding_window_follows_reported_usage():
