@@ -65,7 +65,7 @@ alone and the same minute generated in a batch of a whole day are identical to t
   the exchange's tick. Exchange-specific volume shares and noise.
 * Minute candle (ticks / qty units, int64): ``open`` = previous minute's close; ``high`` /
   ``low`` extend beyond max/min(open, close) by a random excursion; volume ``V`` and trade
-  count ``n`` (``n >= 4``, ``V >= n``) from the volume pattern and the size of the move.
+  count ``n`` (``n >= MIN_TRADES``, ``V >= n``) from the volume pattern and the size of the move.
 * Minutes before ``live_start_ms`` are *historical*: their quote volume is
   ``V * ((o + h + l + c + 2) // 4)`` (V times the rounded mean price). Minutes from
   ``live_start_ms`` on are *live*: their ``n`` trades exist one by one (times strictly inside
@@ -202,15 +202,24 @@ BASIS_STD = 1.0e-4
 BASIS_JITTER = 0.4e-4
 # base volume per day (base asset) and mean trades per minute, per exchange and symbol
 _DAILY_VOLUME = {"btc": 12_000, "eth": 250_000, "sol": 2_500_000, "bnb": 150_000, "xrp": 120_000_000}
-_TRADES_PER_MIN = {"btc": 200, "eth": 150, "sol": 100, "bnb": 50, "xrp": 80}
+#: Mean trades per minute on Binance (real BTCUSDT spot prints about 1-3 million trades a day,
+#: i.e. several hundred to a few thousand a minute; the others fewer), scaled per exchange.
+_TRADES_PER_MIN = {"btc": 1000, "eth": 600, "sol": 450, "bnb": 150, "xrp": 300}
 _EX_SHARE = {"binance": 1.0, "bybit": 0.35, "okx": 0.25}
-_EX_TRADE_SHARE = {"binance": 1.0, "bybit": 0.5, "okx": 0.4}
+_EX_TRADE_SHARE = {"binance": 1.0, "bybit": 0.45, "okx": 0.35}
+#: Fewest trades in a minute: enough for every arrival slot of the minute to hold a trade.
+MIN_TRADES = 40
+#: Arrival slots per minute: ``clip(n // 2, 1, MAX_SLOTS)`` slots of equal length (2 s for n >=
+#: 60, 3 s at MIN_TRADES), each holding at least one trade, so that the tape is never silent
+#: for more than two slots; the remaining trades cluster (heavy-tailed slot intensities that
+#: spill over into the next slot, heavy-tailed gaps within a slot, bursts in one millisecond).
+MAX_SLOTS = 30
 #: Trade id of the first live trade per exchange (the symbol adds its own offset).
 _TRADE_ID_BASE = {"binance": 5_000_000_000, "bybit": 2_290_000_000_090_000_000, "okx": 670_000_000}
 _TRADE_ID_SYM_STEP = {"binance": 400_000_000, "bybit": 10_000_000_000, "okx": 30_000_000}
 
 # random streams
-_S_DAILY, _S_INTRADAY, _S_EXCHANGE, _S_TRADES = 1, 2, 3, 4
+_S_DAILY, _S_INTRADAY, _S_EXCHANGE, _S_TRADES, _S_PATH = 1, 2, 3, 4, 5
 _DAY_BLOCK = 64  # daily shocks are drawn in blocks of 64 days
 _DAILY_K = 1 + N_SYM + N_EX * N_SYM + 1  # market factor, idiosyncratic, basis, vol
 
@@ -457,8 +466,8 @@ def _generate_day(
     vexp = daily_units[:, :, None] * (VOL_W * vm**0.7)[None, None, :] * move[None, :, :]
     volume = (vexp * np.exp(0.35 * noise[3] - 0.06125)).astype(_I64)
     texp = trades_per_min[:, :, None] * (VOL_W * (MINUTES_PER_DAY * vm**0.5))[None, None, :]
-    trades = (texp * np.sqrt(move)[None, :, :] * np.exp(0.2 * noise[4] - 0.02)).astype(_I64)
-    np.maximum(trades, 4, out=trades)
+    trades = (texp * move[None, :, :] * np.exp(0.25 * noise[4] - 0.03125)).astype(_I64)
+    np.maximum(trades, MIN_TRADES, out=trades)
     np.maximum(volume, trades, out=volume)
     mean_price = (open_ + high + low + close + 2) // 4
     quote = volume * mean_price
@@ -482,6 +491,7 @@ def _segment_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray)
 
 def _generate_trades(
     series_key: int,
+    path_key: int,
     minute_ms: np.ndarray,
     o: np.ndarray,
     h: np.ndarray,
@@ -494,12 +504,26 @@ def _generate_trades(
     the same whether it is generated alone or in a batch.
 
     Returns (time, price, qty, taker_buy, starts) with ``starts[i]`` the index of minute i's
-    first trade; each minute has exactly ``n[i]`` trades."""
+    first trade; each minute has exactly ``n[i]`` trades (``n >= 4``).
+
+    * Times: the minute is cut into ``k = clip(n // 2, 1, MAX_SLOTS)`` equal slots; each slot
+      gets one trade plus a share of the other ``n - k`` proportional to a heavy-tailed
+      intensity that spills half over into the next slot (clusters, Hawkes-like); within a
+      slot, heavy-tailed gaps, a third of them zero (several fills of one taker order share a
+      millisecond). Strictly inside the minute, ascending.
+    * Prices: open -> first extreme -> other extreme -> close, piecewise linear in the trade
+      index, plus a lazy random walk (two steps in three are zero) bridged to zero at those four points, clipped to [low, high]:
+      the price moves in ticks through the minute's path and touches high and low exactly.
+    * Quantities: Pareto-like (tail index about 1) integer weights over a 65536:1 range (many
+      small trades, a few large), an exact split of V into n positive parts.
+    * Side: up-tick buys, down-tick sells, otherwise a coin flip."""
     n = n.astype(_I64)
+    m = len(n)
     total = int(n.sum())
-    starts = np.zeros(len(n), dtype=_I64)
+    starts = np.zeros(m, dtype=_I64)
     np.cumsum(n[:-1], out=starts[1:])
-    rep = np.repeat(np.arange(len(n)), n)
+    last = starts + n - 1
+    rep = np.repeat(np.arange(m), n)
     j = np.arange(total, dtype=_I64) - starts[rep]  # index within the minute
     mkey = _mix(np.uint64(series_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))  # per minute
     base = _mix(mkey[rep] + (j.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # per trade
@@ -507,53 +531,95 @@ def _generate_trades(
     h_price = _mix(base ^ np.uint64(0x2222222222222222))
     h_qty = _mix(base ^ np.uint64(0x3333333333333333))
     h_side = _mix(base ^ np.uint64(0x4444444444444444))
-    h_m = _mix(mkey ^ np.uint64(0x5555555555555555))  # per minute
 
-    # times: heavy-tailed integer gaps (bursts and lulls, 4 .. 16384), one extra final gap per
-    # minute; scaled into the minute, strictly inside it
-    gaps = (1 << 22) // (256 + (h_time >> np.uint64(44)).astype(_I64))
-    cum = _segment_cumsum(gaps, starts, n)
-    h_end = _mix(mkey ^ np.uint64(0x6666666666666666))  # per minute
-    last_gap = (1 << 22) // (256 + (h_end >> np.uint64(44)).astype(_I64))
-    span = cum[starts + n - 1] + last_gap
-    time = minute_ms.astype(_I64)[rep] + 1 + (cum * (MINUTE_MS - 2)) // span[rep]
+    # ---- times: stratified slots with clustered counts, clustered times inside a slot
+    k = np.clip(n // 2, 1, MAX_SLOTS)
+    sstarts = np.zeros(m, dtype=_I64)
+    np.cumsum(k[:-1], out=sstarts[1:])
+    srep = np.repeat(np.arange(m), k)
+    si = np.arange(int(k.sum()), dtype=_I64) - sstarts[srep]  # slot index within the minute
+    skey = mkey[srep] ^ np.uint64(0x7777777777777777)
+    hs = _mix(skey + (si.astype(np.uint64) + np.uint64(2)) * _UGOLD)
+    hs_prev = _mix(skey + (si.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # hs of slot si - 1
 
-    # prices: integer random-walk bridge from open to close, clipped to [low, high]
+    def intensity(x: np.ndarray) -> np.ndarray:  # 255 .. 16384, P(w > y) ~ 1/y
+        return (1 << 20) // (64 + (x >> np.uint64(50)).astype(_I64))
+
+    w = 1024 + intensity(hs) + intensity(hs_prev) // 2
+    cw = _segment_cumsum(w, sstarts, k)
+    ks = k[srep]
+    rest = (n - k)[srep]
+    alloc = (rest * cw) // cw[sstarts + k - 1][srep]
+    cnt = np.empty_like(alloc)
+    cnt[0:] = alloc
+    cnt[1:] -= alloc[:-1]
+    cnt[sstarts] = alloc[sstarts]
+    cnt += 1  # sums to n per minute
+    tstarts = np.zeros(len(cnt), dtype=_I64)
+    np.cumsum(cnt[:-1], out=tstarts[1:])
+    tslot = np.repeat(np.arange(len(cnt)), cnt)
+    slot_lo = (si * MINUTE_MS) // ks
+    slot_len = ((si + 1) * MINUTE_MS) // ks - slot_lo
+    gaps = (1 << 22) // (256 + (h_time >> np.uint64(44)).astype(_I64))  # 256 .. 16384
+    burst = (h_time & np.uint64(0xFF)).astype(_I64) < 85
+    burst[tstarts] = False  # a slot's first trade is never glued to the slot's start
+    gaps[burst] = 0
+    cum = _segment_cumsum(gaps, tstarts, cnt)
+    last_gap = (1 << 22) // (256 + (hs >> np.uint64(44)).astype(_I64))
+    span = cum[tstarts + cnt - 1] + last_gap
+    time = (minute_ms.astype(_I64)[srep] + slot_lo + 1)[tslot] + (cum * (slot_len - 2)[tslot]) // span[tslot]
+
+    # ---- prices: piecewise-linear path through the extremes plus a bridged random walk
+    # where in the minute the extremes come is common to the exchanges (one market, arbitraged)
+    h_path = _mix(np.uint64(path_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))
+    u_hi = (h_path & np.uint64(0xFFFF)).astype(_I64)
+    u_lo = ((h_path >> np.uint64(16)) & np.uint64(0xFFFF)).astype(_I64)
+    i_hi = 1 + ((n - 2) * u_hi >> 16)  # 1 .. n-2
+    i_lo = 1 + ((n - 3) * u_lo >> 16)  # 1 .. n-3, then skip i_hi
+    i_lo = i_lo + (i_lo >= i_hi)
+    a1, a2 = np.minimum(i_hi, i_lo), np.maximum(i_hi, i_lo)
+    hi_first = i_hi < i_lo
+    p1, p2 = np.where(hi_first, h, lo), np.where(hi_first, lo, h)
+    A1, A2 = a1[rep], a2[rep]
+    leg0, leg1 = j <= A1, j <= A2
+    ja = np.where(leg0, 0, np.where(leg1, A1, A2))
+    jb = np.where(leg0, A1, np.where(leg1, A2, (n - 1)[rep]))
+    pa = np.where(leg0, o[rep], np.where(leg1, p1[rep], p2[rep]))
+    pb = np.where(leg0, p1[rep], np.where(leg1, p2[rep], c[rep]))
+    dj = jb - ja
+    # two trades in three leave the walk where it was (a tape repeats prices)
     steps = (h_price & np.uint64(0xFFFF)).astype(_I64) - (h_price >> np.uint64(48)).astype(_I64)
+    steps[(h_price >> np.uint64(20) & np.uint64(0xFF)).astype(_I64) < 171] = 0
     walk = _segment_cumsum(steps, starts, n)
-    walk = walk - walk[starts][rep]  # starts at 0
-    nm1 = (n - 1)[rep]
-    bridge = walk - (walk[starts + n - 1][rep] * j) // nm1
+    wa, wb = walk[starts[rep] + ja], walk[starts[rep] + jb]
+    bridge = walk - wa - ((wb - wa) * (j - ja)) // dj
     amp = (h - lo)[rep]
     denom = (53_510 * np.maximum(np.sqrt(n.astype(float)).astype(_I64), 1))[rep]
-    price = o[rep] + ((c - o)[rep] * j) // nm1 + (bridge * amp) // denom
+    price = pa + ((pb - pa) * (j - ja)) // dj + (bridge * amp) // denom
     np.clip(price, lo[rep], h[rep], out=price)
     price[starts] = o
-    price[starts + n - 1] = c
-    i_hi = 1 + (h_m % (n - 2).astype(np.uint64)).astype(_I64)
-    i_lo = 1 + ((h_m >> np.uint64(32)) % (n - 3).astype(np.uint64)).astype(_I64)
-    i_lo = i_lo + (i_lo >= i_hi)
+    price[last] = c
     price[starts + i_hi] = h
     price[starts + i_lo] = lo
 
-    # quantities: Pareto-like integer weights (many small trades, a few large ones: 256 ..
-    # 2^20, median about twice the smallest), exact split of V into n positive parts
-    u = (h_qty >> np.uint64(46)).astype(_I64)  # 0 .. 2^18-1
-    weights = (1 << 26) // (64 + u)
+    # ---- quantities: Pareto-like integer weights (1024 .. 2^26, median about twice the
+    # smallest, mean about 11 times), exact split of V into n positive parts
+    u = (h_qty >> np.uint64(44)).astype(_I64)  # 0 .. 2^20-1
+    weights = (1 << 30) // (16 + u)
     # keep (V - n) * sum(weights) inside int64 for huge minutes (a per-minute decision, exact)
-    huge = (v - n).astype(float) * n.astype(float) * float(1 << 20) >= 2.0**61
+    huge = (v - n).astype(float) * n.astype(float) * float(1 << 26) >= 2.0**61
     if huge.any():
         weights = np.where(huge[rep], (weights >> 10) + 1, weights)
     cw = _segment_cumsum(weights, starts, n)
     extra = (v - n)[rep]
-    cq = (extra * cw) // cw[starts + n - 1][rep]
+    cq = (extra * cw) // cw[last][rep]
     qty = np.empty(total, dtype=_I64)
     qty[0:] = cq
     qty[1:] -= cq[:-1]
     qty[starts] = cq[starts]
     qty += 1
 
-    # taker side: up-tick buys, down-tick sells, otherwise a coin flip
+    # ---- taker side: up-tick buys, down-tick sells, otherwise a coin flip
     coin = (h_side >> np.uint64(63)).astype(bool)
     prev = np.empty(total, dtype=_I64)
     prev[1:] = price[:-1]
@@ -592,6 +658,7 @@ class MarketModel:
         self._series_key = {
             (ex, sym): _key(self.seed, _S_TRADES, EX_INDEX[ex], SYM_INDEX[sym]) for ex, sym in instruments
         }
+        self._path_key = {sym: _key(self.seed, _S_PATH, SYM_INDEX[sym]) for sym in SYMBOLS}
         self._id_base = {
             (ex, sym): _TRADE_ID_BASE[ex] + SYM_INDEX[sym] * _TRADE_ID_SYM_STEP[ex] for ex, sym in instruments
         }
@@ -694,6 +761,7 @@ class MarketModel:
         minute_ms = d.day * DAY_MS + idx.astype(_I64) * MINUTE_MS
         return _generate_trades(
             self._series_key[(ex, sym)],
+            self._path_key[sym],
             minute_ms,
             d.open[e, s, idx],
             d.high[e, s, idx],
