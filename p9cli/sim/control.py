@@ -139,9 +139,6 @@ def apply_settings(targets: list[Any], cls: type, body: dict[str, Any]) -> None:
             probe.set(name, value)
         except (ValueError, TypeError) as exc:
             raise ControlError(f"{name}={value!r}: {exc}") from None
-        v = getattr(probe, name)
-        if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
-            raise ControlError(f"{name} must be >= 0")
     for target in targets:
         for name in body:
             setattr(target, name, getattr(probe, name))

@@ -22,6 +22,7 @@ import contextlib
 import errno
 import importlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from p9cli.errors import ConfigError, P9Error
-from p9cli.sim.state import ExchangeState, FaultSettings, LimitSettings, SimClock, Simulator
+from p9cli.sim.state import MAX_SPEED, ExchangeState, FaultSettings, LimitSettings, SimClock, Simulator
 from p9cli.universe import EXCHANGES
 
 log = logging.getLogger("p9cli.sim")
@@ -83,6 +84,11 @@ LIMIT_HELP: dict[str, str] = {
 # ---------------------------------------------------------------------------------- settings
 
 
+#: --start range: the model's history reaches ~3 years back; years must stay printable
+START_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+START_MAX_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
+
+
 def parse_start(start: str | int | None) -> int | None:
     """``--start``: epoch ms (digits) or ISO 8601 (UTC unless an offset is given)."""
     if start is None or start == "":
@@ -91,16 +97,23 @@ def parse_start(start: str | int | None) -> int | None:
         return start
     text = start.strip()
     if text.isdigit():
-        return int(text)
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(
-            f"--start {start!r} is neither epoch milliseconds nor an ISO 8601 time (e.g. 2026-01-05T12:00:00Z)"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+        ms = int(text)
+    else:
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"--start {start!r} is neither epoch milliseconds nor an ISO 8601 time (e.g. 2026-01-05T12:00:00Z)"
+            ) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        ms = int(dt.timestamp() * 1000)
+    if not START_MIN_MS <= ms < START_MAX_MS:
+        hint = (
+            " (epoch seconds? --start takes milliseconds)" if START_MIN_MS <= ms * 1000 < START_MAX_MS else ""
+        )
+        raise ConfigError(f"--start {start!r}: must be a time from 2000-01-01 to 2199-12-31 UTC{hint}")
+    return ms
 
 
 def _exchanges_of(name: str, option: str, item: str) -> tuple[str, ...]:
@@ -132,8 +145,6 @@ def parse_overrides(items: Sequence[str], cls: type, option: str) -> dict[str, d
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"{option} {item!r}: {exc}") from None
         checked = getattr(probe, name)
-        if isinstance(checked, int | float) and not isinstance(checked, bool) and checked < 0:
-            raise ConfigError(f"{option} {item!r}: {name} must be >= 0")
         for exchange in _exchanges_of(ex.strip().lower(), option, item):
             out.setdefault(exchange, {})[name] = checked
     return out
@@ -415,8 +426,8 @@ def run_sim(
         return 0
     if not 1 <= port_base <= 65535 - 3:
         raise ConfigError(f"--port-base {port_base}: must be between 1 and 65532")
-    if speed <= 0:
-        raise ConfigError(f"--speed {speed}: must be > 0")
+    if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+        raise ConfigError(f"--speed {speed:g}: must be a number > 0 and <= {MAX_SPEED:g}")
     start_ms = parse_start(start)
     fault_spec = parse_overrides(list(faults), FaultSettings, "--fault")
     limit_spec = parse_overrides(list(limits), LimitSettings, "--limit")

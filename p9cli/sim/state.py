@@ -13,10 +13,14 @@ can change faults and limits at run time.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
+
+#: the fastest clock: a year of simulated time in about 30 s of real time
+MAX_SPEED = 1e6
 
 
 class SimClock:
@@ -27,8 +31,8 @@ class SimClock:
     """
 
     def __init__(self, start_ms: int | None = None, speed: float = 1.0):
-        if speed <= 0:
-            raise ValueError("speed must be > 0")
+        if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+            raise ValueError(f"must be a number > 0 and <= {MAX_SPEED:g}")
         self.speed = float(speed)
         self._mono0 = time.monotonic()
         self.start_ms = int(time.time() * 1000) if start_ms is None else int(start_ms)
@@ -124,7 +128,11 @@ class LimitSettings:
 
 
 def set_field(obj: Any, name: str, value: Any) -> None:
-    """Set a dataclass field from a string or JSON value, converting to the field's type."""
+    """Set a dataclass field from a string or JSON value, converted to the field's type.
+
+    Every numeric setting is a count, a size, a duration or a rate: a finite number >= 0
+    (whole for integer fields). Anything else raises ValueError with one clear line (KeyError
+    for an unknown name); the field is left unchanged."""
     types = {f.name: f.type for f in fields(obj)}
     if name not in types:
         raise KeyError(f"unknown setting {name!r}; valid: {', '.join(types)}")
@@ -135,13 +143,26 @@ def set_field(obj: Any, name: str, value: Any) -> None:
             if low not in ("1", "0", "true", "false", "on", "off", "yes", "no"):
                 raise ValueError(f"{name} takes true/false, not {value!r}")
             value = low in ("1", "true", "on", "yes")
+        elif not isinstance(value, bool | int) or value not in (0, 1):
+            raise ValueError(f"{name} takes true/false, not {value!r}")
         setattr(obj, name, bool(value))
-    elif isinstance(current, int):
-        setattr(obj, name, int(value))
-    elif isinstance(current, float):
-        setattr(obj, name, float(value))
+    elif isinstance(current, int | float):
+        setattr(obj, name, _number(name, value, whole=isinstance(current, int)))
     else:
         setattr(obj, name, value)
+
+
+def _number(name: str, value: Any, whole: bool) -> int | float:
+    kind = "a whole number >= 0" if whole else "a number >= 0"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{name} takes {kind}, not {value!r}")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError(f"{name} takes {kind}, not {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (whole and number != int(number)):
+        raise ValueError(f"{name} takes {kind}, not {value!r}")
+    return int(number) if whole else float(number)
 
 
 @dataclass

@@ -76,6 +76,13 @@ def test_settings_validation(sim_factory, kind):
     name = "latency_ms" if kind == "faults" else "bybit_kline_max_limit"
     assert httpx.post(url, json={name: "fast"}).status_code == 400
     assert httpx.post(url, json={name: -5}).status_code == 400
+    for bad in ("inf", "nan", True, None, [7]):
+        r = httpx.post(url, json={name: bad})
+        assert r.status_code == 400 and "\n" not in r.json()["error"], bad
+    whole = "rest_5xx_every" if kind == "faults" else "bybit_kline_max_limit"
+    assert httpx.post(url, json={whole: 1.5}).status_code == 400, "an integer setting takes whole numbers"
+    if kind == "limits":
+        assert httpx.post(url, json={"rate_limits": 3}).status_code == 400, "a switch takes true/false"
     ok = httpx.post(url, json={name: 7})
     assert ok.status_code == 200 and ok.json()["bybit"][name] == 7
 
@@ -203,6 +210,10 @@ def test_parse_overrides():
         "latency_ms=1",
         "binance:latency_ms=x",
         "binance:latency_ms=-1",
+        "binance:latency_ms=inf",
+        "binance:latency_ms=nan",
+        "binance:rest_5xx_every=1.5",
+        "binance:rest_5xx_every=",
     ):
         with pytest.raises(Exception) as info:
             parse_overrides([bad], FaultSettings, "--fault")
@@ -214,9 +225,13 @@ def test_parse_start():
     assert parse_start("2026-01-05T12:34:01Z") == 1767616441000
     assert parse_start("2026-01-05T13:34:01+01:00") == 1767616441000
     assert parse_start(None) is None
+    for bad in ("next tuesday", "0", "99999999999999999", "1767616441", "1969-12-31T00:00:00Z"):
+        with pytest.raises(Exception) as info:
+            parse_start(bad)
+        assert info.value.exit_code == 2 and "\n" not in str(info.value), bad
     with pytest.raises(Exception) as info:
-        parse_start("next tuesday")
-    assert info.value.exit_code == 2
+        parse_start("1767616441")
+    assert "seconds" in str(info.value), "epoch seconds given for milliseconds: say so"
 
 
 # ------------------------------------------------------------------------------ the p9 sim process
@@ -245,6 +260,9 @@ def test_list_faults():
         ("--fault", "binance:latency_ms=soon"),
         ("--start", "yesterday"),
         ("--speed", "0"),
+        ("--speed", "nan"),
+        ("--speed", "inf"),
+        ("--start", "99999999999999999"),
     ],
 )
 def test_bad_options_one_line_exit_2(args):
