@@ -38,15 +38,12 @@ def recorded_klines(name: str) -> Candles:
 
 def simulator_candles(
     symbol: str, timeframe: str, count: int, seed: int = 9, exchange: str = "binance", later_ms: int = 0
-) -> Candles | None:
+) -> Candles:
     """The last ``count`` closed candles from the simulator's market model (integers in ticks,
-    converted to prices) as of ``later_ms`` after 2026-01-01, or None while
-    ``p9cli.sim.model.MarketModel`` is not implemented."""
-    try:
-        from p9cli.sim.model import INSTRUMENTS, MarketModel
-        from p9cli.sim.state import SimClock
-    except ImportError:
-        return None
+    converted to prices) as of ``later_ms`` after 2026-01-01."""
+    from p9cli.sim.model import INSTRUMENTS, MarketModel
+    from p9cli.sim.state import SimClock
+
     start = 1_767_225_600_000  # 2026-01-01T00:00:00Z
     model = MarketModel(seed, SimClock(start_ms=start))
     now = start + later_ms  # the market `later_ms` after the model's start

@@ -20,6 +20,8 @@ from p9cli.analyze import read_candles, run_analyze
 from p9cli.cli import app
 from p9cli.config import load_settings
 from p9cli.errors import P9Error
+from p9cli.history.service import run_fetch_history
+from p9cli.sim.testing import SimThread
 
 TFS = ("1d", "4h", "1h", "15m")
 ENV = {"P9_TIMEFRAMES": ",".join(TFS), "P9_DEBUG": ""}
@@ -152,8 +154,6 @@ def test_reads_what_it_wrote_exactly(tmp_path):
 
 def test_simulator_history_end_to_end(tmp_path, schema_validator):
     first = simulator_candles("xrp", "1d", 200, exchange="bybit")
-    if first is None:
-        pytest.skip("p9cli.sim.model.MarketModel is not implemented yet")
     for tf in TFS:
         c = first if tf == "1d" else simulator_candles("xrp", tf, 200, exchange="bybit")
         write_history(tmp_path / "history" / "bybit" / "xrp" / f"{tf}.parquet", c, "bybit", "xrp", tf)
@@ -247,11 +247,6 @@ def test_plot_writes_a_png_next_to_the_json(data_dir):
 def test_pipeline_sim_fetch_history_analyze(tmp_path, schema_validator):
     """The real chain: `p9 sim` serves history, `fetch-history` stores it as Parquet, `analyze`
     reads it; the document equals an analysis of the simulator's own candles (ground truth)."""
-    try:
-        from p9cli.history.service import run_fetch_history
-        from p9cli.sim.testing import SimThread
-    except ImportError as exc:
-        pytest.skip(f"simulator or fetch-history not available: {exc}")
     from p9cli.analysis.context import analyze_timeframe
 
     start_ms = 1_767_616_496_789  # 2026-01-05 12:34:56.789 UTC

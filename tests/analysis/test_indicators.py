@@ -51,8 +51,6 @@ def test_matches_talib_on_recorded_binance_klines(name):
 @pytest.mark.parametrize(("symbol", "timeframe"), [("btc", "1h"), ("xrp", "1m"), ("eth", "6h")])
 def test_matches_talib_on_simulator_history(symbol, timeframe):
     c = simulator_candles(symbol, timeframe, 1000)
-    if c is None:
-        pytest.skip("p9cli.sim.model.MarketModel is not implemented yet")
     assert len(c) >= 900
     assert compare_with_talib(c) == 3
 

@@ -168,8 +168,6 @@ def test_alignment_weights_and_score():
 
 def test_simulator_history_gives_a_consistent_section():
     c = simulator_candles("sol", "1h", 1000)
-    if c is None:
-        pytest.skip("p9cli.sim.model.MarketModel is not implemented yet")
     doc = trend.analyze_trend(c.open_time, c.high, c.low, c.close)
     assert all(doc["ema"][p]["value"] is not None for p in ("20", "50", "200"))
     sw = doc["swings"]

@@ -11,9 +11,8 @@ import pytest
 
 from p9cli.exchanges import binance, bybit, okx
 from p9cli.exchanges.base import BadRequest, RateLimited, RestRequest, ServerError
+from p9cli.sim.testing import SimThread
 from p9cli.universe import TIMEFRAME_MS
-
-SimThread = pytest.importorskip("p9cli.sim.testing").SimThread
 
 ADAPTERS = (binance, bybit, okx)
 START_MS = 1_767_616_496_789  # 2026-01-05 12:34:56.789 UTC

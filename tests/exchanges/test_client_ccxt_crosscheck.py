@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import ccxt
 import pytest
 from exchange_fixture_files import read_bytes, read_json
 
 from p9cli.exchanges import binance, bybit, okx
 from p9cli.universe import TIMEFRAMES
-
-ccxt = pytest.importorskip("ccxt")
 
 CASES = [
     (binance, "binance/rest/spot_klines_BTCUSDT_1h_2023-01-01_to_2023-01-08.json", "1h", lambda raw: raw),

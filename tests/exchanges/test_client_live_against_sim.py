@@ -16,8 +16,7 @@ import websockets
 
 from p9cli.exchanges import binance, bybit, okx
 from p9cli.exchanges.book import BinanceBookSync, BybitBookSync, OkxBookSync
-
-SimThread = pytest.importorskip("p9cli.sim.testing").SimThread
+from p9cli.sim.testing import SimThread
 
 START_MS = 1_767_616_496_789
 LISTEN_S = 2.0
