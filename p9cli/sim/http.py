@@ -134,6 +134,7 @@ class ExchangeRest:
         n = state.counters["rest.requests"]
         faults = state.faults
         if faults.latency_ms > 0:
+            state.count("fault.latency_ms")
             await asyncio.sleep(faults.latency_ms / 1000.0)
         fault = fault_due(faults, n)
         if fault is not None:

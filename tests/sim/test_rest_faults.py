@@ -106,6 +106,8 @@ def test_latency_ms(sim_factory):
         slow = time.monotonic() - t
     assert r.status_code == 200
     assert slow >= 0.15 > fast
+    assert handle.sim.exchanges["bybit"].counters["fault.latency_ms"] == 1
+    assert "fault.latency_ms" not in handle.sim.exchanges["binance"].counters
 
 
 def test_faults_change_at_run_time_and_validate(sim_factory):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import websockets
 from wsutil import recv_json
@@ -12,6 +13,8 @@ from wsutil import recv_json
 from p9cli.sim import ws_okx
 from p9cli.sim.instruments import INSTRUMENTS
 from p9cli.sim.okx_checksum import okx_checksum
+from p9cli.sim.server import build_simulator, parse_overrides
+from p9cli.sim.state import FaultSettings
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +62,7 @@ async def test_stall_keeps_the_socket_open(sim_factory):
         # the socket is alive: a protocol ping is answered
         pong = await ws.ping()
         await asyncio.wait_for(pong, 2)
-    assert counters(handle, "bybit")["fault.ws_stall_after_messages"] >= 1
+    assert counters(handle, "bybit")["fault.ws_stall_after_messages"] == 1, "once per connection"
 
 
 async def test_malformed_every_nth_data_frame(sim_factory):
@@ -229,3 +232,49 @@ async def test_garbage_from_a_client_gets_an_error_reply_not_a_crash(sim, exchan
                 reply = await recv_json(ws)
             assert reply["result"] == []
     assert "websocket handler failed" not in caplog.text
+
+
+async def test_ws_faults_switched_on_and_off_from_the_control_api_on_an_open_connection(sim_factory):
+    """A client already streaming sees a fault the control API turns on, and stops seeing it
+    once turned off; each fired fault is counted and readable from /state."""
+    handle = sim_factory(warm_up=False)
+    ctl = handle.control_url
+    async with (
+        httpx.AsyncClient(timeout=10) as http,
+        websockets.connect(handle.ws_url("binance") + "/ws/btcusdt@depth@100ms") as ws,
+    ):
+        clean = [await recv_json(ws) for _ in range(3)]
+        assert all(b["U"] == a["u"] + 1 for a, b in zip(clean, clean[1:], strict=False))
+        r = await http.post(ctl + "/faults/binance", json={"depth_gap_every": 2})
+        assert r.status_code == 200 and r.json()["binance"]["depth_gap_every"] == 2
+        faulty = [await recv_json(ws) for _ in range(6)]
+        gaps = [b["U"] - a["u"] - 1 for a, b in zip(faulty, faulty[1:], strict=False)]
+        assert sum(g > 0 for g in gaps) >= 2, gaps
+        state = (await http.get(ctl + "/state")).json()
+        fired = state["exchanges"]["binance"]["counters"]["fault.depth_gap_every"]
+        assert fired >= 2
+        assert (await http.post(ctl + "/faults/binance", json={"depth_gap_every": 0})).status_code == 200
+        await recv_json(ws)  # an event possibly produced before the switch
+        after = [await recv_json(ws) for _ in range(4)]
+        assert all(b["U"] == a["u"] + 1 for a, b in zip(after, after[1:], strict=False))
+    assert counters(handle, "binance")["fault.depth_gap_every"] <= fired + 1
+
+
+def test_every_fault_is_settable_from_a_flag_and_from_the_control_api(sim_factory):
+    """Each FaultSettings field: ``--fault all:<name>=V`` reaches every exchange's state, and
+    ``POST /faults/<exchange>`` changes it on the running simulator."""
+    values = {
+        name: (3 if isinstance(default, int) else 2.5) for name, default in FaultSettings().as_dict().items()
+    }
+    flags = [f"all:{name}={value}" for name, value in values.items()]
+    sim = build_simulator(faults=parse_overrides(flags, FaultSettings, "--fault"))
+    for exchange in sim.exchanges.values():
+        assert exchange.faults.as_dict() == values
+    handle = sim_factory(speed=1e-9, with_feed=False, warm_up=False)
+    for name, value in values.items():
+        r = httpx.post(handle.control_url + "/faults/okx", json={name: value})
+        assert r.status_code == 200, r.text
+        assert getattr(handle.sim.exchanges["okx"].faults, name) == value
+    state = httpx.get(handle.control_url + "/state").json()
+    assert state["exchanges"]["okx"]["faults"] == values
+    assert state["exchanges"]["bybit"]["faults"] == FaultSettings().as_dict()
