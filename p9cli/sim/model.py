@@ -214,6 +214,9 @@ MIN_TRADES = 40
 #: for more than two slots; the remaining trades cluster (heavy-tailed slot intensities that
 #: spill over into the next slot, heavy-tailed gaps within a slot, bursts in one millisecond).
 MAX_SLOTS = 30
+#: Live minutes get their trade-based quote volumes in blocks of this many minutes (a busy
+#: series has ~100k trades an hour: a block costs a few ms, not tens).
+LIVE_BLOCK = 10
 #: Trade id of the first live trade per exchange (the symbol adds its own offset).
 _TRADE_ID_BASE = {"binance": 5_000_000_000, "bybit": 2_290_000_000_090_000_000, "okx": 670_000_000}
 _TRADE_ID_SYM_STEP = {"binance": 400_000_000, "bybit": 10_000_000_000, "okx": 30_000_000}
@@ -389,8 +392,8 @@ class _Day:
     (N_EX, N_SYM, 1440) in ``SERIES`` order (``open`` ... ``trades`` also as attributes).
 
     ``quote`` / ``buy_volume`` / ``buy_quote`` hold the historical formulas until the live
-    minutes' values are filled in from their trades (per hour block, on demand);
-    ``live_hours[e, s, h]`` says which hours are done."""
+    minutes' values are filled in from their trades (per block of minutes, on demand);
+    ``live_blocks[e, s, b]`` says which blocks of ``LIVE_BLOCK`` minutes are done."""
 
     __slots__ = (
         "day",
@@ -402,7 +405,7 @@ class _Day:
         "volume",
         "trades",
         "live_from",
-        "live_hours",
+        "live_blocks",
     )
 
     def __init__(self, day: int, arrays: tuple[np.ndarray, ...], live_from: int):
@@ -410,9 +413,9 @@ class _Day:
         self.arrays = arrays
         self.open, self.high, self.low, self.close, self.volume, _, self.trades = arrays[:7]
         self.live_from = live_from  # first live minute index in the day (1440 = none)
-        self.live_hours = np.zeros((N_EX, N_SYM, 24), dtype=bool)
+        self.live_blocks = np.zeros((N_EX, N_SYM, MINUTES_PER_DAY // LIVE_BLOCK), dtype=bool)
         if live_from < MINUTES_PER_DAY:
-            self.live_hours[:, :, : live_from // 60] = True  # hours wholly historical
+            self.live_blocks[:, :, : live_from // LIVE_BLOCK] = True  # blocks wholly historical
 
 
 def _generate_day(
@@ -489,50 +492,12 @@ def _segment_cumsum(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray)
     return c - np.repeat(before, lengths)
 
 
-def _generate_trades(
-    series_key: int,
-    path_key: int,
-    minute_ms: np.ndarray,
-    o: np.ndarray,
-    h: np.ndarray,
-    lo: np.ndarray,
-    c: np.ndarray,
-    v: np.ndarray,
-    n: np.ndarray,
-) -> tuple[np.ndarray, ...]:
-    """Trades of the given minutes of one series. Integer-only: the result for a minute is
-    the same whether it is generated alone or in a batch.
-
-    Returns (time, price, qty, taker_buy, starts) with ``starts[i]`` the index of minute i's
-    first trade; each minute has exactly ``n[i]`` trades (``n >= 4``).
-
-    * Times: the minute is cut into ``k = clip(n // 2, 1, MAX_SLOTS)`` equal slots; each slot
-      gets one trade plus a share of the other ``n - k`` proportional to a heavy-tailed
-      intensity that spills half over into the next slot (clusters, Hawkes-like); within a
-      slot, heavy-tailed gaps, a third of them zero (several fills of one taker order share a
-      millisecond). Strictly inside the minute, ascending.
-    * Prices: open -> first extreme -> other extreme -> close, piecewise linear in the trade
-      index, plus a lazy random walk (two steps in three are zero) bridged to zero at those four points, clipped to [low, high]:
-      the price moves in ticks through the minute's path and touches high and low exactly.
-    * Quantities: Pareto-like (tail index about 1) integer weights over a 65536:1 range (many
-      small trades, a few large), an exact split of V into n positive parts.
-    * Side: up-tick buys, down-tick sells, otherwise a coin flip."""
-    n = n.astype(_I64)
+def _trade_times(mkey: np.ndarray, minute_ms: np.ndarray, n: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Times of the trades (see ``_generate_trades``): stratified slots with clustered counts,
+    clustered times inside a slot; strictly inside the minute, ascending. ``base``: the
+    per-trade hashes."""
     m = len(n)
-    total = int(n.sum())
-    starts = np.zeros(m, dtype=_I64)
-    np.cumsum(n[:-1], out=starts[1:])
-    last = starts + n - 1
-    rep = np.repeat(np.arange(m), n)
-    j = np.arange(total, dtype=_I64) - starts[rep]  # index within the minute
-    mkey = _mix(np.uint64(series_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))  # per minute
-    base = _mix(mkey[rep] + (j.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # per trade
     h_time = _mix(base ^ np.uint64(0x1111111111111111))
-    h_price = _mix(base ^ np.uint64(0x2222222222222222))
-    h_qty = _mix(base ^ np.uint64(0x3333333333333333))
-    h_side = _mix(base ^ np.uint64(0x4444444444444444))
-
-    # ---- times: stratified slots with clustered counts, clustered times inside a slot
     k = np.clip(n // 2, 1, MAX_SLOTS)
     sstarts = np.zeros(m, dtype=_I64)
     np.cumsum(k[:-1], out=sstarts[1:])
@@ -568,7 +533,54 @@ def _generate_trades(
     last_gap = (1 << 22) // (256 + (hs >> np.uint64(44)).astype(_I64))
     span = cum[tstarts + cnt - 1] + last_gap
     time = (minute_ms.astype(_I64)[srep] + slot_lo + 1)[tslot] + (cum * (slot_len - 2)[tslot]) // span[tslot]
+    return time
 
+
+def _generate_trades(
+    series_key: int,
+    path_key: int,
+    minute_ms: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    v: np.ndarray,
+    n: np.ndarray,
+    with_times: bool = True,
+) -> tuple[np.ndarray | None, ...]:
+    """Trades of the given minutes of one series. Integer-only: the result for a minute is
+    the same whether it is generated alone or in a batch.
+
+    Returns (time, price, qty, taker_buy, starts) with ``starts[i]`` the index of minute i's
+    first trade; each minute has exactly ``n[i]`` trades (``n >= 4``). ``with_times=False``
+    leaves the times out (``None``): prices, sizes and sides do not depend on them.
+
+    * Times: the minute is cut into ``k = clip(n // 2, 1, MAX_SLOTS)`` equal slots; each slot
+      gets one trade plus a share of the other ``n - k`` proportional to a heavy-tailed
+      intensity that spills half over into the next slot (clusters, Hawkes-like); within a
+      slot, heavy-tailed gaps, a third of them zero (several fills of one taker order share a
+      millisecond). Strictly inside the minute, ascending.
+    * Prices: open -> first extreme -> other extreme -> close, piecewise linear in the trade
+      index, plus a lazy random walk (two steps in three are zero) bridged to zero at those four points, clipped to [low, high]:
+      the price moves in ticks through the minute's path and touches high and low exactly.
+    * Quantities: Pareto-like (tail index about 1) integer weights over a 65536:1 range (many
+      small trades, a few large), an exact split of V into n positive parts.
+    * Side: up-tick buys, down-tick sells, otherwise a coin flip."""
+    n = n.astype(_I64)
+    m = len(n)
+    total = int(n.sum())
+    starts = np.zeros(m, dtype=_I64)
+    np.cumsum(n[:-1], out=starts[1:])
+    last = starts + n - 1
+    rep = np.repeat(np.arange(m), n)
+    j = np.arange(total, dtype=_I64) - starts[rep]  # index within the minute
+    mkey = _mix(np.uint64(series_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))  # per minute
+    base = _mix(mkey[rep] + (j.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # per trade
+    h_price = _mix(base ^ np.uint64(0x2222222222222222))
+    h_qty = _mix(base ^ np.uint64(0x3333333333333333))
+    h_side = _mix(base ^ np.uint64(0x4444444444444444))
+
+    time = _trade_times(mkey, minute_ms, n, base) if with_times else None
     # ---- prices: piecewise-linear path through the extremes plus a bridged random walk
     # where in the minute the extremes come is common to the exchanges (one market, arbitraged)
     h_path = _mix(np.uint64(path_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))
@@ -737,15 +749,15 @@ class MarketModel:
 
     def _ensure_live_quotes(self, d: _Day, e: int, s: int, m_end: int) -> None:
         """Fill in the trade-based quote and taker-buy volumes of the live minutes
-        [live_from, m_end) of a day (whole hours at a time)."""
-        hours = np.nonzero(~d.live_hours[e, s, : (m_end + 59) // 60])[0]
-        if len(hours) == 0:
+        [live_from, m_end) of a day (whole blocks of LIVE_BLOCK minutes at a time)."""
+        blocks = np.nonzero(~d.live_blocks[e, s, : (m_end + LIVE_BLOCK - 1) // LIVE_BLOCK])[0]
+        if len(blocks) == 0:
             return
         ex, sym = EXCHANGES[e], SYMBOLS[s]
-        m0 = max(int(hours[0]) * 60, d.live_from)
-        m1 = min(int(hours[-1]) * 60 + 60, MINUTES_PER_DAY)
+        m0 = max(int(blocks[0]) * LIVE_BLOCK, d.live_from)
+        m1 = min(int(blocks[-1]) * LIVE_BLOCK + LIVE_BLOCK, MINUTES_PER_DAY)
         idx = np.arange(m0, m1)
-        _, price, qty, buy, starts = self._gen(ex, sym, d, idx)
+        _, price, qty, buy, starts = self._gen(ex, sym, d, idx, with_times=False)
         pq = price * qty
         q = np.add.reduceat(pq, starts)
         bv = np.add.reduceat(np.where(buy, qty, 0), starts)
@@ -754,9 +766,9 @@ class MarketModel:
             d.arrays[5][e, s, m0:m1] = q
             d.arrays[7][e, s, m0:m1] = bv
             d.arrays[8][e, s, m0:m1] = bq
-            d.live_hours[e, s, int(hours[0]) : int(hours[-1]) + 1] = True
+            d.live_blocks[e, s, int(blocks[0]) : int(blocks[-1]) + 1] = True
 
-    def _gen(self, ex: str, sym: str, d: _Day, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _gen(self, ex: str, sym: str, d: _Day, idx: np.ndarray, with_times: bool = True) -> tuple:
         e, s = EX_INDEX[ex], SYM_INDEX[sym]
         minute_ms = d.day * DAY_MS + idx.astype(_I64) * MINUTE_MS
         return _generate_trades(
@@ -769,6 +781,7 @@ class MarketModel:
             d.close[e, s, idx],
             d.volume[e, s, idx],
             d.trades[e, s, idx],
+            with_times,
         )
 
     # ------------------------------------------------------------------ minutes -> units
