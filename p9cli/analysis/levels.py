@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from p9cli.analysis.profile import VolumeProfile, column, composite_profile, row_size_for
+from p9cli.analysis.trend import timeframe_weight as trend_weight
 from p9cli.universe import TIMEFRAME_MS
 
 _DAY_MS = 86_400_000
@@ -110,18 +111,19 @@ def floor_pivots(prev_day: Mapping[str, Any] | pd.Series | Any) -> dict[str, flo
     }
 
 
-def timeframe_weight(tf: str) -> float:
-    """Weight of a timeframe's evidence, in (0, 0.8]: ``0.8 * (1 + log2(minutes)) /
-    (1 + log2(1440))`` -- 1m 0.07, 5m 0.23, 1h 0.55, 4h 0.67, 1d 0.8.
+def evidence_weight(tf: str) -> float:
+    """Weight of a timeframe's evidence for a level, in (0, 0.8]: ``0.8 * (1 + log2(minutes)) /
+    (1 + log2(1440))`` -- 1m 0.07, 5m 0.23, 1h 0.55, 4h 0.67, 1d 0.8 (the trend alignment
+    weight, scaled).
     """
     return _weight_of_ms(TIMEFRAME_MS[tf])
 
 
 def combined_timeframe_score(tfs: Sequence[str]) -> float:
-    """``1 - prod(1 - timeframe_weight(tf))``: evidence from several timeframes adds up, in 0..1."""
+    """``1 - prod(1 - evidence_weight(tf))``: evidence from several timeframes adds up, in 0..1."""
     q = 1.0
     for tf in tfs:
-        q *= 1.0 - timeframe_weight(tf)
+        q *= 1.0 - evidence_weight(tf)
     return 1.0 - q
 
 
@@ -277,7 +279,7 @@ def _distinct_touches(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Touches per cluster, counting each touch event once across timeframes.
 
-    Returns ``(touches, weighted, decayed)``: the count; the sum of :func:`timeframe_weight`
+    Returns ``(touches, weighted, decayed)``: the count; the sum of :func:`evidence_weight`
     of the timeframe each counted touch was taken from; and the same sum with each touch
     also multiplied by ``0.5 ** (age / half_life_ms)`` (age = ``now_ms`` - the touch bar's
     open time; equal to ``weighted`` when no half-life is given).
@@ -325,7 +327,8 @@ def _distinct_touches(
 
 
 def _weight_of_ms(tf_ms: int) -> float:
-    return 0.8 * (1.0 + math.log2(tf_ms / 60_000)) / (1.0 + math.log2(1440.0))
+    """The alignment weight (:func:`p9cli.analysis.trend.evidence_weight`) scaled to 0.8 at 1d."""
+    return 0.8 * trend_weight(tf_ms) / trend_weight(TIMEFRAME_MS["1d"])
 
 
 def key_levels(
@@ -376,7 +379,7 @@ def key_levels(
 
     Clustering (:func:`_cluster`): pivots sorted by price are grouped densest window first,
     a window being ``tolerance_atr * ATR_ref`` wide and each pivot weighing
-    :func:`timeframe_weight` of its timeframe; a left-over fragment whose centre is within one
+    :func:`evidence_weight` of its timeframe; a left-over fragment whose centre is within one
     width of a denser cluster is folded into it if the merged span stays within 1.5 widths.
 
     Raises:
@@ -388,7 +391,7 @@ def key_levels(
     Returns:
         a list of dicts sorted by price, highest first::
 
-            price          weighted mean of the member pivots (weights: timeframe_weight),
+            price          weighted mean of the member pivots (weights: evidence_weight),
                            rounded to tick
             zone_low/high  min/max member pivot price, widened symmetrically around price to
                            at least half the cluster width; rounded outward to tick
@@ -405,12 +408,12 @@ def key_levels(
 
         ``strength = 0.30*T + 0.30*S + 0.15*F + 0.05*R + 0.20*V`` with
         ``T = 1 - exp(-w / 2)`` where ``w`` sums, over the distinct touches,
-        :func:`timeframe_weight` of the touch's timeframe (a daily touch 0.8, a 1-minute one
+        :func:`evidence_weight` of the touch's timeframe (a daily touch 0.8, a 1-minute one
         0.07) times ``0.5 ** (touch age / recency_half_life_ms)``;
         ``S = clip((significance - 1) / 2, 0, 1)`` where significance is the cluster's
         age-decayed pivot weight over the average weight per cluster width in the 5 widths
         around it (1 = pivots spread evenly, nothing stands out; 5 = every pivot of the
-        neighbourhood sits on this level); ``F = timeframe_weight(longest confirming
+        neighbourhood sits on this level); ``F = evidence_weight(longest confirming
         timeframe) / 0.8`` (1 for a daily pivot, 0.09 for 1-minute only);
         ``R = 0.5 ** (age / recency_half_life_ms)`` with ``age = now - last_touch_time``;
         ``V = d / (1 + d)`` where ``d`` is the zone's volume density (volume_near per price
@@ -448,7 +451,7 @@ def key_levels(
     price = price[idx]
     times = piv["time"][idx]
     tf_of = piv["tf"][idx]
-    name_weight = np.array([timeframe_weight(tf) for tf in names])
+    name_weight = np.array([evidence_weight(tf) for tf in names])
     name_ms = np.array([TIMEFRAME_MS[tf] for tf in names], dtype=np.int64)
     weights = name_weight[tf_of]
 

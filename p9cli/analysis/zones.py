@@ -221,7 +221,7 @@ def liquidity_zones(
             distance_pct, distance_atr   (mid - last_close) in % of last_close and in
                             reference ATRs (None without last_close)
             strength        0..1 = 0.4*D + 0.3*F + 0.3*T with D = r/(1+r) for
-                            r = density_ratio, F = 1 - prod(1 - timeframe_weight) over the
+                            r = density_ratio, F = 1 - prod(1 - evidence_weight) over the
                             zone's timeframes, T = s/(s + 0.05) for s = time_share
     """
     frames = {tf: df for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}

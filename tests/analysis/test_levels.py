@@ -12,11 +12,11 @@ from partb_data import bounce_closes, bounce_frame, minute_candles, multi_timefr
 from p9cli.analysis.levels import (
     _distinct_touches,
     collect_pivots,
+    evidence_weight,
     floor_pivots,
     fractal_pivots,
     key_levels,
     select_levels,
-    timeframe_weight,
 )
 from p9cli.analysis.profile import composite_profile
 
@@ -153,23 +153,19 @@ def test_a_touch_seen_on_several_timeframes_counts_once():
     times = np.array([0, h, 5 * h, 5 * h + 30 * m, 9 * h, 2 * h, 2 * h])
     touches, weighted, decayed = _distinct_touches(labels, tf_ms, times, 2, now_ms=9 * h, half_life_ms=4 * h)
     assert touches.tolist() == [3, 1]
-    assert weighted[0] == pytest.approx(
-        timeframe_weight("4h") + timeframe_weight("1h") + timeframe_weight("1m")
-    )
-    assert weighted[1] == pytest.approx(timeframe_weight("1h"))
+    assert weighted[0] == pytest.approx(evidence_weight("4h") + evidence_weight("1h") + evidence_weight("1m"))
+    assert weighted[1] == pytest.approx(evidence_weight("1h"))
     # ages at 9h with a 4h half-life: the 4h touch is 9h old, the 1h touch 4h, the 1m touch 0
     assert decayed[0] == pytest.approx(
-        timeframe_weight("4h") * 0.5 ** (9 / 4) + timeframe_weight("1h") * 0.5 + timeframe_weight("1m")
+        evidence_weight("4h") * 0.5 ** (9 / 4) + evidence_weight("1h") * 0.5 + evidence_weight("1m")
     )
-    assert decayed[1] == pytest.approx(timeframe_weight("1h") * 0.5 ** (7 / 4))
+    assert decayed[1] == pytest.approx(evidence_weight("1h") * 0.5 ** (7 / 4))
 
 
 def test_timeframe_weights():
-    assert timeframe_weight("1d") == pytest.approx(0.8)
-    assert timeframe_weight("1m") == pytest.approx(0.8 / (1 + math.log2(1440)))
-    ws = [
-        timeframe_weight(tf) for tf in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")
-    ]
+    assert evidence_weight("1d") == pytest.approx(0.8)
+    assert evidence_weight("1m") == pytest.approx(0.8 / (1 + math.log2(1440)))
+    ws = [evidence_weight(tf) for tf in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")]
     assert ws == sorted(ws)
 
 
