@@ -562,7 +562,8 @@ def _generate_trades(
       millisecond). Strictly inside the minute, ascending.
     * Prices: open -> first extreme -> other extreme -> close, piecewise linear in the trade
       index, plus a lazy random walk (two steps in three are zero) bridged to zero at those four points, clipped to [low, high]:
-      the price moves in ticks through the minute's path and touches high and low exactly.
+      the price moves in ticks through the minute's path and touches high and low exactly;
+      about half the trades repeat the previous trade's price.
     * Quantities: Pareto-like (tail index about 1) integer weights over a 65536:1 range (many
       small trades, a few large), an exact split of V into n positive parts.
     * Side: up-tick buys, down-tick sells, otherwise a coin flip."""
@@ -613,15 +614,21 @@ def _generate_trades(
     price[last] = c
     price[starts + i_hi] = h
     price[starts + i_lo] = lo
+    # about half the trades print at the previous trade's price (the same resting level)
+    moves = (h_price >> np.uint64(28) & np.uint64(0xFF)).astype(_I64) >= 128
+    moves[starts] = moves[last] = moves[starts + i_hi] = moves[starts + i_lo] = True
+    price = price[np.maximum.accumulate(np.where(moves, np.arange(total, dtype=_I64), 0))]
 
     # ---- quantities: Pareto-like integer weights (1024 .. 2^26, median about twice the
     # smallest, mean about 11 times), exact split of V into n positive parts
     u = (h_qty >> np.uint64(44)).astype(_I64)  # 0 .. 2^20-1
     weights = (1 << 30) // (16 + u)
-    # keep (V - n) * sum(weights) inside int64 for huge minutes (a per-minute decision, exact)
-    huge = (v - n).astype(float) * n.astype(float) * float(1 << 26) >= 2.0**61
-    if huge.any():
-        weights = np.where(huge[rep], (weights >> 10) + 1, weights)
+    # keep (V - n) * sum(weights) inside int64 for huge minutes: fewer weight bits where
+    # (V - n) * n * 2^26 would pass 2^61 (a per-minute decision, exact)
+    bits = np.log2((v - n).astype(float) + 1.0) + np.log2(n.astype(float)) + (26.0 - 61.0)
+    if (bits > 0).any():
+        shift = np.clip(np.ceil(bits), 0, 26).astype(_I64)
+        weights = (weights >> shift[rep]) + (shift > 0)[rep]
     cw = _segment_cumsum(weights, starts, n)
     extra = (v - n)[rep]
     cq = (extra * cw) // cw[last][rep]

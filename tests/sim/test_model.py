@@ -441,3 +441,113 @@ print(h.hexdigest())
     for a in (t.id, t.time, t.price, t.qty, t.taker_buy):
         h.update(np.ascontiguousarray(a).tobytes())
     assert out.stdout.strip() == h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ the live tape
+
+
+@pytest.fixture(scope="module")
+def tape(model):
+    """Two live hours of every series, US session (START is 13:47 UTC)."""
+    a = model.live_start_ms + MINUTE_MS
+    return a, {(ex, sym): model.trades(ex, sym, a, a + 2 * HOUR_MS) for ex in EXCHANGES for sym in SYMBOLS}
+
+
+def test_tape_is_busy_and_never_silent(model, tape):
+    a, trades = tape
+    per_min = {}
+    for (ex, sym), t in trades.items():
+        # never quiet for long: the gaps between trades, the first and the last included
+        edges = np.concatenate(([a], t.time, [a + 2 * HOUR_MS]))
+        assert np.diff(edges).max() < 6_000, (ex, sym)
+        minute = (t.time - a) // MINUTE_MS
+        counts = np.bincount(minute, minlength=120)
+        assert counts.min() >= 40, (ex, sym)
+        per_min[(ex, sym)] = counts.mean()
+        # the counts are the candles' counts
+        b = minutes(model, ex, sym, a, a + 2 * HOUR_MS - 1, a + 3 * HOUR_MS)
+        assert np.array_equal(b.trades, counts)
+    # Binance BTC: hundreds to thousands a minute; Binance busier than Bybit, Bybit than OKX
+    assert 300 < per_min[("binance", "btc")] < 10_000
+    for sym in SYMBOLS:
+        assert per_min[("binance", sym)] > per_min[("bybit", sym)] > per_min[("okx", sym)], sym
+        assert per_min[("okx", sym)] > 60, sym  # more than one a second everywhere
+    # and busier than before the change: every series prints more than 1/s on average
+    for key, t in trades.items():
+        assert len(t) > 2 * 3600, key
+
+
+def test_arrivals_cluster(tape):
+    a, trades = tape
+    t = trades[("binance", "btc")]
+    per_s = np.bincount((t.time - a) // 1000)
+    # Poisson arrivals would have variance == mean; a real tape is far more bursty
+    assert per_s.var() > 5 * per_s.mean()
+    # several fills of one taker order share a millisecond; their ids stay consecutive
+    same = np.diff(t.time) == 0
+    assert 0.1 < same.mean() < 0.6
+    assert np.all(np.diff(t.id) == 1)
+    # but the time stamps are spread: most seconds of the hour hold a trade
+    assert (per_s > 0).mean() > 0.98
+
+
+def test_tape_prices_and_sizes_look_real(model, tape):
+    a, trades = tape
+    for (ex, sym), t in trades.items():
+        minute = (t.time - a) // MINUTE_MS
+        first = np.r_[True, minute[1:] != minute[:-1]]
+        dp = np.abs(np.diff(t.price))[~first[1:]]  # price changes within a minute
+        assert (dp == 0).mean() > 0.25, (ex, sym)  # prices repeat
+        b = minutes(model, ex, sym, a, a + 2 * HOUR_MS - 1, a + 3 * HOUR_MS)
+        rng = (b.high - b.low)[minute][1:][~first[1:]]
+        moving = rng > 20
+        # steps are small against the minute's range: the price walks, it does not jump around
+        assert np.median(dp[moving] / rng[moving]) < 0.05, (ex, sym)
+        # sizes: many small, a few large (heavy tail)
+        q = t.qty.astype(float)
+        assert np.median(q) < 0.5 * q.mean(), (ex, sym)
+        assert np.percentile(q, 99.9) > 20 * np.median(q), (ex, sym)
+
+
+def test_trade_count_follows_the_move_and_the_session(model):
+    h = minutes(model, "binance", "eth", START - 20 * DAY_MS, START - DAY_MS, START)
+    move = np.abs(np.log(h.close / h.open))
+    # within each hour of the day, busier minutes are the ones that moved more
+    hour = (h.open_time % DAY_MS) // HOUR_MS
+    c = np.corrcoef(np.log(h.trades), np.log(move + 1e-6) + 0 * hour)[0, 1]
+    assert c > 0.1
+    by_hour = np.array([h.trades[hour == k].mean() for k in range(24)])
+    assert by_hour[14] > 1.5 * by_hour[4]
+
+
+def test_one_minute_alone_equals_the_same_minute_in_a_batch(model):
+    a = model.live_start_ms + 5 * HOUR_MS
+    whole = model.trades("okx", "btc", a - 30 * MINUTE_MS, a + 30 * MINUTE_MS)
+    fresh = new_model()
+    one = fresh.trades("okx", "btc", a, a + MINUTE_MS)
+    sel = (whole.time >= a) & (whole.time < a + MINUTE_MS)
+    for f in ("id", "time", "price", "qty", "taker_buy"):
+        assert np.array_equal(getattr(one, f), getattr(whole, f)[sel]), f
+
+
+def test_extreme_minutes_stay_exact_in_int64():
+    """Huge volumes and counts (the int64 guard of the size split) and tiny counts."""
+    from p9cli.sim.model import _generate_trades
+
+    minute_ms = np.array([START - START % MINUTE_MS + k * MINUTE_MS for k in range(4)], dtype=np.int64)
+    o = np.array([10**9, 50, 7_000_000, 123], dtype=np.int64)
+    h = o + np.array([10**6, 0, 5, 1_000], dtype=np.int64)
+    lo = o - np.array([10**6, 49, 0, 3], dtype=np.int64)
+    c = np.array([10**9 + 17, 1, 7_000_003, 123], dtype=np.int64)
+    v = np.array([2**44, 4, 10**12, 40], dtype=np.int64)
+    n = np.array([20_000, 4, 9_000, 40], dtype=np.int64)
+    time, price, qty, buy, starts = _generate_trades(123, 456, minute_ms, o, h, lo, c, v, n)
+    assert len(time) == int(n.sum())
+    for i in range(4):
+        s = slice(int(starts[i]), int(starts[i] + n[i]))
+        assert int(qty[s].sum()) == int(v[i]) and qty[s].min() > 0
+        assert price[s][0] == o[i] and price[s][-1] == c[i]
+        assert price[s].max() == h[i] and price[s].min() == lo[i]
+        assert np.all(np.diff(time[s]) >= 0)
+        assert time[s].min() > minute_ms[i] and time[s].max() < minute_ms[i] + MINUTE_MS
+    assert buy.dtype == bool
