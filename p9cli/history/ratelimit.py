@@ -165,6 +165,11 @@ class Bucket:
         slot.done = self.clock() + max(0.0, hold_s)
         self._notify()
 
+    def give_back(self, slot: Slot) -> None:
+        """Un-take a slot that was never used (nothing was sent): the room is free at once."""
+        self.slots.remove(slot)
+        self._notify()
+
     async def observe(self, used: int) -> None:
         """The server says ``used`` units are taken in its current window."""
         now = self.clock()
@@ -253,7 +258,7 @@ class ExchangeLimiter:
                 return None
             slot = await b.acquire(cost)
             if self.clock() < self.paused_until:  # paused while we waited: give the slot back
-                b.slots.remove(slot)
+                b.give_back(slot)
                 continue
             return slot
 

@@ -153,3 +153,20 @@ async def test_state_hands_over_to_the_next_run_including_in_flight_and_pauses()
     assert time.monotonic() - t0 >= 0.35
     # garbage in a state file is not fatal for the caller that guards it, and unknown buckets are ignored
     second.import_state({"unknown": {"slots": [[1, 0.0, None]]}})
+
+
+async def test_a_slot_given_back_during_an_exchange_pause_frees_the_room_at_once():
+    """An exchange-wide pause set while a request waited for its bucket: the request gives
+    its unused slot back, and a request waiting for room in that bucket gets it at once
+    (not only when some answer arrives)."""
+    lim = ExchangeLimiter([RateBucket("a", 2, 5.0, "sliding"), RateBucket("b", 1, 5.0, "sliding")])
+    bucket = lim.bucket("a")
+    in_flight = await lim.acquire("a")  # stays in flight for the whole test
+    second = await bucket.acquire()
+    assert bucket.usage() == 2
+    waiting = asyncio.ensure_future(bucket.acquire())  # no room until an answer arrives
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    bucket.give_back(second)  # what ExchangeLimiter.acquire does when a pause came meanwhile
+    slot = await asyncio.wait_for(waiting, 1.0)
+    assert bucket.usage() == 2 and slot is not in_flight
