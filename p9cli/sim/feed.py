@@ -110,11 +110,16 @@ class Conn:
 
     # ------------------------------------------------------------------ sending
     async def send(self, payload: bytes, kind: int = CONTROL, framed: bytes | None = None) -> None:
+        """Send one text frame (``payload`` = UTF-8 JSON); see :meth:`push`."""
+        self.push(payload, kind, framed)
+
+    def push(self, payload: bytes, kind: int = CONTROL, framed: bytes | None = None) -> None:
         """Send one text frame (``payload`` = UTF-8 JSON), applying this exchange's WS faults.
 
         ``framed`` is the same payload already wrapped as a WebSocket frame (broadcasts frame
         once for every subscriber). During a feed tick frames are queued and written with one
-        ``transport.write`` per connection at the end of the tick; otherwise at once."""
+        ``transport.write`` per connection at the end of the tick; otherwise at once. Plain
+        (not a coroutine): a broadcast to N subscribers creates no per-subscriber objects."""
         if self.closed or self.stalled:
             return
         state = self.state
@@ -262,17 +267,18 @@ class Topic:
         connections); per connection only the fault checks and a queue append."""
         framed = text_frame(data)
         wrapped = wrapped_framed = None
-        for conn in list(self.subscribers):
+        # no await in this loop: nothing else runs, so the subscribers cannot change under it
+        for conn in self.subscribers:
             if conn.combined:
                 if wrapped is None:
                     wrapped = self.wrap(data)
                     wrapped_framed = text_frame(wrapped)
-                await conn.send(wrapped, kind, wrapped_framed)
+                conn.push(wrapped, kind, wrapped_framed)
             else:
-                await conn.send(data, kind, framed)
+                conn.push(data, kind, framed)
 
     async def send_to(self, conn: Conn, data: bytes, kind: int = DATA) -> None:
-        await conn.send(self.wrap(data) if conn.combined else data, kind)
+        conn.push(self.wrap(data) if conn.combined else data, kind)
 
 
 class LiveFeed:
