@@ -199,6 +199,28 @@ def install(app: web.Application, rest: ExchangeRest) -> None:
     app[APP_STATE_KEY] = rest.state
 
 
+def add_get_routes(
+    app: web.Application,
+    routes: Mapping[str, Handler],
+    error: type[Exception],
+    answer: Callable[[Any], web.StreamResponse],
+) -> None:
+    """``GET`` each path with its handler; an ``error`` raised by a handler is answered with
+    ``answer(exc)`` (the exchange's own error body and status)."""
+
+    def answering(fn: Handler) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            try:
+                return await fn(request)
+            except error as exc:
+                return answer(exc)
+
+        return handler
+
+    for path, fn in routes.items():
+        app.router.add_get(path, answering(fn))
+
+
 # -- market helpers shared by the exchanges ------------------------------------------------
 
 

@@ -565,28 +565,27 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> Binance
     rest = BinanceRest(sim, state)
     http.install(app, rest)
 
-    def wrap(fn):
-        async def handler(request: web.Request) -> web.StreamResponse:
-            try:
-                return await fn(request)
-            except BinanceError as exc:
-                return json_response(error_body(exc.code, exc.msg), exc.status, CONTENT_TYPE)
-
-        return handler
-
-    app.router.add_get("/api/v3/klines", wrap(rest.klines))
-    app.router.add_get("/api/v3/uiKlines", wrap(rest.klines))
-    app.router.add_get("/api/v3/depth", wrap(rest.depth))
-    app.router.add_get("/api/v3/trades", wrap(rest.trades))
-    app.router.add_get("/api/v3/aggTrades", wrap(rest.agg_trades))
-    app.router.add_get("/api/v3/exchangeInfo", wrap(rest.exchange_info))
     # The derivatives hosts (fapi/dapi.binance.com) list nothing here; answering them like
     # Bybit's linear/inverse categories and OKX's SWAP/FUTURES lets clients that load every
     # market type by default (ccxt's binance load_markets) work with only base URLs changed.
-    app.router.add_get("/fapi/v1/exchangeInfo", wrap(rest.derivatives_exchange_info))
-    app.router.add_get("/dapi/v1/exchangeInfo", wrap(rest.derivatives_exchange_info))
-    app.router.add_get("/api/v3/ping", wrap(rest.ping))
-    app.router.add_get("/api/v3/time", wrap(rest.time))
+    routes = {
+        "/api/v3/klines": rest.klines,
+        "/api/v3/uiKlines": rest.klines,
+        "/api/v3/depth": rest.depth,
+        "/api/v3/trades": rest.trades,
+        "/api/v3/aggTrades": rest.agg_trades,
+        "/api/v3/exchangeInfo": rest.exchange_info,
+        "/fapi/v1/exchangeInfo": rest.derivatives_exchange_info,
+        "/dapi/v1/exchangeInfo": rest.derivatives_exchange_info,
+        "/api/v3/ping": rest.ping,
+        "/api/v3/time": rest.time,
+    }
+    http.add_get_routes(
+        app,
+        routes,
+        BinanceError,
+        lambda exc: json_response(error_body(exc.code, exc.msg), exc.status, CONTENT_TYPE),
+    )
     return rest
 
 

@@ -322,19 +322,19 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> BybitRe
     rest = BybitRest(sim, state)
     http.install(app, rest)
 
-    def wrap(fn):
-        async def handler(request: web.Request) -> web.StreamResponse:
-            try:
-                return await fn(request)
-            except BybitError as exc:
-                body = envelope({}, rest.sim.clock.now_ms(), exc.code, exc.msg)
-                return json_response(body, 200, CONTENT_TYPE)
-
-        return handler
-
-    app.router.add_get("/v5/market/kline", wrap(rest.kline))
-    app.router.add_get("/v5/market/orderbook", wrap(rest.orderbook))
-    app.router.add_get("/v5/market/recent-trade", wrap(rest.recent_trade))
-    app.router.add_get("/v5/market/instruments-info", wrap(rest.instruments_info))
-    app.router.add_get("/v5/market/time", wrap(rest.time))
+    routes = {
+        "/v5/market/kline": rest.kline,
+        "/v5/market/orderbook": rest.orderbook,
+        "/v5/market/recent-trade": rest.recent_trade,
+        "/v5/market/instruments-info": rest.instruments_info,
+        "/v5/market/time": rest.time,
+    }
+    http.add_get_routes(
+        app,
+        routes,
+        BybitError,
+        lambda exc: json_response(
+            envelope({}, rest.sim.clock.now_ms(), exc.code, exc.msg), 200, CONTENT_TYPE
+        ),
+    )
     return rest

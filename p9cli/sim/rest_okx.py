@@ -330,19 +330,18 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> OkxRest
     rest = OkxRest(sim, state)
     http.install(app, rest)
 
-    def wrap(fn):
-        async def handler(request: web.Request) -> web.StreamResponse:
-            try:
-                return await fn(request)
-            except OkxError as exc:
-                return json_response(envelope([], exc.code, exc.msg), exc.status, CONTENT_TYPE)
-
-        return handler
-
-    app.router.add_get("/api/v5/market/candles", wrap(rest.candles))
-    app.router.add_get("/api/v5/market/history-candles", wrap(rest.history_candles))
-    app.router.add_get("/api/v5/market/books", wrap(rest.books))
-    app.router.add_get("/api/v5/market/trades", wrap(rest.trades))
-    app.router.add_get("/api/v5/public/instruments", wrap(rest.instruments))
-    app.router.add_get("/api/v5/public/time", wrap(rest.time))
+    routes = {
+        "/api/v5/market/candles": rest.candles,
+        "/api/v5/market/history-candles": rest.history_candles,
+        "/api/v5/market/books": rest.books,
+        "/api/v5/market/trades": rest.trades,
+        "/api/v5/public/instruments": rest.instruments,
+        "/api/v5/public/time": rest.time,
+    }
+    http.add_get_routes(
+        app,
+        routes,
+        OkxError,
+        lambda exc: json_response(envelope([], exc.code, exc.msg), exc.status, CONTENT_TYPE),
+    )
     return rest
