@@ -138,10 +138,10 @@ async def test_kill_9_mid_run_leaves_every_file_readable_old_or_new(start_sim, t
         assert c.get("limit.violations", 0) == 0 and c.get("limit.bans", 0) == 0
 
 
-async def test_ctrl_c_mid_run_exits_130_at_once_with_one_line(start_sim, tmp_path):
+async def test_ctrl_c_mid_run_exits_130_at_once_with_one_line(shared_sim, tmp_path):
     """Ctrl-C while many OKX requests wait in the limiter: one line, exit 130, no hang, and
     every file that was written is readable (no temporary file left behind either)."""
-    handle = start_sim(faults={"all": {"latency_ms": 50}})
+    handle = shared_sim
     args = ["--exchanges", "okx", "--symbols", "btc,eth", "--candles", "1000", "--data-dir", str(tmp_path)]
     proc = await p9(handle, *args, wait=False)
     # interrupt once files are being written: 44 OKX pages need > 2 s at 40 per 2 s
