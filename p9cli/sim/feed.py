@@ -31,9 +31,10 @@ import contextlib
 import logging
 import re
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMessage, web
 
 from p9cli.sim.book import BookEngine, TradeCache
 from p9cli.universe import QUOTE, SYMBOLS
@@ -490,6 +491,34 @@ class LiveFeed:
             keeper = self.housekeepers.get(conn.exchange)
             if keeper is not None:
                 keeper(conn, loop_now)
+
+
+async def serve_messages(
+    conn: Conn,
+    ws: web.WebSocketResponse,
+    on_message: Callable[[WSMessage], Awaitable[bool | None]],
+    opening: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """A connection's handler loop, the same on every exchange: ``opening()`` first (e.g.
+    streams named in the URL), then each frame from the client is noted and handed to
+    ``on_message`` (True = stop reading). A failure ends only this connection (logged); the
+    feed forgets the connection at the end, whatever happened."""
+    try:
+        if opening is not None:
+            await opening()
+        async for msg in ws:
+            if conn.closed:
+                break
+            conn.received()
+            if await on_message(msg):
+                break
+    except ConnectionError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
+        log.warning("%s websocket handler failed: %s: %s", conn.exchange, type(exc).__name__, exc)
+        conn.abort()
+    finally:
+        conn.feed.close_conn(conn)
 
 
 def side_diff(

@@ -31,21 +31,29 @@ at most ``max_streams`` streams per connection; connections live ``lifetime`` s 
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
-from p9cli.sim.feed import BOOK_UPDATE, CONTROL, DATA, BarTopic, Conn, LiveFeed, Topic, last_trade_id
+from p9cli.sim.feed import (
+    BOOK_UPDATE,
+    CONTROL,
+    DATA,
+    BarTopic,
+    Conn,
+    LiveFeed,
+    Topic,
+    last_trade_id,
+    serve_messages,
+)
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
-log = logging.getLogger(__name__)
 EXCHANGE = "binance"
 
 
@@ -513,7 +521,8 @@ async def _serve(
     conn = feed.open_conn(EXCHANGE, ws, request, conn_id="")
     conn.combined = combined
     session = BinanceSession(feed, conn)
-    try:
+
+    async def opening() -> None:
         if names:
             valid = [n for n in names if parse_stream(n) is not None]
             await session.subscribe(valid[: SETTINGS.max_streams])
@@ -521,29 +530,23 @@ async def _serve(
                 topic = session.streams.get(name)
                 if topic is not None:
                     await topic.on_subscribe(conn)
-        async for msg in ws:
-            if conn.closed:
-                break
-            conn.received()
-            if _over_rate(conn, feed.loop_time()):
-                conn.state.count("ws.rate_limit_closes")
-                await conn.close_now(1008, "Too many requests")
-                break
-            if msg.type == WSMsgType.TEXT:
-                await session.handle_text(msg.data)
-            elif msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif msg.type == WSMsgType.PONG:
-                _pong(conn, bytes(msg.data))
-            elif msg.type == WSMsgType.BINARY:
-                await conn.send(error_frame(3, "Invalid JSON: expected value at line 1 column 1"))
-    except ConnectionError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
-        log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
-        conn.abort()
-    finally:
-        feed.close_conn(conn)
+
+    async def on_message(msg: WSMessage) -> bool:
+        if _over_rate(conn, feed.loop_time()):
+            conn.state.count("ws.rate_limit_closes")
+            await conn.close_now(1008, "Too many requests")
+            return True
+        if msg.type == WSMsgType.TEXT:
+            await session.handle_text(msg.data)
+        elif msg.type == WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type == WSMsgType.PONG:
+            _pong(conn, bytes(msg.data))
+        elif msg.type == WSMsgType.BINARY:
+            await conn.send(error_frame(3, "Invalid JSON: expected value at line 1 column 1"))
+        return False
+
+    await serve_messages(conn, ws, on_message, opening)
     return ws
 
 

@@ -33,21 +33,19 @@ frame received nor data pushed for ``idle_seconds`` is closed.
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
-from p9cli.sim.feed import BOOK_UPDATE, DATA, BarTopic, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.feed import BOOK_UPDATE, DATA, BarTopic, Conn, LiveFeed, Topic, serve_messages, side_diff
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
-log = logging.getLogger(__name__)
 EXCHANGE = "bybit"
 MAX_ARGS = 10  # spot: args per subscribe request
 DEPTH_INTERVAL_MS = {1: 10, 50: 20, 200: 100, 1000: 200}
@@ -328,20 +326,12 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
         await ws.prepare(request)
         feed.housekeepers[EXCHANGE] = housekeep
         conn = feed.open_conn(EXCHANGE, ws, request, conn_id=str(uuid.uuid4()))
-        try:
-            async for msg in ws:
-                if conn.closed:
-                    break
-                conn.received()
-                if msg.type == WSMsgType.TEXT:
-                    await handle_text(feed, conn, msg.data)
-        except ConnectionError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
-            log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
-            conn.abort()
-        finally:
-            feed.close_conn(conn)
+
+        async def on_message(msg: WSMessage) -> None:
+            if msg.type == WSMsgType.TEXT:
+                await handle_text(feed, conn, msg.data)
+
+        await serve_messages(conn, ws, on_message)
         return ws
 
     app.router.add_get("/v5/public/spot", spot)

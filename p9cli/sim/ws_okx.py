@@ -26,7 +26,6 @@ second from one IP are refused with HTTP 429; more than ``max_subscribes_per_hou
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from collections import deque
@@ -34,15 +33,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
-from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, BarTopic, Conn, LiveFeed, Topic, side_diff
+from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, BarTopic, Conn, LiveFeed, Topic, serve_messages, side_diff
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.okx_checksum import okx_checksum
 from p9cli.sim.state import ExchangeState, Simulator
 from p9cli.universe import QUOTE, SYMBOLS
 
-log = logging.getLogger(__name__)
 EXCHANGE = "okx"
 BOOKS_DEPTH = 400
 BOOKS_INTERVAL_MS = 100
@@ -383,20 +381,12 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
         await ws.prepare(request)
         feed.housekeepers[EXCHANGE] = housekeep
         conn = feed.open_conn(EXCHANGE, ws, request, conn_id=secrets.token_hex(4))
-        try:
-            async for msg in ws:
-                if conn.closed:
-                    break
-                conn.received()
-                if msg.type == WSMsgType.TEXT:
-                    await handle_text(feed, conn, msg.data, business)
-        except ConnectionError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - one bad connection must not disturb the others
-            log.warning("%s websocket handler failed: %s: %s", EXCHANGE, type(exc).__name__, exc)
-            conn.abort()
-        finally:
-            feed.close_conn(conn)
+
+        async def on_message(msg: WSMessage) -> None:
+            if msg.type == WSMsgType.TEXT:
+                await handle_text(feed, conn, msg.data, business)
+
+        await serve_messages(conn, ws, on_message)
         return ws
 
     async def public(request: web.Request) -> web.StreamResponse:
