@@ -97,13 +97,17 @@ def build_structure(
     per_timeframe: Mapping[str, dict] | None = None,
     tick: float | None = None,
     now_ms: int | None = None,
+    closed_by_ms: int | None = None,
 ) -> dict:
     """The ``p9.structure/1`` document for one (exchange, symbol).
 
     ``candles_by_tf`` maps timeframe -> candles (any subset of the 11 timeframes, each with at
     least one candle). ``per_timeframe`` holds sections already computed by
     :func:`analyze_timeframe` (``stream`` passes all but the timeframe whose candle just closed);
-    missing ones are computed here. ``tick`` defaults to the tick seen in the data.
+    missing ones are computed here. ``tick`` defaults to the tick seen in the data. ``now_ms``
+    is the document's ``ts`` (default: the wall clock). ``closed_by_ms``: a live caller whose
+    last candles may still be forming passes the time; the floor pivots then come from the
+    last daily candle closed by then (None: every candle given is closed, as stored).
     """
     order = [tf for tf in TIMEFRAMES if tf in candles_by_tf]
     if not order:
@@ -124,7 +128,9 @@ def build_structure(
     }
     if atr_by_tf and tick:
         # key levels, floor pivots, volume profiles and liquidity zones (p9cli.analysis.zones)
-        levels = structure_sections(candles_by_tf, atr_by_tf, last_price, tick, now_ms=data_ms)
+        levels = structure_sections(
+            candles_by_tf, atr_by_tf, last_price, tick, now_ms=data_ms, closed_by_ms=closed_by_ms
+        )
     else:  # no timeframe has an ATR yet (every series shorter than 15 candles)
         levels = {"levels": [], "floor_pivots": None, "volume_profile": None, "liquidity_zones": []}
     doc = {

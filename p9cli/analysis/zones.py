@@ -463,6 +463,7 @@ def structure_sections(
     pivot_bars: int = 2,
     max_levels: int = 12,
     max_zones: int = 8,
+    closed_by_ms: int | None = None,
 ) -> dict:
     """Part B's sections of the ``p9.structure/1`` document, in one call.
 
@@ -474,6 +475,9 @@ def structure_sections(
         now_ms: reference time for level recency (default: latest candle close in frames).
         value_area_pct: value-area fraction for every profile.
         pivot_bars: fractal bars each side (left = right).
+        closed_by_ms: the time the daily candle of the floor pivots must have closed by (a
+            live caller passing a still-forming 1d candle gets the pivots of the day before);
+            None: the frames hold closed candles only (the stored history).
 
     Returns::
 
@@ -543,8 +547,13 @@ def structure_sections(
     floor = None
     if "1d" in frames:
         d = frames["1d"]
-        floor = floor_pivots({"high": d.high[-1], "low": d.low[-1], "close": d.close[-1]})
-        floor["from_open_ms"] = int(d.open_time[-1])
+        i = len(d) - 1  # the last CLOSED daily candle
+        if closed_by_ms is not None:
+            while i >= 0 and int(d.open_time[i]) + TIMEFRAME_MS["1d"] > closed_by_ms:
+                i -= 1
+        if i >= 0:
+            floor = floor_pivots({"high": d.high[i], "low": d.low[i], "close": d.close[i]})
+            floor["from_open_ms"] = int(d.open_time[i])
     return {
         "levels": levels,
         "floor_pivots": floor,

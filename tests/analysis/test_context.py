@@ -215,3 +215,22 @@ def test_the_schema_rejects_broken_documents(validator):
     assert broken(lambda d: d["alignment"].update(score=-1.01))
     assert broken(lambda d: d["levels"][0].update(kind="pivot"))
     assert broken(lambda d: d["volume_profile"]["composite"].pop("poc"))
+
+
+def test_floor_pivots_come_from_the_last_closed_daily_candle(sim_frames):
+    """Stored history: the last daily candle (closed by construction). A live caller whose
+    daily candle is still forming passes ``closed_by_ms`` and gets the day before's pivots."""
+    day = sim_frames["1d"]
+    last_open = int(day.open_time[-1])
+    stored = build_structure("okx", "eth", sim_frames, now_ms=0)
+    assert stored["floor_pivots"]["from_open_ms"] == last_open
+    h, lo, c = float(day.high[-1]), float(day.low[-1]), float(day.close[-1])
+    assert stored["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, rel=1e-12)
+    # the same candles seen an hour before that daily candle closed: it is still forming
+    forming = build_structure("okx", "eth", sim_frames, now_ms=0, closed_by_ms=last_open + 82_800_000)
+    assert forming["floor_pivots"]["from_open_ms"] == last_open - 86_400_000
+    h, lo, c = float(day.high[-2]), float(day.low[-2]), float(day.close[-2])
+    assert forming["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, rel=1e-12)
+    # once it has closed, it is the one
+    closed = build_structure("okx", "eth", sim_frames, now_ms=0, closed_by_ms=last_open + 86_400_000)
+    assert closed["floor_pivots"] == stored["floor_pivots"]
