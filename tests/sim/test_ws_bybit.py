@@ -167,14 +167,20 @@ async def test_subscription_errors_and_repeats(sim):
         assert reply["ret_msg"] == "args size >10"
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.7.BTCUSDT"]}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
-        assert reply["success"] is False and "orderbook.7.BTCUSDT" in reply["ret_msg"]
+        assert reply["success"] is False
+        assert (
+            reply["ret_msg"] == "error:handler not found,topic:orderbook.7.BTCUSDT"
+        )  # sieblyio/bybit-api #561
         assert "req_id" not in reply
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT"]}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply["success"] is True
         await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT"]}))
         reply, before = await recv_until(ws, lambda f: f.get("op") == "subscribe")
-        assert reply["success"] is False and "already subscribed" in reply["ret_msg"]
+        assert reply["success"] is False
+        assert (
+            reply["ret_msg"] == "error:already subscribed,topic:orderbook.50.ETHUSDT"
+        )  # sieblyio/bybit-api #477
         # still exactly one stream: u grows by one per frame, one snapshot only
         frames = before + [await recv_json(ws) for _ in range(20)]
         book = [f for f in frames if f.get("topic") == "orderbook.50.ETHUSDT"]
