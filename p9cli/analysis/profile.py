@@ -136,29 +136,6 @@ def column(frame: Any, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- building
 
 
-def infer_tick(prices: np.ndarray | Sequence[float], max_decimals: int = 10) -> float:
-    """The price increment implied by the data: ``10**-d`` for the smallest ``d`` (0..max)
-    such that every finite price is a whole multiple of ``10**-d`` (to 1e-6 of a tick).
-
-    Used when the exchange's tick size is not known. Prices quoted with 2 decimals give
-    0.01, with 4 decimals 0.0001. Returns ``10**-max_decimals`` if nothing fits and 1.0 for an
-    empty input.
-    """
-    p = np.asarray(prices, dtype=np.float64)
-    p = p[np.isfinite(p)]
-    if p.size == 0:
-        return 1.0
-    # Sample for speed: any candle that needs more decimals reveals itself quickly, but take
-    # every value when the input is small.
-    if p.size > 4096:
-        p = p[:: max(1, p.size // 4096)]
-    for d in range(max_decimals + 1):
-        scaled = p * 10.0**d
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled) * 1e-9)):
-            return 10.0**-d
-    return 10.0**-max_decimals
-
-
 def row_size_for(
     tick: float,
     atr: float,

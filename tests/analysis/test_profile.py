@@ -7,13 +7,13 @@ import pytest
 from analysis_candles import KLINES_1H, recorded_klines
 from partb_data import aggregate, multi_timeframe, random_walk_minutes
 
+from p9cli.analysis.candles import tick_size
 from p9cli.analysis.profile import (
     VolumeProfile,
     composite_chain,
     composite_profile,
     composite_slices,
     frame_profile,
-    infer_tick,
     poc_index,
     point_of_control,
     row_size_for,
@@ -104,7 +104,7 @@ def test_range_bounds_only_add_empty_rows_and_bad_candles_are_skipped():
 
 def test_profile_of_recorded_binance_candles():
     c = recorded_klines(KLINES_1H)
-    tick = infer_tick(np.concatenate((c.high, c.low)))
+    tick = tick_size(c)
     assert tick == 0.01
     p = frame_profile(c, row_size_for(tick, float(np.mean(c.high - c.low))))
     assert p.total == pytest.approx(float(c.volume.sum()), rel=1e-12)
@@ -130,13 +130,6 @@ def test_row_size_is_a_multiple_of_the_tick_tied_to_atr():
     assert round(r / 0.01) * 0.01 == pytest.approx(r) and 1e6 / r <= 2000
     with pytest.raises(ValueError):
         row_size_for(0.0, 1.0)
-
-
-def test_infer_tick():
-    assert infer_tick([30000.12, 30001.5, 29999.0]) == pytest.approx(0.01)
-    assert infer_tick([0.5123, 0.6]) == pytest.approx(0.0001)
-    assert infer_tick([100.0, 250.0]) == 1.0
-    assert infer_tick([]) == 1.0
 
 
 # ---------------------------------------------------------------- POC
