@@ -333,8 +333,15 @@ class LiveFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for conn in list(self.conns):
-            conn.close(1001, "simulator shutting down")
+        # every client gets a close frame (1001 going away) and the handlers end, so the
+        # servers stop at once instead of waiting out their shutdown timeouts
+        closing = [c for c in self.conns if not c.closed]
+        for conn in closing:
+            conn.closed = True
+        if closing:
+            await asyncio.wait(
+                [self.spawn(c._close(1001, "simulator shutting down")) for c in closing], timeout=3.0
+            )
         for task in list(self._bg):
             task.cancel()
         if self._bg:

@@ -347,9 +347,8 @@ async def running_sim(
         if feed_started:
             with contextlib.suppress(Exception):
                 await sim.feed.stop()
-        for runner in reversed(runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
+        # all servers at once: each may wait up to its shutdown timeout for open requests
+        await asyncio.gather(*(runner.cleanup() for runner in reversed(runners)), return_exceptions=True)
 
 
 # ---------------------------------------------------------------------------------- the CLI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 
 import httpx
 import pytest
+import websockets
 
 from p9cli.sim.server import parse_overrides, parse_start
 from p9cli.sim.state import FaultSettings, LimitSettings
@@ -334,3 +336,34 @@ def test_sim_thread_call_runs_on_the_simulators_loop(sim_factory):
     ident, update_id = handle.thread.call(on_loop)
     assert ident != main and isinstance(update_id, int)
     assert handle.thread.call(lambda: 41 + 1) == 42
+
+
+async def test_sigterm_with_streaming_clients_closes_them_and_exits_promptly():
+    """Clients get a close frame (1001 going away) and the process exits at once, not after
+    each server's shutdown timeout in turn."""
+    base = free_port_base()
+    proc = sim_subprocess(base, ["--start", "2026-01-05T12:00:00Z"])
+    try:
+        assert wait_listening("127.0.0.1", base + 3, timeout=10)
+        clients = [
+            await websockets.connect(f"ws://127.0.0.1:{base + 1}/ws/btcusdt@depth@100ms"),
+            await websockets.connect(f"ws://127.0.0.1:{base + 2}/v5/public/spot"),
+            await websockets.connect(f"ws://127.0.0.1:{base + 3}/ws/v5/public"),
+        ]
+        await asyncio.wait_for(clients[0].recv(), 10)  # streaming
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        while proc.poll() is None and time.monotonic() - t < 20:
+            await asyncio.sleep(0.05)
+        took = time.monotonic() - t
+        for ws in clients:
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1001, ws.close_code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert took < 2.5, f"took {took:.2f} s to stop with three clients connected"
