@@ -278,9 +278,6 @@ class Topic:
             else:
                 conn.push(data, kind, framed)
 
-    async def send_to(self, conn: Conn, data: bytes, kind: int = DATA) -> None:
-        conn.push(self.wrap(data) if conn.combined else data, kind)
-
 
 class LiveFeed:
     """The clock-driven market loop of a running simulator (see the module docstring)."""

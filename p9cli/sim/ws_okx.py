@@ -73,7 +73,6 @@ SETTINGS = OkxWsSettings()
 
 #: instId -> canonical symbol
 INST_IDS: dict[str, str] = {f"{s.upper()}-{QUOTE.upper()}": s for s in SYMBOLS}
-PUBLIC_CHANNELS = ("trades", "books", "books5", "bbo-tbt")
 
 
 class OkxTopic(Topic):
