@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import random
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,6 +353,18 @@ class BookEngine:
 
 
 MINUTE_MS = 60_000
+
+
+def trade_tuples(tr: Any) -> Iterator[tuple[int, int, int, int, bool]]:
+    """``(id, time ms, price ticks, qty units, taker_buy)`` of each trade of a model batch."""
+    return zip(
+        tr.id.tolist(),
+        tr.time.tolist(),
+        tr.price.tolist(),
+        tr.qty.tolist(),
+        tr.taker_buy.tolist(),
+        strict=True,
+    )
 
 
 class TradeCache:

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from p9cli.sim.book import trade_tuples
 from p9cli.sim.http import ceil_open, floor_open, json_response, offload
 from p9cli.sim.instruments import INSTRUMENTS, INTERVALS, instrument_by_code
 from p9cli.sim.rest_binance import taker_buy_columns
@@ -185,14 +186,7 @@ def bar_rows(exchange: str, inst: Any, bars: Any, tf_ms: int) -> list[dict[str, 
 def trade_rows(exchange: str, inst: Any, tr: Any) -> list[dict[str, Any]]:
     price, qty = inst.price_str, inst.qty_str
     out = []
-    for i, t, p, s, b in zip(
-        tr.id.tolist(),
-        tr.time.tolist(),
-        tr.price.tolist(),
-        tr.qty.tolist(),
-        tr.taker_buy.tolist(),
-        strict=True,
-    ):
+    for i, t, p, s, b in trade_tuples(tr):
         out.append(
             {
                 "id": i if exchange == "binance" else str(i),

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from p9cli.sim.book import trade_tuples
 from p9cli.sim.feed import (
     BOOK_UPDATE,
     CONTROL,
@@ -108,14 +109,7 @@ class TradeTopic(BinanceTopic):
         if not len(tr.id):
             return
         price, qty, code = self.inst.price_str, self.inst.qty_str, self.code
-        for i, t, p, q, buy in zip(
-            tr.id.tolist(),
-            tr.time.tolist(),
-            tr.price.tolist(),
-            tr.qty.tolist(),
-            tr.taker_buy.tolist(),
-            strict=True,
-        ):
+        for i, t, p, q, buy in trade_tuples(tr):
             m = "false" if buy else "true"
             if self.agg:
                 text = (

@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from p9cli.sim.book import trade_tuples
 from p9cli.sim.feed import BOOK_UPDATE, DATA, BarTopic, Conn, LiveFeed, Topic, serve_messages, side_diff
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.state import ExchangeState, Simulator
@@ -85,14 +86,7 @@ class TradeTopic(Topic):
         items = [
             f'{{"i":"{i}","T":{t},"p":"{price(p)}","v":"{qty(q)}","S":"{"Buy" if buy else "Sell"}",'
             f'"s":"{code}","BT":false,"RPI":false,"seq":{seq}}}'
-            for i, t, p, q, buy in zip(
-                tr.id.tolist(),
-                tr.time.tolist(),
-                tr.price.tolist(),
-                tr.qty.tolist(),
-                tr.taker_buy.tolist(),
-                strict=True,
-            )
+            for i, t, p, q, buy in trade_tuples(tr)
         ]
         for k in range(0, n, TRADES_PER_FRAME):
             text = f'{self._head}{now_ms},"type":"snapshot","data":[{",".join(items[k : k + TRADES_PER_FRAME])}]}}'

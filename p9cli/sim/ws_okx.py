@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
+from p9cli.sim.book import trade_tuples
 from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, BarTopic, Conn, LiveFeed, Topic, serve_messages, side_diff
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.okx_checksum import okx_checksum
@@ -101,14 +102,7 @@ class TradesTopic(OkxTopic):
             return
         price, qty = self.inst.price_str, self.inst.qty_str
         head = f'{{"arg":{self.arg},"data":[{{"instId":"{self.inst_id}","tradeId":"'
-        for i, t, p, q, buy in zip(
-            tr.id.tolist(),
-            tr.time.tolist(),
-            tr.price.tolist(),
-            tr.qty.tolist(),
-            tr.taker_buy.tolist(),
-            strict=True,
-        ):
+        for i, t, p, q, buy in trade_tuples(tr):
             text = (
                 f'{head}{i}","px":"{price(p)}","sz":"{qty(q)}","side":"{"buy" if buy else "sell"}",'
                 f'"ts":"{t}","count":"1"}}]}}'
