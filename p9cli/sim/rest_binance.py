@@ -76,6 +76,15 @@ def param_error(exc: ParamError) -> BinanceError:
     return BinanceError(-1130, "Invalid data sent for a parameter.")
 
 
+def page_limit(limit: int | None, default: int, maximum: int) -> int:
+    """``limit`` of a list endpoint: ``default`` when not sent, -1130 below 1, capped at ``maximum``."""
+    if limit is None:
+        return default
+    if limit < 1:
+        raise BinanceError(-1130, "Invalid data sent for a parameter.")
+    return min(limit, maximum)
+
+
 def parse_symbol(query) -> str:
     raw = query.get("symbol")
     if raw is None or raw == "":
@@ -254,11 +263,7 @@ class BinanceRest(ExchangeRest):
         except ParamError as exc:
             raise param_error(exc) from None
         limits = self.state.limits
-        if limit is None:
-            limit = limits.binance_klines_default_limit
-        if limit < 1:
-            raise BinanceError(-1130, "Invalid data sent for a parameter.")
-        limit = min(limit, limits.binance_klines_max_limit)
+        limit = page_limit(limit, limits.binance_klines_default_limit, limits.binance_klines_max_limit)
         if start is not None and end is not None and start > end:
             raise BinanceError(-1023, "Start time is greater than end time.")
         tz = q.get("timeZone")
@@ -285,10 +290,7 @@ class BinanceRest(ExchangeRest):
             limit = query_int(q, "limit")
         except ParamError as exc:
             raise param_error(exc) from None
-        limit = DEPTH_DEFAULT_LIMIT if limit is None else limit
-        if limit < 1:
-            raise BinanceError(-1130, "Invalid data sent for a parameter.")
-        limit = min(limit, DEPTH_MAX_LIMIT)
+        limit = page_limit(limit, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT)
         engine = self.sim.books.get((EXCHANGE, symbol))
         if engine is None:
             return self.server_error(503)
@@ -310,10 +312,7 @@ class BinanceRest(ExchangeRest):
             limit = query_int(q, "limit")
         except ParamError as exc:
             raise param_error(exc) from None
-        limit = TRADES_DEFAULT_LIMIT if limit is None else limit
-        if limit < 1:
-            raise BinanceError(-1130, "Invalid data sent for a parameter.")
-        limit = min(limit, TRADES_MAX_LIMIT)
+        limit = page_limit(limit, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
         now = self.sim.clock.now_ms()
         ids, times, prices, qtys, buys = recent_trades(self.sim.model, EXCHANGE, symbol, now, limit)
         inst = http.instrument_of(self.sim, EXCHANGE, symbol)
@@ -345,10 +344,7 @@ class BinanceRest(ExchangeRest):
             limit = query_int(q, "limit")
         except ParamError as exc:
             raise param_error(exc) from None
-        limit = TRADES_DEFAULT_LIMIT if limit is None else limit
-        if limit < 1:
-            raise BinanceError(-1130, "Invalid data sent for a parameter.")
-        limit = min(limit, TRADES_MAX_LIMIT)
+        limit = page_limit(limit, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
         if start is not None and end is not None:
             if end < start:
                 raise BinanceError(-1023, "Start time is greater than end time.")

@@ -56,8 +56,22 @@ class SimClock:
         return sim_seconds / self.speed
 
 
+class Settings:
+    """What fault and limit settings share: their names, one validated setter, a dict."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def set(self, name: str, value: Any) -> None:
+        set_field(self, name, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass
-class FaultSettings:
+class FaultSettings(Settings):
     """Faults injected on one exchange. 0 / 0.0 / False means off. "every N" counts per
     connection for WebSocket faults and per exchange for REST faults, so they are
     deterministic and a test can predict exactly when they fire."""
@@ -78,19 +92,9 @@ class FaultSettings:
     rest_drop_every: int = 0  # every Nth REST request: connection closed without a response
     latency_ms: float = 0.0  # added to every REST response and every WS frame
 
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def set(self, name: str, value: Any) -> None:
-        set_field(self, name, value)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass
-class LimitSettings:
+class LimitSettings(Settings):
     """Page sizes and rate limits of one exchange, at the published values by default."""
 
     rate_limits: bool = True
@@ -115,16 +119,6 @@ class LimitSettings:
     okx_history_candles_max_limit: int = 300
     okx_candles_default_limit: int = 100
     okx_candles_window: int = 1440  # /market/candles serves only the newest N bars
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def set(self, name: str, value: Any) -> None:
-        set_field(self, name, value)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def set_field(obj: Any, name: str, value: Any) -> None:
