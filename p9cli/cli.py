@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from p9cli import __version__
 from p9cli.config import load_settings
@@ -258,11 +259,20 @@ def _settings(params: dict) -> object:
 
 
 def main() -> None:
+    """Entry point. Usage errors (an unknown option, a value of the wrong type) are one line
+    and exit 2, like every other bad input, instead of Typer's multi-line box."""
     try:
-        app(prog_name="p9")
-    except KeyboardInterrupt:
+        rv = app(prog_name="p9", standalone_mode=False)
+    except TyperException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "p9"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"{where}: {message} (see '{where} --help')", err=True)
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE) or EXIT_USAGE)
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("p9: interrupted", err=True)
         sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 __all__ = ["app", "main", "EXIT_USAGE"]

@@ -43,3 +43,26 @@ def test_bad_input_is_one_line_and_exit_2(args, fragment, tmp_path):
 def test_version():
     r = run_p9("--version")
     assert r.returncode == 0 and r.stdout.startswith("p9 ")
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["fetch-history", "--candles", "abc"], "Invalid value for '--candles'"),
+        (["sim", "--port-base", "x"], "Invalid value for '--port-base'"),
+        (["fetch-history", "--bogus"], "No such option: --bogus"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, fragment):
+    r = run_p9(*args)
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0] and "--help" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and "╭" not in r.stderr
+
+
+def test_help_and_no_args():
+    assert run_p9("--help").returncode == 0
+    r = run_p9()
+    assert r.returncode == 2 and "Usage: p9" in r.stdout + r.stderr
