@@ -50,7 +50,8 @@ Everything is a pure function of ``seed`` and the absolute time: the path of a m
 depend on when the simulator was started, nor on which requests came first. Random numbers
 come from counter-based generators keyed by (seed, day, stream) (numpy ``Philox`` with the
 day in its counter) and, for trades, from a splitmix64 hash of (seed, exchange, symbol,
-minute, trade index) evaluated with integer-only numpy code, so that one minute generated
+minute, trade or slot index; seed, symbol, minute for where the extremes fall) evaluated
+with integer-only numpy code, so that one minute generated
 alone and the same minute generated in a batch of a whole day are identical to the bit.
 
 * Daily level, per symbol: log price ``x[d]`` (relative to ``ref_price``) with weak mean
@@ -72,6 +73,13 @@ alone and the same minute generated in a batch of a whole day are identical to t
   the minute, first price = open, last = close, max = high, min = low, quantities > 0
   summing to V) and the quote volume is ``sum(price * qty)``. A live minute's candle,
   including the forming one, is exactly the aggregate of its trades with ``time <= now``.
+* The tape (``_generate_trades``): Binance BTC prints several hundred to a few thousand
+  trades a minute (the others fewer, Bybit about 0.45x and OKX 0.35x of Binance, never
+  fewer than ``MIN_TRADES``), following the intraday pattern and the size of the move;
+  arrivals are stratified into 2-3 s slots that each hold a trade (no silence longer than
+  two slots) with clustered counts, bursts and fills sharing a millisecond; prices walk in
+  ticks through open, the two extremes (at a time of the minute common to the exchanges)
+  and close, half the trades repeating the previous price; sizes are heavy-tailed.
 * A bar of any (tf_ms, offset_ms) is the exact aggregate of its minutes.
 
 Trade ids are consecutive per (exchange, symbol), starting at a realistic base at
