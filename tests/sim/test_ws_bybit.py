@@ -193,29 +193,29 @@ async def test_a_request_with_a_repeated_topic_subscribes_nothing(fast_sim):
     """Real Bybit refuses the whole batch when one topic is already subscribed (ccxt #30284):
     the new topic in that batch streams nothing; a later request with only it works."""
     async with websockets.connect(spot_url(fast_sim)) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.1.BTCUSDT"], "req_id": "1"}))
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"], "req_id": "1"}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply["success"] is True
-        batch = ["orderbook.1.BTCUSDT", "orderbook.1.ETHUSDT"]
+        batch = ["orderbook.50.BTCUSDT", "orderbook.50.ETHUSDT"]
         await ws.send(json.dumps({"op": "subscribe", "args": batch, "req_id": "2"}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply == {
             "success": False,
-            "ret_msg": "error:already subscribed,topic:orderbook.1.BTCUSDT",
+            "ret_msg": "error:already subscribed,topic:orderbook.50.BTCUSDT",
             "conn_id": reply["conn_id"],
             "req_id": "2",
             "op": "subscribe",
         }
-        # a ping round trip after more than one level-1 resend period: ETH never arrives
-        await asyncio.sleep(ws_bybit.LEVEL1_RESEND_SECONDS + 0.5)
+        # a subscription sends its snapshot right after the ack; BTC deltas come every 20 ms
+        await asyncio.sleep(0.5)
         await ws.send(json.dumps({"op": "ping"}))
         _, between = await recv_until(ws, lambda f: f.get("op") == "ping")
         topics = {f.get("topic") for f in between}
-        assert "orderbook.1.BTCUSDT" in topics and "orderbook.1.ETHUSDT" not in topics
-        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.1.ETHUSDT"], "req_id": "3"}))
+        assert "orderbook.50.BTCUSDT" in topics and "orderbook.50.ETHUSDT" not in topics
+        await ws.send(json.dumps({"op": "subscribe", "args": ["orderbook.50.ETHUSDT"], "req_id": "3"}))
         reply, _ = await recv_until(ws, lambda f: f.get("op") == "subscribe")
         assert reply["success"] is True and reply["req_id"] == "3"
-        snapshot, _ = await recv_until(ws, lambda f: f.get("topic") == "orderbook.1.ETHUSDT")
+        snapshot, _ = await recv_until(ws, lambda f: f.get("topic") == "orderbook.50.ETHUSDT")
         assert snapshot["type"] == "snapshot"
 
 
