@@ -585,9 +585,10 @@ def _generate_trades(
     j = np.arange(total, dtype=_I64) - starts[rep]  # index within the minute
     mkey = _mix(np.uint64(series_key) ^ (minute_ms.astype(np.uint64) * _UGOLD))  # per minute
     base = _mix(mkey[rep] + (j.astype(np.uint64) + np.uint64(1)) * _UGOLD)  # per trade
-    h_price = _mix(base ^ np.uint64(0x2222222222222222))
+    # disjoint bit fields of two hashes: price (walk step 0-15 and 48-63, lazy 20-27, hold
+    # 28-35), size (44-63) and side (0)
+    h_price = base
     h_qty = _mix(base ^ np.uint64(0x3333333333333333))
-    h_side = _mix(base ^ np.uint64(0x4444444444444444))
 
     time = _trade_times(mkey, minute_ms, n, base) if with_times else None
     # ---- prices: piecewise-linear path through the extremes plus a bridged random walk
@@ -647,7 +648,7 @@ def _generate_trades(
     qty += 1
 
     # ---- taker side: up-tick buys, down-tick sells, otherwise a coin flip
-    coin = (h_side >> np.uint64(63)).astype(bool)
+    coin = (h_qty & np.uint64(1)).astype(bool)
     prev = np.empty(total, dtype=_I64)
     prev[1:] = price[:-1]
     prev[starts] = price[starts]
