@@ -9,7 +9,7 @@ import aiohttp
 import httpx
 import pytest
 import websockets
-from conftest import start_sim
+from simutil import start_sim
 from wsutil import (
     FIXTURES,
     apply_levels,

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 import websockets
-from conftest import start_sim
+from simutil import start_sim
 from wsutil import (
     FIXTURES,
     apply_levels,
