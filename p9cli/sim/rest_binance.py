@@ -17,16 +17,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import numpy as np
 import orjson
 from aiohttp import web
 
 from p9cli.sim import http
 from p9cli.sim.http import ExchangeRest, ParamError, json_response, query_int
+from p9cli.sim.instruments import HOUR_MS
 from p9cli.sim.instruments import INTERVALS as SIM_INTERVALS
 from p9cli.sim.ratelimit import BANNED, BinanceLimiter, binance_depth_weight
 from p9cli.sim.state import ExchangeState, Simulator
-from p9cli.universe import QUOTE, SYMBOLS
+from p9cli.universe import MINUTE_MS, QUOTE, SYMBOLS
 
 EXCHANGE = "binance"
 CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -517,9 +517,6 @@ def recent_trades(
         span *= 4
 
 
-HOUR_MS = 3_600_000
-
-
 def _columns(tr: Any, lo: int, hi: int) -> tuple[list, list, list, list, list]:
     return (
         tr.id[lo:hi].tolist(),
@@ -531,29 +528,25 @@ def _columns(tr: Any, lo: int, hi: int) -> tuple[list, list, list, list, list]:
 
 
 def trades_from_time(model: Any, symbol: str, start: int, end: int, limit: int) -> tuple:
-    """The oldest ``limit`` trades with ``start <= time < end``, hour by hour."""
+    """The oldest ``limit`` trades with ``start <= time < end``: one minute first, then
+    doubling windows, so a page of a busy tape does not build an hour of trades."""
     t = max(start, model.live_start_ms)
     cols: list[list] = [[], [], [], [], []]
+    step = MINUTE_MS
     while t < end and len(cols[0]) < limit:
-        tr = model.trades(EXCHANGE, symbol, t, min(t + HOUR_MS, end))
+        tr = model.trades(EXCHANGE, symbol, t, min(t + step, end))
         for acc, part in zip(cols, _columns(tr, 0, limit - len(cols[0])), strict=True):
             acc.extend(part)
-        t += HOUR_MS
+        t += step
+        step = min(step * 2, HOUR_MS)
     return tuple(cols)
 
 
 def trades_from_id(model: Any, symbol: str, from_id: int, end: int, limit: int) -> tuple:
-    """The oldest ``limit`` trades with ``id >= from_id`` and ``time < end``."""
-    cols: list[list] = [[], [], [], [], []]
-    t = model.live_start_ms
-    while t < end and len(cols[0]) < limit:
-        tr = model.trades(EXCHANGE, symbol, t, min(t + HOUR_MS, end))
-        if len(tr.id) and tr.id[-1] >= from_id:
-            lo = int(np.searchsorted(tr.id, from_id, "left"))
-            for acc, part in zip(cols, _columns(tr, lo, lo + limit - len(cols[0])), strict=True):
-                acc.extend(part)
-        t += HOUR_MS
-    return tuple(cols)
+    """The oldest ``limit`` trades with ``id >= from_id`` and ``time < end`` (the model jumps
+    straight to the minute that holds ``from_id``)."""
+    tr = model.trades_from_id(EXCHANGE, symbol, from_id, limit, end)
+    return _columns(tr, 0, len(tr.id))
 
 
 def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> BinanceRest:

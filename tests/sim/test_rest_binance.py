@@ -390,3 +390,24 @@ def test_kline_window_equals_the_documented_rule_by_brute_force():
         expected = chosen[:limit] if start is not None else chosen[-limit:]
         got = kline_window(start, end, limit, tf, offset, oldest, newest)
         assert (list(range(got[0], got[1] + tf, tf)) if got else []) == expected, (start, end, limit)
+
+
+def test_agg_trades_pages_equal_the_model_by_id_and_by_time(sim):
+    """fromId jumps to the trade's minute; startTime pages grow from one minute: either way a
+    full page (spanning many minutes of the dense tape) is exactly the model's trades."""
+    model = sim.simulator.model
+    now = get(sim, "/api/v3/time").json()["serverTime"]
+    first = model.first_trade_id("binance", "btc")
+    from_id = first + 123
+    page = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", fromId=from_id, limit=1000).json()
+    truth = model.trades("binance", "btc", model.live_start_ms, now + 1)
+    lo = int((truth.id >= from_id).argmax())
+    assert [t["a"] for t in page] == truth.id[lo : lo + len(page)].tolist()
+    assert [t["T"] for t in page] == truth.time[lo : lo + len(page)].tolist()
+    assert len(page) == min(1000, len(truth.id) - lo)
+
+    start = model.live_start_ms + 17_000
+    end = min(start + 3_599_999, now)
+    by_time = get(sim, "/api/v3/aggTrades", symbol="BTCUSDT", startTime=start, endTime=end, limit=1000).json()
+    window = model.trades("binance", "btc", start, end + 1)
+    assert [t["a"] for t in by_time] == window.id[:1000].tolist()
