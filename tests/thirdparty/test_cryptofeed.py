@@ -21,6 +21,7 @@ Checked afterwards:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 from thirdparty_harness import TlsFrontDoor, cryptofeed_class, running_sim_process
 
-cryptofeed = pytest.importorskip("cryptofeed")
+cryptofeed = importlib.import_module("cryptofeed")
 
 from cryptofeed import FeedHandler  # noqa: E402
 from cryptofeed.defines import L2_BOOK, TRADES  # noqa: E402

@@ -20,6 +20,7 @@ quiet spells of up to a minute, so a few wall seconds cover about half a simulat
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import threading
 import time
@@ -112,7 +113,7 @@ def binance_trade(event: dict) -> tuple:
 
 
 def test_binance_sdk_spot_rest_klines_and_depth(sim):
-    sdk = pytest.importorskip("binance_sdk_spot.spot")
+    sdk = importlib.import_module("binance_sdk_spot.spot")
     from binance_common.configuration import ConfigurationRestAPI
     from binance_sdk_spot.rest_api.models import KlinesIntervalEnum
 
@@ -134,7 +135,7 @@ def test_binance_sdk_spot_rest_klines_and_depth(sim):
 
 
 def test_binance_connector_rest_klines_and_depth(sim):
-    spot = pytest.importorskip("binance.spot")
+    spot = importlib.import_module("binance.spot")
     client = spot.Spot(base_url=sim.rest_url("binance"))
     now = client.time()["serverTime"]
     tf = TF_MS["15m"]
@@ -149,7 +150,7 @@ def test_binance_connector_rest_klines_and_depth(sim):
 
 
 async def test_binance_sdk_spot_websocket_trade_stream(sim):
-    sdk = pytest.importorskip("binance_sdk_spot.spot")
+    sdk = importlib.import_module("binance_sdk_spot.spot")
     from binance_common.configuration import ConfigurationWebSocketStreams
 
     client = sdk.Spot(config_ws_streams=ConfigurationWebSocketStreams(stream_url=sim.ws_url("binance")))
@@ -173,7 +174,7 @@ async def test_binance_sdk_spot_websocket_trade_stream(sim):
 
 
 def test_binance_connector_websocket_trade_stream(sim):
-    ws_mod = pytest.importorskip("binance.websocket.spot.websocket_stream")
+    ws_mod = importlib.import_module("binance.websocket.spot.websocket_stream")
     messages: list[str] = []
     client = ws_mod.SpotWebsocketStreamClient(
         stream_url=sim.ws_url("binance"), on_message=lambda _ws, msg: messages.append(msg)
@@ -199,7 +200,7 @@ def test_binance_connector_websocket_trade_stream(sim):
 
 
 def pybit_http(sim):
-    unified = pytest.importorskip("pybit.unified_trading")
+    unified = importlib.import_module("pybit.unified_trading")
     session = unified.HTTP(testnet=False)
     session.endpoint = sim.rest_url("bybit")
     return session
@@ -225,7 +226,7 @@ def test_pybit_http_kline_orderbook_instruments(sim):
 
 
 def test_pybit_websocket_trades_and_orderbook(sim, monkeypatch):
-    unified = pytest.importorskip("pybit.unified_trading")
+    unified = importlib.import_module("pybit.unified_trading")
     monkeypatch.setattr(unified, "PUBLIC_WSS", sim.ws_url("bybit") + "/v5/public/{CHANNEL_TYPE}")
     trades: list = []
     books: list = []
@@ -274,7 +275,7 @@ def test_pybit_websocket_trades_and_orderbook(sim, monkeypatch):
 
 
 def okx_market_api(sim):
-    market = pytest.importorskip("okx.MarketData")
+    market = importlib.import_module("okx.MarketData")
     return market.MarketAPI(flag="0", domain=sim.rest_url("okx"))
 
 
@@ -306,7 +307,7 @@ def test_python_okx_candles_history_and_books(sim):
 
 
 async def test_python_okx_websocket_trades(sim, tls, monkeypatch):
-    ws_mod = pytest.importorskip("okx.websocket.WsPublicAsync")
+    ws_mod = importlib.import_module("okx.websocket.WsPublicAsync")
     monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # trust the front door's CA, as a user would
     frames: list[dict] = []
     client = ws_mod.WsPublicAsync(url=tls.wss_url("okx") + "/ws/v5/public")
