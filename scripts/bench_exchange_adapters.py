@@ -12,7 +12,7 @@ recorded rows) and on the recorded WebSocket captures:
 Targets: a 1000-row page parses in < 2 ms (a full 165,000-candle fetch spends < 0.5 s parsing);
 the book keeps up with > 20,000 messages/s per core.
 
-    .venv/bin/python scripts/bench_exchange_adapters.py [--fixtures /work/shared/fixtures/exchanges]
+    .venv/bin/python scripts/bench_exchange_adapters.py [--fixtures ../shared/fixtures/exchanges]
 """
 
 from __future__ import annotations
@@ -91,7 +91,12 @@ def baseline_parse(name: str, body: bytes) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--fixtures", default=os.environ.get("P9_FIXTURES", "/work/shared/fixtures/exchanges"))
+    ap.add_argument(
+        "--fixtures",
+        default=os.environ.get(
+            "P9_FIXTURES", str(Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "exchanges")
+        ),
+    )
     fixtures = Path(ap.parse_args().fixtures)
     adapters = {"binance": binance, "bybit": bybit, "okx": okx}
 

@@ -4,6 +4,7 @@ History Parquet files with the ``fetch-history`` schema (written here, in tmp di
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,7 @@ import pyarrow.parquet as pq
 from p9cli.analysis.candles import Candles
 from p9cli.universe import TIMEFRAME_MS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "exchanges" / "binance" / "rest"
-if not FIXTURES.exists():  # the checkout lives at /work/main, the shared files at /work/shared
-    FIXTURES = Path("/work/shared/fixtures/exchanges/binance/rest")
+FIXTURES = Path(os.environ["P9_FIXTURES"]) / "binance" / "rest"  # set by tests/conftest.py
 
 KLINES_1H = "spot_klines_BTCUSDT_1h_2023-01-01_to_2023-01-08.json"
 KLINES_1D = "spot_klines_BTCUSDT_1d_2019_endTime_on_open_time.json"

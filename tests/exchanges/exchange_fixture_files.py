@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-FIXTURES = Path(os.environ.get("P9_FIXTURES", "/work/shared/fixtures/exchanges"))
+FIXTURES = Path(os.environ["P9_FIXTURES"])  # set by tests/conftest.py
 
 
 def read_bytes(relative: str) -> bytes:

@@ -8,6 +8,7 @@ payloads must come back byte for byte from its integer representation.
 from __future__ import annotations
 
 import json
+import os
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ import pytest
 from p9cli.sim.instruments import DAY_MS, HOUR_MS, INSTRUMENTS, INTERVALS, Instrument, instrument_by_code
 from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS
 
-FIXTURES = Path("/work/shared/fixtures/exchanges")
+FIXTURES = Path(os.environ["P9_FIXTURES"])  # set by tests/conftest.py
 
 
 def make(exchange: str, tick: str, unit: str) -> Instrument:

@@ -11,7 +11,7 @@ import pytest
 
 from p9cli.sim.okx_checksum import checksum_text, okx_checksum, signed_crc32
 
-FIXTURES = Path(os.environ.get("P9_FIXTURES", "/work/shared/fixtures/exchanges"))
+FIXTURES = Path(os.environ["P9_FIXTURES"])  # set by tests/conftest.py
 CAPTURE = FIXTURES / "okx" / "public_ws_tickers_trades_books_2022-05-13.capture.txt"
 
 

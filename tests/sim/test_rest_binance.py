@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import httpx
 import pytest
+from resthelp import FIXTURES as ALL_FIXTURES
+from resthelp import shape as json_shape
+from resthelp import truth_candles
 
 from p9cli.universe import TIMEFRAME_MS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "exchanges" / "binance"
-if not FIXTURES.is_dir():  # the shared checkout lives next to the repository
-    FIXTURES = Path("/work/shared/fixtures/exchanges/binance")
+FIXTURES = ALL_FIXTURES / "binance"
 REST = FIXTURES / "rest"
 MIN = 60_000
 DAY = 86_400_000
@@ -25,21 +25,15 @@ DAY = 86_400_000
 DEC8 = re.compile(r"^\d+\.\d{8}$")
 
 
+def _binance_str(value: str) -> str:
+    if value == "0":
+        return "zero"
+    return "dec8" if DEC8.match(value) else "str"
+
+
 def shape(value):
-    """Structure of a JSON value: types, and for strings the number format."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, str):
-        if value == "0":
-            return "zero"
-        return "dec8" if DEC8.match(value) else "str"
-    if isinstance(value, list):
-        return [shape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    return type(value).__name__
+    """Structure of a JSON value: types, and for strings Binance's number format."""
+    return json_shape(value, _binance_str)
 
 
 def fixture(name: str):
@@ -51,13 +45,7 @@ def get(handle, path: str, **params) -> httpx.Response:
 
 
 def truth(handle, symbol: str, interval: str, start: int, end: int) -> list[dict]:
-    r = httpx.get(
-        handle.control_url + "/truth/candles",
-        params={"exchange": "binance", "symbol": symbol, "interval": interval, "start": start, "end": end},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["candles"]
+    return truth_candles(handle, "binance", symbol, interval, start, end)
 
 
 def now_ms(handle) -> int:

@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import httpx
 import pytest
+from resthelp import FIXTURES as ALL_FIXTURES
+from resthelp import shape as json_shape
+from resthelp import truth_candles
 
-FIXTURES = Path("/work/shared/fixtures/exchanges/bybit")
-_here = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "exchanges" / "bybit"
-if _here.is_dir():
-    FIXTURES = _here
+FIXTURES = ALL_FIXTURES / "bybit"
 MIN = 60_000
 
 MINIMAL = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")  # no exponent, no trailing zeros
 MS = re.compile(r"^\d{13}$")
 
 
+def _bybit_str(value: str) -> str:
+    if MS.match(value):
+        return "ms"
+    return "num" if MINIMAL.match(value) else "str"
+
+
 def shape(value):
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, str):
-        if MS.match(value):
-            return "ms"
-        return "num" if MINIMAL.match(value) else "str"
-    if isinstance(value, list):
-        return [shape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    return type(value).__name__
+    return json_shape(value, _bybit_str)
 
 
 def fixture(name: str):
@@ -48,13 +41,7 @@ def now_ms(handle) -> int:
 
 
 def truth(handle, symbol: str, interval: str, start: int, end: int) -> list[dict]:
-    r = httpx.get(
-        handle.control_url + "/truth/candles",
-        params={"exchange": "bybit", "symbol": symbol, "interval": interval, "start": start, "end": end},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["candles"]
+    return truth_candles(handle, "bybit", symbol, interval, start, end)
 
 
 def test_kline_envelope_and_rows_have_the_recorded_layout(sim):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import httpx
 import pytest
+from resthelp import FIXTURES as ALL_FIXTURES
+from resthelp import shape as json_shape
+from resthelp import truth_candles
 
-FIXTURES = Path("/work/shared/fixtures/exchanges/okx")
-_here = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "exchanges" / "okx"
-if _here.is_dir():
-    FIXTURES = _here
+FIXTURES = ALL_FIXTURES / "okx"
 MIN = 60_000
 HOUR = 3_600_000
 
@@ -20,22 +19,16 @@ MINIMAL = re.compile(r"^(0|[1-9]\d*)(\.\d*[1-9])?$")
 MS = re.compile(r"^\d{13}$")
 
 
+def _okx_str(value: str) -> str:
+    if value in ("0", "1"):
+        return "flag"
+    if MS.match(value):
+        return "ms"
+    return "num" if MINIMAL.match(value) else "str"
+
+
 def shape(value):
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, str):
-        if value in ("0", "1"):
-            return "flag"
-        if MS.match(value):
-            return "ms"
-        return "num" if MINIMAL.match(value) else "str"
-    if isinstance(value, list):
-        return [shape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    return type(value).__name__
+    return json_shape(value, _okx_str)
 
 
 def get(handle, path: str, **params) -> httpx.Response:
@@ -47,13 +40,7 @@ def now_ms(handle) -> int:
 
 
 def truth(handle, symbol: str, interval: str, start: int, end: int) -> list[dict]:
-    r = httpx.get(
-        handle.control_url + "/truth/candles",
-        params={"exchange": "okx", "symbol": symbol, "interval": interval, "start": start, "end": end},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()["candles"]
+    return truth_candles(handle, "okx", symbol, interval, start, end)
 
 
 def test_history_candles_have_the_recorded_layout(sim):

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(os.environ.get("P9_FIXTURES", "/work/shared/fixtures/exchanges"))
+FIXTURES = Path(os.environ["P9_FIXTURES"])  # set by tests/conftest.py
 
 
 def capture_frames(path: Path) -> list[Any]:
