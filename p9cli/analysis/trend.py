@@ -34,6 +34,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from p9cli.analysis.indicators import atr, dmi, ema, last_finite
+from p9cli.analysis.pivots import fractal_pivots
 
 EMA_PERIODS = (20, 50, 200)
 ATR_PERIOD = 14
@@ -50,32 +51,6 @@ ADX_FLOOR = 15.0
 ADX_SPAN = 20.0
 #: How many of the most recent swings the document lists.
 SWINGS_LISTED = 4
-
-
-def confirmed_pivots(
-    high, low, left: int = SWING_LEFT, right: int = SWING_RIGHT
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of confirmed pivot highs and pivot lows (see the module doc), ascending."""
-    h = np.asarray(high, dtype=np.float64)
-    lo = np.asarray(low, dtype=np.float64)
-    n = len(h)
-    width = left + right + 1
-    if n < width:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty
-    wh = np.lib.stride_tricks.sliding_window_view(h, width)
-    wl = np.lib.stride_tricks.sliding_window_view(lo, width)
-    ch = wh[:, left]
-    cl = wl[:, left]
-    is_high = np.ones(len(ch), dtype=bool)
-    is_low = np.ones(len(cl), dtype=bool)
-    if left:
-        is_high &= ch > wh[:, :left].max(axis=1)
-        is_low &= cl < wl[:, :left].min(axis=1)
-    if right:
-        is_high &= ch >= wh[:, left + 1 :].max(axis=1)
-        is_low &= cl <= wl[:, left + 1 :].min(axis=1)
-    return np.flatnonzero(is_high) + left, np.flatnonzero(is_low) + left
 
 
 def _label(prices: np.ndarray, up: str, down: str, equal: str) -> list[str | None]:
@@ -122,7 +97,7 @@ def swing_structure(open_time, high, low, close, left: int = SWING_LEFT, right: 
     h = np.asarray(high, dtype=np.float64)
     lo = np.asarray(low, dtype=np.float64)
     c = np.asarray(close, dtype=np.float64)
-    hi_idx, lo_idx = confirmed_pivots(h, lo, left, right)
+    hi_idx, lo_idx = fractal_pivots(h, lo, left, right)
     hi_px, lo_px = h[hi_idx], lo[lo_idx]
     hi_lab = _label(hi_px, "HH", "LH", "EH")
     lo_lab = _label(lo_px, "HL", "LL", "EL")

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from analysis_candles import KLINES_1D, KLINES_1H, recorded_klines, synthetic_candles
+from analysis_candles import KLINES_1D, recorded_klines, synthetic_candles
 from partb_data import bounce_closes, bounce_frame, minute_candles, multi_timeframe, true_range_atr
 
 from p9cli.analysis.levels import (
@@ -14,10 +14,10 @@ from p9cli.analysis.levels import (
     collect_pivots,
     evidence_weight,
     floor_pivots,
-    fractal_pivots,
     key_levels,
     select_levels,
 )
+from p9cli.analysis.pivots import fractal_pivots
 from p9cli.analysis.profile import composite_profile
 
 # ---------------------------------------------------------------- fractal pivots
@@ -79,18 +79,6 @@ def test_pivots_never_use_bars_beyond_right(left, right):
         hi2, lo2_idx = fractal_pivots(h2, lo2, left, right)
         assert [i for i in hi2.tolist() if i <= k - 1 - right] == hi_k.tolist()
         assert [i for i in lo2_idx.tolist() if i <= k - 1 - right] == lo_k.tolist()
-
-
-def test_pivots_agree_with_the_trend_module_on_recorded_candles():
-    """Part A's swing structure states the same pivot rule independently (p9cli.analysis.trend)."""
-    from p9cli.analysis.trend import confirmed_pivots
-
-    for name in (KLINES_1H, KLINES_1D):
-        c = recorded_klines(name)
-        for left, right in ((2, 2), (3, 3), (5, 2)):
-            mine = fractal_pivots(c.high, c.low, left, right)
-            theirs = confirmed_pivots(c.high, c.low, left, right)
-            assert mine[0].tolist() == list(theirs[0]) and mine[1].tolist() == list(theirs[1])
 
 
 def test_pivots_brute_force_on_recorded_daily_candles():

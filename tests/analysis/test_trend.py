@@ -11,6 +11,7 @@ from analysis_candles import KLINES_1H, recorded_klines, simulator_candles, synt
 
 from p9cli.analysis import trend
 from p9cli.analysis.indicators import atr, ema
+from p9cli.analysis.pivots import fractal_pivots
 from p9cli.universe import TIMEFRAME_MS
 
 
@@ -30,7 +31,7 @@ def zigzag(
 
 def test_pivots_are_found_at_planted_turning_points():
     t, h, lo, c = zigzag([100, 110, 104, 115, 108, 120, 112])
-    hi_idx, lo_idx = trend.confirmed_pivots(h, lo, 3, 3)
+    hi_idx, lo_idx = fractal_pivots(h, lo, 3, 3)
     # turning points every 6 bars: highs at 6, 18, 30; lows at 12, 24 (36 is the last bar: unconfirmed)
     assert hi_idx.tolist() == [6, 18, 30]
     assert lo_idx.tolist() == [12, 24]
@@ -40,15 +41,15 @@ def test_pivots_are_found_at_planted_turning_points():
 def test_equal_highs_give_one_pivot_the_first():
     high = np.array([1, 2, 3, 5, 5, 3, 2, 1, 0.5], dtype=float)
     low = high - 0.5
-    hi_idx, _ = trend.confirmed_pivots(high, low, 2, 2)
+    hi_idx, _ = fractal_pivots(high, low, 2, 2)
     assert hi_idx.tolist() == [3]
 
 
 def test_pivots_never_repaint():
     c = synthetic_candles("15m", 400, seed=4)
-    full_hi, full_lo = trend.confirmed_pivots(c.high, c.low, 3, 3)
+    full_hi, full_lo = fractal_pivots(c.high, c.low, 3, 3)
     for end in (50, 123, 250, 399):
-        hi, lo = trend.confirmed_pivots(c.high[:end], c.low[:end], 3, 3)
+        hi, lo = fractal_pivots(c.high[:end], c.low[:end], 3, 3)
         # every pivot known on a prefix is a pivot of the full series, and every pivot of the
         # full series that was confirmed inside the prefix is already known there
         assert set(hi.tolist()) == {i for i in full_hi.tolist() if i + 3 < end}
@@ -176,15 +177,3 @@ def test_simulator_history_gives_a_consistent_section():
     assert sw["last_high"]["time"] <= int(c.open_time[-1 - trend.SWING_RIGHT])
     if sw["last_break"]:
         assert sw["last_break"]["time"] > sw["last_break"]["pivot_time"]
-
-
-def test_swing_pivots_are_the_key_level_pivots():
-    """Swing structure (trend) and key levels (levels) must see the same confirmed pivots."""
-    from p9cli.analysis.levels import fractal_pivots
-
-    for seed, tick in ((1, 0.01), (2, 1.0), (3, 50.0)):  # coarse ticks make equal highs/lows common
-        c = synthetic_candles("5m", 1500, seed=seed, tick=tick)
-        for left, right in ((2, 2), (3, 3), (1, 4)):
-            ours = trend.confirmed_pivots(c.high, c.low, left, right)
-            theirs = fractal_pivots(c.high, c.low, left, right)
-            assert ours[0].tolist() == theirs[0].tolist() and ours[1].tolist() == theirs[1].tolist()
