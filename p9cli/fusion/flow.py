@@ -40,7 +40,7 @@ _SEC, _COUNT, _VOL, _QUOTE, _BUY, _SELL, _LAST = range(7)
 class TradeFlow:
     """Rolling trade statistics of one symbol (see the module docstring)."""
 
-    __slots__ = ("buckets", "cvd", "last_price", "last_ts_ms", "trades")
+    __slots__ = ("buckets", "cvd", "last_price", "last_ts_ms", "tick_high", "tick_low", "trades")
 
     def __init__(self) -> None:
         self.buckets: deque[list] = deque()
@@ -48,6 +48,8 @@ class TradeFlow:
         self.last_price: float | None = None
         self.last_ts_ms: int | None = None
         self.trades = 0
+        self.tick_low = math.inf
+        self.tick_high = -math.inf
 
     def add(self, ts_ms: int, price: float, size: float, is_buy: bool) -> None:
         """One trade (exchange time ``ts_ms``)."""
@@ -76,6 +78,20 @@ class TradeFlow:
             self.last_price = price
             self.last_ts_ms = ts_ms
         self.trades += 1
+        if price < self.tick_low:
+            self.tick_low = price
+        if price > self.tick_high:
+            self.tick_high = price
+
+    def take_range(self) -> tuple[float, float] | None:
+        """Lowest and highest price traded since the previous call (``None``: no trade), then
+        start a new range (the level events are evaluated over it at each fusion tick)."""
+        if self.tick_low > self.tick_high:
+            return None
+        out = (self.tick_low, self.tick_high)
+        self.tick_low = math.inf
+        self.tick_high = -math.inf
+        return out
 
     def _window(self, now_sec: int, seconds: int) -> tuple[int, float, float, float, float]:
         """count, volume, quote volume, buy and sell volume of the complete seconds

@@ -73,3 +73,12 @@ def test_book_figures():
     assert d1["bid_quote"] == pytest.approx(99.9 * 2 + 99.85 + 990)
     assert f["imbalance_top"] == pytest.approx(1 / 3)
     assert book_figures([], asks, 1) is None
+
+
+def test_take_range_resets():
+    f = TradeFlow()
+    assert f.take_range() is None
+    for p in (101.0, 99.0, 100.0):
+        f.add(T0, p, 1.0, True)
+    assert f.take_range() == (99.0, 101.0)
+    assert f.take_range() is None
