@@ -21,7 +21,7 @@ from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAMES
 LIVE_ENDPOINTS: dict[str, dict[str, str]] = {
     "binance": {"rest": "https://api.binance.com", "ws": "wss://stream.binance.com:9443"},
     "bybit": {"rest": "https://api.bybit.com", "ws": "wss://stream.bybit.com"},
-    "okx": {"rest": "https://www.okx.com", "ws": "wss://ws.okx.com:8443"},
+    "okx": {"rest": "https://www.okx.com", "ws": "wss://ws.okx.com"},  # port 8443 retired 2026-10-31
 }
 
 SIM_HOST = "127.0.0.1"
