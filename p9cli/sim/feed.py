@@ -132,7 +132,9 @@ class Conn:
                 if n and self.book_updates % n == 0:
                     state.counters["fault.depth_gap_every"] += 1
                     return
-                if kind == OKX_BOOK_UPDATE:
+                if kind == OKX_BOOK_UPDATE and state.limits.okx_legacy_checksum:
+                    # a wrong checksum only exists where checksums are real (legacy mode);
+                    # since 2026-06-23 OKX sends 0, which a client must not check
                     self.okx_book_updates += 1
                     n = faults.okx_bad_checksum_every
                     if n and self.okx_book_updates % n == 0:

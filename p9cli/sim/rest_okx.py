@@ -1,6 +1,7 @@
 """OKX V5 public REST (``/api/v5``) as the simulator serves it.
 
-Endpoints: ``market/candles``, ``market/history-candles``, ``market/books``,
+Endpoints: ``market/candles``, ``market/history-candles``, ``market/books`` (with the
+``books`` channel's ``seqId``, OKX changelog 2026-02-12; ``source`` 0/1 accepted),
 ``market/trades``, ``public/instruments``, ``public/time``. Envelope
 ``{"code": "0", "msg": "", "data": [...]}`` (``code`` is a string); errors keep it with a
 non-zero code: 50014 (parameter empty, HTTP 400), 51000 (parameter error, HTTP 400), 51001
@@ -202,10 +203,18 @@ class OkxRest(ExchangeRest):
         if sz < 1:
             raise bad_param("sz")
         sz = min(sz, BOOKS_MAX_SZ)
+        source = q.get("source")
+        if source is not None and source not in ("0", "1"):
+            raise bad_param("source")
         engine = self.sim.books.get((EXCHANGE, symbol))
         if engine is None:
             return self.server_error(503)
-        _, bids, asks = engine.snapshot(sz)
+        view = books_view(self.sim, symbol, sz)
+        if view is None:
+            seq_id, bids, asks = engine.snapshot(sz)
+            ts = self.sim.clock.now_ms()
+        else:
+            seq_id, bids, asks, ts = view
         inst = http.instrument_of(self.sim, EXCHANGE, symbol)
         price, qty = inst.price_str, inst.qty_str
         orders = order_counter(engine)
@@ -214,7 +223,8 @@ class OkxRest(ExchangeRest):
                 {
                     "asks": [[price(p), qty(s), "0", orders(p, s)] for p, s in asks],
                     "bids": [[price(p), qty(s), "0", orders(p, s)] for p, s in bids],
-                    "ts": str(self.sim.clock.now_ms()),
+                    "ts": str(ts),
+                    "seqId": int(seq_id),
                 }
             ]
         )
@@ -267,6 +277,16 @@ class OkxRest(ExchangeRest):
 
     async def time(self, request: web.Request) -> web.StreamResponse:
         return self.ok([{"ts": str(self.sim.clock.now_ms())}])
+
+
+def books_view(sim: Simulator, symbol: str, depth: int) -> tuple[int, list, list, int] | None:
+    """The ``books`` channel's last pushed state while it streams (see ``ws_okx``), else None."""
+    feed = sim.feed
+    if feed is None:
+        return None
+    from p9cli.sim.ws_okx import rest_books_view
+
+    return rest_books_view(feed, symbol, depth)
 
 
 def order_counter(engine: Any):

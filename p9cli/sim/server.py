@@ -49,7 +49,7 @@ FAULT_HELP: dict[str, str] = {
     "ws_stall_after_messages": "after N frames, send nothing more (socket stays open)",
     "ws_malformed_every": "every Nth data frame is sent truncated (invalid JSON)",
     "depth_gap_every": "every Nth book update skips a sequence id (Binance U/u, Bybit u, OKX seqId)",
-    "okx_bad_checksum_every": "every Nth OKX books update carries a wrong checksum",
+    "okx_bad_checksum_every": "every Nth OKX books update carries a wrong checksum (legacy checksum mode only)",
     "bybit_reset_every_seconds": "Bybit: send a u=1 snapshot (service restart) every T seconds",
     "rest_429_every": "every Nth REST request answers the exchange's rate-limit error (not counted as a violation)",
     "rest_5xx_every": "every Nth REST request answers HTTP 503 (then 502, 504, rotating)",
@@ -78,6 +78,8 @@ LIMIT_HELP: dict[str, str] = {
     "okx_history_candles_max_limit": "largest OKX /market/history-candles limit",
     "okx_candles_default_limit": "OKX candles rows without limit",
     "okx_candles_window": "/market/candles only reaches the newest N bars",
+    "okx_legacy_checksum": "OKX books: real CRC32 checksum (legacy, before 2026-06-23) instead of 0",
+    "okx_books_snapshot": "OKX books: send the in-band snapshot on subscribe (false: REST /market/books + seqId)",
 }
 
 
@@ -417,6 +419,8 @@ def run_sim(
     limits: Sequence[str] = (),
     rate_limits: bool = True,
     list_faults: bool = False,
+    okx_legacy_checksum: bool = False,
+    okx_books_snapshot: bool = True,
 ) -> int:
     """``p9 sim``: serve until SIGINT/SIGTERM. Bad input raises ConfigError (exit 2), a port in
     use P9Error (exit 1); a clean stop returns 0."""
@@ -430,6 +434,11 @@ def run_sim(
     start_ms = parse_start(start)
     fault_spec = parse_overrides(list(faults), FaultSettings, "--fault")
     limit_spec = parse_overrides(list(limits), LimitSettings, "--limit")
+    okx = limit_spec.setdefault("okx", {})
+    if okx_legacy_checksum:
+        okx["okx_legacy_checksum"] = True
+    if not okx_books_snapshot:
+        okx["okx_books_snapshot"] = False
     logging.basicConfig(level=logging.WARNING, format="p9 sim: %(message)s", stream=sys.stderr)
     sim = build_simulator(seed, start_ms, speed, fault_spec, limit_spec, rate_limits, host, port_base)
     with contextlib.suppress(KeyboardInterrupt):

@@ -119,6 +119,9 @@ class LimitSettings(Settings):
     okx_history_candles_max_limit: int = 300
     okx_candles_default_limit: int = 100
     okx_candles_window: int = 1440  # /market/candles serves only the newest N bars
+    # OKX `books` protocol options (2026 behaviour by default, see docs/sim.md)
+    okx_legacy_checksum: bool = False  # real CRC32 `checksum` (before 2026-06-23) instead of 0
+    okx_books_snapshot: bool = True  # in-band `action:"snapshot"` on subscribe (announced for removal)
 
 
 def set_field(obj: Any, name: str, value: Any) -> None:

@@ -9,12 +9,17 @@ channels (``candle1m`` .. ``candle1Dutc``: the forming bar every second, the clo
 
 Channels (``instId`` = ``BTC-USDT``):
 
-* ``trades`` — one frame per model trade (``tradeId`` = model trade id, ``count`` ``"1"``);
-* ``books`` — a 400-level snapshot on subscribe, then every 100 ms an update with the levels of
-  the top-400 view that changed (size ``"0"`` = gone); ``seqId`` = the engine update id of the
-  state sent (see ``book.py``), ``prevSeqId`` = the previous push's ``seqId`` (``-1`` in a
-  snapshot), ``checksum`` = signed CRC32 of the top 25 levels on the exact strings sent. After
-  :data:`KEEPALIVE_SECONDS` (wall) without change an update with empty sides and ``seqId == prevSeqId``;
+* ``trades`` — one frame per model trade (``tradeId`` = model trade id, ``count`` ``"1"``,
+  ``source`` ``"0"``, ``seqId`` = :data:`TRADE_SEQ_BASE` + trade id: one more per message);
+* ``books`` — a 400-level snapshot on subscribe (unless the ``okx_books_snapshot`` setting is
+  off: then only updates, and the client bridges from REST ``/api/v5/market/books``), then
+  every 100 ms an update with the levels of the top-400 view that changed (size ``"0"`` =
+  gone); ``seqId`` = the engine update id of the state sent (see ``book.py``), ``prevSeqId`` =
+  the previous push's ``seqId`` (``-1`` in a snapshot), ``checksum`` = ``0`` (OKX since
+  2026-06-23) or, with the ``okx_legacy_checksum`` setting, the signed CRC32 of the top 25
+  levels on the exact strings sent. After :data:`KEEPALIVE_SECONDS` (wall) without change an
+  update with empty sides and ``seqId == prevSeqId``. REST ``/market/books`` serves the state
+  of the last push (:func:`rest_books_view`), so its ``seqId`` is always one of the chain's;
 * ``books5`` (100 ms, when changed) and ``bbo-tbt`` (10 ms, when changed): full snapshots.
 
 Levels are ``[px, sz, "0", orders]``. Limits (:data:`SETTINGS`, env ``P9_SIM_OKX_*``): the
@@ -56,6 +61,8 @@ MIGRATED_TO_BUSINESS = (
     "https://www.okx.com/help-center/changes-to-v5-api-websocket-subscription-parameter-and-url"
 )
 KEEPALIVE_SECONDS = 60.0  # wall seconds without a change before the empty keep-alive update
+#: trades ``seqId`` = this + trade id (increasing by one per message; OKX's own values are ~8e10)
+TRADE_SEQ_BASE = 82_000_000_000
 
 
 def _env(name: str, default: float) -> float:
@@ -105,13 +112,13 @@ class TradesTopic(OkxTopic):
         for i, t, p, q, buy in trade_tuples(tr):
             text = (
                 f'{head}{i}","px":"{price(p)}","sz":"{qty(q)}","side":"{"buy" if buy else "sell"}",'
-                f'"ts":"{t}","count":"1"}}]}}'
+                f'"ts":"{t}","count":"1","source":"0","seqId":{TRADE_SEQ_BASE + i}}}]}}'
             )
             await self.broadcast(text.encode(), DATA)
 
 
 class BooksTopic(OkxTopic):
-    """``books``: shared 400-level view with seqId chaining and checksums."""
+    """``books``: shared 400-level view with seqId chaining (and legacy checksums on request)."""
 
     def __init__(self, feed: LiveFeed, channel: str, inst_id: str):
         super().__init__(feed, channel, inst_id)
@@ -131,7 +138,14 @@ class BooksTopic(OkxTopic):
         self.ts = now_ms
         return bids, asks
 
+    @property
+    def limits(self):
+        return self.feed.sim.exchanges[EXCHANGE].limits
+
     def _set_checksum(self, bids, asks) -> None:
+        if not self.limits.okx_legacy_checksum:
+            self.checksum = 0  # OKX since 2026-06-23: always 0, "must no longer be used"
+            return
         price, qty = self.inst.price_str, self.inst.qty_str
         self.checksum = okx_checksum(
             [(price(p), qty(q)) for p, q in bids[:25]], [(price(p), qty(q)) for p, q in asks[:25]]
@@ -150,9 +164,18 @@ class BooksTopic(OkxTopic):
         self.last_change = self.feed.loop_time()
 
     async def on_subscribe(self, conn: Conn) -> None:
-        bids = sorted(self.bids.items(), reverse=True)
-        asks = sorted(self.asks.items())
+        if not self.limits.okx_books_snapshot:
+            return  # announced 2026-02-12: updates only; the snapshot comes from REST
+        bids, asks = self.view(BOOKS_DEPTH)
+        if self.limits.okx_legacy_checksum and not self.checksum:
+            self._set_checksum(bids, asks)  # switched to legacy since the last push
         await conn.send(self._frame("snapshot", asks, bids, -1), DATA)
+
+    def view(self, depth: int) -> tuple[list, list]:
+        """The last pushed state (``seqId`` = :attr:`seq_id`): best ``depth`` levels a side."""
+        bids = sorted(self.bids.items(), reverse=True)[:depth]
+        asks = sorted(self.asks.items())[:depth]
+        return bids, asks
 
     async def tick(self, now_ms: int) -> None:
         wall = self.feed.loop_time()
@@ -241,6 +264,17 @@ class CandleTopic(BarTopic):
             f'"{confirm}"]]}}'
         )
         return text.encode()
+
+
+def rest_books_view(feed: LiveFeed, symbol: str, depth: int) -> tuple[int, list, list, int] | None:
+    """``(seqId, bids, asks, ts)`` for REST ``/market/books``: the state of the last ``books``
+    push while that channel streams (so the snapshot's ``seqId`` is one of the chain's and the
+    next update's ``prevSeqId`` equals it); None when nobody streams ``books`` of ``symbol``."""
+    topic = feed.topics.get((EXCHANGE, f"books:{symbol.upper()}-{QUOTE.upper()}"))
+    if not isinstance(topic, BooksTopic) or not topic.subscribers:
+        return None
+    bids, asks = topic.view(depth)
+    return topic.seq_id, bids, asks, topic.ts
 
 
 _FACTORIES = {"trades": TradesTopic, "books": BooksTopic, "books5": SnapshotTopic, "bbo-tbt": SnapshotTopic}

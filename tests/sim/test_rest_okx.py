@@ -162,7 +162,8 @@ def test_books_layout(sim):
     body = get(sim, "/api/v5/market/books", instId="BTC-USDT", sz=20).json()
     assert body["code"] == "0" and len(body["data"]) == 1
     book = body["data"][0]
-    assert list(book) == ["asks", "bids", "ts"]
+    assert list(book) == ["asks", "bids", "ts", "seqId"]  # seqId: OKX changelog 2026-02-12
+    assert isinstance(book["seqId"], int) and isinstance(book["ts"], str)
     assert len(book["asks"]) == len(book["bids"]) == 20
     for level in book["asks"] + book["bids"]:
         assert shape(level[:2]) == ["num", "num"] and level[2] == "0" and level[3].isdigit()
@@ -170,6 +171,10 @@ def test_books_layout(sim):
     asks = [float(lv[0]) for lv in book["asks"]]
     assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
     assert len(get(sim, "/api/v5/market/books", instId="BTC-USDT").json()["data"][0]["asks"]) == 1
+    deep = get(sim, "/api/v5/market/books", instId="BTC-USDT", sz=1000, source=0).json()["data"][0]
+    assert len(deep["asks"]) == len(deep["bids"]) == 400  # sz max 400
+    bad = get(sim, "/api/v5/market/books", instId="BTC-USDT", source=7)
+    assert bad.status_code == 400 and bad.json()["code"] == "51000"
 
 
 def test_trades_newest_first(sim):

@@ -105,8 +105,23 @@ async def test_bybit_u_gap(sim_factory):
     assert counters(handle, "bybit")["fault.depth_gap_every"] >= 2
 
 
+async def test_okx_bad_checksum_fault_needs_legacy_checksums(sim_factory):
+    """Since 2026-06-23 the checksum is 0 (never checked): the fault has nothing to corrupt."""
+    handle = sim_factory(warm_up=False, faults={"okx": {"okx_bad_checksum_every": 2}})
+    async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}))
+        await recv_json(ws)
+        frames = [await recv_json(ws) for _ in range(6)]
+    assert [f["data"][0]["checksum"] for f in frames] == [0] * 6
+    assert counters(handle, "okx").get("fault.okx_bad_checksum_every", 0) == 0
+
+
 async def test_okx_seq_gap_and_bad_checksum(sim_factory):
-    handle = sim_factory(warm_up=False, faults={"okx": {"depth_gap_every": 5, "okx_bad_checksum_every": 3}})
+    handle = sim_factory(
+        warm_up=False,
+        faults={"okx": {"depth_gap_every": 5, "okx_bad_checksum_every": 3}},
+        limits={"okx": {"okx_legacy_checksum": True}},
+    )
     inst = INSTRUMENTS[("okx", "eth")]
     async with websockets.connect(handle.ws_url("okx") + "/ws/v5/public") as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT"}]}))

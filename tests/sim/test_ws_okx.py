@@ -28,6 +28,12 @@ from p9cli.sim.okx_checksum import okx_checksum
 REC_2022 = capture_frames(FIXTURES / "okx" / "public_ws_tickers_trades_books_2022-05-13.capture.txt")
 REC_TRADES = jsonl_frames(FIXTURES / "okx" / "spot_ws_trades_BTC-USDT_2025-02-24.jsonl")
 INST = INSTRUMENTS[("okx", "btc")]
+#: a trades item as OKX sends it in 2026 (third-party live capture of 2026-10-07, quoted in
+#: shared/docs/exchange-protocols.md section 4.5): the 2025 recording plus source and seqId
+TRADE_2026 = json.loads(
+    '{"instId":"BTC-USDT","tradeId":"1067468269","px":"83753","sz":"0.000011","side":"sell",'
+    '"ts":"1791369376364","count":"1","source":"0","seqId":82083114838}'
+)
 
 
 def rec_books(action: str) -> dict:
@@ -114,9 +120,14 @@ async def test_trades_match_recording_and_model(sim_factory):
         await recv_json(ws)
         frames = [await recv_json(ws, 30) for _ in range(3)]
     for frame in frames:
-        assert_same_shape(frame, REC_TRADES[0])
+        assert list(frame) == list(REC_TRADES[0]) and frame["arg"] == REC_TRADES[0]["arg"]
         assert len(frame["data"]) == 1
+        assert_shape_extends(frame["data"][0], REC_TRADES[0]["data"][0], ["source", "seqId"])
+        assert_same_shape(frame["data"][0], TRADE_2026)
     items = [f["data"][0] for f in frames]
+    assert all(t["source"] == "0" for t in items)
+    seqs = [t["seqId"] for t in items]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "seqId: one more per message"
     want = sim.thread.call(sim.sim.model.trades, "okx", "btc", int(items[0]["ts"]), int(items[-1]["ts"]) + 1)
     # the items read are the model's first trades from the first one's millisecond, in order
     # (more may share the last millisecond: same-ms fills not read yet)
@@ -129,10 +140,22 @@ async def test_trades_match_recording_and_model(sim_factory):
     assert [t["side"] == "buy" for t in items] == want.taker_buy.tolist()[:n]
 
 
-async def test_books_shapes_chain_checksum_and_truth(sim):
-    """400-level snapshot then 100 ms updates: recorded shapes (+ prevSeqId, seqId), the
-    seqId chain, the checksum of every message on the client's own book, and the client
-    book equal to the top 400 of the true book at ``seqId``."""
+async def test_books_checksum_is_zero_by_default(sim):
+    """Since 2026-06-23 OKX sends ``checksum: 0`` on every ``books`` push (snapshot and updates)."""
+    async with websockets.connect(public(sim)) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "SOL-USDT"}]}))
+        await recv_json(ws)
+        frames = [await recv_json(ws) for _ in range(6)]
+    assert frames[0]["action"] == "snapshot"
+    assert [f["data"][0]["checksum"] for f in frames] == [0] * 6
+    assert all(f["action"] == "update" for f in frames[1:])
+
+
+async def test_books_legacy_checksum_chain_and_truth(sim_factory):
+    """Legacy mode (``okx_legacy_checksum``): 400-level snapshot then 100 ms updates: recorded
+    shapes (+ prevSeqId, seqId), the seqId chain, the real checksum of every message on the
+    client's own book, and the client book equal to the top 400 of the true book at ``seqId``."""
+    sim = sim_factory(speed=1.0, limits={"okx": {"okx_legacy_checksum": True}})
     async with websockets.connect(public(sim)) as ws:
         await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
         await recv_json(ws)
@@ -237,7 +260,7 @@ async def test_keepalive_update_when_the_book_does_not_change(sim_factory, monke
     d = keep["data"][0]
     assert keep["action"] == "update" and d["asks"] == [] and d["bids"] == []
     assert d["seqId"] == d["prevSeqId"] == snap["data"][0]["seqId"]
-    assert d["checksum"] == snap["data"][0]["checksum"]
+    assert d["checksum"] == snap["data"][0]["checksum"] == 0
 
 
 async def test_silent_connection_is_closed_with_4004(sim_factory, monkeypatch):
