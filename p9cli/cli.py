@@ -207,13 +207,27 @@ def sim(
         list[str] | None,
         typer.Option(
             "--limit",
-            help="Override a limit, EXCHANGE:NAME=VALUE (repeatable), e.g. okx:history_candles_max_limit=100. `p9 sim --list-faults` lists them.",
+            help="Override a limit or protocol option, EXCHANGE:NAME=VALUE (repeatable), e.g. okx:okx_history_candles_max_limit=100. `p9 sim --list-faults` lists them.",
             show_default=False,
         ),
     ] = None,
     rate_limits: Annotated[
         bool,
         typer.Option("--rate-limits/--no-rate-limits", help="Enforce the exchanges' real REST rate limits."),
+    ] = True,
+    okx_legacy_checksum: Annotated[
+        bool,
+        typer.Option(
+            "--okx-legacy-checksum",
+            help="OKX books carry the real CRC32 checksum (before 2026-06-23) instead of 0 (= --limit okx:okx_legacy_checksum=true).",
+        ),
+    ] = False,
+    okx_books_snapshot: Annotated[
+        bool,
+        typer.Option(
+            "--okx-books-snapshot/--okx-no-books-snapshot",
+            help="OKX books send the in-band snapshot on subscribe; without it clients bridge from REST /api/v5/market/books (seqId).",
+        ),
     ] = True,
     list_faults: Annotated[
         bool,
@@ -239,6 +253,8 @@ def sim(
             limits=list(limit or []),
             rate_limits=rate_limits,
             list_faults=list_faults,
+            okx_legacy_checksum=okx_legacy_checksum,
+            okx_books_snapshot=okx_books_snapshot,
         )
     )
 
