@@ -407,67 +407,7 @@ def try_json(body: bytes) -> object | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Live records (WebSocket side)
-
-BUY = "buy"
-SELL = "sell"
-
-
-@dataclass(frozen=True, slots=True)
-class Trade:
-    """One trade print, normalized.
-
-    ``symbol`` is the exchange's instrument code as sent (``BTCUSDT``, ``BTC-USDT``; see
-    :func:`canonical_symbol`); ``side`` is the TAKER side, ``"buy"`` or ``"sell"``;
-    ``trade_id`` is the exchange's id as a string (Binance aggregate id ``a`` for aggTrade,
-    Bybit ``i``, OKX ``tradeId`` = the last id of an aggregation); ``time_ms`` the exchange's
-    trade time.
-    """
-
-    exchange: str
-    symbol: str
-    price: float
-    qty: float
-    side: str
-    trade_id: str
-    time_ms: int
-
-
-#: A price level exactly as the exchange sent it: ``[price, qty, ...]`` strings. OKX levels carry
-#: two more fields (deprecated ``"0"`` and the order count) that the book ignores.
-Level = list
-
-
-@dataclass(slots=True)
-class BookMsg:
-    """One order-book message, normalized; levels keep the exchange's exact strings.
-
-    ``kind``: ``"snapshot"`` (replace the book) or ``"delta"`` (absolute quantities for the
-    listed levels; quantity zero deletes). Sequence fields, by exchange:
-
-    ========= ============================ =============================== =================
-    field     Binance                      Bybit                           OKX
-    ========= ============================ =============================== =================
-    first_id  ``U`` (diff)                 ``u``                           --
-    last_id   ``u`` / ``lastUpdateId``     ``u``                           ``seqId``
-    prev_id   ``pu`` (USD-M futures only)  --                              ``prevSeqId``
-    checksum  --                           --                              ``checksum``
-    seq       --                           ``seq`` (cross sequence)        --
-    time_ms   ``E`` / ``T``                ``cts`` (else ``ts``)           ``ts``
-    ========= ============================ =============================== =================
-    """
-
-    exchange: str
-    symbol: str
-    kind: str
-    bids: list[Level]
-    asks: list[Level]
-    first_id: int | None = None
-    last_id: int | None = None
-    prev_id: int | None = None
-    checksum: int | None = None
-    seq: int | None = None
-    time_ms: int | None = None
+# Symbols and interval codes of the live side (events: p9cli.exchanges.venue)
 
 
 def canonical_symbol(exchange_code: str) -> str | None:
@@ -480,17 +420,6 @@ def canonical_symbol(exchange_code: str) -> str | None:
     else:
         return None
     return base.lower() if base.isalnum() else None
-
-
-@dataclass(slots=True)
-class CandleUpdate:
-    """Candles pushed on a WebSocket kline/candle channel: ``timeframe`` canonical (``1m``),
-    ``symbol`` the exchange code; ``candles.confirmed`` holds the exchange's closed flag."""
-
-    exchange: str
-    symbol: str
-    timeframe: str
-    candles: Candles
 
 
 def timeframe_of(exchange: str, code: str) -> str | None:

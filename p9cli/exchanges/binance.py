@@ -1,4 +1,5 @@
-"""Binance Spot REST: klines and server time requests, parsing, error classification.
+"""Binance Spot: REST requests and parsing, error classification, and the live venue
+(``VENUE``: combined WebSocket streams, ``decode``, diff-depth book sync with REST snapshots).
 
 Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 2.
 
@@ -12,29 +13,26 @@ Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 2.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import msgspec
 import orjson
 
 from p9cli import universe
 from p9cli.exchanges.base import (
-    BUY,
-    SELL,
     BadRequest,
     Banned,
-    BookMsg,
     Candles,
-    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
     RateLimited,
     RestRequest,
     ServerError,
-    Trade,
     bars_in_window,
     body_snippet,
     candles_from_rows,
+    canonical_symbol,
     check_symbol,
     check_timeframe,
     header,
@@ -45,11 +43,35 @@ from p9cli.exchanges.base import (
     timeframe_of,
     try_json,
 )
+from p9cli.exchanges.book import BinanceBookSync
+from p9cli.exchanges.venue import (
+    ACK,
+    BOOKS,
+    BUY,
+    CANDLES,
+    ERROR,
+    RECONNECT_SOON,
+    SELL,
+    TRADES,
+    BookDelta,
+    BookSnapshot,
+    ConnectionPlan,
+    ExchangeCandle,
+    Keepalive,
+    Notice,
+    Trade,
+    Venue,
+    malformed,
+)
 
 NAME = "binance"
 
 WEIGHT_BUCKET = "binance:weight"
 RATE_BUCKETS: tuple[RateBucket, ...] = (RateBucket(WEIGHT_BUCKET, 6000, 60.0, "fixed"),)
+#: concurrent REST requests of one client (keep-alive connections in its pool)
+REST_MAX_IN_FLIGHT = 16
+#: header with the server time (ms) a rate limit resets at: none (429/418 carry Retry-After)
+RATE_LIMIT_RESET_HEADER: str | None = None
 
 MAX_KLINES_PER_REQUEST = 1000
 DEFAULT_KLINES_LIMIT = 500
@@ -199,15 +221,18 @@ def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Order book snapshot (REST) and recent trades (REST)
+# Order book snapshot (REST), trades (REST)
 
 DEPTH_PATH = "/api/v3/depth"
 TRADES_PATH = "/api/v3/trades"
+AGG_TRADES_PATH = "/api/v3/aggTrades"
+AGG_TRADES_WEIGHT = 4
 #: (max limit, weight) steps of GET /api/v3/depth.
 DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
+SNAPSHOT_DEPTH = 1000
 
 
-def depth_request(symbol: str, limit: int = 1000) -> RestRequest:
+def depth_request(symbol: str, limit: int = SNAPSHOT_DEPTH) -> RestRequest:
     """``GET /api/v3/depth?symbol=BTCUSDT&limit=1000`` (weight by limit: 5/25/50/250)."""
     for top, weight in DEPTH_WEIGHTS:
         if limit <= top:
@@ -217,18 +242,32 @@ def depth_request(symbol: str, limit: int = 1000) -> RestRequest:
     raise ValueError(f"depth limit must be <= 5000, got {limit}")
 
 
-def parse_depth_snapshot(body: bytes, symbol_code_: str = "") -> BookMsg:
-    """REST depth ``{"lastUpdateId", "bids", "asks"}`` (USD-M adds ``E``, ``T``) -> snapshot."""
-    obj = load_json(body, NAME)
-    if isinstance(obj, dict) and "code" in obj and "lastUpdateId" not in obj:
-        raise error_from_body(obj, status=None)
-    msg = parse_depth(obj, stream=None, symbol=symbol_code_)
-    if msg is None or msg.kind != "snapshot":
-        raise MalformedResponse(f"depth: unexpected body {body_snippet(body)!r}", exchange=NAME)
-    return msg
+class _DepthSnapshot(msgspec.Struct):
+    lastUpdateId: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+    E: int | None = None
+    T: int | None = None
 
 
-def parse_rest_trades(body: bytes, symbol_code_: str) -> list[Trade]:
+_depth_snapshot_decoder = msgspec.json.Decoder(_DepthSnapshot)
+
+
+def parse_depth_snapshot(body: bytes, symbol: str) -> BookSnapshot:
+    """REST depth ``{"lastUpdateId", "bids", "asks"}`` (USD-M adds ``E``, ``T``) -> a
+    :class:`BookSnapshot` (``from_rest``) of canonical ``symbol``."""
+    try:
+        d = _depth_snapshot_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        obj = try_json(body)
+        if isinstance(obj, dict) and "code" in obj:
+            raise error_from_body(obj, status=None) from None
+        raise MalformedResponse(f"depth: unexpected body {body_snippet(body)!r}", exchange=NAME) from None
+    t = d.T if d.T is not None else d.E
+    return BookSnapshot(NAME, symbol, d.lastUpdateId, d.bids, d.asks, t, True)
+
+
+def parse_rest_trades(body: bytes, symbol: str) -> list[Trade]:
     """``GET /api/v3/trades`` rows (``id, price, qty, time, isBuyerMaker``) -> trades."""
     rows = load_json(body, NAME)
     if isinstance(rows, dict) and "code" in rows:
@@ -237,12 +276,14 @@ def parse_rest_trades(body: bytes, symbol_code_: str) -> list[Trade]:
         return [
             Trade(
                 NAME,
-                symbol_code_,
+                symbol,
+                int(r["time"]),
                 float(r["price"]),
                 float(r["qty"]),
                 SELL if r["isBuyerMaker"] else BUY,
                 str(r["id"]),
-                int(r["time"]),
+                int(r["id"]),
+                int(r["id"]),
             )
             for r in rows
         ]
@@ -250,14 +291,56 @@ def parse_rest_trades(body: bytes, symbol_code_: str) -> list[Trade]:
         raise MalformedResponse(f"trades: bad row ({exc!r})", exchange=NAME) from None
 
 
+def agg_trades_request(symbol: str, from_id: int, limit: int = 1000) -> RestRequest:
+    """``GET /api/v3/aggTrades?symbol=BTCUSDT&fromId=N&limit=1000`` (weight 4): the aggregate
+    trades from id ``from_id`` on (the replay after a reconnect)."""
+    params = (("symbol", symbol_code(symbol)), ("fromId", str(int(from_id))), ("limit", str(limit)))
+    return RestRequest(AGG_TRADES_PATH, params, WEIGHT_BUCKET, AGG_TRADES_WEIGHT)
+
+
+class _RestAggTrade(msgspec.Struct):
+    a: int
+    p: str
+    q: str
+    T: int
+    m: bool
+
+
+_rest_agg_trades_decoder = msgspec.json.Decoder(list[_RestAggTrade])
+
+
+def parse_agg_trades(body: bytes, symbol: str) -> list[Trade]:
+    """``GET /api/v3/aggTrades`` rows -> trades (ascending by id, as sent)."""
+    try:
+        rows = _rest_agg_trades_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        obj = try_json(body)
+        if isinstance(obj, dict) and "code" in obj:
+            raise error_from_body(obj, status=None) from None
+        raise MalformedResponse(f"aggTrades: unexpected body {body_snippet(body)!r}", exchange=NAME) from None
+    return [
+        Trade(NAME, symbol, r.T, float(r.p), float(r.q), SELL if r.m else BUY, str(r.a), r.a, r.a) for r in rows
+    ]
+
+
 # --------------------------------------------------------------------------------------------
-# WebSocket streams
+# WebSocket: combined streams, decode
 
 
-def stream_names(symbol: str, depth: str = "depth@100ms", trades: str = "aggTrade") -> tuple[str, ...]:
-    """``("btcusdt@aggTrade", "btcusdt@depth@100ms")`` for a canonical symbol."""
+TRADE_STREAM = "aggTrade"
+DEPTH_STREAM = "depth@100ms"
+CANDLE_STREAM = "kline_1m"
+#: streams per connection: the exchange allows 1024; the stream list travels in the URL, kept short.
+STREAMS_PER_CONNECTION = 200
+
+
+def stream_names(symbol: str, candles: bool = False) -> tuple[str, ...]:
+    """``("btcusdt@aggTrade", "btcusdt@depth@100ms"[, "btcusdt@kline_1m"])``."""
     code = symbol_code(symbol).lower()
-    return (f"{code}@{trades}", f"{code}@{depth}")
+    names = [f"{code}@{TRADE_STREAM}", f"{code}@{DEPTH_STREAM}"]
+    if candles:
+        names.append(f"{code}@{CANDLE_STREAM}")
+    return tuple(names)
 
 
 def combined_stream_path(streams: tuple[str, ...] | list[str]) -> str:
@@ -269,132 +352,230 @@ def subscribe_message(streams: tuple[str, ...] | list[str], request_id: int = 1)
     return orjson.dumps({"method": "SUBSCRIBE", "params": list(streams), "id": request_id}).decode()
 
 
-def decode_frame(text: str | bytes) -> object:
-    if isinstance(text, str):
-        text = text.encode()
-    return load_json(text, NAME)
+def connection_plan(ws_base_url: str, symbols: Sequence[str], candles: bool = True) -> list[ConnectionPlan]:
+    """Streams in the URL (``/stream?streams=...``, nothing to send: Binance counts every
+    message sent against 5 per second), at most :data:`STREAMS_PER_CONNECTION` per connection,
+    a symbol's streams always on one connection."""
+    base = ws_base_url.rstrip("/")
+    per_symbol = 3 if candles else 2
+    chunk = max(1, STREAMS_PER_CONNECTION // per_symbol)
+    carries = frozenset({TRADES, BOOKS, CANDLES} if candles else {TRADES, BOOKS})
+    plans = []
+    for i in range(0, len(symbols), chunk):
+        group = tuple(symbols[i : i + chunk])
+        streams = tuple(s for sym in group for s in stream_names(sym, candles))
+        plans.append(ConnectionPlan(base + combined_stream_path(streams), (), group, carries, streams))
+    return plans
 
 
-def unwrap(obj: object) -> tuple[str | None, object]:
-    """Combined-stream frame -> ``(stream name, event)``; a raw frame -> ``(None, frame)``."""
-    if isinstance(obj, dict) and "stream" in obj and "data" in obj:
-        return obj["stream"], obj["data"]
-    return None, obj
+_NO_RAW = msgspec.Raw()
 
 
-def frame_kind(event: object) -> str:
-    """Kind of an (unwrapped) event: ``trade``, ``aggTrade``, ``depthUpdate``, ``depth``
-    (partial snapshot), ``kline``, ``bookTicker``, ``response`` (to SUBSCRIBE etc.),
-    ``error``, ``serverShutdown`` or ``other``."""
-    if not isinstance(event, dict):
-        return "other"
-    e = event.get("e")
-    if e is not None:
-        return (
-            e
-            if e in ("trade", "aggTrade", "depthUpdate", "kline", "bookTicker", "serverShutdown")
-            else "other"
+class _Envelope(msgspec.Struct):
+    stream: str | None = None
+    data: msgspec.Raw = _NO_RAW
+    e: str | None = None
+    id: int | str | None = None
+    code: int | str | None = None
+    msg: str | None = None
+    error: msgspec.Raw = _NO_RAW
+
+
+class _AggTrade(msgspec.Struct):
+    a: int
+    p: str
+    q: str
+    T: int
+    m: bool
+    s: str = ""
+
+
+class _RawTrade(msgspec.Struct):
+    t: int
+    p: str
+    q: str
+    T: int
+    m: bool
+    s: str = ""
+
+
+class _DepthUpdate(msgspec.Struct):
+    U: int
+    u: int
+    b: list[list[str]]
+    a: list[list[str]]
+    E: int | None = None
+    pu: int | None = None
+    s: str = ""
+
+
+class _KlineBar(msgspec.Struct):
+    t: int
+    i: str
+    o: str
+    h: str
+    l: str  # noqa: E741 - the exchange's field name
+    c: str
+    v: str
+    x: bool
+
+
+class _Kline(msgspec.Struct):
+    k: _KlineBar
+    s: str = ""
+
+
+class _Shutdown(msgspec.Struct):
+    E: int | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    code: int | str | None = None
+    msg: str = ""
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_agg_decoder = msgspec.json.Decoder(_AggTrade)
+_trade_decoder = msgspec.json.Decoder(_RawTrade)
+_depth_decoder = msgspec.json.Decoder(_DepthUpdate)
+_kline_decoder = msgspec.json.Decoder(_Kline)
+_shutdown_decoder = msgspec.json.Decoder(_Shutdown)
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_symbols: dict[str, str] = {}
+
+
+def _symbol(code: str) -> str:
+    """``BTCUSDT`` / ``btcusdt`` -> ``btc`` (cached); other codes unchanged (upper case)."""
+    sym = _symbols.get(code)
+    if sym is None:
+        sym = canonical_symbol(code) or code.upper()
+        _symbols[code] = sym
+    return sym
+
+
+def _agg_trade(raw, sym: str | None) -> list:
+    d = _agg_decoder.decode(raw)
+    return [Trade(NAME, sym or _symbol(d.s), d.T, float(d.p), float(d.q), SELL if d.m else BUY, str(d.a), d.a, d.a)]
+
+
+def _raw_trade(raw, sym: str | None) -> list:
+    d = _trade_decoder.decode(raw)
+    return [Trade(NAME, sym or _symbol(d.s), d.T, float(d.p), float(d.q), SELL if d.m else BUY, str(d.t), d.t, d.t)]
+
+
+def _depth_update(raw, sym: str | None) -> list:
+    d = _depth_decoder.decode(raw)
+    return [BookDelta(NAME, sym or _symbol(d.s), d.U, d.u, d.b, d.a, d.pu, d.E)]
+
+
+def _partial_depth(raw, sym: str | None) -> list:
+    if sym is None:  # a bare partial-depth frame names no symbol
+        raise ValueError("partial depth outside a combined stream: no symbol")
+    d = _depth_snapshot_decoder.decode(raw)
+    t = d.T if d.T is not None else d.E
+    return [BookSnapshot(NAME, sym, d.lastUpdateId, d.bids, d.asks, t)]
+
+
+def _kline(raw, sym: str | None) -> list:
+    d = _kline_decoder.decode(raw)
+    k = d.k
+    tf = timeframe_of(NAME, k.i)
+    if tf is None:
+        raise ValueError(f"interval {k.i!r} is not one of p9's timeframes")
+    return [
+        ExchangeCandle(
+            NAME, sym or _symbol(d.s), tf, k.t, float(k.o), float(k.h), float(k.l), float(k.c), float(k.v), k.x
         )
-    if "lastUpdateId" in event:
-        return "depth"
-    if "result" in event and "id" in event:
-        return "response"
-    if "error" in event or ("code" in event and "msg" in event):
-        return "error"
-    if "u" in event and "b" in event and "a" in event and "s" in event:
-        return "bookTicker"
-    return "other"
+    ]
 
 
-def parse_trade(event: object) -> Trade | None:
-    """A ``trade`` or ``aggTrade`` event -> :class:`Trade` (``m`` true: the buyer was the maker,
-    so the taker SOLD); ``None`` for other events."""
-    if not isinstance(event, dict):
-        return None
-    e = event.get("e")
-    if e == "aggTrade":
-        id_key = "a"
-    elif e == "trade":
-        id_key = "t"
+def _shutdown(raw, sym: str | None) -> list:
+    d = _shutdown_decoder.decode(raw)
+    return [Notice(NAME, RECONNECT_SOON, None, "serverShutdown", None, d.E)]
+
+
+def _ignored(raw, sym: str | None) -> list:
+    return []  # bookTicker and other streams p9 does not use
+
+
+_BY_EVENT = {
+    "aggTrade": _agg_trade,
+    "trade": _raw_trade,
+    "depthUpdate": _depth_update,
+    "kline": _kline,
+    "serverShutdown": _shutdown,
+}
+_routes: dict[str, tuple] = {}
+
+
+def _route(stream: str) -> tuple:
+    """Stream name -> (handler, canonical symbol or None), cached."""
+    route = _routes.get(stream)
+    if route is not None:
+        return route
+    code, _, kind = stream.partition("@")
+    if stream == "!serverShutdown" or kind == "serverShutdown":
+        handler = _shutdown
+    elif kind == TRADE_STREAM:
+        handler = _agg_trade
+    elif kind == "trade":
+        handler = _raw_trade
+    elif kind == "depth" or kind.startswith("depth@"):
+        handler = _depth_update
+    elif kind.startswith("depth"):
+        handler = _partial_depth
+    elif kind.startswith("kline_"):
+        handler = _kline
     else:
-        return None
+        handler = _ignored
+    route = (handler, _symbol(code) if code and not code.startswith("!") else None)
+    if len(_routes) < 10_000:
+        _routes[stream] = route
+    return route
+
+
+def decode(frame: bytes | str) -> list:
+    """One received frame -> normalized events (``[]`` for streams p9 does not use, such as
+    bookTicker); never raises: an unreadable frame is one :class:`Malformed`."""
     try:
-        return Trade(
-            NAME,
-            event["s"],
-            float(event["p"]),
-            float(event["q"]),
-            SELL if event["m"] else BUY,
-            str(event[id_key]),
-            int(event["T"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"{e} event: {exc!r}", exchange=NAME) from None
+        env = _envelope_decoder.decode(frame)
+        if env.stream is not None and env.data:
+            handler, sym = _route(env.stream)
+            return handler(env.data, sym)
+        if env.e is not None:  # a raw (/ws/<stream>) event
+            handler = _BY_EVENT.get(env.e)
+            return handler(frame, None) if handler is not None else []
+        if env.error:  # {"error": {"code", "msg"}, "id"}
+            err = _error_decoder.decode(env.error)
+            return [Notice(NAME, ERROR, _str(err.code), err.msg, _str(env.id))]
+        if env.code is not None:  # {"code", "msg"[, "id"]}
+            return [Notice(NAME, ERROR, _str(env.code), env.msg or "", _str(env.id))]
+        if env.id is not None:  # {"result": null, "id": 1}: a request was accepted
+            return [Notice(NAME, ACK, None, "", _str(env.id))]
+        return [malformed(NAME, "not a Binance stream frame", frame)]
+    except Exception as exc:  # noqa: BLE001 - decode never raises (see Malformed)
+        return [malformed(NAME, f"{type(exc).__name__}: {exc}", frame)]
 
 
-def parse_depth(event: object, stream: str | None = None, symbol: str = "") -> BookMsg | None:
-    """A ``depthUpdate`` diff -> delta; a ``{"lastUpdateId", "bids", "asks"}`` snapshot (REST
-    depth or the ``@depth<N>`` partial stream) -> snapshot; ``None`` for other events.
-
-    Partial-stream snapshots carry no symbol: it is taken from the stream name, else ``symbol``.
-    """
-    if not isinstance(event, dict):
-        return None
-    try:
-        if event.get("e") == "depthUpdate":
-            pu = event.get("pu")
-            return BookMsg(
-                NAME,
-                event["s"],
-                "delta",
-                _levels(event["b"]),
-                _levels(event["a"]),
-                first_id=int(event["U"]),
-                last_id=int(event["u"]),
-                prev_id=int(pu) if pu is not None else None,
-                time_ms=int(event["E"]),
-            )
-        if "lastUpdateId" in event:
-            sym = stream.split("@", 1)[0].upper() if stream else symbol
-            t = event.get("T", event.get("E"))
-            return BookMsg(
-                NAME,
-                sym,
-                "snapshot",
-                _levels(event["bids"]),
-                _levels(event["asks"]),
-                last_id=int(event["lastUpdateId"]),
-                time_ms=int(t) if t is not None else None,
-            )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"depth event: {exc!r}", exchange=NAME) from None
-    return None
+def _str(value) -> str | None:
+    return None if value is None else str(value)
 
 
-def _levels(levels: object) -> list:
-    if not isinstance(levels, list):
-        raise TypeError("levels are not an array")
-    return levels
-
-
-def parse_kline(event: dict) -> CandleUpdate:
-    """A ``kline`` event -> :class:`CandleUpdate` with one candle (``x`` = closed)."""
-    try:
-        k = event["k"]
-        tf = timeframe_of(NAME, k["i"])
-        if tf is None:
-            raise ValueError(f"interval {k['i']!r} is not one of p9's timeframes")
-        candles = Candles(
-            [int(k["t"])],
-            [float(k["o"])],
-            [float(k["h"])],
-            [float(k["l"])],
-            [float(k["c"])],
-            [float(k["v"])],
-            [float(k["q"])],
-            [int(k["n"])],
-            [bool(k["x"])],
-        )
-        return CandleUpdate(NAME, event["s"], tf, candles)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"kline event: {exc!r}", exchange=NAME) from None
+VENUE = Venue(
+    name=NAME,
+    decode=decode,
+    connection_plan=connection_plan,
+    keepalive=Keepalive(ping_text=None),  # the server pings every 20 s; websockets answers
+    new_book=lambda symbol: BinanceBookSync(symbol),
+    snapshot_request=lambda symbol: depth_request(symbol, SNAPSHOT_DEPTH),
+    parse_snapshot=parse_depth_snapshot,
+    book_resubscribe=None,  # a gap needs a new REST snapshot only
+    trade_replay_request=agg_trades_request,
+    parse_trade_replay=parse_agg_trades,
+    candle_timeframe="1m",
+    max_connection_age_s=24 * 3600.0,
+    streams_per_connection=STREAMS_PER_CONNECTION,
+    send_interval_s=0.25,  # 5 incoming messages per second per connection
+    connect_interval_s=1.0,  # 300 connection attempts per 5 minutes per IP
+    silence_timeout_s=60.0,
+)

@@ -1,55 +1,75 @@
-"""Local order books and the per-exchange rules that keep them provably in sync.
+"""Local order books and the book-sync state machines that keep them provably in sync.
 
-Pure state machines, no I/O: the live layer feeds them :class:`~p9cli.exchanges.base.BookMsg`
-values (from the exchange modules' parsers) and acts on the status each call returns.
+Pure, no I/O: the live layer feeds a machine every :class:`~p9cli.exchanges.venue.BookSnapshot`
+and :class:`~p9cli.exchanges.venue.BookDelta` of its symbol (from ``venue.decode`` and
+``venue.parse_snapshot``) in arrival order and acts on what the machine says:
+
+* ``on_event(event)`` returns a status (module constants below). ``INVALID`` is returned once,
+  on the transition from a valid book (or a pending bridge) to no book; ``cause`` says why.
+* ``valid``: the book is provably in sync with the exchange at ``update_id``; only then may it
+  be handed on (``best_bid()``, ``best_ask()``, ``top(n)``, ``update_id``).
+* ``wants_snapshot``: send ``venue.snapshot_request(symbol)`` and feed the parsed snapshot back
+  (Binance after any diff is buffered; OKX when updates arrive without an in-band snapshot).
+  Keep at most one request in flight per book; a snapshot that is too old answers
+  ``SNAPSHOT_TOO_OLD`` and ``wants_snapshot`` stays set.
+* ``wants_resubscribe``: the stream must send a fresh in-band snapshot (Bybit after a gap):
+  resubscribe the book once on the ``INVALID`` transition.
+* ``invalidate(cause)``: the caller drops the book itself (connection lost, resubscribed, ...).
+
+Statuses: ``SNAPSHOT`` (book (re)loaded, valid), ``APPLIED`` (delta applied, valid),
+``STALE`` (old or duplicate update ignored, still valid), ``BUFFERED`` (kept until a snapshot
+bridges it), ``WAITING`` (no book and nothing to keep: dropped), ``SNAPSHOT_TOO_OLD`` (fetch
+another), ``INVALID``.
+
+Causes (``cause``, counted in ``resyncs``): ``gap``, ``checksum``, ``crossed``, ``reset``
+(Bybit ``u=1`` service restart: the book is reloaded at once, counted, never invalid),
+``malformed`` (a level that cannot be read), ``overflow`` (the delta buffer hit its bound and
+lost updates), or whatever the caller passes to ``invalidate``.
 
 Levels are keyed by the exact price strings the exchange sent (OKX checksums depend on them);
-a sorted list of float keys per side gives best-first order without re-sorting.
-
-Statuses returned by ``on_message`` (module constants):
-
-================ ======================================================================
-``SNAPSHOT``      the book was (re)loaded from a snapshot and is in sync
-``APPLIED``       a delta was applied; the book is in sync
-``BUFFERED``      (Binance) a diff was kept until the REST snapshot arrives
-``STALE``         an old or duplicate update was ignored; still in sync
-``WAITING``       no snapshot yet (Bybit/OKX): the delta was dropped
-``GAP``           an update is missing: the book was dropped; resync (Binance: new REST
-                  snapshot; Bybit/OKX: resubscribe)
-``BAD_CHECKSUM``  (OKX) the book does not match the exchange's CRC32: dropped; resubscribe
-``TOO_OLD``       (Binance) the REST snapshot predates the buffered diffs: fetch another
-``MALFORMED``     a level could not be read: dropped; resync
-================ ======================================================================
+a sorted list of float keys per side gives best-first order without re-sorting. Memory is
+bounded: at most ``max_buffer`` buffered deltas and ``max_levels`` levels per side (the
+farthest levels are dropped; the top of the book is unaffected).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Callable
 
-from p9cli.exchanges.base import BookMsg
-from p9cli.exchanges.okx import checksum as okx_checksum
+from p9cli.exchanges.venue import BookDelta, BookSnapshot
 
 SNAPSHOT = "snapshot"
 APPLIED = "applied"
-BUFFERED = "buffered"
 STALE = "stale"
+BUFFERED = "buffered"
 WAITING = "waiting"
-GAP = "gap"
-BAD_CHECKSUM = "bad_checksum"
-TOO_OLD = "snapshot_too_old"
-MALFORMED = "malformed"
+SNAPSHOT_TOO_OLD = "snapshot_too_old"
+INVALID = "invalid"
 
-#: Statuses after which the book is in sync and may be published.
-IN_SYNC_STATUSES = frozenset({SNAPSHOT, APPLIED, STALE})
+GAP = "gap"
+CHECKSUM = "checksum"
+CROSSED = "crossed"
+RESET = "reset"
+MALFORMED = "malformed"
+OVERFLOW = "overflow"
+
+#: Statuses after which the book is valid and may be handed on.
+VALID_STATUSES = frozenset({SNAPSHOT, APPLIED, STALE})
+
+DEFAULT_MAX_BUFFER = 2_000
+DEFAULT_MAX_LEVELS = 5_000
 
 
 class BookSide:
-    """One side of a book: ``levels`` maps exact price string -> exact quantity string."""
+    """One side of a book: ``levels`` maps exact price string -> exact size string."""
 
-    __slots__ = ("descending", "levels", "_keys", "_by_key")
+    __slots__ = ("descending", "levels", "_keys", "_by_key", "max_levels")
 
-    def __init__(self, descending: bool):
+    def __init__(self, descending: bool, max_levels: int = DEFAULT_MAX_LEVELS):
         self.descending = descending
+        self.max_levels = max_levels
         self.levels: dict[str, str] = {}
         self._keys: list[float] = []  # sort keys, best first (bids store -price)
         self._by_key: dict[float, str] = {}  # sort key -> the price string stored
@@ -62,48 +82,66 @@ class BookSide:
         self._keys.clear()
         self._by_key.clear()
 
-    def set(self, price: str, qty: str) -> None:
-        """Insert, replace or (quantity zero) delete one level."""
+    def set(self, price: str, size: str) -> None:
+        """Insert, replace or (size zero) delete one level."""
         levels = self.levels
-        if qty == "0" or float(qty) == 0.0:  # float() also rejects a non-number
-            key = -float(price) if self.descending else float(price)
-            old = self._by_key.pop(key, None)
+        if price in levels:  # the common case: a known level changes size or goes
+            if size == "0" or float(size) == 0.0:
+                key = -float(price) if self.descending else float(price)
+                del levels[price]
+                del self._by_key[key]
+                keys = self._keys
+                del keys[bisect_left(keys, key)]
+            else:
+                levels[price] = size
+            return
+        key = -float(price) if self.descending else float(price)
+        if size == "0" or float(size) == 0.0:  # float() also rejects a non-number
+            old = self._by_key.pop(key, None)  # the same price written differently
             if old is not None:
                 del levels[old]
                 keys = self._keys
                 del keys[bisect_left(keys, key)]
             return
-        if price in levels:  # the common case: a known level changes size
-            levels[price] = qty
-            return
-        key = -float(price) if self.descending else float(price)
         old = self._by_key.get(key)
         if old is not None:  # same value written differently ("1.5" vs "1.50"): one level
             del levels[old]
         else:
             insort(self._keys, key)
+            if len(self._keys) > self.max_levels:
+                self._trim()
         self._by_key[key] = price
-        levels[price] = qty
+        levels[price] = size
+
+    def _trim(self) -> None:
+        keys = self._keys
+        while len(keys) > self.max_levels:
+            worst = keys.pop()
+            price = self._by_key.pop(worst)
+            if price in self.levels:
+                del self.levels[price]
 
     def load(self, levels: list) -> None:
-        """Replace the side with ``levels`` (a snapshot, any order; zero quantities skipped)."""
+        """Replace the side with ``levels`` (a snapshot, any order; zero sizes skipped)."""
         self.clear()
         by_key, stored = self._by_key, self.levels
         sign = -1.0 if self.descending else 1.0
         for level in levels:
-            price, qty = level[0], level[1]
-            if qty == "0" or float(qty) == 0.0:
+            price, size = level[0], level[1]
+            if size == "0" or float(size) == 0.0:
                 continue
             key = sign * float(price)
             old = by_key.get(key)
             if old is not None:
                 del stored[old]
             by_key[key] = price
-            stored[price] = qty
+            stored[price] = size
         self._keys = sorted(by_key)
+        if len(self._keys) > self.max_levels:
+            self._trim()
 
     def top(self, n: int) -> list[tuple[str, str]]:
-        """The best ``n`` levels as ``(price, qty)`` strings, best first."""
+        """The best ``n`` levels as ``(price, size)`` strings, best first."""
         by_key, levels = self._by_key, self.levels
         out = []
         for key in self._keys[:n]:
@@ -117,15 +155,18 @@ class BookSide:
         price = self._by_key[self._keys[0]]
         return price, self.levels[price]
 
+    def best_key(self) -> float | None:
+        return self._keys[0] if self._keys else None
+
 
 class OrderBook:
     """Bids (best = highest) and asks (best = lowest)."""
 
     __slots__ = ("bids", "asks")
 
-    def __init__(self) -> None:
-        self.bids = BookSide(descending=True)
-        self.asks = BookSide(descending=False)
+    def __init__(self, max_levels: int = DEFAULT_MAX_LEVELS) -> None:
+        self.bids = BookSide(descending=True, max_levels=max_levels)
+        self.asks = BookSide(descending=False, max_levels=max_levels)
 
     def clear(self) -> None:
         self.bids.clear()
@@ -142,202 +183,321 @@ class OrderBook:
         for level in asks:
             set_ask(level[0], level[1])
 
-    def best_bid(self) -> tuple[str, str] | None:
-        return self.bids.best()
-
-    def best_ask(self) -> tuple[str, str] | None:
-        return self.asks.best()
-
     def is_crossed(self) -> bool:
-        b, a = self.bids.best(), self.asks.best()
-        return b is not None and a is not None and float(b[0]) >= float(a[0])
+        b, a = self.bids._keys, self.asks._keys
+        return bool(b) and bool(a) and -b[0] >= a[0]
 
 
 class BookSync:
-    """Common state of the per-exchange machines: the book, the last update id, counters."""
+    """What every exchange's machine shares: the book, validity, update id, wishes, counters."""
 
     exchange = ""
 
-    def __init__(self) -> None:
-        self.book = OrderBook()
-        self.in_sync = False
-        self.last_id: int | None = None
-        self.stats = {"snapshots": 0, "applied": 0, "stale": 0, "gaps": 0, "bad_checksums": 0, "malformed": 0}
+    def __init__(self, symbol: str, max_buffer: int = DEFAULT_MAX_BUFFER, max_levels: int = DEFAULT_MAX_LEVELS):
+        self.symbol = symbol
+        self.book = OrderBook(max_levels)
+        self.valid = False
+        self.update_id: int | None = None
+        self.cause: str | None = None
+        self.wants_snapshot = False
+        self.wants_resubscribe = False
+        self.max_buffer = max_buffer
+        self.buffer: deque = deque()
+        self.stats = {"snapshots": 0, "applied": 0, "stale": 0, "buffered": 0, "buffer_dropped": 0}
+        self.resyncs: dict[str, int] = {}
 
-    def _drop(self, status: str) -> str:
+    # -- reading a valid book ------------------------------------------------------------
+
+    def best_bid(self) -> tuple[str, str] | None:
+        return self.book.bids.best() if self.valid else None
+
+    def best_ask(self) -> tuple[str, str] | None:
+        return self.book.asks.best() if self.valid else None
+
+    def top(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The best ``n`` bids and asks as ``(price, size)`` strings (empty when not valid)."""
+        if not self.valid:
+            return [], []
+        return self.book.bids.top(n), self.book.asks.top(n)
+
+    # -- caller actions ------------------------------------------------------------------
+
+    def invalidate(self, cause: str) -> None:
+        """Drop the book (e.g. the connection was lost); counted under ``cause``."""
+        self._invalid(cause)
+        self.buffer.clear()
+
+    def on_event(self, event: BookSnapshot | BookDelta) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- shared steps --------------------------------------------------------------------
+
+    def _invalid(self, cause: str) -> str:
         self.book.clear()
-        self.in_sync = False
-        self.last_id = None
-        key = {GAP: "gaps", BAD_CHECKSUM: "bad_checksums", MALFORMED: "malformed"}.get(status)
-        if key:
-            self.stats[key] += 1
-        return status
+        self.valid = False
+        self.update_id = None
+        self.cause = cause
+        self.resyncs[cause] = self.resyncs.get(cause, 0) + 1
+        return INVALID
 
-    def _load(self, msg: BookMsg) -> bool:
+    def _keep(self, event: BookDelta) -> str:
+        buf = self.buffer
+        buf.append(event)
+        self.stats["buffered"] += 1
+        if len(buf) > self.max_buffer:
+            buf.popleft()
+            self.stats["buffer_dropped"] += 1
+        return BUFFERED
+
+    def _load(self, event: BookSnapshot) -> bool:
         try:
-            self.book.load(msg.bids, msg.asks)
+            self.book.load(event.bids, event.asks)
         except (TypeError, ValueError, IndexError):
-            self._drop(MALFORMED)
+            self._invalid(MALFORMED)
             return False
-        self.last_id = msg.last_id
-        self.in_sync = True
+        if self.book.is_crossed():
+            self._invalid(CROSSED)
+            return False
+        self.update_id = event.update_id
+        self.valid = True
+        self.cause = None
+        self.wants_snapshot = False
+        self.wants_resubscribe = False
         self.stats["snapshots"] += 1
         return True
 
-    def _apply(self, msg: BookMsg) -> bool:
+    def _apply(self, event: BookDelta) -> bool:
+        book = self.book
         try:
-            self.book.apply(msg.bids, msg.asks)
+            book.apply(event.bids, event.asks)
         except (TypeError, ValueError, IndexError):
-            self._drop(MALFORMED)
+            self._invalid(MALFORMED)
             return False
-        self.last_id = msg.last_id
+        b, a = book.bids._keys, book.asks._keys
+        if b and a and -b[0] >= a[0]:
+            self._invalid(CROSSED)
+            return False
+        self.update_id = event.update_id
         self.stats["applied"] += 1
         return True
 
-    def on_message(self, msg: BookMsg) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
 
 class BinanceBookSync(BookSync):
-    """Binance REST snapshot + diff stream (doc section 2.6; USD-M futures variant with ``pu``).
+    """Binance diff depth + REST snapshot (reference §2.6; USD-M futures variant with ``pu``).
 
-    Feed every ``depthUpdate`` (kind ``delta``) and the REST snapshot (kind ``snapshot``) in
-    arrival order. Until a snapshot is loaded, diffs are buffered. Spot: a diff with
-    ``u <= last`` is stale, ``U > last + 1`` is a gap, otherwise applied. Futures
-    (``futures=True``): after the snapshot, diffs with ``u < lastUpdateId`` are stale, the first
-    applied one must have ``U <= lastUpdateId <= u``, then every ``pu`` must equal the previous
-    ``u``. After a gap the book is dropped and the offending diff starts a new buffer: fetch a
-    new snapshot.
+    Diffs are buffered until a REST snapshot (``from_rest``) bridges them; ``wants_snapshot`` is
+    set as soon as one diff is buffered. Snapshot ``lastUpdateId + 1 < U`` of the first buffered
+    diff: too old. Spot: a diff with ``u <= book id`` is stale, ``U > book id + 1`` is a gap
+    (``lastUpdateId == U - 1`` is continuous: seen on the recorded NKNUSDT session), otherwise
+    applied. Futures (``futures=True``): after the snapshot, diffs with ``u < lastUpdateId`` are
+    stale, the first applied one must have ``U <= lastUpdateId <= u``, then each ``pu`` must equal
+    the previous ``u``. After a gap the offending diff starts a new buffer.
     """
 
     exchange = "binance"
 
-    def __init__(self, futures: bool = False, max_buffer: int = 10_000):
-        super().__init__()
+    def __init__(self, symbol: str, futures: bool = False, **kw):
+        super().__init__(symbol, **kw)
         self.futures = futures
-        self.max_buffer = max_buffer
-        self.buffer: list[BookMsg] = []
         self._first_pending = False
 
-    def on_message(self, msg: BookMsg) -> str:
-        if msg.kind == SNAPSHOT:
-            return self._on_snapshot(msg)
-        if not self.in_sync:
-            self.buffer.append(msg)
-            if len(self.buffer) > self.max_buffer:
-                del self.buffer[0]
-            return BUFFERED
-        return self._on_diff(msg)
+    def invalidate(self, cause: str) -> None:
+        super().invalidate(cause)
+        self.wants_snapshot = False  # until the new connection buffers a diff
 
-    def _on_snapshot(self, msg: BookMsg) -> str:
-        snap_id = msg.last_id
+    def on_event(self, event: BookSnapshot | BookDelta) -> str:
+        if type(event) is BookSnapshot:
+            return self._on_snapshot(event)
+        if not self.valid:
+            self.wants_snapshot = True
+            return self._keep(event)
+        return self._on_diff(event)
+
+    def _on_snapshot(self, snap: BookSnapshot) -> str:
+        snap_id = snap.update_id
         if snap_id is None:
-            return self._drop(MALFORMED)
-        if self.buffer and snap_id < self.buffer[0].first_id - (0 if self.futures else 1):
-            # spot: snapshot older than the first buffered event (lastUpdateId + 1 < U)
-            return TOO_OLD
-        if not self._load(msg):
-            return MALFORMED
+            return SNAPSHOT_TOO_OLD if not self.valid else STALE
+        buf = self.buffer
+        if self.valid:
+            return STALE  # a late answer; the book is already in sync
+        if buf and snap_id < buf[0].first_id - (0 if self.futures else 1):
+            self.wants_snapshot = True
+            return SNAPSHOT_TOO_OLD
+        if not self._load(snap):
+            self.wants_snapshot = True
+            return INVALID
         self._first_pending = True
-        pending, self.buffer = self.buffer, []
+        pending = list(buf)
+        buf.clear()
         for i, diff in enumerate(pending):
             status = self._on_diff(diff)
-            if status in (GAP, MALFORMED):
-                self.buffer = pending[i:]
-                return status
+            if status == INVALID:
+                buf.extend(pending[i + 1 :])
+                return INVALID
         return SNAPSHOT
 
-    def _on_diff(self, msg: BookMsg) -> str:
-        last = self.last_id
-        first_id, last_id = msg.first_id, msg.last_id
+    def _on_diff(self, diff: BookDelta) -> str:
+        last = self.update_id
+        first_id, last_id = diff.first_id, diff.update_id
         if self.futures:
             if self._first_pending:
                 if last_id < last:
                     self.stats["stale"] += 1
                     return STALE
                 if not first_id <= last <= last_id:
-                    return self._gap(msg)
+                    return self._gap(diff)
                 self._first_pending = False
-            elif msg.prev_id != last:
+            elif diff.prev_id != last:
                 if last_id <= last:
                     self.stats["stale"] += 1
                     return STALE
-                return self._gap(msg)
+                return self._gap(diff)
         else:
             if last_id <= last:
                 self.stats["stale"] += 1
                 return STALE
             if first_id > last + 1:
-                return self._gap(msg)
+                return self._gap(diff)
             self._first_pending = False
-        return APPLIED if self._apply(msg) else MALFORMED
+        if self._apply(diff):
+            return APPLIED
+        self.wants_snapshot = True
+        return INVALID
 
-    def _gap(self, msg: BookMsg) -> str:
-        self._drop(GAP)
-        self.buffer = [msg]
-        return GAP
+    def _gap(self, diff: BookDelta) -> str:
+        self._invalid(GAP)
+        self.buffer.clear()
+        self.buffer.append(diff)
+        self.wants_snapshot = True
+        return INVALID
 
 
 class BybitBookSync(BookSync):
-    """Bybit ``orderbook.{depth}.{symbol}``: a snapshot (or ``u == 1``) resets the book; each
-    delta must carry ``u == last u + 1`` (an older or equal ``u`` is stale, a jump is a gap)."""
+    """Bybit ``orderbook.{depth}.{symbol}``: a snapshot at any time replaces the book (``u == 1``,
+    the service restarted, is a fresh snapshot too: counted as ``reset``); each delta must carry
+    ``u == previous u + 1`` (older or equal: stale; a jump: gap -> resubscribe)."""
 
     exchange = "bybit"
 
-    def on_message(self, msg: BookMsg) -> str:
-        if msg.kind == SNAPSHOT or msg.last_id == 1:
-            return SNAPSHOT if self._load(msg) else MALFORMED
-        if not self.in_sync:
+    def on_event(self, event: BookSnapshot | BookDelta) -> str:
+        if type(event) is BookSnapshot or event.update_id == 1:
+            if event.update_id == 1 and self.update_id is not None:
+                self.resyncs[RESET] = self.resyncs.get(RESET, 0) + 1
+            if self._load(event):
+                return SNAPSHOT
+            self.wants_resubscribe = True
+            return INVALID
+        if not self.valid:
             return WAITING
-        if msg.last_id == self.last_id + 1:
-            return APPLIED if self._apply(msg) else MALFORMED
-        if msg.last_id <= self.last_id:
+        u = event.update_id
+        last = self.update_id
+        if u == last + 1:
+            if self._apply(event):
+                return APPLIED
+            self.wants_resubscribe = True
+            return INVALID
+        if u <= last:
             self.stats["stale"] += 1
             return STALE
-        return self._drop(GAP)
+        self._invalid(GAP)
+        self.wants_resubscribe = True
+        return INVALID
 
 
 class OkxBookSync(BookSync):
-    """OKX ``books``: snapshot then updates chained by ``prevSeqId == previous seqId`` (a
-    keep-alive update has ``seqId == prevSeqId``; after maintenance ``seqId`` may go down), and
-    the CRC32 of the top 25 levels checked after every message. Frames without ``seqId`` (before
-    2023) are checked by the checksum alone."""
+    """OKX ``books`` by ``seqId``/``prevSeqId``, both snapshot modes chosen by what arrives.
+
+    * In-band snapshot (``action: snapshot``): the book is loaded at its ``seqId``.
+    * Updates without a book: buffered, ``wants_snapshot`` set; the REST snapshot (``seqId`` S)
+      bridges them: ``S < prevSeqId`` of the first buffered update is too old; buffered updates
+      with ``seqId <= S`` are dropped; the first remaining one needs ``prevSeqId <= S < seqId``.
+    * Then each update needs ``prevSeqId == previous seqId`` (a keep-alive has ``seqId ==
+      prevSeqId``; after maintenance ``seqId`` may go down); otherwise a gap.
+    * A NON-ZERO ``checksum`` (legacy signed CRC32 of the top 25 levels, exact strings) is
+      verified after every snapshot/update; ``0`` (production since 2026-06-23) or absent is
+      skipped. Pre-2023 frames have no ``seqId``: the checksum alone chains them.
+
+    After a gap or a bad checksum the offending update starts a new buffer and a REST snapshot
+    is wanted (an in-band snapshot arriving first wins).
+    """
 
     exchange = "okx"
 
-    def __init__(self, verify_checksum: bool = True):
-        super().__init__()
-        self.verify_checksum = verify_checksum
+    def __init__(self, symbol: str, checksum: Callable[[list, list], int] | None = None, **kw):
+        super().__init__(symbol, **kw)
+        self.checksum = checksum
+        self._bridge = False
 
-    def on_message(self, msg: BookMsg) -> str:
-        if msg.kind == SNAPSHOT:
-            if not self._load(msg):
-                return MALFORMED
-            return self._check(msg, SNAPSHOT)
-        if not self.in_sync:
-            return WAITING
-        if msg.prev_id is not None and self.last_id is not None and msg.prev_id != self.last_id:
-            return self._drop(GAP)
-        if not self._apply(msg):
-            return MALFORMED
-        return self._check(msg, APPLIED)
+    def on_event(self, event: BookSnapshot | BookDelta) -> str:
+        if type(event) is BookSnapshot:
+            if event.from_rest:
+                return self._on_rest_snapshot(event)
+            self.buffer.clear()
+            self._bridge = False
+            if not self._load(event):
+                return INVALID
+            return self._verify(event, SNAPSHOT)
+        if not self.valid:
+            self.wants_snapshot = True
+            return self._keep(event)
+        return self._on_update(event)
 
-    def _check(self, msg: BookMsg, status: str) -> str:
-        if (
-            self.verify_checksum
-            and msg.checksum is not None
-            and okx_checksum(self.book.bids.top(25), self.book.asks.top(25)) != msg.checksum
-        ):
-            return self._drop(BAD_CHECKSUM)
+    def _on_update(self, upd: BookDelta) -> str:
+        last = self.update_id
+        prev = upd.prev_id
+        if self._bridge:
+            seq = upd.update_id
+            if seq is not None and last is not None:
+                if seq <= last:
+                    self.stats["stale"] += 1
+                    return STALE
+                if prev is not None and prev > last:
+                    return self._gap(upd)
+            self._bridge = False
+        elif prev is not None and last is not None and prev != last:
+            return self._gap(upd)
+        if not self._apply(upd):
+            self.wants_snapshot = True
+            return INVALID
+        return self._verify(upd, APPLIED)
+
+    def _on_rest_snapshot(self, snap: BookSnapshot) -> str:
+        if self.valid:
+            return STALE  # the stream's own snapshot came first
+        buf = self.buffer
+        s = snap.update_id
+        if s is None:
+            return SNAPSHOT_TOO_OLD
+        first_prev = buf[0].prev_id if buf else None
+        if first_prev is not None and first_prev >= 0 and s < first_prev:
+            self.wants_snapshot = True
+            return SNAPSHOT_TOO_OLD
+        if not self._load(snap):
+            self.wants_snapshot = True
+            return INVALID
+        self._bridge = True
+        pending = list(buf)
+        buf.clear()
+        for i, upd in enumerate(pending):
+            status = self._on_update(upd)
+            if status == INVALID:
+                buf.extend(pending[i + 1 :])
+                return INVALID
+        return SNAPSHOT
+
+    def _verify(self, event: BookSnapshot | BookDelta, status: str) -> str:
+        ck = event.checksum
+        if ck and self.checksum is not None and self.checksum(self.book.bids.top(25), self.book.asks.top(25)) != ck:
+            self._invalid(CHECKSUM)
+            self.buffer.clear()
+            self.wants_snapshot = True
+            return INVALID
         return status
 
-
-def book_sync_for(exchange: str, futures: bool = False) -> BookSync:
-    """A fresh sync machine for ``exchange`` (``binance`` / ``bybit`` / ``okx``)."""
-    if exchange == "binance":
-        return BinanceBookSync(futures=futures)
-    if exchange == "bybit":
-        return BybitBookSync()
-    if exchange == "okx":
-        return OkxBookSync()
-    raise ValueError(f"unknown exchange {exchange!r}")
+    def _gap(self, upd: BookDelta) -> str:
+        self._invalid(GAP)
+        self._bridge = False
+        self.buffer.clear()
+        self.buffer.append(upd)
+        self.wants_snapshot = True
+        return INVALID

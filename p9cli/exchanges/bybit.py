@@ -1,4 +1,5 @@
-"""Bybit V5 Spot REST: klines and server time requests, parsing, error classification.
+"""Bybit V5 Spot: REST requests and parsing, error classification, and the live venue
+(``VENUE``: public spot WebSocket, ``decode``, ``orderbook.50`` snapshot/delta book sync).
 
 Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 3.
 
@@ -13,44 +14,65 @@ Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 3.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import msgspec
 import orjson
 
 from p9cli import universe
 from p9cli.exchanges.base import (
-    BUY,
-    SELL,
     BadRequest,
     Banned,
-    BookMsg,
     Candles,
-    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
     RateLimited,
     RestRequest,
     ServerError,
-    Trade,
     bars_in_window,
     body_snippet,
     candles_from_rows,
+    canonical_symbol,
     check_symbol,
     check_timeframe,
     limit_param,
     load_json,
-    normalize_order,
     retry_after_seconds,
     status_error,
     timeframe_of,
     try_json,
+)
+from p9cli.exchanges.book import BybitBookSync
+from p9cli.exchanges.venue import (
+    ACK,
+    BOOKS,
+    BUY,
+    CANDLES,
+    ERROR,
+    PONG,
+    SELL,
+    SUBSCRIBE_FAILED,
+    TRADES,
+    BookDelta,
+    BookSnapshot,
+    ConnectionPlan,
+    ExchangeCandle,
+    Keepalive,
+    Notice,
+    Trade,
+    Venue,
+    malformed,
 )
 
 NAME = "bybit"
 
 IP_BUCKET = "bybit:ip"
 RATE_BUCKETS: tuple[RateBucket, ...] = (RateBucket(IP_BUCKET, 600, 5.0, "sliding"),)
+#: concurrent REST requests of one client (keep-alive connections in its pool)
+REST_MAX_IN_FLIGHT = 32
+#: header with the server time (ms) a rate limit resets at (sent with retCode 10006)
+RATE_LIMIT_RESET_HEADER: str | None = "X-Bapi-Limit-Reset-Timestamp"
 
 MAX_KLINES_PER_REQUEST = 1000
 DEFAULT_KLINES_LIMIT = 200
@@ -237,10 +259,9 @@ def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# Order book (REST) and WebSocket (public spot stream)
+# Order book and recent trades (REST)
 
 ORDERBOOK_PATH = "/v5/market/orderbook"
-PUBLIC_WS_PATH = "/v5/public/spot"
 BOOK_DEPTHS = (1, 50, 200, 1000)
 
 
@@ -253,107 +274,25 @@ def orderbook_request(symbol: str, limit: int = 200) -> RestRequest:
     )
 
 
-def parse_rest_orderbook(body: bytes) -> BookMsg:
-    """``result = {s, b, a, ts, u[, seq, cts]}`` -> snapshot."""
-    return _book_from_data(_result(body), "snapshot", None)
-
-
-def topics(symbol: str, depth: int = 200) -> list[str]:
-    """``["publicTrade.BTCUSDT", "orderbook.200.BTCUSDT"]``."""
-    if depth not in BOOK_DEPTHS:
-        raise ValueError(f"Bybit spot order-book depth must be one of {BOOK_DEPTHS}")
-    code = symbol_code(symbol)
-    return [f"publicTrade.{code}", f"orderbook.{depth}.{code}"]
-
-
-def subscribe_message(args: list[str], req_id: str | None = None) -> str:
-    """``{"op":"subscribe","args":[...]}`` (spot: at most 10 args per request)."""
-    if len(args) > 10:
-        raise ValueError("Bybit spot accepts at most 10 args per subscribe request")
-    msg: dict = {"op": "subscribe", "args": list(args)}
-    if req_id is not None:
-        msg = {"req_id": req_id, **msg}
-    return orjson.dumps(msg).decode()
-
-
-def ping_message(req_id: str | None = None) -> str:
-    return orjson.dumps({"req_id": req_id, "op": "ping"} if req_id else {"op": "ping"}).decode()
-
-
-def decode_frame(text: str | bytes) -> object:
-    if isinstance(text, str):
-        text = text.encode()
-    return load_json(text, NAME)
-
-
-def frame_kind(obj: object) -> str:
-    """``pong``, ``ack``, ``error`` (failed op), ``trades``, ``book``, ``kline``, ``ticker`` or
-    ``other``."""
-    if not isinstance(obj, dict):
-        return "other"
-    if "op" in obj and "success" in obj:
-        if not obj["success"]:
-            return "error"
-        return "pong" if obj["op"] == "ping" or obj.get("ret_msg") == "pong" else "ack"
-    topic = obj.get("topic")
-    if not isinstance(topic, str):
-        return "other"
-    if topic.startswith("publicTrade."):
-        return "trades"
-    if topic.startswith("orderbook."):
-        return "book"
-    if topic.startswith("kline."):
-        return "kline"
-    if topic.startswith("tickers."):
-        return "ticker"
-    return "other"
-
-
-_SIDES = {"Buy": BUY, "Sell": SELL}
-
-
-def parse_trades(obj: dict) -> list[Trade]:
-    """A ``publicTrade`` push -> trades (``S`` is the taker side, ``T`` the fill time)."""
-    try:
-        return [
-            Trade(NAME, t["s"], float(t["p"]), float(t["v"]), _SIDES[t["S"]], str(t["i"]), int(t["T"]))
-            for t in obj["data"]
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"publicTrade frame: {exc!r}", exchange=NAME) from None
-
-
-def parse_book(obj: dict) -> BookMsg:
-    """An ``orderbook.*`` push -> :class:`BookMsg` (``type`` snapshot/delta; ``u``, ``seq``,
-    ``cts``)."""
-    try:
-        kind = "snapshot" if obj["type"] == "snapshot" else "delta"
-        cts = obj.get("cts", obj.get("ts"))
-        return _book_from_data(obj["data"], kind, int(cts) if cts is not None else None)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"orderbook frame: {exc!r}", exchange=NAME) from None
-
-
-def _book_from_data(data: dict, kind: str, time_ms: int | None) -> BookMsg:
+def parse_rest_orderbook(body: bytes) -> BookSnapshot:
+    """``result = {s, b, a, ts, u[, seq, cts]}`` -> a :class:`BookSnapshot` (``from_rest``).
+    Its ``u`` belongs to the 1000-level stream: it cannot bridge ``orderbook.50``."""
+    data = _result(body)
     try:
         bids, asks = data["b"], data["a"]
         if not isinstance(bids, list) or not isinstance(asks, list):
             raise TypeError("levels are not arrays")
-        u = int(data["u"])
-        seq = data.get("seq")
-        if time_ms is None:
-            t = data.get("cts", data.get("ts"))
-            time_ms = int(t) if t is not None else None
-        return BookMsg(
+        seq, t = data.get("seq"), data.get("cts", data.get("ts"))
+        return BookSnapshot(
             NAME,
-            data["s"],
-            kind,
+            _symbol(data["s"]),
+            int(data["u"]),
             bids,
             asks,
-            first_id=u,
-            last_id=u,
-            seq=int(seq) if seq is not None else None,
-            time_ms=time_ms,
+            int(t) if t is not None else None,
+            True,
+            None,
+            int(seq) if seq is not None else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedResponse(f"order book: {exc!r}", exchange=NAME) from None
@@ -368,12 +307,12 @@ def parse_rest_recent_trades(body: bytes) -> list[Trade]:
         return [
             Trade(
                 NAME,
-                r["symbol"],
+                _symbol(r["symbol"]),
+                int(r["time"]),
                 float(r["price"]),
                 float(r["size"]),
                 _SIDES[r["side"]],
                 str(r["execId"]),
-                int(r["time"]),
             )
             for r in reversed(rows)
         ]
@@ -381,25 +320,217 @@ def parse_rest_recent_trades(body: bytes) -> list[Trade]:
         raise MalformedResponse(f"recent-trade: bad row ({exc!r})", exchange=NAME) from None
 
 
-def parse_kline(obj: dict) -> CandleUpdate:
-    """A ``kline.<interval>.<SYMBOL>`` push -> :class:`CandleUpdate` (``confirm`` = closed)."""
-    try:
-        _, code, symbol = obj["topic"].split(".", 2)
-        tf = timeframe_of(NAME, code)
-        if tf is None:
-            raise ValueError(f"interval {code!r} is not one of p9's timeframes")
-        rows = obj["data"]
-        candles = Candles(
-            [int(r["start"]) for r in rows],
-            [float(r["open"]) for r in rows],
-            [float(r["high"]) for r in rows],
-            [float(r["low"]) for r in rows],
-            [float(r["close"]) for r in rows],
-            [float(r["volume"]) for r in rows],
-            [float(r["turnover"]) for r in rows],
-            [None] * len(rows),
-            [bool(r["confirm"]) for r in rows],
+# --------------------------------------------------------------------------------------------
+# WebSocket: public spot stream, decode
+
+PUBLIC_WS_PATH = "/v5/public/spot"
+BOOK_DEPTH = 50
+CANDLE_INTERVAL = "1"
+#: Spot: at most 10 args per subscribe request; at most 21,000 characters of args per connection.
+ARGS_PER_REQUEST = 10
+ARGS_CHARS_PER_CONNECTION = 21_000
+PING = '{"op":"ping"}'
+
+
+def topics(symbol: str, depth: int = BOOK_DEPTH, candles: bool = False) -> list[str]:
+    """``["publicTrade.BTCUSDT", "orderbook.50.BTCUSDT"[, "kline.1.BTCUSDT"]]``."""
+    if depth not in BOOK_DEPTHS:
+        raise ValueError(f"Bybit spot order-book depth must be one of {BOOK_DEPTHS}")
+    code = symbol_code(symbol)
+    names = [f"publicTrade.{code}", f"orderbook.{depth}.{code}"]
+    if candles:
+        names.append(f"kline.{CANDLE_INTERVAL}.{code}")
+    return names
+
+
+def subscribe_message(args: list[str], req_id: str | None = None, op: str = "subscribe") -> str:
+    """``{"op":"subscribe","args":[...]}`` (spot: at most 10 args per request)."""
+    if len(args) > ARGS_PER_REQUEST:
+        raise ValueError("Bybit spot accepts at most 10 args per subscribe request")
+    msg: dict = {"op": op, "args": list(args)}
+    if req_id is not None:
+        msg = {"req_id": req_id, **msg}
+    return orjson.dumps(msg).decode()
+
+
+def ping_message(req_id: str | None = None) -> str:
+    return orjson.dumps({"req_id": req_id, "op": "ping"}).decode() if req_id else PING
+
+
+def connection_plan(ws_base_url: str, symbols: Sequence[str], candles: bool = True) -> list[ConnectionPlan]:
+    """One connection to ``/v5/public/spot`` per 21,000 characters of topics; subscribe
+    messages of at most 10 topics; a symbol's topics always on one connection."""
+    url = ws_base_url.rstrip("/") + PUBLIC_WS_PATH
+    carries = frozenset({TRADES, BOOKS, CANDLES} if candles else {TRADES, BOOKS})
+    groups: list[tuple[list[str], list[str]]] = []
+    for sym in symbols:
+        names = topics(sym, BOOK_DEPTH, candles)
+        size = sum(len(n) + 3 for n in names)
+        if not groups or sum(len(n) + 3 for n in groups[-1][1]) + size > ARGS_CHARS_PER_CONNECTION:
+            groups.append(([], []))
+        groups[-1][0].append(sym)
+        groups[-1][1].extend(names)
+    plans = []
+    for syms, names in groups:
+        msgs = tuple(
+            subscribe_message(names[i : i + ARGS_PER_REQUEST], req_id=f"sub{i // ARGS_PER_REQUEST + 1}")
+            for i in range(0, len(names), ARGS_PER_REQUEST)
         )
-        return CandleUpdate(NAME, symbol, tf, normalize_order(candles))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedResponse(f"kline frame: {exc!r}", exchange=NAME) from None
+        plans.append(ConnectionPlan(url, msgs, tuple(syms), carries, tuple(names)))
+    return plans
+
+
+def book_resubscribe(symbol: str) -> tuple[str, str]:
+    """Unsubscribe + subscribe the symbol's book topic (a fresh snapshot follows; Bybit refuses
+    to subscribe a topic that is still subscribed)."""
+    topic = f"orderbook.{BOOK_DEPTH}.{symbol_code(symbol)}"
+    return (
+        subscribe_message([topic], req_id="unbook", op="unsubscribe"),
+        subscribe_message([topic], req_id="rebook"),
+    )
+
+
+_NO_RAW = msgspec.Raw()
+
+
+class _Envelope(msgspec.Struct):
+    topic: str | None = None
+    type: str | None = None
+    ts: int | None = None
+    cts: int | None = None
+    data: msgspec.Raw = _NO_RAW
+    op: str | None = None
+    success: bool | None = None
+    ret_msg: str | None = None
+    req_id: str | None = None
+
+
+class _Trade(msgspec.Struct):
+    i: str
+    T: int
+    p: str
+    v: str
+    S: str
+    seq: int | None = None
+
+
+class _Book(msgspec.Struct):
+    b: list[list[str]]
+    a: list[list[str]]
+    u: int
+    seq: int | None = None
+
+
+class _Kline(msgspec.Struct):
+    start: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    confirm: bool
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_trades_decoder = msgspec.json.Decoder(list[_Trade])
+_book_decoder = msgspec.json.Decoder(_Book)
+_klines_decoder = msgspec.json.Decoder(list[_Kline])
+_SIDES = {"Buy": BUY, "Sell": SELL}
+_symbols: dict[str, str] = {}
+
+
+def _symbol(code: str) -> str:
+    """``BTCUSDT`` -> ``btc`` (cached); other codes unchanged."""
+    sym = _symbols.get(code)
+    if sym is None:
+        sym = canonical_symbol(code) or code
+        _symbols[code] = sym
+    return sym
+
+
+def _trades(env: _Envelope, code: str) -> list:
+    sym = _symbol(code)
+    sides = _SIDES
+    return [
+        Trade(NAME, sym, t.T, float(t.p), float(t.v), sides[t.S], t.i, None, None, t.seq)
+        for t in _trades_decoder.decode(env.data)
+    ]
+
+
+def _book(env: _Envelope, code: str) -> list:
+    d = _book_decoder.decode(env.data)
+    t = env.cts if env.cts is not None else env.ts
+    if env.type == "snapshot":
+        return [BookSnapshot(NAME, _symbol(code), d.u, d.b, d.a, t, False, None, d.seq)]
+    if env.type == "delta":
+        return [BookDelta(NAME, _symbol(code), d.u, d.u, d.b, d.a, None, t, None, d.seq)]
+    raise ValueError(f"order book type {env.type!r}")
+
+
+def _klines(env: _Envelope, interval: str, code: str) -> list:
+    tf = timeframe_of(NAME, interval)
+    if tf is None:
+        raise ValueError(f"interval {interval!r} is not one of p9's timeframes")
+    sym = _symbol(code)
+    rows = sorted(_klines_decoder.decode(env.data), key=lambda k: k.start)
+    return [
+        ExchangeCandle(
+            NAME, sym, tf, k.start, float(k.open), float(k.high), float(k.low), float(k.close), float(k.volume),
+            k.confirm,
+        )
+        for k in rows
+    ]
+
+
+def _control(env: _Envelope) -> list:
+    op = env.op or ""
+    msg = env.ret_msg or ""
+    if not env.success:
+        kind = SUBSCRIBE_FAILED if op == "subscribe" else ERROR
+        return [Notice(NAME, kind, None, msg, env.req_id or None)]
+    if op == "ping" or msg == "pong":
+        return [Notice(NAME, PONG, None, msg, env.req_id or None)]
+    return [Notice(NAME, ACK, None, msg or op, env.req_id or None)]
+
+
+def decode(frame: bytes | str) -> list:
+    """One received frame -> normalized events (``[]`` for topics p9 does not use); never
+    raises: an unreadable frame is one :class:`Malformed`."""
+    try:
+        env = _envelope_decoder.decode(frame)
+        topic = env.topic
+        if topic is not None:
+            kind, _, rest = topic.partition(".")
+            if kind == "publicTrade":
+                return _trades(env, rest)
+            if kind == "orderbook":
+                return _book(env, rest.partition(".")[2])
+            if kind == "kline":
+                interval, _, code = rest.partition(".")
+                return _klines(env, interval, code)
+            return []
+        if env.success is not None:
+            return _control(env)
+        return [malformed(NAME, "not a Bybit frame", frame)]
+    except Exception as exc:  # noqa: BLE001 - decode never raises (see Malformed)
+        return [malformed(NAME, f"{type(exc).__name__}: {exc}", frame)]
+
+
+VENUE = Venue(
+    name=NAME,
+    decode=decode,
+    connection_plan=connection_plan,
+    keepalive=Keepalive(ping_text=PING, ping_every_s=20.0, pong_timeout_s=10.0),
+    new_book=lambda symbol: BybitBookSync(symbol),
+    snapshot_request=None,  # the stream sends snapshots (REST orderbook's u is the 1000-level one)
+    parse_snapshot=None,
+    book_resubscribe=book_resubscribe,
+    trade_replay_request=None,
+    parse_trade_replay=None,
+    candle_timeframe="1m",
+    max_connection_age_s=None,
+    streams_per_connection=ARGS_CHARS_PER_CONNECTION // 20,
+    send_interval_s=0.1,
+    connect_interval_s=0.6,  # 500 new connections per 5 minutes per IP
+    silence_timeout_s=60.0,
+)

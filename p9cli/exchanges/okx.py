@@ -1,4 +1,5 @@
-"""OKX V5 Spot REST: candles and server time requests, parsing, error classification.
+"""OKX V5 Spot: REST requests and parsing, error classification, and the live venue
+(``VENUE``: public + business WebSocket, ``decode``, ``books`` sync by seqId/prevSeqId).
 
 Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 4.
 
@@ -15,28 +16,25 @@ Pure functions over bytes; see ``shared/docs/exchange-protocols.md`` section 4.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import msgspec
 import orjson
 
 from p9cli import universe
 from p9cli.exchanges.base import (
-    BUY,
-    SELL,
     BadRequest,
     Banned,
-    BookMsg,
     Candles,
-    CandleUpdate,
     ExchangeError,
     MalformedResponse,
     RateBucket,
     RateLimited,
     RestRequest,
     ServerError,
-    Trade,
     bars_in_window,
     body_snippet,
+    canonical_symbol,
     check_symbol,
     check_timeframe,
     limit_param,
@@ -49,17 +47,46 @@ from p9cli.exchanges.base import (
 from p9cli.exchanges.base import (
     candles_from_rows as base_candles_from_rows,
 )
+from p9cli.exchanges.book import OkxBookSync
+from p9cli.exchanges.venue import (
+    ACK,
+    BOOKS,
+    BUY,
+    CANDLES,
+    ERROR,
+    INFO,
+    PONG,
+    RECONNECT_SOON,
+    SELL,
+    SUBSCRIBE_FAILED,
+    TRADES,
+    BookDelta,
+    BookSnapshot,
+    ConnectionPlan,
+    ExchangeCandle,
+    Keepalive,
+    Notice,
+    Trade,
+    Venue,
+    malformed,
+)
 
 NAME = "okx"
 
 CANDLES_BUCKET = "okx:candles"
 HISTORY_CANDLES_BUCKET = "okx:history-candles"
 TIME_BUCKET = "okx:time"
+BOOKS_BUCKET = "okx:books"
 RATE_BUCKETS: tuple[RateBucket, ...] = (
     RateBucket(CANDLES_BUCKET, 40, 2.0, "sliding"),
     RateBucket(HISTORY_CANDLES_BUCKET, 20, 2.0, "sliding"),
     RateBucket(TIME_BUCKET, 10, 2.0, "sliding"),
+    RateBucket(BOOKS_BUCKET, 40, 2.0, "sliding"),
 )
+#: concurrent REST requests of one client (keep-alive connections in its pool)
+REST_MAX_IN_FLIGHT = 40
+#: header with the server time (ms) a rate limit resets at: none (50011 carries no wait)
+RATE_LIMIT_RESET_HEADER: str | None = None
 
 MAX_KLINES_PER_REQUEST = 300
 DEFAULT_KLINES_LIMIT = 100
@@ -252,13 +279,70 @@ def used_weight(headers: Mapping[str, str]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------
-# WebSocket (public URL: trades, books; business URL: candles)
+# Order book snapshot (REST)
+
+BOOKS_PATH = "/api/v5/market/books"
+SNAPSHOT_DEPTH = 400
+
+
+def books_request(symbol: str, depth: int = SNAPSHOT_DEPTH) -> RestRequest:
+    """``GET /api/v5/market/books?instId=BTC-USDT&sz=400`` (40 requests per 2 s): the snapshot,
+    with the ``books`` channel's ``seqId`` (OKX changelog 2026-02-12), that bridges a stream
+    sending no in-band snapshot."""
+    if not 1 <= depth <= 400:
+        raise ValueError(f"OKX books depth must be 1..400, got {depth}")
+    return RestRequest(BOOKS_PATH, (("instId", symbol_code(symbol)), ("sz", str(depth))), BOOKS_BUCKET, 1)
+
+
+class _RestBook(msgspec.Struct):
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str | None = None
+    seqId: int | None = None
+
+
+class _RestBooks(msgspec.Struct):
+    code: str
+    data: list[_RestBook] = []
+    msg: str = ""
+
+
+_rest_books_decoder = msgspec.json.Decoder(_RestBooks)
+
+
+def parse_books_snapshot(body: bytes, symbol: str) -> BookSnapshot:
+    """``{"code":"0","data":[{"asks","bids","ts","seqId"}]}`` -> a :class:`BookSnapshot`
+    (``from_rest``) of canonical ``symbol``; ``update_id`` is ``seqId`` (``None`` when absent:
+    such a snapshot cannot bridge the stream)."""
+    try:
+        env = _rest_books_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedResponse(f"books: {exc} in {body_snippet(body)!r}", exchange=NAME) from None
+    if env.code != "0":
+        raise error_from_envelope({"code": env.code, "msg": env.msg}, status=None)
+    if len(env.data) != 1:
+        raise MalformedResponse(f"books: expected one data item, got {len(env.data)}", exchange=NAME)
+    d = env.data[0]
+    return BookSnapshot(NAME, symbol, d.seqId, d.bids, d.asks, int(d.ts) if d.ts else None, True)
+
+
+# --------------------------------------------------------------------------------------------
+# WebSocket (public URL: trades, books; business URL: candles), decode
 
 PUBLIC_WS_PATH = "/ws/v5/public"
 BUSINESS_WS_PATH = "/ws/v5/business"
 PING = "ping"
-PONG = "pong"
+PONG_TEXT = "pong"
 CHECKSUM_DEPTH = 25
+TRADE_CHANNEL = "trades"
+BOOK_CHANNEL = "books"
+CANDLE_CHANNEL = "candle1m"
+#: 400-level ``books`` channels per connection: OKX asks for fewer than 30.
+BOOKS_PER_CONNECTION = 29
+#: error codes that mean a subscription was refused (wrong URL, channel or instrument).
+SUBSCRIBE_ERROR_CODES = frozenset({"60008", "60012", "60013", "60018", "64001", "64002"})
+#: notice code: the connection will be closed soon for a service upgrade (~60 s).
+SERVICE_UPGRADE_CODE = "64008"
 
 
 def checksum_text(bids: list, asks: list) -> str:
@@ -277,124 +361,232 @@ def checksum_text(bids: list, asks: list) -> str:
 
 
 def checksum(bids: list, asks: list) -> int:
-    """OKX's signed CRC32 of the top 25 levels (``bids`` best first = descending, ``asks``
+    """OKX's legacy signed CRC32 of the top 25 levels (``bids`` best first = descending, ``asks``
     ascending; levels are ``(price, size, ...)`` with the exact strings received)."""
     crc = zlib.crc32(checksum_text(bids, asks).encode())
     return crc - (1 << 32) if crc >= (1 << 31) else crc
 
 
-def subscribe_message(args: list[dict[str, str]], request_id: str | None = None) -> str:
+def subscribe_message(args: list[dict[str, str]], request_id: str | None = None, op: str = "subscribe") -> str:
     """``{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"}, ...]}``."""
-    msg: dict = {"op": "subscribe", "args": args}
+    msg: dict = {"op": op, "args": args}
     if request_id is not None:
         msg = {"id": request_id, **msg}
     return orjson.dumps(msg).decode()
 
 
-def channel_args(symbol: str, channels: tuple[str, ...] = ("trades", "books")) -> list[dict[str, str]]:
+def channel_args(symbol: str, channels: tuple[str, ...] = (TRADE_CHANNEL, BOOK_CHANNEL)) -> list[dict[str, str]]:
     inst = symbol_code(symbol)
     return [{"channel": ch, "instId": inst} for ch in channels]
 
 
-def decode_frame(text: str | bytes) -> object:
-    """A received frame: the JSON object, or the plain text ``"pong"``."""
-    if text in (PONG, b"pong"):
-        return PONG
-    if isinstance(text, str):
-        text = text.encode()
-    return load_json(text, NAME)
+def connection_plan(ws_base_url: str, symbols: Sequence[str], candles: bool = True) -> list[ConnectionPlan]:
+    """Public URL: ``trades`` + ``books`` of at most 29 symbols per connection, one subscribe
+    request each; business URL (candle channels live there): ``candle1m`` of every symbol."""
+    base = ws_base_url.rstrip("/")
+    plans = []
+    for i in range(0, len(symbols), BOOKS_PER_CONNECTION):
+        group = tuple(symbols[i : i + BOOKS_PER_CONNECTION])
+        args = [a for sym in group for a in channel_args(sym)]
+        plans.append(
+            ConnectionPlan(
+                base + PUBLIC_WS_PATH,
+                (subscribe_message(args, f"sub{i // BOOKS_PER_CONNECTION + 1}"),),
+                group,
+                frozenset({TRADES, BOOKS}),
+                tuple(f"{a['channel']}:{a['instId']}" for a in args),
+            )
+        )
+    if candles and symbols:
+        args = [a for sym in symbols for a in channel_args(sym, (CANDLE_CHANNEL,))]
+        plans.append(
+            ConnectionPlan(
+                base + BUSINESS_WS_PATH,
+                (subscribe_message(args, "candles"),),
+                tuple(symbols),
+                frozenset({CANDLES}),
+                tuple(f"{a['channel']}:{a['instId']}" for a in args),
+            )
+        )
+    return plans
 
 
-def frame_kind(obj: object) -> str:
-    """``pong``, ``ack`` (subscribe/unsubscribe), ``error``, ``notice``, ``trades``, ``book``,
-    ``candle``, ``ticker`` or ``other``."""
-    if obj == PONG:
-        return "pong"
-    if not isinstance(obj, dict):
-        return "other"
-    event = obj.get("event")
-    if event is not None:
-        if event in ("subscribe", "unsubscribe"):
-            return "ack"
-        if event == "error":
-            return "error"
-        return "notice"
-    channel = (obj.get("arg") or {}).get("channel", "") if isinstance(obj.get("arg"), dict) else ""
-    if channel in ("trades", "trades-all"):
-        return "trades"
-    if channel in ("books", "books5", "bbo-tbt", "books50-l2-tbt", "books-l2-tbt"):
-        return "book"
-    if channel.startswith("candle"):
-        return "candle"
-    if channel == "tickers":
-        return "ticker"
-    return "other"
+def book_resubscribe(symbol: str) -> tuple[str, str]:
+    """Unsubscribe + subscribe the symbol's ``books`` channel (a fresh in-band snapshot follows
+    while OKX still sends one; otherwise the machine bridges from REST)."""
+    args = channel_args(symbol, (BOOK_CHANNEL,))
+    return subscribe_message(args, "unbook", op="unsubscribe"), subscribe_message(args, "rebook")
 
 
-def parse_trades(obj: dict) -> list[Trade]:
-    """A ``trades`` push -> trades (``tradeId`` is the last id of the aggregation, ``side`` the
-    taker side)."""
-    try:
-        return [
+_NO_RAW = msgspec.Raw()
+
+
+class _Arg(msgspec.Struct):
+    channel: str = ""
+    instId: str = ""
+
+
+class _Envelope(msgspec.Struct):
+    arg: _Arg | None = None
+    action: str | None = None
+    data: msgspec.Raw = _NO_RAW
+    event: str | None = None
+    code: str | None = None
+    msg: str = ""
+    id: str | None = None
+
+
+class _Trade(msgspec.Struct):
+    instId: str
+    tradeId: str
+    px: str
+    sz: str
+    side: str
+    ts: str
+    count: str | None = None
+    seqId: int | None = None
+
+
+class _Book(msgspec.Struct):
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str | None = None
+    checksum: int | None = None
+    seqId: int | None = None
+    prevSeqId: int | None = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_trades_decoder = msgspec.json.Decoder(list[_Trade])
+_books_decoder = msgspec.json.Decoder(list[_Book])
+_candles_decoder = msgspec.json.Decoder(list[list[str]])
+_SIDES = {"buy": BUY, "sell": SELL}
+_CONFIRMED = {"0": False, "1": True}
+_symbols: dict[str, str] = {}
+
+
+def _symbol(code: str) -> str:
+    """``BTC-USDT`` -> ``btc`` (cached); other codes (``UNI-USD-SWAP``) unchanged."""
+    sym = _symbols.get(code)
+    if sym is None:
+        sym = canonical_symbol(code) or code
+        _symbols[code] = sym
+    return sym
+
+
+def _trades(env: _Envelope) -> list:
+    out = []
+    for t in _trades_decoder.decode(env.data):
+        last = int(t.tradeId)
+        first = last - int(t.count) + 1 if t.count is not None else None
+        out.append(
             Trade(
                 NAME,
-                t["instId"],
-                float(t["px"]),
-                float(t["sz"]),
-                _SIDES[t["side"]],
-                str(t["tradeId"]),
-                int(t["ts"]),
+                _symbol(t.instId),
+                int(t.ts),
+                float(t.px),
+                float(t.sz),
+                _SIDES[t.side],
+                t.tradeId,
+                first,
+                last if first is not None else None,
+                t.seqId,
             )
-            for t in obj["data"]
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"trades frame: {exc!r}", exchange=NAME) from None
-
-
-_SIDES = {"buy": BUY, "sell": SELL}
-
-
-def parse_book(obj: dict) -> BookMsg:
-    """A ``books``/``books5``/``bbo-tbt`` push -> :class:`BookMsg` (``books5``/``bbo-tbt`` have
-    no ``action`` and are full snapshots)."""
-    try:
-        item = obj["data"][0]
-        action = obj.get("action", "snapshot")
-        kind = "snapshot" if action == "snapshot" else "delta"
-        bids, asks = item.get("bids", []), item.get("asks", [])
-        if not isinstance(bids, list) or not isinstance(asks, list):
-            raise TypeError("levels are not arrays")
-        seq = item.get("seqId")
-        prev = item.get("prevSeqId")
-        ck = item.get("checksum")
-        inst = item.get("instId") or obj["arg"]["instId"]
-        return BookMsg(
-            NAME,
-            inst,
-            kind,
-            bids,
-            asks,
-            first_id=None,
-            last_id=int(seq) if seq is not None else None,
-            prev_id=int(prev) if prev is not None and kind == "delta" else None,
-            checksum=int(ck) if ck is not None else None,
-            time_ms=int(item["ts"]) if "ts" in item else None,
         )
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise MalformedResponse(f"books frame: {exc!r}", exchange=NAME) from None
+    return out
 
 
-def parse_candle(obj: dict) -> CandleUpdate:
-    """A ``candle<bar>`` push (business URL; rows as in REST, ``confirm`` last) ->
-    :class:`CandleUpdate`."""
+def _books(env: _Envelope) -> list:
+    items = _books_decoder.decode(env.data)
+    if len(items) != 1:
+        raise ValueError(f"books: expected one data item, got {len(items)}")
+    d = items[0]
+    sym = _symbol(env.arg.instId)
+    t = int(d.ts) if d.ts else None
+    action = env.action
+    if action == "snapshot" or (action is None and env.arg.channel != BOOK_CHANNEL):  # books5, bbo-tbt
+        return [BookSnapshot(NAME, sym, d.seqId, d.bids, d.asks, t, False, d.checksum)]
+    if action == "update":
+        return [BookDelta(NAME, sym, d.seqId, d.seqId, d.bids, d.asks, d.prevSeqId, t, d.checksum)]
+    raise ValueError(f"books action {action!r}")
+
+
+def _candles(env: _Envelope) -> list:
+    channel = env.arg.channel
+    tf = timeframe_of(NAME, channel[len("candle") :])
+    if tf is None:
+        raise ValueError(f"channel {channel!r} is not a candle channel of p9's timeframes")
+    sym = _symbol(env.arg.instId)
+    rows = sorted(_candles_decoder.decode(env.data), key=lambda r: int(r[0]))
+    return [
+        ExchangeCandle(
+            NAME, sym, tf, int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), _CONFIRMED[r[8]]
+        )
+        for r in rows
+    ]
+
+
+def _event(env: _Envelope) -> list:
+    event = env.event
+    if event in ("subscribe", "unsubscribe"):
+        return [Notice(NAME, ACK, None, event, env.id)]
+    if event == "error":
+        kind = SUBSCRIBE_FAILED if env.code in SUBSCRIBE_ERROR_CODES else ERROR
+        return [Notice(NAME, kind, env.code, env.msg, env.id)]
+    if event == "notice" and env.code == SERVICE_UPGRADE_CODE:
+        return [Notice(NAME, RECONNECT_SOON, env.code, env.msg, env.id)]
+    return [Notice(NAME, INFO, env.code, env.msg or event, env.id)]
+
+
+_CHANNELS = {
+    TRADE_CHANNEL: _trades,
+    "trades-all": _trades,
+    BOOK_CHANNEL: _books,
+    "books5": _books,
+    "bbo-tbt": _books,
+    "books50-l2-tbt": _books,
+    "books-l2-tbt": _books,
+}
+
+
+def decode(frame: bytes | str) -> list:
+    """One received frame -> normalized events (``[]`` for channels p9 does not use, such as
+    tickers); the plain text ``pong`` is a :data:`PONG` notice. Never raises: an unreadable
+    frame is one :class:`Malformed`."""
     try:
-        channel = obj["arg"]["channel"]
-        tf = timeframe_of(NAME, channel[len("candle") :]) if channel.startswith("candle") else None
-        if tf is None:
-            raise ValueError(f"channel {channel!r} is not a candle channel of p9's timeframes")
-        rows = obj["data"]
-        if not isinstance(rows, list):
-            raise TypeError("data is not an array")
-        return CandleUpdate(NAME, obj["arg"]["instId"], tf, candles_from_rows(rows))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise MalformedResponse(f"candle frame: {exc!r}", exchange=NAME) from None
+        if frame == PONG_TEXT or frame == b"pong":
+            return [Notice(NAME, PONG)]
+        env = _envelope_decoder.decode(frame)
+        if env.event is not None:
+            return _event(env)
+        arg = env.arg
+        if arg is None or not env.data:
+            return [malformed(NAME, "not an OKX frame", frame)]
+        handler = _CHANNELS.get(arg.channel)
+        if handler is not None:
+            return handler(env)
+        if arg.channel.startswith("candle"):
+            return _candles(env)
+        return []
+    except Exception as exc:  # noqa: BLE001 - decode never raises (see Malformed)
+        return [malformed(NAME, f"{type(exc).__name__}: {exc}", frame)]
+
+
+VENUE = Venue(
+    name=NAME,
+    decode=decode,
+    connection_plan=connection_plan,
+    keepalive=Keepalive(ping_text=PING, ping_when_idle_s=20.0, pong_timeout_s=8.0),
+    new_book=lambda symbol: OkxBookSync(symbol, checksum=checksum),
+    snapshot_request=lambda symbol: books_request(symbol, SNAPSHOT_DEPTH),
+    parse_snapshot=parse_books_snapshot,
+    book_resubscribe=book_resubscribe,
+    trade_replay_request=None,
+    parse_trade_replay=None,
+    candle_timeframe="1m",
+    max_connection_age_s=None,
+    streams_per_connection=2 * BOOKS_PER_CONNECTION,
+    send_interval_s=0.1,
+    connect_interval_s=0.34,  # 3 new connections per second per IP
+    silence_timeout_s=30.0,  # OKX itself closes after 30 s without data; we ping after 20 s
+)
