@@ -1,0 +1,162 @@
+"""REST work of a feed: order-book snapshots and trade replays, staggered, never a storm.
+
+One :class:`RestJobs` per exchange feed. Jobs are queued (at most one pending per book and
+connection, one per trade hole) and started one at a time at most ``rate_per_s`` per second
+(after a mass reconnect 15 books want a snapshot at once: they go out spaced, not together),
+at most ``concurrency`` in flight. Each request goes through the one REST client of p9
+(:class:`p9cli.rest.client.ExchangeClient`), so it shares the exchange's rate limits,
+``Retry-After`` pauses and back-off with ``fetch-history`` in the same process. A failed
+snapshot is tried again after a back-off while the book still wants one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from p9cli.exchanges.base import ExchangeError
+from p9cli.exchanges.venue import Venue
+from p9cli.live.clock import Clock
+from p9cli.live.pacing import Backoff, Pacer
+from p9cli.live.stats import FeedStats
+
+log = logging.getLogger("p9cli.live")
+
+SNAPSHOT = "snapshot"
+REPLAY = "replay"
+
+
+def default_rest_client(venue: Venue, rest_url: str):
+    """The shared REST client for ``venue`` (limits shared per host with fetch-history)."""
+    from p9cli.rest.client import ClientOptions, ExchangeClient
+
+    adapter = importlib.import_module(f"p9cli.exchanges.{venue.name}")
+    return ExchangeClient(adapter, rest_url, ClientOptions(give_up=False, max_attempts=4))
+
+
+class RestJobs:
+    def __init__(
+        self,
+        venue: Venue,
+        client,
+        stats: FeedStats,
+        clock: Clock,
+        *,
+        rate_per_s: float = 5.0,
+        concurrency: int = 2,
+        on_snapshot: Callable[[object, str, object], None],
+        on_replay: Callable[[str, list], None],
+        still_wanted: Callable[[object, str], bool],
+    ):
+        self.venue = venue
+        self.client = client
+        self.stats = stats
+        self.pacer = Pacer(rate_per_s, clock)
+        self.concurrency = concurrency
+        self.on_snapshot = on_snapshot
+        self.on_replay = on_replay
+        self.still_wanted = still_wanted
+        self._queue: deque[tuple] = deque()
+        self._pending: set[tuple] = set()
+        self._wake = asyncio.Event()
+        self._backoff: dict[tuple, Backoff] = {}
+        self.in_flight = 0
+
+    def want_snapshot(self, link, symbol: str) -> None:
+        key = (SNAPSHOT, link.id, symbol)
+        if key in self._pending or self.venue.snapshot_request is None:
+            return
+        self._pending.add(key)
+        self._queue.append((key, link))
+        self._wake.set()
+
+    def want_replay(self, symbol: str, from_id: int, to_id: int) -> None:
+        if self.venue.trade_replay_request is None:
+            return
+        key = (REPLAY, symbol, from_id)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        self._queue.append((key, to_id))
+        self._wake.set()
+
+    async def run(self) -> None:
+        slots = asyncio.Semaphore(self.concurrency)
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                await slots.acquire()
+                await self.pacer.wait()
+                if not self._queue:
+                    slots.release()
+                    continue
+                key, arg = self._queue.popleft()
+                task = asyncio.ensure_future(self._do(key, arg))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+        finally:
+            for t in list(running):
+                t.cancel()
+
+    async def _do(self, key: tuple, arg) -> None:
+        self.in_flight += 1
+        try:
+            if key[0] == SNAPSHOT:
+                await self._snapshot(key, arg)
+            else:
+                await self._replay(key, arg)
+        finally:
+            self.in_flight -= 1
+
+    async def _snapshot(self, key: tuple, link) -> None:
+        symbol = key[2]
+        venue = self.venue
+        if not self.still_wanted(link, symbol):
+            self._pending.discard(key)
+            return
+        self.stats.snapshot_requests += 1
+        try:
+            body = await self.client.send(venue.snapshot_request(symbol))
+            snap = venue.parse_snapshot(body, symbol)
+        except (ExchangeError, OSError) as exc:
+            self.stats.snapshot_failures += 1
+            log.info("%s %s: book snapshot failed (%s)", venue.name, symbol, exc)
+            delay = self._backoff.setdefault(key, Backoff(0.5, 10.0)).next_delay()
+            await asyncio.sleep(delay)
+            self._pending.discard(key)
+            if self.still_wanted(link, symbol):
+                self.want_snapshot(link, symbol)
+            return
+        self._backoff.pop(key, None)
+        self._pending.discard(key)
+        self.on_snapshot(link, symbol, snap)
+
+    async def _replay(self, key: tuple, to_id: int) -> None:
+        _, symbol, from_id = key
+        venue = self.venue
+        try:
+            body = await self.client.send(venue.trade_replay_request(symbol, from_id))
+            trades = venue.parse_trade_replay(body, symbol)
+        except (ExchangeError, OSError) as exc:
+            log.info("%s %s: trade replay from %s failed (%s)", venue.name, symbol, from_id, exc)
+            self._pending.discard(key)
+            return
+        self._pending.discard(key)
+        wanted = [t for t in trades if t.id_last is None or t.id_first is None or t.id_first <= to_id]
+        self.on_replay(symbol, wanted)
+        # a hole longer than one page: ask for the next page
+        last = max((t.id_last for t in wanted if t.id_last is not None), default=None)
+        if last is not None and last < to_id and len(trades) > 0:
+            self.want_replay(symbol, last + 1, to_id)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.__aexit__(None, None, None)
