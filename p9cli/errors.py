@@ -7,6 +7,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 #: Bad input: an unknown symbol, exchange or timeframe, an invalid setting.
 EXIT_USAGE = 2
+#: A configured service (Redis) does not answer or refuses us (sysexits EX_UNAVAILABLE).
+EXIT_UNAVAILABLE = 69
 #: Another run holds the lock (cron overlap); try again later (sysexits EX_TEMPFAIL).
 EXIT_LOCKED = 75
 
@@ -24,6 +26,12 @@ class P9Error(Exception):
 
 class ConfigError(P9Error):
     exit_code = EXIT_USAGE
+
+
+class ServiceUnavailable(P9Error):
+    """A configured service (the Redis URL) cannot be used: unreachable, authentication or TLS refused."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 class LockedError(P9Error):
