@@ -1,1 +1,1 @@
-"""p9cli.history: fetch planner, async executor, rate limiting, Parquet store."""
+"""p9cli.history: fetch planner, series fetching, Parquet store (REST client and limits: p9cli.rest)."""

@@ -26,7 +26,7 @@ import httpx
 from p9cli.config import Settings
 from p9cli.errors import EXIT_FAILURE, EXIT_OK, P9Error
 from p9cli.exchanges.base import ExchangeError
-from p9cli.history.executor import ClientOptions, ExchangeClient, RequestCounters, SeriesResult, fetch_series
+from p9cli.history.executor import SeriesResult, fetch_series
 from p9cli.history.lock import HistoryLock
 from p9cli.history.planner import SeriesKey, okx_recent_boundary, plan_series, split_gaps
 from p9cli.history.report import Reporter, SeriesStats
@@ -39,6 +39,7 @@ from p9cli.history.store import (
     series_path,
     write_series,
 )
+from p9cli.rest.client import ClientOptions, ExchangeClient, RequestCounters
 from p9cli.universe import TIMEFRAME_MS, exchange_symbol
 
 

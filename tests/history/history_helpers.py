@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 
 from p9cli.config import load_settings
-from p9cli.history.executor import ClientOptions
 from p9cli.history.report import Reporter
 from p9cli.history.service import FetchOptions, fetch_history
 from p9cli.history.store import read_series, series_path
+from p9cli.rest.client import ClientOptions
 from p9cli.sim.testing import SimThread
 from p9cli.universe import TIMEFRAME_MS
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from history_helpers import sim_settings
 
 from p9cli.exchanges import binance, bybit, okx
-from p9cli.history.executor import ExchangeClient
 from p9cli.history.planner import last_closed_open
+from p9cli.rest.client import ExchangeClient
 
 LATENCY_MS = 400  # the simulator waits this long before it reads its clock and answers
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 import re
 
-from p9cli.history.executor import RequestCounters
 from p9cli.history.planner import SeriesKey
 from p9cli.history.report import Reporter, SeriesStats
 from p9cli.history.service import ExchangeRun
+from p9cli.rest.client import RequestCounters
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ fetch-history: ")
 

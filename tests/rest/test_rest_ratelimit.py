@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from p9cli.exchanges.base import RateBucket
-from p9cli.history.ratelimit import Bucket, ExchangeLimiter
+from p9cli.rest.ratelimit import Bucket, ExchangeLimiter
 
 
 def max_in_any_window(events: list[tuple[float, float]], window: float) -> int:

@@ -14,15 +14,29 @@ safest way that costs nothing in speed:
 
 ``pause(seconds)`` stops the bucket for everybody (``Retry-After`` is absolute: the whole
 bucket waits, not only the request that was told).
+
+One :class:`ExchangeLimiter` per exchange host and process (see :mod:`p9cli.rest.hosts`);
+:meth:`ExchangeLimiter.export_state` / :meth:`ExchangeLimiter.import_state` hand the recent
+requests over to the next process. Every slot carries an id, so importing a state that this
+process wrote itself counts nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+_SLOT_IDS = itertools.count(1)
+_PROCESS_TAG = f"{os.getpid()}-{time.time_ns()}"
+
+
+def _new_slot_id() -> str:
+    return f"{_PROCESS_TAG}-{next(_SLOT_IDS)}"
 
 
 @dataclass(slots=True)
@@ -30,6 +44,7 @@ class Slot:
     cost: int
     sent: float  # monotonic seconds
     done: float | None = None
+    id: str = field(default_factory=_new_slot_id)
 
 
 class Bucket:
@@ -191,7 +206,7 @@ class Bucket:
         self._prune(now)
         keep = self.window_s * (2 if self.kind == "fixed" else 1)
         slots = [
-            [s.cost, s.sent + wall_minus_mono, None if s.done is None else s.done + wall_minus_mono]
+            [s.cost, s.sent + wall_minus_mono, None if s.done is None else s.done + wall_minus_mono, s.id]
             for s in (*self.slots, *self.reported_sliding)
             if s.done is None or s.done + keep > now
         ]
@@ -200,12 +215,18 @@ class Bucket:
 
     def import_state(self, state: dict, wall_minus_mono: float, in_flight_grace_s: float) -> None:
         """Count an earlier run's requests. Those it had in flight (it may have been killed)
-        are taken as answered ``in_flight_grace_s`` from now: the server may still see them."""
+        are taken as answered ``in_flight_grace_s`` from now: the server may still see them.
+        A slot this bucket already holds (same id: this process wrote the state) is skipped."""
         now = self.clock()
-        for cost, sent_wall, done_wall in state.get("slots", ()):
+        known = {s.id for s in self.slots} | {s.id for s in self.reported_sliding}
+        for cost, sent_wall, done_wall, *rest in state.get("slots", ()):
+            slot_id = str(rest[0]) if rest else _new_slot_id()
+            if slot_id in known:
+                continue
             sent = float(sent_wall) - wall_minus_mono
             done = now + in_flight_grace_s if done_wall is None else float(done_wall) - wall_minus_mono
-            self.slots.append(Slot(int(cost), min(sent, now), done))
+            self.slots.append(Slot(int(cost), min(sent, now), done, slot_id))
+            known.add(slot_id)
         paused = state.get("paused_until")
         if paused is not None:
             self.paused_until = max(self.paused_until, float(paused) - wall_minus_mono)
