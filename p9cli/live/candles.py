@@ -1,0 +1,595 @@
+"""Live candles of all 11 timeframes for one exchange and symbol, built from trades.
+
+A pure state machine: no I/O, no clock of its own. The feed layer calls, per (exchange, symbol):
+
+* ``on_trade(ts_ms, price, size, count=1)`` for every new trade (the hot path; returns ``None``
+  or, when a candle closed, a list of events);
+* ``on_clock(exchange_now_ms)`` a few times a second with the exchange's time as estimated
+  (local clock + measured offset): candles close on the clock, not only when a later trade
+  arrives;
+* ``on_exchange_candle(candle)`` with the exchange's own kline/candle bars
+  (:class:`p9cli.exchanges.venue.ExchangeCandle`): cross-check of closed candles, completion
+  of incomplete ones;
+* ``mark_incomplete(from_ms, to_ms)`` when the feed missed trades it cannot replay (a trade gap,
+  a blind reconnect window).
+
+It returns events (lists, in order):
+
+* :class:`LiveCandle` with ``closed=True``: a candle is final. Exactly one per interval and
+  timeframe, in ``open_time`` order per timeframe, the first one being the candle right after
+  the last stored one (``seed``). ``complete`` is False only for a candle that lacks part of
+  its interval and could not be completed in time (see below): flagged, never silently wrong.
+* :class:`CandleGap`: the stored history does not reach the first live candle (the history
+  should be refreshed over REST first), or an interval nobody observed could not be completed.
+* :class:`CompletionWanted`: an incomplete candle closed; fetch the exchange's closed candle
+  for it (REST klines, or wait for the kline stream) and pass it to ``on_exchange_candle``.
+* :class:`CandleMismatch`: the exchange's closed candle disagrees with ours (also counted in
+  :attr:`CandleBuilder.stats` and logged).
+
+Rules
+-----
+* **Interval**: a trade lands in the candle whose interval contains its exchange timestamp
+  (``open <= ts < open + length``; a trade exactly on a boundary opens the next candle).
+  Intervals are aligned as the stored series are: ``open_time % length`` of the seed (UTC
+  boundaries, offset 0, when nothing is stored; OKX 6h/12h/1d are stored UTC-aligned,
+  ``6Hutc``/``12Hutc``/``1Dutc``).
+* **Continuation**: ``seed`` maps each timeframe to the ``open_time`` of its last stored candle;
+  the first live candle is the next one. Minutes before it never reach that timeframe (no
+  overlap); when the first interval the feed observes starts later, one :class:`CandleGap`
+  names the missing ones (no silent gap).
+* **First partial candle**: the feed starts mid-interval (``start(listen_from_ms)``; by
+  default the first trade's time), so every timeframe's first candle lacks the trades before
+  that instant. It is built from the trades seen but marked incomplete; when it closes, the
+  builder emits :class:`CompletionWanted` and holds it (later candles of that timeframe queue
+  behind it) until the exchange's own closed candle for it arrives: then the exchange's
+  values are handed on (``source="exchange"``, ``complete=True``). If none arrives within
+  ``completion_wait_ms`` after its close, it is handed on with ``complete=False``. The same
+  applies to candles overlapping a window passed to :meth:`CandleBuilder.mark_incomplete`.
+* **Closing**: a candle closes when a trade of a later interval arrives, or when the clock
+  passes its end by ``close_delay_ms`` (trades of the last instant may still be in flight; a
+  trade older than the current minute is counted in ``stats["late_trades"]`` and dropped).
+* **Empty intervals** follow the exchange's REST candles (``empty``): ``"previous_close"``
+  (Binance, OKX, Bybit: a bar with no trades has open = high = low = close = the previous close
+  and volume 0) or ``"omit"`` (no bar at all).
+* **Exactness**: high/low/open/close are the trades' own floats; volume and quote volume are
+  summed as integers in units of ``10**-size_decimals`` and ``10**-(price_decimals +
+  size_decimals)`` and divided once, so they equal the exchange's decimal strings parsed to
+  float. Higher timeframes are merged from closed minutes (only minutes that had trades count,
+  so open/high/low are those of the trades, never a filled price).
+* **Cross-check**: a closed exchange candle is compared with ours when both are closed: open,
+  high, low and close exactly, volume rounded to ``size_decimals``.
+
+Cost: ``on_trade`` updates only the current minute (~0.4 µs per trade, see
+``scripts/bench_live_candles.py``); the 11 timeframes are merged once per minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from p9cli.universe import MINUTE_MS, TIMEFRAME_MS, TIMEFRAMES
+
+log = logging.getLogger(__name__)
+
+#: Empty-interval rules (``CandleBuilder(empty=...)``, from the venue).
+PREVIOUS_CLOSE = "previous_close"
+OMIT = "omit"
+EMPTY_RULES = (PREVIOUS_CLOSE, OMIT)
+
+#: ``LiveCandle.source``
+FROM_TRADES = "trades"
+FROM_EXCHANGE = "exchange"
+
+_NO_TS = -(2**62)
+
+
+class LiveCandle(msgspec.Struct, gc=False):
+    """One candle of the live builder (forming or closed).
+
+    ``open_time`` epoch ms (the key of the stored history); prices, ``volume`` (base) and
+    ``quote_volume`` floats; ``trades`` the trade count, ``None`` where the exchange's candles
+    carry none (as stored). ``closed``: final. ``complete``: the builder saw every trade of the
+    interval, or the values are the exchange's own closed candle (``source="exchange"``).
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int | None
+    closed: bool
+    complete: bool = True
+    source: str = FROM_TRADES
+
+
+class CandleGap(msgspec.Struct, gc=False):
+    """Candles ``first_open..last_open`` (inclusive) of ``timeframe`` will not come from the
+    builder: the stored history must be refreshed over REST to close the gap."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    first_open: int
+    last_open: int
+
+
+class CompletionWanted(msgspec.Struct, gc=False):
+    """The candle ``open_time`` of ``timeframe`` closed incomplete: pass the exchange's closed
+    candle for it to :meth:`CandleBuilder.on_exchange_candle` (REST klines or the kline stream)."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: int
+
+
+class CandleMismatch(msgspec.Struct, gc=False):
+    """Our closed candle and the exchange's closed candle disagree (``fields``: which ones)."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    open_time: int
+    fields: tuple[str, ...]
+    ours: tuple[float, float, float, float, float]
+    theirs: tuple[float, float, float, float, float]
+
+
+def _floor(ts: int, length: int, offset: int) -> int:
+    return ts - (ts - offset) % length
+
+
+class CandleBuilder:
+    """Live candles of ``timeframes`` (default all 11) for one exchange and symbol.
+
+    ``seed``: ``{timeframe: open_time of the last stored candle or None}``; ``last_close``: the
+    close of the newest stored candle (the price an empty first interval is filled with).
+    ``empty``: :data:`PREVIOUS_CLOSE` or :data:`OMIT`. ``counts_trades``: hand on trade counts
+    (False: ``trades=None``, as the exchange's stored candles). ``price_decimals`` /
+    ``size_decimals``: the most decimals a trade price / size has on this exchange (8 covers
+    all three for the USDT pairs). ``close_delay_ms``: how long after its end the clock closes a
+    candle; ``completion_wait_ms``: how long after that an incomplete candle waits for the
+    exchange's own candle.
+    """
+
+    __slots__ = (
+        "exchange",
+        "symbol",
+        "timeframes",
+        "empty",
+        "counts_trades",
+        "size_decimals",
+        "close_delay_ms",
+        "completion_wait_ms",
+        "stats",
+        "mismatches",
+        "_ps",
+        "_vs",
+        "_qs",
+        "_tfms",
+        "_off",
+        "_next",
+        "_acc",
+        "_queue",
+        "_recent",
+        "_xpending",
+        "_blind",
+        "_started",
+        "_last",
+        "_mo",
+        "_me",
+        "_fe",
+        "_o",
+        "_h",
+        "_l",
+        "_c",
+        "_ots",
+        "_cts",
+        "_v",
+        "_q",
+        "_n",
+        "_longest",
+    )
+
+    def __init__(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        seed: Mapping[str, int | None] | None = None,
+        last_close: float | None = None,
+        empty: str = PREVIOUS_CLOSE,
+        counts_trades: bool = True,
+        price_decimals: int = 8,
+        size_decimals: int = 8,
+        close_delay_ms: int = 1000,
+        completion_wait_ms: int = 15_000,
+        timeframes: Iterable[str] = TIMEFRAMES,
+    ):
+        if empty not in EMPTY_RULES:
+            raise ValueError(f"empty must be one of {', '.join(EMPTY_RULES)}, not {empty!r}")
+        tfs = sorted(set(timeframes), key=lambda tf: TIMEFRAME_MS[tf])  # KeyError: unknown tf
+        seed = dict(seed or {})
+        unknown = set(seed) - set(TIMEFRAME_MS)
+        if unknown:
+            raise ValueError(f"unknown timeframe(s) in seed: {', '.join(sorted(unknown))}")
+        self.exchange = exchange
+        self.symbol = symbol
+        self.timeframes: tuple[str, ...] = tuple(tfs)
+        self.empty = empty
+        self.counts_trades = counts_trades
+        self.size_decimals = size_decimals
+        self.close_delay_ms = close_delay_ms
+        self.completion_wait_ms = completion_wait_ms
+        self._ps = 10**price_decimals
+        self._vs = 10**size_decimals
+        self._qs = self._ps * self._vs
+        self._tfms = [TIMEFRAME_MS[tf] for tf in tfs]
+        self._longest = max(self._tfms)
+        self._off: list[int] = []
+        self._next: list[int | None] = []
+        for tf, length in zip(tfs, self._tfms, strict=True):
+            last = seed.get(tf)
+            if last is None:
+                self._off.append(0)
+                self._next.append(None)
+                continue
+            off = last % length
+            if off % MINUTE_MS:
+                raise ValueError(f"{tf}: stored open time {last} is not on a minute boundary")
+            self._off.append(off)
+            self._next.append(last + length)
+        n = len(tfs)
+        #: per timeframe: the bar being merged from closed minutes
+        #: ``[open_time, o, h, l, c, v, q, n]`` (``n == 0``: no trade yet) or None
+        self._acc: list[list | None] = [None] * n
+        #: per timeframe: closed candles waiting to be handed on, ``[open, candle, ready, deadline]``
+        self._queue: list[deque] = [deque() for _ in range(n)]
+        #: per timeframe: our recently closed candles by open time (for the cross-check)
+        self._recent: list[dict[int, LiveCandle]] = [{} for _ in range(n)]
+        #: per timeframe: exchange closed candles that came before ours closed
+        self._xpending: list[dict[int, object]] = [{} for _ in range(n)]
+        self._blind: list[tuple[int, int]] = []
+        self._started = False
+        self._last = last_close
+        #: the current minute [_mo, _me); _fe == _me once it has a trade (fast path), else _mo
+        self._mo = 0
+        self._me = 0
+        self._fe = 0
+        self._o = self._h = self._l = self._c = 0.0
+        self._ots = self._cts = 0
+        self._v = self._q = self._n = 0
+        self.stats: dict[str, int] = {
+            "trades": 0,
+            "late_trades": 0,
+            "closed": 0,
+            "completed": 0,
+            "incomplete": 0,
+            "gaps": 0,
+            "checked": 0,
+            "mismatches": 0,
+            "exchange_unmatched": 0,
+        }
+        #: mismatches per timeframe
+        self.mismatches: dict[str, int] = {tf: 0 for tf in tfs}
+
+    # ------------------------------------------------------------------------------ input
+
+    def start(self, listen_from_ms: int) -> list:
+        """The trade feed is complete from ``listen_from_ms`` (exchange time) on. Candles that
+        begin earlier are incomplete; stored history that ends before the first one observed
+        is reported as a :class:`CandleGap`. Called implicitly by the first trade."""
+        if self._started:
+            raise RuntimeError("start() called twice")
+        self._started = True
+        self._blind.append((_NO_TS, listen_from_ms))
+        mo = _floor(listen_from_ms, MINUTE_MS, 0)
+        self._mo, self._me, self._fe = mo, mo + MINUTE_MS, mo
+        out: list = []
+        for i, tf in enumerate(self.timeframes):
+            length = self._tfms[i]
+            first = _floor(mo, length, self._off[i])
+            nxt = self._next[i]
+            if nxt is None:
+                self._next[i] = first
+            elif nxt < first:
+                out.append(CandleGap(self.exchange, self.symbol, tf, nxt, first - length))
+                self.stats["gaps"] += 1
+                self._next[i] = first
+        return out
+
+    def on_trade(self, ts_ms: int, price: float, size: float, count: int = 1) -> list | None:
+        """One trade (exchange time, price, base size; ``count`` trades it aggregates, e.g.
+        Binance aggTrade ``l - f + 1``). Returns ``None``, or the events when candles closed."""
+        if self._mo <= ts_ms < self._fe:
+            if price > self._h:
+                self._h = price
+            elif price < self._l:
+                self._l = price
+            if ts_ms >= self._cts:
+                self._c = price
+                self._cts = ts_ms
+            elif ts_ms < self._ots:
+                self._o = price
+                self._ots = ts_ms
+            vi = int(size * self._vs + 0.5)
+            self._v += vi
+            self._q += int(price * self._ps + 0.5) * vi
+            self._n += count
+            return None
+        return self._trade_slow(ts_ms, price, size, count)
+
+    def on_clock(self, now_ms: int) -> list:
+        """The exchange's time now (estimated). Closes the candles that ended at least
+        ``close_delay_ms`` ago and hands on incomplete ones whose wait is over."""
+        if not self._started:
+            return []
+        out: list = []
+        limit = now_ms - self.close_delay_ms
+        while self._me <= limit:
+            self._close_minute(out)
+        self._expire(now_ms, out)
+        return out
+
+    def on_exchange_candle(self, candle) -> list:
+        """An exchange kline (:class:`~p9cli.exchanges.venue.ExchangeCandle` or anything with
+        its fields; optional ``quote_volume``/``trades``). Forming bars are ignored; a closed
+        bar completes our incomplete candle of that interval or is cross-checked with ours."""
+        if not candle.closed:
+            return []
+        try:
+            i = self.timeframes.index(candle.timeframe)
+        except ValueError:
+            return []
+        t = candle.open_time
+        out: list = []
+        queue = self._queue[i]
+        for entry in queue:
+            if entry[0] == t:
+                if entry[2]:  # ready, waiting behind an incomplete one: cross-check
+                    self._check(i, entry[1], candle, out)
+                    return out
+                entry[1] = self._from_exchange(i, candle)
+                entry[2] = True
+                self.stats["completed"] += 1
+                self._flush(i, out)
+                return out
+        ours = self._recent[i].get(t)
+        if ours is not None:
+            self._check(i, ours, candle, out)
+            return out
+        acc = self._acc[i]
+        current = acc[0] if acc is not None else _floor(self._mo, self._tfms[i], self._off[i])
+        if self._started and t >= current:
+            pending = self._xpending[i]
+            pending[t] = candle
+            if len(pending) > 8:
+                del pending[min(pending)]
+            return out
+        self.stats["exchange_unmatched"] += 1
+        return out
+
+    def mark_incomplete(self, from_ms: int, to_ms: int) -> None:
+        """The feed missed trades in ``[from_ms, to_ms)`` (exchange time) that it cannot
+        replay: every candle overlapping that window that has not closed yet is incomplete."""
+        if to_ms > from_ms:
+            self._blind.append((from_ms, to_ms))
+
+    # ------------------------------------------------------------------------------ output
+
+    def forming(self, timeframe: str) -> LiveCandle | None:
+        """The forming candle of ``timeframe`` now (``closed=False``), or None before the first
+        trade when no price is known yet."""
+        if not self._started:
+            return None
+        i = self.timeframes.index(timeframe)
+        length, off = self._tfms[i], self._off[i]
+        acc = self._acc[i]
+        bo = _floor(self._mo, length, off)
+        if bo < self._next[i]:  # this minute belongs to a stored candle
+            return None
+        if acc is not None and acc[7]:
+            o, h, lo, c, v, q, n = acc[1:8]
+            if self._fe == self._me:
+                h, lo, c = max(h, self._h), min(lo, self._l), self._c
+                v, q, n = v + self._v, q + self._q, n + self._n
+        elif self._fe == self._me:
+            o, h, lo, c, v, q, n = self._o, self._h, self._l, self._c, self._v, self._q, self._n
+        elif self._last is not None:
+            o = h = lo = c = self._last
+            v = q = n = 0
+        else:
+            return None
+        return LiveCandle(
+            self.exchange, self.symbol, timeframe, bo, o, h, lo, c, v / self._vs, q / self._qs,
+            n if self.counts_trades else None, False, not self._blind_overlaps(bo, bo + length),
+        )
+
+    def forming_all(self) -> dict[str, LiveCandle | None]:
+        return {tf: self.forming(tf) for tf in self.timeframes}
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _trade_slow(self, ts: int, price: float, size: float, count: int) -> list | None:
+        out: list = []
+        if not self._started:
+            out += self.start(ts)
+        if ts < self._mo:
+            self.stats["late_trades"] += 1
+            return out or None
+        while ts >= self._me:
+            self._close_minute(out)
+        if self._fe == self._mo:  # first trade of the current minute
+            self._o = self._h = self._l = self._c = price
+            self._ots = self._cts = ts
+            vi = int(size * self._vs + 0.5)
+            self._v = vi
+            self._q = int(price * self._ps + 0.5) * vi
+            self._n = count
+            self._fe = self._me
+        else:  # unreachable: the fast path takes every trade of a minute that has one
+            raise AssertionError("trade in the current minute reached the slow path")
+        self._expire(ts, out)
+        return out or None
+
+    def _close_minute(self, out: list) -> None:
+        mo, me = self._mo, self._me
+        has = self._fe == me
+        if has:
+            o, h, lo, c, v, q, n = self._o, self._h, self._l, self._c, self._v, self._q, self._n
+            self.stats["trades"] += n
+        for i in range(len(self._tfms)):
+            length = self._tfms[i]
+            bo = mo - (mo - self._off[i]) % length
+            if bo < self._next[i]:
+                continue
+            acc = self._acc[i]
+            if acc is None:
+                acc = self._acc[i] = [bo, 0.0, 0.0, 0.0, 0.0, 0, 0, 0]
+            if has:
+                if acc[7]:
+                    if h > acc[2]:
+                        acc[2] = h
+                    if lo < acc[3]:
+                        acc[3] = lo
+                    acc[4] = c
+                    acc[5] += v
+                    acc[6] += q
+                    acc[7] += n
+                else:
+                    acc[1:8] = o, h, lo, c, v, q, n
+            if me == bo + length:
+                self._acc[i] = None
+                self._close_bar(i, acc, out)
+        if has:
+            self._last = c
+        self._mo, self._me, self._fe = me, me + MINUTE_MS, me
+        self._v = self._q = self._n = 0
+        if self._blind and self._blind[0][1] < mo - 2 * self._longest:
+            self._blind = [w for w in self._blind if w[1] >= mo - 2 * self._longest]
+
+    def _close_bar(self, i: int, acc: list, out: list) -> None:
+        tf, length = self.timeframes[i], self._tfms[i]
+        bo = acc[0]
+        self._next[i] = bo + length
+        complete = not self._blind_overlaps(bo, bo + length)
+        counts = self.counts_trades
+        candle: LiveCandle | None
+        if acc[7]:
+            candle = LiveCandle(
+                self.exchange, self.symbol, tf, bo, acc[1], acc[2], acc[3], acc[4],
+                acc[5] / self._vs, acc[6] / self._qs, acc[7] if counts else None, True, complete,
+            )  # fmt: skip
+        elif complete and self._last is not None:
+            if self.empty == OMIT:
+                self._xpending[i].pop(bo, None)
+                return
+            p = self._last
+            candle = LiveCandle(
+                self.exchange, self.symbol, tf, bo, p, p, p, p, 0.0, 0.0, 0 if counts else None, True, True
+            )
+        else:  # nothing observed, or no price to fill an empty interval with
+            candle = None
+            complete = False
+        exchange_bar = self._xpending[i].pop(bo, None)
+        queue = self._queue[i]
+        if complete:
+            self._remember(i, candle)
+            if exchange_bar is not None:
+                self._check(i, candle, exchange_bar, out)
+            if queue:
+                queue.append([bo, candle, True, 0])
+            else:
+                self.stats["closed"] += 1
+                out.append(candle)
+            return
+        if exchange_bar is not None:
+            queue.append([bo, self._from_exchange(i, exchange_bar), True, 0])
+            self.stats["completed"] += 1
+        else:
+            queue.append([bo, candle, False, bo + length + self.close_delay_ms + self.completion_wait_ms])
+            out.append(CompletionWanted(self.exchange, self.symbol, tf, bo))
+        self._flush(i, out)
+
+    def _flush(self, i: int, out: list) -> None:
+        """Hand on the ready candles at the head of timeframe ``i``'s queue."""
+        queue = self._queue[i]
+        while queue and queue[0][2]:
+            candle = queue.popleft()[1]
+            self._remember(i, candle)
+            self.stats["closed"] += 1
+            out.append(candle)
+
+    def _expire(self, now: int, out: list) -> None:
+        for i, queue in enumerate(self._queue):
+            while queue and not queue[0][2] and queue[0][3] <= now:
+                bo, candle = queue.popleft()[:2]
+                if candle is None:
+                    tf = self.timeframes[i]
+                    out.append(CandleGap(self.exchange, self.symbol, tf, bo, bo))
+                    self.stats["gaps"] += 1
+                else:
+                    self.stats["incomplete"] += 1
+                    self.stats["closed"] += 1
+                    out.append(candle)
+                    log.warning(
+                        "%s %s %s candle %d handed on incomplete: no exchange candle within %d ms",
+                        self.exchange, self.symbol, self.timeframes[i], bo, self.completion_wait_ms,
+                    )  # fmt: skip
+                self._flush(i, out)
+
+    def _from_exchange(self, i: int, x) -> LiveCandle:
+        qv = getattr(x, "quote_volume", None)
+        n = getattr(x, "trades", None)
+        return LiveCandle(
+            self.exchange, self.symbol, self.timeframes[i], x.open_time, x.open, x.high, x.low, x.close,
+            x.volume, math.nan if qv is None else qv, n if self.counts_trades else None, True, True,
+            FROM_EXCHANGE,
+        )  # fmt: skip
+
+    def _remember(self, i: int, candle: LiveCandle) -> None:
+        recent = self._recent[i]
+        recent[candle.open_time] = candle
+        if len(recent) > 4:
+            del recent[min(recent)]
+
+    def _check(self, i: int, ours: LiveCandle, x, out: list) -> None:
+        if ours.source == FROM_EXCHANGE:
+            return
+        self.stats["checked"] += 1
+        if not ours.complete:
+            return
+        d = self.size_decimals
+        a = (ours.open, ours.high, ours.low, ours.close, ours.volume)
+        b = (x.open, x.high, x.low, x.close, x.volume)
+        bad = tuple(
+            name
+            for name, u, w in zip(("open", "high", "low", "close"), a, b, strict=False)
+            if u != w
+        )
+        if round(a[4], d) != round(b[4], d):
+            bad += ("volume",)
+        if not bad:
+            return
+        tf = self.timeframes[i]
+        self.stats["mismatches"] += 1
+        self.mismatches[tf] += 1
+        out.append(CandleMismatch(self.exchange, self.symbol, tf, ours.open_time, bad, a, b))
+        log.warning(
+            "%s %s %s candle %d differs from the exchange's in %s: ours %s, exchange %s",
+            self.exchange, self.symbol, tf, ours.open_time, ",".join(bad), a, b,
+        )  # fmt: skip
+
+    def _blind_overlaps(self, start: int, end: int) -> bool:
+        return any(a < end and start < b for a, b in self._blind)
