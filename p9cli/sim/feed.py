@@ -291,6 +291,8 @@ class LiveFeed:
         self.conns: dict[Conn, None] = {}
         #: exchange -> callable(conn, loop_now) run every HOUSEKEEPING_SECONDS per connection
         self.housekeepers: dict[str, Any] = {}
+        #: exchange -> ShutdownNotice: its announced-shutdown message (Binance serverShutdown, OKX 64008)
+        self.notices: dict[str, ShutdownNotice] = {}
         self.instruments: dict[tuple[str, str], Any] = {}
         #: the model's trades, served from cached whole minutes (identical rows)
         self.market = TradeCache(sim.model)
@@ -494,9 +496,42 @@ class LiveFeed:
                 conn.state.count("fault.ws_drop_every_seconds")
                 conn.abort()
                 continue
+            notice = self.notices.get(conn.exchange)
+            if notice is not None and notice.check(conn, loop_now):
+                continue
             keeper = self.housekeepers.get(conn.exchange)
             if keeper is not None:
                 keeper(conn, loop_now)
+
+
+class ShutdownNotice:
+    """An exchange's announced shutdown as a fault: ``every`` (a FaultSettings field name, wall
+    seconds) after a connection opened it gets ``frame(conn)`` once (counted as
+    ``fault.<every>``); ``grace`` (a field name, seconds) later it is closed with a close frame
+    (1001, counted as ``ws.notice_closes``). Data keeps flowing during the grace period, as on
+    the real exchanges, so a client can open the replacement connection first."""
+
+    def __init__(self, every: str, grace: str, frame: Callable[[Conn], bytes]):
+        self.every = every
+        self.grace = grace
+        self.frame = frame
+
+    def check(self, conn: Conn, loop_now: float) -> bool:
+        """True when ``conn`` was closed."""
+        faults = conn.state.faults
+        at = conn.extra.get("notice_at")
+        if at is None:
+            t = getattr(faults, self.every)
+            if t > 0 and loop_now - conn.opened >= t and not conn.stalled:
+                conn.extra["notice_at"] = loop_now
+                conn.state.count(f"fault.{self.every}")
+                conn.push(self.frame(conn), CONTROL)
+            return False
+        if loop_now - at >= getattr(faults, self.grace):
+            conn.state.count("ws.notice_closes")
+            conn.close(1001, "service upgrade")
+            return True
+        return False
 
 
 async def serve_messages(

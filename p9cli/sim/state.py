@@ -84,6 +84,11 @@ class FaultSettings(Settings):
     depth_gap_every: int = 0  # every Nth book update skips a sequence id (Binance U/u, Bybit u, OKX seqId)
     okx_bad_checksum_every: int = 0  # every Nth OKX `books` update carries a wrong checksum
     bybit_reset_every_seconds: float = 0.0  # Bybit: send a `u=1` snapshot (service restart) every T s
+    # announced shutdowns: the notice T (wall) s after a connection opened, the close after the grace
+    binance_server_shutdown_every_seconds: float = 0.0  # Binance `{"e":"serverShutdown","E":..}`
+    binance_server_shutdown_grace_seconds: float = 600.0  # third parties: ~10 minutes before the close
+    okx_notice_every_seconds: float = 0.0  # OKX `{"event":"notice","code":"64008",..}` (service upgrade)
+    okx_notice_grace_seconds: float = 60.0  # OKX docs: ~60 s before the forced disconnect
     # -- REST --
     rest_429_every: int = 0  # every Nth REST request answers the exchange's rate-limit error
     rest_5xx_every: int = 0  # every Nth REST request answers HTTP 503 (502/504 variants rotate)
@@ -171,7 +176,8 @@ class ExchangeState:
     * ``limit.bans`` — Binance 418 answers (a request sent while told to wait);
     * ``fault.<name>`` — each injected fault that fired, by FaultSettings field name;
     * ``ws.connections`` / ``ws.open`` (gauge) / ``ws.frames_sent`` / ``ws.messages_received``;
-    * ``ws.keepalive_closes`` — connections closed for a missing pong / silence.
+    * ``ws.keepalive_closes`` — connections closed for a missing pong / silence;
+    * ``ws.notice_closes`` — connections closed at the end of a shutdown notice's grace period.
     """
 
     name: str

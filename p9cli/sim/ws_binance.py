@@ -27,6 +27,9 @@ ping frame every ``ping_interval`` s carrying a payload; a connection that has n
 ping with the same payload within ``pong_timeout`` s is closed; more than
 ``max_incoming_per_second`` frames received in one second closes the connection (code 1008);
 at most ``max_streams`` streams per connection; connections live ``lifetime`` s at most.
+The fault ``binance_server_shutdown_every_seconds`` sends ``serverShutdown`` (combined:
+``{"stream":"!serverShutdown","data":..}``) and closes the connection after
+``binance_server_shutdown_grace_seconds``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from p9cli.sim.feed import (
     BarTopic,
     Conn,
     LiveFeed,
+    ShutdownNotice,
     Topic,
     last_trade_id,
     serve_messages,
@@ -483,6 +487,18 @@ def _pong(conn: Conn, payload: bytes) -> None:
         conn.extra["pong_deadline"] = min(pending.values()) + SETTINGS.pong_timeout if pending else None
 
 
+def server_shutdown_frame(conn: Conn) -> bytes:
+    """``{"e":"serverShutdown","E":<ms>}`` (Doc, web-socket-streams.md); on a combined
+    connection wrapped under the stream name ``!serverShutdown``."""
+    event = b'{"e":"serverShutdown","E":%d}' % conn.feed.now_ms
+    return b'{"stream":"!serverShutdown","data":' + event + b"}" if conn.combined else event
+
+
+SERVER_SHUTDOWN = ShutdownNotice(
+    "binance_server_shutdown_every_seconds", "binance_server_shutdown_grace_seconds", server_shutdown_frame
+)
+
+
 # ---------------------------------------------------------------------- handlers
 def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
     """Add the WebSocket routes to the Binance app (``server.py`` calls this)."""
@@ -512,6 +528,7 @@ async def _serve(
     ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
     await ws.prepare(request)
     feed.housekeepers[EXCHANGE] = housekeep
+    feed.notices[EXCHANGE] = SERVER_SHUTDOWN
     conn = feed.open_conn(EXCHANGE, ws, request, conn_id="")
     conn.combined = combined
     session = BinanceSession(feed, conn)

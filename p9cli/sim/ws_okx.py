@@ -26,7 +26,9 @@ Levels are ``[px, sz, "0", orders]``. Limits (:data:`SETTINGS`, env ``P9_SIM_OKX
 connection is closed with code 4004 when nothing was received from the client and nothing
 pushed for ``idle_seconds``; more than ``max_new_connections_per_second`` new connections per
 second from one IP are refused with HTTP 429; more than ``max_subscribes_per_hour``
-(un)subscribe requests on a connection answer error 60014.
+(un)subscribe requests on a connection answer error 60014. The fault
+``okx_notice_every_seconds`` sends ``{"event":"notice","code":"64008","msg":..,"connId":..}``
+and closes the connection after ``okx_notice_grace_seconds``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,17 @@ import orjson
 from aiohttp import WSMessage, WSMsgType, web
 
 from p9cli.sim.book import trade_tuples
-from p9cli.sim.feed import DATA, OKX_BOOK_UPDATE, BarTopic, Conn, LiveFeed, Topic, serve_messages, side_diff
+from p9cli.sim.feed import (
+    DATA,
+    OKX_BOOK_UPDATE,
+    BarTopic,
+    Conn,
+    LiveFeed,
+    ShutdownNotice,
+    Topic,
+    serve_messages,
+    side_diff,
+)
 from p9cli.sim.instruments import INTERVALS
 from p9cli.sim.okx_checksum import okx_checksum
 from p9cli.sim.state import ExchangeState, Simulator
@@ -378,6 +390,17 @@ async def handle_text(feed: LiveFeed, conn: Conn, text: str, business: bool) -> 
             await conn.send(_ack(conn, "unsubscribe", echo, req_id))
 
 
+#: OKX error code 64008 (Doc, WebSocket error codes): the connection closes soon for a service upgrade
+SERVICE_UPGRADE_MSG = "The connection will soon be closed for a service upgrade. Please reconnect."
+
+
+def notice_frame(conn: Conn) -> bytes:
+    return orjson.dumps({"event": "notice", "code": "64008", "msg": SERVICE_UPGRADE_MSG, "connId": conn.conn_id})
+
+
+SERVICE_UPGRADE = ShutdownNotice("okx_notice_every_seconds", "okx_notice_grace_seconds", notice_frame)
+
+
 def housekeep(conn: Conn, loop_now: float) -> None:
     if loop_now - max(conn.last_recv, conn.last_push) >= SETTINGS.idle_seconds:
         conn.state.count("ws.keepalive_closes")
@@ -407,6 +430,7 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> None:
         ws = web.WebSocketResponse(autoping=True, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         feed.housekeepers[EXCHANGE] = housekeep
+        feed.notices[EXCHANGE] = SERVICE_UPGRADE
         conn = feed.open_conn(EXCHANGE, ws, request, conn_id=secrets.token_hex(4))
 
         async def on_message(msg: WSMessage) -> None:
