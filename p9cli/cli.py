@@ -173,9 +173,9 @@ def analyze(
     2 bad input.
     """
     settings = _settings(locals())
-    from p9cli.analyze import run_analyze
+    from p9cli.services import analyze as service
 
-    raise typer.Exit(_run(run_analyze, settings, plot=plot, plot_timeframe=plot_timeframe))
+    raise typer.Exit(_run(service.run, settings, plot=plot, plot_timeframe=plot_timeframe))
 
 
 @app.command("sim")

@@ -41,8 +41,10 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from p9cli.analysis.candles import Candles  # noqa: E402
 from p9cli.analysis.context import analyze_timeframe, build_structure  # noqa: E402
-from p9cli.analyze import load_symbol, run_analyze  # noqa: E402
 from p9cli.config import load_settings  # noqa: E402
+from p9cli.services.analyze import load_pair  # noqa: E402
+from p9cli.services.analyze import run as run_analyze  # noqa: E402
+from p9cli.store import DataStore  # noqa: E402
 from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS, TIMEFRAMES  # noqa: E402
 
 TARGET_UNIVERSE_S = 1.0
@@ -183,7 +185,7 @@ def main() -> int:
 
         settings = load_settings({"data_dir": str(data_dir)}, env={})
         pairs = [(ex, sym) for ex in EXCHANGES for sym in SYMBOLS]
-        candles = {p: load_symbol(settings, *p) for p in pairs}
+        candles = {p: load_pair(DataStore(data_dir), *p, TIMEFRAMES) for p in pairs}
         now = START_MS
 
         def universe():

@@ -16,12 +16,15 @@ from analysis_candles import simulator_candles, synthetic_candles, write_history
 from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
-from p9cli.analyze import read_candles, run_analyze
 from p9cli.cli import app
 from p9cli.config import load_settings
 from p9cli.errors import P9Error
 from p9cli.history.service import run_fetch_history
+from p9cli.services.analyze import load_pair
+from p9cli.services.analyze import run as run_analyze
 from p9cli.sim.testing import SimThread
+from p9cli.store import DataStore, read_series_file
+from p9cli.universe import TIMEFRAMES
 
 TFS = ("1d", "4h", "1h", "15m")
 ENV = {"P9_TIMEFRAMES": ",".join(TFS), "P9_DEBUG": ""}
@@ -65,19 +68,17 @@ def test_writes_one_valid_document_per_symbol(data_dir, schema_validator):
     assert not any(p.name.endswith(".tmp") for p in (data_dir / "context").rglob("*"))
 
 
-def test_missing_file_fails_only_its_symbol(data_dir):
-    missing = data_dir / "history" / "okx" / "eth" / "4h.parquet"
-    missing.unlink()
+def test_a_missing_timeframe_is_named_in_the_document_not_a_failure(data_dir):
+    """Issue 8 item 2: analyse what exists; the document says which timeframes are absent."""
+    (data_dir / "history" / "okx" / "eth" / "4h.parquet").unlink()
     res = invoke("--data-dir", str(data_dir), "--exchanges", "binance,okx", "--symbols", "btc,eth")
-    assert res.exit_code == 1
-    bad = [ln for ln in res.output.splitlines() if ln.startswith("p9: ")]
-    assert len(bad) == 1, res.output
-    assert str(missing) in bad[0]
-    assert f"run `p9 fetch-history --exchanges okx --symbols eth --data-dir {data_dir}`" in bad[0]
-    assert "Traceback" not in res.output
-    assert not context_file(data_dir, "okx", "eth").exists()
+    assert res.exit_code == 0, res.output
+    assert not [ln for ln in res.output.splitlines() if ln.startswith("p9: ")]
+    doc = json.loads(context_file(data_dir, "okx", "eth").read_text())
+    assert list(doc["timeframes"]) == ["1d", "1h", "15m"] and doc["missing_timeframes"] == ["4h"]
+    assert "okx eth: wrote" in res.output and "no history for 4h" in res.output
     for ex, sym in (("binance", "btc"), ("binance", "eth"), ("okx", "btc")):
-        assert context_file(data_dir, ex, sym).exists()
+        assert json.loads(context_file(data_dir, ex, sym).read_text())["missing_timeframes"] == []
 
 
 @pytest.mark.parametrize(
@@ -103,6 +104,10 @@ def test_corrupt_file_fails_with_one_line_and_keeps_the_old_document(data_dir, d
     assert context_file(data_dir, "binance", "eth").exists()
 
 
+def read_candles(path, exchange, symbol, timeframe=""):
+    return read_series_file(path, exchange, symbol, timeframe).candles
+
+
 def test_bad_contents_are_named(tmp_path):
     c = synthetic_candles("1h", 50, seed=1)
     path = tmp_path / "h.parquet"
@@ -114,9 +119,10 @@ def test_bad_contents_are_named(tmp_path):
         read_candles(path, "binance", "btc")
     # no rows
     assert len(c.tail(0)) == 0
-    write_history(path, c.tail(0), "binance", "btc", "1h")
+    store = DataStore(tmp_path)
+    write_history(store.series_path("binance", "btc", "1h"), c.tail(0), "binance", "btc", "1h")
     with pytest.raises(P9Error, match="holds no candles"):
-        read_candles(path, "binance", "btc")
+        load_pair(store, "binance", "btc", ("1h",))
     # a low above the close
     bad = c.__class__(*(getattr(c, f).copy() for f in c.__dataclass_fields__))
     bad.low[10] = bad.close[10] + 1
@@ -148,8 +154,7 @@ def test_reads_what_it_wrote_exactly(tmp_path):
     c = synthetic_candles("5m", 120, seed=8)
     path = write_history(tmp_path / "x.parquet", c, "okx", "sol", "5m")
     back = read_candles(path, "okx", "sol")
-    for f in c.__dataclass_fields__:
-        assert (getattr(back, f) == getattr(c, f)).all(), f
+    assert back.equals(c)
 
 
 def test_simulator_history_end_to_end(tmp_path, schema_validator):
@@ -185,12 +190,13 @@ def test_bad_options_exit_2_without_work(data_dir):
     assert not (data_dir / "context").exists()
 
 
-def test_unwritable_context_dir_is_one_line(data_dir):
+def test_unwritable_context_dir_is_one_line_exit_2(data_dir):
     (data_dir / "context").write_text("a file where the directory should be")
     res = invoke("--data-dir", str(data_dir), "--exchanges", "binance", "--symbols", "btc")
-    assert res.exit_code == 1
-    bad = [ln for ln in res.output.splitlines() if ln.startswith("p9: ")]
-    assert len(bad) == 1 and "cannot write" in bad[0] and "Traceback" not in res.output
+    assert res.exit_code == 2
+    bad = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(bad) == 1 and "is a file, not a directory" in bad[0] and "Traceback" not in res.output
+    assert (data_dir / "context").read_text() == "a file where the directory should be"
 
 
 def test_rich_output_on_a_terminal(data_dir, capsys):
@@ -291,16 +297,16 @@ def test_a_failed_chart_is_one_line_and_other_symbols_complete(data_dir):
 def test_plot_reads_each_history_file_once(data_dir, monkeypatch):
     """The chart draws the candles the document was built from (no second read of its file);
     a plot timeframe outside the analysed ones is read on its own."""
-    import p9cli.analyze as analyze_module
+    import p9cli.store as store_module
 
     reads: list[str] = []
-    real = analyze_module.pq.read_table
+    real = store_module.pq.read_table
 
     def counting(path, *a, **kw):
         reads.append(Path(path).name)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(analyze_module.pq, "read_table", counting)
+    monkeypatch.setattr(store_module.pq, "read_table", counting)
     res = invoke(
         "--data-dir",
         str(data_dir),
@@ -330,3 +336,132 @@ def test_plot_reads_each_history_file_once(data_dir, monkeypatch):
     assert res.exit_code == 0, res.output
     assert sorted(reads) == ["1d.parquet", "1h.parquet", "4h.parquet"]
     assert context_file(data_dir, "okx", "btc").with_suffix(".png").stat().st_size > 10_000
+
+
+# -- issue 8: analyse what exists, say what is missing, no dead ends, no stale output looking fresh --
+
+EVERY_TF = {"P9_TIMEFRAMES": ""}  # the default: all 11 timeframes
+
+
+def p9_lines(output: str) -> list[str]:
+    return [ln for ln in output.splitlines() if ln.startswith("p9: ")]
+
+
+def test_after_the_readme_quick_start_analyze_exits_0(tmp_path):
+    """README quick start: `fetch-history --symbols btc,eth` (3 exchanges x 11 timeframes), then
+    `analyze --symbols btc,eth --plot` and a bare `analyze`: every pair written, exit 0."""
+    write_universe(tmp_path, ["binance", "bybit", "okx"], ["btc", "eth"], TIMEFRAMES, count=120)
+    res = invoke("--data-dir", str(tmp_path), "--symbols", "btc,eth", "--plot", env=EVERY_TF)
+    assert res.exit_code == 0, res.output
+    assert not p9_lines(res.output)
+    for ex in ("binance", "bybit", "okx"):
+        for sym in ("btc", "eth"):
+            doc = json.loads(context_file(tmp_path, ex, sym).read_text())
+            assert list(doc["timeframes"]) == list(TIMEFRAMES) and doc["missing_timeframes"] == []
+            assert context_file(tmp_path, ex, sym).with_suffix(".png").stat().st_size > 10_000
+    res = invoke("--data-dir", str(tmp_path), env=EVERY_TF)
+    assert res.exit_code == 0, res.output
+    head = res.output.splitlines()[0]
+    assert head.startswith(f"analyze: 6 pair(s) with history under {tmp_path}/history; none for binance sol")
+    assert res.output.strip().splitlines()[-1].startswith("analyze: 6/6 written")
+
+
+def test_after_fetching_two_timeframes_the_documents_name_the_missing_ones(tmp_path):
+    """README: `fetch-history --symbols btc,eth --exchanges binance,okx --timeframes 1h,4h`, then
+    `analyze`: exit 0, documents from 4h and 1h naming the nine absent timeframes."""
+    write_universe(tmp_path, ["binance", "okx"], ["btc", "eth"], ("4h", "1h"), count=120)
+    res = invoke("--data-dir", str(tmp_path), env=EVERY_TF)
+    assert res.exit_code == 0, res.output
+    assert not p9_lines(res.output)
+    absent = [tf for tf in TIMEFRAMES if tf not in ("4h", "1h")]
+    for ex in ("binance", "okx"):
+        for sym in ("btc", "eth"):
+            doc = json.loads(context_file(tmp_path, ex, sym).read_text())
+            assert list(doc["timeframes"]) == ["4h", "1h"]
+            assert doc["missing_timeframes"] == absent
+            assert f"{ex} {sym}: wrote" in res.output
+    assert f"no history for {','.join(absent)}" in res.output
+    assert not (tmp_path / "context" / "bybit").exists()
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["empty-dir", "no-dir"])
+def test_no_history_is_one_line_exit_2(tmp_path, exists):
+    data = tmp_path / "data"
+    if exists:
+        data.mkdir()
+    res = invoke("--data-dir", str(data), env=EVERY_TF)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"p9: no history under {data}/history; run `p9 fetch-history --data-dir {data}`"
+    ]
+    assert list(tmp_path.rglob("*")) == ([data] if exists else [])  # nothing created
+
+
+def test_history_of_other_timeframes_only_is_one_line_exit_2(tmp_path):
+    write_universe(tmp_path, ["okx"], ["sol"], ("1h",), count=50)
+    res = invoke("--data-dir", str(tmp_path), env={"P9_TIMEFRAMES": "1m,5m"})
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"p9: no 5m,1m history under {tmp_path}/history (it has 1h); "
+        f"run `p9 fetch-history --timeframes 5m,1m --data-dir {tmp_path}`"
+    ]
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_exit_2_without_a_fetch_hint(tmp_path):
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    res = invoke("--data-dir", str(blocker), env=EVERY_TF)
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"p9: data directory {blocker} is not a directory"]
+    assert blocker.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_context_files_follow_the_umask(data_dir, umask, mode):
+    old = os.umask(umask)
+    try:
+        res = invoke("--data-dir", str(data_dir), "--exchanges", "okx", "--symbols", "btc", "--plot")
+        assert res.exit_code == 0, res.output
+        (data_dir / "history" / "okx" / "btc" / "1d.parquet").write_bytes(b"broken")
+        assert invoke("--data-dir", str(data_dir), "--exchanges", "okx", "--symbols", "btc").exit_code == 1
+    finally:
+        os.umask(old)
+    folder = data_dir / "context" / "okx"
+    assert sorted(p.name for p in folder.iterdir()) == ["btc.failed.json", "btc.json", "btc.png"]
+    for p in folder.iterdir():
+        assert p.stat().st_mode & 0o777 == mode, p
+
+
+def test_a_failed_pair_keeps_its_old_files_marked_stale_until_it_succeeds(data_dir):
+    args = ("--data-dir", str(data_dir), "--exchanges", "binance", "--symbols", "btc,eth", "--plot")
+    assert invoke(*args).exit_code == 0
+    folder = data_dir / "context" / "binance"
+    before = {n: (folder / n).read_bytes() for n in ("btc.json", "btc.png")}
+    target = data_dir / "history" / "binance" / "btc" / "4h.parquet"
+    good = target.read_bytes()
+    target.write_bytes(b"not parquet")
+    res = invoke(*args)
+    assert res.exit_code == 1
+    (line,) = p9_lines(res.output)
+    assert str(target) in line and "(previous btc.json and btc.png kept, marked stale by btc.failed.json)" in line
+    assert {n: (folder / n).read_bytes() for n in before} == before  # kept as they were
+    marker = json.loads((folder / "btc.failed.json").read_text())
+    assert marker["schema"] == "p9.analyze-failure/1" and marker["exchange"] == "binance"
+    assert marker["base"] == "btc" and str(target) in marker["error"]
+    assert marker["stale_files"] == ["btc.json", "btc.png"]
+    assert not (folder / "eth.failed.json").exists()
+    target.write_bytes(good)
+    assert invoke(*args).exit_code == 0
+    assert not (folder / "btc.failed.json").exists()
+    assert (folder / "btc.json").read_bytes() != before["btc.json"]
+
+
+def test_without_plot_an_old_chart_is_removed_and_said(data_dir):
+    args = ("--data-dir", str(data_dir), "--exchanges", "okx", "--symbols", "eth")
+    assert invoke(*args, "--plot").exit_code == 0
+    png = context_file(data_dir, "okx", "eth").with_suffix(".png")
+    assert png.exists()
+    res = invoke(*args)
+    assert res.exit_code == 0, res.output
+    assert not png.exists()
+    assert "removed the outdated chart eth.png (drawn from the previous document; --plot redraws it)" in res.output
