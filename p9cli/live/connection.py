@@ -77,6 +77,8 @@ class Link:
         self.handed_valid: dict[str, bool] = {}
         #: symbol -> the machine's resync counters already added to the feed's statistics
         self.seen_resyncs: dict[str, dict] = {}
+        #: symbol -> the exchange's cross sequence of the book's last message (Bybit ``seq``)
+        self.book_seq: dict[str, int] = {}
         #: set when every book of this link is valid (or it carries no books)
         self.ready = asyncio.Event()
         #: set when the link should be replaced (server notice, max age); ``replace_cause`` why

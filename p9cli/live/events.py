@@ -50,7 +50,7 @@ class BookState(msgspec.Struct, gc=False):
     """A book state that is provably in sync, handed on after every change.
 
     ``update_id`` is the exchange's own id of this state (Binance ``u``/``lastUpdateId``, Bybit
-    ``u``, OKX ``seqId``). ``ts_ms`` the exchange's time of the last message applied,
+    ``u``, OKX ``seqId``); ``seq`` Bybit's cross sequence ``seq`` of the same state. ``ts_ms`` the exchange's time of the last message applied,
     ``recv_ms`` when it was received. ``book`` is the live book itself (an
     :class:`p9cli.exchanges.book.OrderBook`): read it inside the handler (e.g. ``state.top(20)``)
     and copy what you keep — it changes with the next update."""
@@ -64,6 +64,8 @@ class BookState(msgspec.Struct, gc=False):
     bid_size: float
     ask: float
     ask_size: float
+    #: the exchange's cross sequence of this state where it sends one (Bybit ``seq``), else None
+    seq: int | None = None
     book: object = None
 
     def top(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

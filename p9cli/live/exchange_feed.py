@@ -84,8 +84,10 @@ class FeedOptions:
     trade_settle_s: float = 3.0
     #: subscribe to the exchange's own candle stream (cross-check of live candles)
     exchange_candles: bool = True
-    #: housekeeping period (stats, trade holes, candle clock)
+    #: housekeeping period (stats, trade holes)
     tick_s: float = 1.0
+    #: how often live candles are offered the (estimated) exchange clock
+    candle_tick_s: float = 0.25
 
 
 class ExchangeFeed:
@@ -109,7 +111,8 @@ class ExchangeFeed:
         self.options = o = options or FeedOptions()
         self.clock = clock
         self.connector = connector or websockets_connector()
-        self.candles = candles
+        #: symbol -> live-candle builder (p9cli.live.candles.CandleBuilder) or absent
+        self.candles: dict = dict(candles or {})
         self.plans = venue.connection_plan(ws_url, list(self.symbols), candles=o.exchange_candles)
         self.stats = FeedStats(venue.name)
         self.stats.books_total = sum(len(p.symbols) for p in self.plans if BOOKS in p.carries)
@@ -147,6 +150,8 @@ class ExchangeFeed:
         """Run until cancelled."""
         tasks = [asyncio.ensure_future(self._slot(i, p)) for i, p in enumerate(self.plans)]
         tasks.append(asyncio.ensure_future(self._housekeeping()))
+        if self.candles:
+            tasks.append(asyncio.ensure_future(self._candle_clock()))
         if self.rest is not None:
             tasks.append(asyncio.ensure_future(self.rest.run()))
         self._tasks = tasks
@@ -280,6 +285,8 @@ class ExchangeFeed:
                 tape = self.tapes.get(symbol)
                 if tape is not None and tape.last_seq is None:
                     tape.blind_intervals += 1
+                    if tape.blind_from is None and tape.last_ts:
+                        tape.blind_from = tape.last_ts
                     self.stats.trade_blind_intervals += 1
 
     # ------------------------------------------------------------------ frames
@@ -302,6 +309,10 @@ class ExchangeFeed:
                 self._on_book(link, event, recv_ms)
             elif kind is ExchangeCandle:
                 self._emit(event)
+                builder = self.candles.get(event.symbol)
+                if builder is not None:
+                    for update in builder.on_exchange_candle(event):
+                        self._emit(update)
             elif kind is Notice:
                 self._on_notice(link, event)
             elif kind is Malformed:
@@ -315,34 +326,45 @@ class ExchangeFeed:
         stats = self.stats
         stats.lag(trade.ts_ms, recv_ms)
         holes = len(tape.holes)
-        if not tape.admit(trade.trade_id, trade.id_first, trade.id_last, self.clock.monotonic()):
+        if not tape.admit(trade.trade_id, trade.id_first, trade.id_last, self.clock.monotonic(), trade.ts_ms):
             stats.trades_duplicate += 1
             return
         if _HAS_RECV_MS:
             trade.recv_ms = recv_ms
         stats.trades += 1
         self._emit(trade)
-        if self.candles is not None:
-            for update in self.candles.on_trade(trade):
-                self._emit(update)
+        builder = self.candles.get(trade.symbol)
+        if builder is not None:
+            if tape.blind_from is not None:
+                builder.mark_incomplete(tape.blind_from, trade.ts_ms)
+            self._candles_in(builder, trade)
+        tape.blind_from = None
         if len(tape.holes) > holes and self.rest is not None:
-            first, last, _ = tape.holes[-1]
+            first, last = tape.holes[-1][0], tape.holes[-1][1]
             self.rest.want_replay(trade.symbol, first, last)
+
+    def _candles_in(self, builder, trade: Trade) -> None:
+        first, last = trade.id_first, trade.id_last
+        count = last - first + 1 if first is not None and last is not None else 1
+        out = builder.on_trade(trade.ts_ms, trade.price, trade.size, count)
+        if out:
+            for update in out:
+                self._emit(update)
 
     def _on_replay(self, symbol: str, trades: list) -> None:
         for trade in trades:
             tape = self.tapes.get(symbol)
             if tape is None:
                 return
-            if tape.admit(trade.trade_id, trade.id_first, trade.id_last, self.clock.monotonic()):
+            if tape.admit(trade.trade_id, trade.id_first, trade.id_last, self.clock.monotonic(), trade.ts_ms):
                 if _HAS_RECV_MS:
                     trade.recv_ms = self.clock.wall_ms()
                 self.stats.trades += 1
                 self.stats.trades_replayed += 1
                 self._emit(trade)
-                if self.candles is not None:
-                    for update in self.candles.on_trade(trade):
-                        self._emit(update)
+                builder = self.candles.get(symbol)
+                if builder is not None:
+                    self._candles_in(builder, trade)
 
     def _on_book(self, link: Link, event, recv_ms: int) -> None:
         m = link.books.get(event.symbol)
@@ -354,15 +376,19 @@ class ExchangeFeed:
         if ts is not None:
             stats.lag(ts, recv_ms)
         status = m.on_event(event)
-        self._after_book(link, event.symbol, m, status, ts, recv_ms)
+        self._after_book(link, event.symbol, m, status, ts, recv_ms, event.seq)
 
-    def _after_book(self, link: Link, symbol: str, m, status: str, ts_ms: int | None, recv_ms: int) -> None:
+    def _after_book(
+        self, link: Link, symbol: str, m, status: str, ts_ms: int | None, recv_ms: int, seq: int | None
+    ) -> None:
         if m.resyncs != link.seen_resyncs.get(symbol, {}):
             seen = link.seen_resyncs.get(symbol, {})
             for cause, n in m.resyncs.items():
                 for _ in range(n - seen.get(cause, 0)):
                     self.stats.resync(cause)
             link.seen_resyncs[symbol] = dict(m.resyncs)
+        if seq is not None:
+            link.book_seq[symbol] = seq
         if m.valid:
             if status == "stale":
                 return
@@ -370,7 +396,7 @@ class ExchangeFeed:
                 if not link.handed_valid.get(symbol):
                     link.handed_valid[symbol] = True
                     self._event(ev_.BOOK_SYNCED, symbol, detail=str(m.update_id))
-                self._hand_on_book(link, symbol, m, ts_ms, recv_ms)
+                self._hand_on_book(link, symbol, m, ts_ms, recv_ms, seq)
             elif not link.ready.is_set() and all(b.valid for b in link.books.values()):
                 link.ready.set()
             return
@@ -383,7 +409,9 @@ class ExchangeFeed:
         if m.wants_snapshot and self.rest is not None:
             self.rest.want_snapshot(link, symbol)
 
-    def _hand_on_book(self, link: Link, symbol: str, m, ts_ms: int | None, recv_ms: int) -> None:
+    def _hand_on_book(
+        self, link: Link, symbol: str, m, ts_ms: int | None, recv_ms: int, seq: int | None = None
+    ) -> None:
         book = m.book
         bid = book.bids.best()
         ask = book.asks.best()
@@ -401,6 +429,7 @@ class ExchangeFeed:
                 float(bid[1]),
                 float(ask[0]),
                 float(ask[1]),
+                seq if seq is not None else link.book_seq.get(symbol),
                 book,
             )
         )
@@ -428,7 +457,7 @@ class ExchangeFeed:
             return
         now = self.clock.wall_ms()
         status = m.on_event(snap)
-        self._after_book(link, symbol, m, status, snap.ts_ms, now)
+        self._after_book(link, symbol, m, status, snap.ts_ms, now, snap.seq)
 
     def _on_notice(self, link: Link, notice: Notice) -> None:
         kind = notice.kind
@@ -451,18 +480,41 @@ class ExchangeFeed:
             await asyncio.sleep(o.tick_s)
             self.tick()
 
+    def snapshot(self) -> dict:
+        """The feed's statistics as plain values (:meth:`FeedStats.snapshot` plus the trades
+        currently inside open holes of the numbering: replay pending or not yet final)."""
+        out = self.stats.snapshot()
+        out["trade_ids_pending"] = sum(h[1] - h[0] + 1 for t in self.tapes.values() for h in t.holes)
+        return out
+
+    def exchange_now_ms(self) -> int:
+        """The exchange's clock as estimated from the fastest delivery seen (local wall clock
+        minus the smallest receive lag: clock offset plus minimum latency)."""
+        floor = self.stats.lag_floor_ms
+        return self.clock.wall_ms() - (floor if floor is not None else 0)
+
+    async def _candle_clock(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.candle_tick_s)
+            now = self.exchange_now_ms()
+            for builder in self.candles.values():
+                for update in builder.on_clock(now):
+                    self._emit(update)
+
     def tick(self) -> None:
         now = self.clock.monotonic()
         stats = self.stats
         stats.tick(now)
         for symbol, tape in self.tapes.items():
+            lost_holes = [h for h in tape.holes if now - h[2] >= tape.settle_s]
             lost = tape.settle(now)
             if lost:
+                builder = self.candles.get(symbol)
+                if builder is not None:
+                    for h in lost_holes:
+                        builder.mark_incomplete(h[3], h[4])
                 stats.trade_ids_missing += lost
                 self._event(ev_.TRADE_GAP, symbol, cause="not_replayable", detail=f"{lost} trades")
-        if self.candles is not None:
-            for update in self.candles.on_clock(self.clock.wall_ms()):
-                self._emit(update)
         open_ = [p for p in self.primaries if p is not None]
         stats.connections_open = len(self.links)
         stats.books_valid = sum(1 for p in open_ for m in p.books.values() if m.valid)

@@ -50,7 +50,7 @@ class LiveFeeds:
         clock: Clock = SYSTEM_CLOCK,
         connector: Connector | None = None,
         rest_clients: dict | None = None,
-        candles_for: Callable[[str, tuple[str, ...]], object] | None = None,
+        candles_for: Callable[[str, str], object] | None = None,
     ):
         self.settings = settings
         self.handler = handler
@@ -74,7 +74,12 @@ class LiveFeeds:
                 client = default_rest_client(venue, self.settings.rest_url(name))
                 await client.__aenter__()
                 self._own_clients.append(client)
-            candles = self.candles_for(name, self.symbols) if self.candles_for is not None else None
+            candles = {}
+            if self.candles_for is not None:
+                for symbol in self.symbols:
+                    builder = self.candles_for(name, symbol)
+                    if builder is not None:
+                        candles[symbol] = builder
             self.feeds[name] = ExchangeFeed(
                 venue,
                 self.settings.ws_url(name),
@@ -106,7 +111,7 @@ class LiveFeeds:
 
     def stats(self) -> dict[str, dict]:
         """Per exchange: a plain dict (see :class:`p9cli.live.stats.FeedStats`)."""
-        return {name: feed.stats.snapshot() for name, feed in self.feeds.items()}
+        return {name: feed.snapshot() for name, feed in self.feeds.items()}
 
     async def __aexit__(self, *exc) -> None:
         if self._task is not None:

@@ -27,11 +27,13 @@ class TradeTape:
         "_ids",
         "_order",
         "last_seq",
+        "last_ts",
         "holes",
         "missing",
         "duplicates",
         "accepted",
         "blind_intervals",
+        "blind_from",
     )
 
     def __init__(self, remember: int = 20_000, settle_s: float = 3.0):
@@ -41,15 +43,22 @@ class TradeTape:
         self._order: deque[str] = deque()
         #: highest sequence number admitted (contiguous venues)
         self.last_seq: int | None = None
-        #: open holes ``[first, last, opened_at]`` (ascending)
+        #: newest exchange time of an admitted trade
+        self.last_ts = 0
+        #: open holes ``[first, last, opened_at, ts_before, ts_after]`` (ascending; the times
+        #: are those of the trades on either side)
         self.holes: list[list] = []
         self.missing = 0
         self.duplicates = 0
         self.accepted = 0
         self.blind_intervals = 0
+        #: exchange time from which trades may be missing (a disconnect on a venue without
+        #: trade numbering), until the next trade arrives
+        self.blind_from: int | None = None
 
-    def admit(self, trade_id: str, first: int | None, last: int | None, now: float) -> bool:
-        """True when the trade is new (hand it on); False for a duplicate."""
+    def admit(self, trade_id: str, first: int | None, last: int | None, now: float, ts_ms: int = 0) -> bool:
+        """True when the trade is new (hand it on); False for a duplicate. ``ts_ms`` (the
+        trade's exchange time) bounds the time span of a hole it opens."""
         if trade_id in self._ids:
             self.duplicates += 1
             return False
@@ -62,8 +71,10 @@ class TradeTape:
                 return False
             if ls is None or first > ls:
                 if ls is not None and first > ls + 1:
-                    self.holes.append([ls + 1, first - 1, now])
+                    self.holes.append([ls + 1, first - 1, now, self.last_ts, ts_ms])
                 self.last_seq = last
+        if ts_ms > self.last_ts:
+            self.last_ts = ts_ms
         ids, order = self._ids, self._order
         ids.add(trade_id)
         order.append(trade_id)
@@ -77,19 +88,19 @@ class TradeTape:
         if first is None:
             first = last
         for i, hole in enumerate(self.holes):
-            a, b, t = hole
+            a, b = hole[0], hole[1]
             if first >= a and last <= b:
                 parts = []
                 if a < first:
-                    parts.append([a, first - 1, t])
+                    parts.append([a, first - 1, *hole[2:]])
                 if last < b:
-                    parts.append([last + 1, b, t])
+                    parts.append([last + 1, b, *hole[2:]])
                 self.holes[i : i + 1] = parts
                 return True
         return False
 
     def open_holes(self) -> list[tuple[int, int]]:
-        return [(a, b) for a, b, _ in self.holes]
+        return [(h[0], h[1]) for h in self.holes]
 
     def settle(self, now: float) -> int:
         """Close the holes older than ``settle_s``; returns how many trades they lost."""
