@@ -412,8 +412,19 @@ class CandleBuilder:
         else:
             return None
         return LiveCandle(
-            self.exchange, self.symbol, timeframe, bo, o, h, lo, c, v / self._vs, q / self._qs,
-            n if self.counts_trades else None, False, not self._blind_overlaps(bo, bo + length),
+            self.exchange,
+            self.symbol,
+            timeframe,
+            bo,
+            o,
+            h,
+            lo,
+            c,
+            v / self._vs,
+            q / self._qs,
+            n if self.counts_trades else None,
+            False,
+            not self._blind_overlaps(bo, bo + length),
         )
 
     def forming_all(self) -> dict[str, LiveCandle | None]:
@@ -574,9 +585,7 @@ class CandleBuilder:
         a = (ours.open, ours.high, ours.low, ours.close, ours.volume)
         b = (x.open, x.high, x.low, x.close, x.volume)
         bad = tuple(
-            name
-            for name, u, w in zip(("open", "high", "low", "close"), a, b, strict=False)
-            if u != w
+            name for name, u, w in zip(("open", "high", "low", "close"), a, b, strict=False) if u != w
         )
         if round(a[4], d) != round(b[4], d):
             bad += ("volume",)

@@ -119,7 +119,9 @@ class ExchangeFeed:
         self.tapes = {s: TradeTape(settle_s=o.trade_settle_s) for s in self.symbols}
         self.primaries: list[Link | None] = [None] * len(self.plans)
         self.links: set[Link] = set()
-        self.connect_pacer = Pacer(1.0 / venue.connect_interval_s if venue.connect_interval_s > 0 else 0, clock)
+        self.connect_pacer = Pacer(
+            1.0 / venue.connect_interval_s if venue.connect_interval_s > 0 else 0, clock
+        )
         self.silence_s = o.silence_s if o.silence_s is not None else venue.silence_timeout_s
         age = o.max_connection_age_s
         if age is None and venue.max_connection_age_s:
@@ -203,7 +205,11 @@ class ExchangeFeed:
                 self.links.discard(link)
                 self.stats.connect_failures += 1
                 delay = backoff.next_delay()
-                self._event(ev_.CONNECT_FAILED, cause="connect", detail=f"{plan.url}: {exc.reason}; retry in {delay:.2f} s")
+                self._event(
+                    ev_.CONNECT_FAILED,
+                    cause="connect",
+                    detail=f"{plan.url}: {exc.reason}; retry in {delay:.2f} s",
+                )
                 await asyncio.sleep(delay)
                 continue
             self._event(ev_.CONNECTED, detail=plan.url)

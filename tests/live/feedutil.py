@@ -74,7 +74,9 @@ class Recorder:
 
     def kinds(self, exchange: str, kind: str, cause: str | None = None) -> list[FeedEvent]:
         return [
-            e for e in self.events if e.exchange == exchange and e.kind == kind and (cause is None or e.cause == cause)
+            e
+            for e in self.events
+            if e.exchange == exchange and e.kind == kind and (cause is None or e.cause == cause)
         ]
 
 
@@ -147,7 +149,8 @@ async def check_books_against_truth(control_url: str, samples: list[BookSample],
         for s in chosen:
             uid = s.seq if s.seq is not None else s.update_id
             r = await c.get(
-                f"{control_url}/truth/book", params={"exchange": s.exchange, "symbol": s.symbol, "update_id": uid}
+                f"{control_url}/truth/book",
+                params={"exchange": s.exchange, "symbol": s.symbol, "update_id": uid},
             )
             assert r.status_code == 200, (s.exchange, s.symbol, uid, r.text)
             truth = r.json()
@@ -159,7 +162,9 @@ async def check_books_against_truth(control_url: str, samples: list[BookSample],
     return checked
 
 
-async def check_trades_exactly_once(control_url: str, trades: list, exchange: str, symbol: str, missing: int) -> int:
+async def check_trades_exactly_once(
+    control_url: str, trades: list, exchange: str, symbol: str, missing: int
+) -> int:
     """Trades handed on for (exchange, symbol): no id twice; each one is a true trade with the
     true time/price/size/side; every true trade the simulator SENT in the covered interval was
     handed on, except at most ``missing`` (the count the feed reported as not replayable).
@@ -172,7 +177,8 @@ async def check_trades_exactly_once(control_url: str, trades: list, exchange: st
     end = max(t.ts_ms for t in mine) + 1
     async with httpx.AsyncClient(timeout=20) as c:
         r = await c.get(
-            f"{control_url}/truth/trades", params={"exchange": exchange, "symbol": symbol, "start": start, "end": end}
+            f"{control_url}/truth/trades",
+            params={"exchange": exchange, "symbol": symbol, "start": start, "end": end},
         )
         assert r.status_code == 200, r.text
         truth = {str(t["id"]): t for t in r.json()["trades"]}

@@ -55,7 +55,15 @@ def test_a_trade_exactly_on_a_boundary_opens_the_next_candle():
     ev = feed(b, [(T0, 100.0, 1.0), (T0 + M - 1, 101.0, 1.0), (T0 + M, 102.0, 2.0)])
     [c] = closed(ev)
     assert (c.timeframe, c.open_time, c.open, c.high, c.low, c.close, c.volume, c.trades) == (
-        "1m", T0, 100.0, 101.0, 100.0, 101.0, 2.0, 2)
+        "1m",
+        T0,
+        100.0,
+        101.0,
+        100.0,
+        101.0,
+        2.0,
+        2,
+    )
     assert c.closed and c.complete and c.source == "trades"
     f = b.forming("1m")
     assert (f.open_time, f.open, f.close, f.volume, f.closed) == (T0 + M, 102.0, 102.0, 2.0, False)
@@ -76,7 +84,13 @@ def test_candle_closes_on_the_clock_without_a_further_trade():
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + M * k for k in range(1, 5)]
     [five] = closed(ev, "5m")
     assert (five.open_time, five.open, five.high, five.low, five.close, five.volume) == (
-        T0, 100.0, 100.0, 99.5, 99.5, 1.5)
+        T0,
+        100.0,
+        100.0,
+        99.5,
+        99.5,
+        1.5,
+    )
 
 
 def test_empty_minutes_follow_previous_close_rule():
@@ -96,16 +110,34 @@ def test_empty_minutes_follow_previous_close_rule():
     ]
     [five] = closed(ev, "5m")
     assert (five.open, five.high, five.low, five.close, five.volume, five.trades) == (
-        100.0, 103.0, 100.0, 103.0, 1.5, 2)
+        100.0,
+        103.0,
+        100.0,
+        103.0,
+        1.5,
+        2,
+    )
     # a 5m bar whose first minutes are empty opens at its first trade, not at the previous close
     ev = feed(b, [(T0 + 8 * M, 95.0, 1.0), (T0 + 10 * M, 96.0, 1.0)])
     [five] = closed(ev, "5m")
-    assert (five.open_time, five.open, five.high, five.low, five.close) == (T0 + 5 * M, 90.0, 95.0, 90.0, 95.0)
+    assert (five.open_time, five.open, five.high, five.low, five.close) == (
+        T0 + 5 * M,
+        90.0,
+        95.0,
+        90.0,
+        95.0,
+    )
     # a bar with no trade at all: previous close, volume 0, on every timeframe
     ev = b.on_clock(T0 + 20 * M + 1000)
     [empty5] = [c for c in closed(ev, "5m") if c.open_time == T0 + 15 * M]
     assert (empty5.open, empty5.high, empty5.low, empty5.close, empty5.volume, empty5.quote_volume) == (
-        96.0, 96.0, 96.0, 96.0, 0.0, 0.0)
+        96.0,
+        96.0,
+        96.0,
+        96.0,
+        0.0,
+        0.0,
+    )
 
 
 def test_empty_minutes_omitted_where_the_exchange_omits_them():
@@ -169,7 +201,13 @@ def test_utc_alignment_of_6h_12h_1d_as_stored():
         (0, 50.0, 52.0), (12, 53.0, 53.0)]  # fmt: skip
     [day] = closed(ev, "1d")
     assert (day.open_time, day.open, day.high, day.low, day.close, day.volume) == (
-        DAY0, 50.0, 53.0, 50.0, 53.0, 4.0)
+        DAY0,
+        50.0,
+        53.0,
+        50.0,
+        53.0,
+        4.0,
+    )
     assert b.forming("1d").open_time == DAY0 + D
 
 
@@ -220,7 +258,15 @@ def test_first_partial_candle_is_completed_from_the_exchange_candle():
     ev = b.on_exchange_candle(xc("1m", T0 + 2 * M, 99.0, 100.5, 98.0, 100.0, 7.5))
     [c] = closed(ev)
     assert (c.open_time, c.open, c.high, c.low, c.close, c.volume, c.complete, c.source) == (
-        T0 + 2 * M, 99.0, 100.5, 98.0, 100.0, 7.5, True, "exchange")
+        T0 + 2 * M,
+        99.0,
+        100.5,
+        98.0,
+        100.0,
+        7.5,
+        True,
+        "exchange",
+    )
     assert b.stats["completed"] == 1
     # the next minutes are complete, built from trades (each timeframe has its own queue)
     ev = b.on_clock(T0 + 5 * M + 1000)
@@ -284,7 +330,12 @@ def test_forming_candles_of_all_timeframes():
     assert set(f) == {"1d", "12h", "6h", "4h", "2h", "1h", "30m", "15m", "5m", "3m", "1m"}
     assert f["1m"].open_time == DAY0 + 3 * H + M and f["1m"].volume == 1.0
     assert (f["1d"].open_time, f["1d"].open, f["1d"].high, f["1d"].close, f["1d"].volume) == (
-        DAY0, 11.0, 12.0, 12.0, 3.0)
+        DAY0,
+        11.0,
+        12.0,
+        12.0,
+        3.0,
+    )
     assert not f["1d"].complete and f["1h"].complete  # the day began before the feed did
     assert f["4h"].open_time == DAY0
 

@@ -45,7 +45,12 @@ def market(tmp_path_factory):
     handle = thread.start()
     try:
         data = tmp_path_factory.mktemp("candles_sim")
-        flags = {"data_dir": str(data), "symbols": "btc,xrp", "timeframes": ",".join(TIMEFRAMES), "candles": 30}
+        flags = {
+            "data_dir": str(data),
+            "symbols": "btc,xrp",
+            "timeframes": ",".join(TIMEFRAMES),
+            "candles": 30,
+        }
         settings = load_settings(flags, env=handle.env(), config_path=None)
         result = asyncio.run(fetch_history(settings, False, Reporter(False, io.StringIO()), FetchOptions()))
         assert result.ok

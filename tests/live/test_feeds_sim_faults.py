@@ -28,9 +28,7 @@ def _live_and(pred):
 async def test_forced_reconnects_every_sent_trade_exactly_once(live_sim):
     # the simulator closes every connection 1.2 s after it opened (between two feed ticks)
     sim = live_sim(speed=3.0, faults={"all": {"ws_drop_every_seconds": 1.2}})
-    rec, stats = await run_feeds(
-        sim, 4.0, options=FAST, until=_live_and(lambda s: s["reconnects"] >= 2)
-    )
+    rec, stats = await run_feeds(sim, 4.0, options=FAST, until=_live_and(lambda s: s["reconnects"] >= 2))
     for ex in EXCHANGES:
         assert stats[ex]["reconnects"] >= 2, stats[ex]
         assert stats[ex]["book_resyncs"].get("disconnect", 0) >= 1, stats[ex]
