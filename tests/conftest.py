@@ -20,3 +20,51 @@ if not (FIXTURES / "SOURCES.md").is_file():
         f"recorded exchange fixtures not found at {FIXTURES}: clone the repository with shared/ beside it "
         "or set P9_FIXTURES"
     )
+
+
+# --- Redis for the live half's tests (owner: publish) -------------------------------------------
+# `redis_url`: the Redis at 127.0.0.1:6379 when it answers, else a private server started for the
+# session (so the suite passes where no system Redis runs). Keys go to their own DB
+# (P9_TEST_REDIS_DB, default 9). Pub/sub channels are not per DB: name channels and keys with the
+# `redis_token` (e.g. symbol f"{redis_token}usdt", worker id f"w-{redis_token}"); every key whose
+# name contains the token is deleted after the test.
+
+import secrets  # noqa: E402
+
+import pytest  # noqa: E402
+
+REDIS_TEST_DB = int(os.environ.get("P9_TEST_REDIS_DB", "9"))
+
+
+@pytest.fixture(scope="session")
+def redis_server_url():
+    """``redis://HOST:PORT`` (no DB) of the test Redis server."""
+    from p9cli.publish.embedded import EmbeddedRedis, ping
+
+    if ping("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379"
+        return
+    server = EmbeddedRedis.start()
+    try:
+        yield f"redis://{server.host}:{server.port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_token() -> str:
+    return "t" + secrets.token_hex(4)
+
+
+@pytest.fixture
+def redis_url(redis_server_url, redis_token):
+    url = f"{redis_server_url}/{REDIS_TEST_DB}"
+    yield url
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=f"*{redis_token}*", count=1000):
+            client.delete(key)
+    finally:
+        client.close()
