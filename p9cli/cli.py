@@ -10,25 +10,62 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from p9cli import __version__
-from p9cli.config import load_settings
+from p9cli.config import (
+    CANDLES,
+    DATA_DIR,
+    EXCHANGES_SETTING,
+    REST_URLS,
+    SYMBOLS_SETTING,
+    TIMEFRAMES_SETTING,
+    Settings,
+    SettingsFlags,
+    load_settings,
+)
 from p9cli.errors import EXIT_FAILURE, EXIT_USAGE, P9Error
+from p9cli.universe import EXCHANGE_TITLES, SYMBOLS, TIMEFRAMES
+
+
+def _untyped_flags(params: Iterable) -> None:
+    """On/off flags (``--full``, ``--help``, ``--version``, completion) show no ``<bool>`` label in
+    help; options that take a value show their ``metavar`` (``LIST``, ``N``, ``URL`` ...)."""
+    for param in params:
+        if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class _Group(TyperGroup):
+    """The ``p9`` group: every command's help without type labels on flags."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        _untyped_flags(params)
+        return params
+
+    def get_command(self, ctx, cmd_name):
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _untyped_flags([*cmd.params, cmd.get_help_option(ctx)])
+        return cmd
+
 
 app = typer.Typer(
     name="p9",
+    cls=_Group,
     help=(
         "p9: the market's full context for trading bots.\n\n"
         "Deep candle history from Binance, Bybit and OKX (fetch-history), market structure "
         "(analyze), and an offline simulator of the three exchanges (sim)."
     ),
-    no_args_is_help=True,
-    add_completion=False,
+    invoke_without_command=True,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -64,58 +101,111 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """p9 command line."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        # a bare `p9`: the help, exit 0 (asking what p9 can do is not an error)
+        typer.echo(ctx.get_help(), nl=False)
+        raise typer.Exit(0)
 
 
+def _settings(flags: SettingsFlags, uses: Iterable[str]) -> Settings:
+    """Settings for one command from its typed flags; checks only what the command ``uses``."""
+    try:
+        return load_settings(flags, uses=uses)
+    except P9Error as exc:
+        _fail(str(exc), exc.exit_code)
+        raise  # unreachable: _fail raises
+
+
+# -- options shared by the commands (one definition each: same name, help and default text) ----
+
+SymbolsOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LIST",
+        help=f"Comma-separated symbols ({','.join(SYMBOLS)}). Env: P9_SYMBOLS.",
+        show_default="all",
+    ),
+]
+ExchangesOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LIST",
+        help="Comma-separated exchanges (binance,bybit,okx). Env: P9_EXCHANGES.",
+        show_default="all",
+    ),
+]
+TimeframesOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LIST",
+        help=f"Comma-separated timeframes ({','.join(TIMEFRAMES)}). Env: P9_TIMEFRAMES.",
+        show_default="all 11",
+    ),
+]
 EndpointsOpt = Annotated[
     str | None,
     typer.Option(
         "--endpoints",
-        help="live (the exchanges' real URLs) or sim (p9 sim on 127.0.0.1:8801-8803). Env: P9_ENDPOINTS.",
-        show_default=False,
+        metavar="live|sim",
+        help="live: the exchanges' real URLs; sim: p9 sim on 127.0.0.1:8801-8803. Env: P9_ENDPOINTS.",
+        show_default="live",
+    ),
+]
+RedisUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        metavar="URL",
+        help="Redis to publish to (redis://HOST[:PORT][/DB], rediss://, unix://). Env: P9_REDIS_URL.",
+        show_default="127.0.0.1:6379 if it answers, else an embedded Redis",
+    ),
+]
+WorkerIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--worker-id",
+        metavar="ID",
+        help="This worker's name in the status channel (letters, digits, . _ : -). Env: P9_WORKER_ID.",
+        show_default="derived from the host name",
     ),
 ]
 
 
+def _data_dir_opt(what: str):
+    return typer.Option(
+        metavar="DIR", help=f"Data directory ({what}). Env: P9_DATA_DIR.", show_default="./data"
+    )
+
+
 def _url_opt(exchange: str, kind: str):
+    title = EXCHANGE_TITLES[exchange]
+    scheme = "http(s)" if kind == "rest" else "ws(s)"
     return typer.Option(
         f"--{exchange}-{kind}-url",
-        help=f"{exchange.capitalize()} {kind.upper()} base URL (scheme://host:port). Env: P9_{exchange.upper()}_{kind.upper()}_URL.",
-        show_default=False,
+        metavar="URL",
+        help=f"{title} {kind.upper()} base URL, {scheme}://HOST[:PORT] without a path. Env: P9_{exchange.upper()}_{kind.upper()}_URL.",
+        show_default="per --endpoints",
     )
 
 
 @app.command("fetch-history")
 def fetch_history(
-    symbols: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated symbols (btc,eth,sol,bnb,xrp). Default: all.", show_default=False),
-    ] = None,
-    exchanges: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated exchanges (binance,bybit,okx). Default: all.", show_default=False),
-    ] = None,
-    timeframes: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated timeframes (1d,12h,6h,4h,2h,1h,30m,15m,5m,3m,1m). Default: all 11.",
-            show_default=False,
-        ),
-    ] = None,
+    symbols: SymbolsOpt = None,
+    exchanges: ExchangesOpt = None,
+    timeframes: TimeframesOpt = None,
     candles: Annotated[
-        int | None, typer.Option(help="Closed candles to keep per series. Default: 1000.", show_default=False)
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
+        int | None,
         typer.Option(
-            help="Data directory (history goes to DIR/history). Env: P9_DATA_DIR. Default: ./data.",
-            show_default=False,
+            metavar="N", help="Closed candles to keep per series. Env: P9_CANDLES.", show_default="1000"
         ),
     ] = None,
+    data_dir: Annotated[str | None, _data_dir_opt("history goes to DIR/history")] = None,
     full: Annotated[
         bool,
         typer.Option(
@@ -130,8 +220,8 @@ def fetch_history(
         bool | None,
         typer.Option(
             "--progress/--no-progress",
-            help="Force progress bars on or off. Default: on for a terminal, off otherwise (cron gets one plain line per event).",
-            show_default=False,
+            help="Force progress bars on or off (off: one plain line per event, as cron gets).",
+            show_default="on for a terminal",
         ),
     ] = None,
 ) -> None:
@@ -141,7 +231,20 @@ def fetch_history(
     Exit codes: 0 every series complete, 1 some series failed (the others are kept),
     2 bad input, 75 another fetch-history run holds the lock.
     """
-    settings = _settings(locals())
+    settings = _settings(
+        SettingsFlags(
+            symbols=symbols,
+            exchanges=exchanges,
+            timeframes=timeframes,
+            candles=candles,
+            data_dir=data_dir,
+            endpoints=endpoints,
+            binance_rest_url=binance_rest_url,
+            bybit_rest_url=bybit_rest_url,
+            okx_rest_url=okx_rest_url,
+        ),
+        uses=(REST_URLS, DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING, TIMEFRAMES_SETTING, CANDLES),
+    )
     from p9cli.history.service import run_fetch_history
 
     raise typer.Exit(_run(run_fetch_history, settings, full=full, progress=progress))
@@ -149,30 +252,23 @@ def fetch_history(
 
 @app.command("analyze")
 def analyze(
-    symbols: Annotated[
-        str | None, typer.Option(help="Comma-separated symbols. Default: all.", show_default=False)
-    ] = None,
-    exchanges: Annotated[
-        str | None, typer.Option(help="Comma-separated exchanges. Default: all.", show_default=False)
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Data directory (reads DIR/history, writes DIR/context). Env: P9_DATA_DIR. Default: ./data.",
-            show_default=False,
-        ),
-    ] = None,
+    symbols: SymbolsOpt = None,
+    exchanges: ExchangesOpt = None,
+    data_dir: Annotated[str | None, _data_dir_opt("reads DIR/history, writes DIR/context")] = None,
     plot: Annotated[
         bool, typer.Option("--plot", help="Also write a PNG chart per symbol next to its JSON.")
     ] = False,
-    plot_timeframe: Annotated[str, typer.Option(help="Timeframe drawn by --plot.")] = "4h",
+    plot_timeframe: Annotated[str, typer.Option(metavar="TF", help="Timeframe drawn by --plot.")] = "4h",
 ) -> None:
     """Turn stored history into market structure (levels, profile, zones, trend, volatility).
 
     Writes DIR/context/{exchange}/{symbol}.json (schema p9.structure/1). Exit codes: 0 all written, 1 some symbol failed (the others are written),
     2 bad input.
     """
-    settings = _settings(locals())
+    settings = _settings(
+        SettingsFlags(symbols=symbols, exchanges=exchanges, data_dir=data_dir),
+        uses=(DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING, TIMEFRAMES_SETTING),
+    )
     from p9cli.services import analyze as service
 
     raise typer.Exit(_run(service.run, settings, plot=plot, plot_timeframe=plot_timeframe))
@@ -180,25 +276,38 @@ def analyze(
 
 @app.command("sim")
 def sim(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
     port_base: Annotated[
-        int, typer.Option(help="Control API on PORT_BASE, Binance on +1, Bybit on +2, OKX on +3.")
+        int,
+        typer.Option(metavar="PORT", help="Control API on PORT, Binance on +1, Bybit on +2, OKX on +3."),
     ] = 8800,
     seed: Annotated[
-        int, typer.Option(help="Seed of the market model: the same seed gives the same market.")
+        int,
+        typer.Option(
+            metavar="N",
+            min=0,
+            max=2**64 - 1,
+            help="Seed of the market model (0 to 2^64-1): the same seed gives the same market.",
+        ),
     ] = 9,
-    speed: Annotated[float, typer.Option(help="Time acceleration of the live market (1 = real time).")] = 1.0,
+    speed: Annotated[
+        float, typer.Option(metavar="X", help="Time acceleration of the live market (1 = real time).")
+    ] = 1.0,
     start: Annotated[
         str | None,
         typer.Option(
-            help="Simulated wall-clock time at start (ISO 8601 UTC or epoch ms). Default: now.",
-            show_default=False,
+            metavar="TIME",
+            help="Simulated wall-clock time at start (ISO 8601 UTC or epoch ms).",
+            show_default="now",
         ),
     ] = None,
     fault: Annotated[
         list[str] | None,
         typer.Option(
             "--fault",
+            metavar="EX:NAME=VALUE",
             help="Fault to inject, EXCHANGE:NAME=VALUE (repeatable), e.g. binance:ws_drop_every_messages=500. `p9 sim --list-faults` lists them.",
             show_default=False,
         ),
@@ -207,6 +316,7 @@ def sim(
         list[str] | None,
         typer.Option(
             "--limit",
+            metavar="EX:NAME=VALUE",
             help="Override a limit or protocol option, EXCHANGE:NAME=VALUE (repeatable), e.g. okx:okx_history_candles_max_limit=100. `p9 sim --list-faults` lists them.",
             show_default=False,
         ),
@@ -229,6 +339,21 @@ def sim(
             help="OKX books send the in-band snapshot on subscribe; without it clients bridge from REST /api/v5/market/books (seqId).",
         ),
     ] = True,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Also serve https:// and wss:// on the exchange ports, with a local CA generated at start (prints how to trust it).",
+        ),
+    ] = False,
+    tls_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-dir",
+            help="Folder for the --tls CA and certificate (reused across restarts). Default: ~/.cache/p9/sim-tls.",
+            show_default=False,
+        ),
+    ] = None,
     list_faults: Annotated[
         bool,
         typer.Option("--list-faults", help="List the fault and limit names with their defaults, then exit."),
@@ -255,23 +380,10 @@ def sim(
             list_faults=list_faults,
             okx_legacy_checksum=okx_legacy_checksum,
             okx_books_snapshot=okx_books_snapshot,
+            tls=tls,
+            tls_dir=tls_dir,
         )
     )
-
-
-def _settings(params: dict) -> object:
-    flags = {
-        k: params.get(k) for k in ("symbols", "exchanges", "timeframes", "candles", "data_dir", "endpoints")
-    }
-    for ex in ("binance", "bybit", "okx"):
-        for kind in ("rest", "ws"):
-            key = f"{ex}_{kind}_url"
-            if key in params:
-                flags[key] = params[key]
-    try:
-        return load_settings(flags)
-    except P9Error as exc:
-        _fail(str(exc), exc.exit_code)
 
 
 def main() -> None:

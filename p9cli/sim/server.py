@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -216,6 +217,7 @@ class SimHandle:
     ports: dict[str, int] = field(default_factory=dict)
     ws_available: bool = False
     warm_up: threading.Thread | None = None
+    tls: Any = None  # p9cli.sim.tls.TlsFiles when serving TLS too (--tls)
 
     def _hostport(self, port: int) -> str:
         return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
@@ -225,6 +227,13 @@ class SimHandle:
 
     def ws_url(self, exchange: str) -> str:
         return f"ws://{self._hostport(self.ports[exchange])}"
+
+    def https_url(self, exchange: str) -> str:
+        """The same port over TLS (only with ``tls=True``)."""
+        return f"https://{self._hostport(self.ports[exchange])}"
+
+    def wss_url(self, exchange: str) -> str:
+        return f"wss://{self._hostport(self.ports[exchange])}"
 
     @property
     def control_url(self) -> str:
@@ -266,21 +275,40 @@ def build_exchange_app(sim: Simulator, exchange: str, with_ws: bool = True) -> t
     return app, ws is not None
 
 
+def _listen_error(exc: OSError, host: str, port: int, what: str) -> P9Error:
+    if exc.errno == errno.EADDRINUSE:
+        return P9Error(
+            f"port {port} ({what}) on {host} is already in use; stop the other process or pick --port-base"
+        )
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
+        return P9Error(f"cannot listen on {host}:{port} ({what}): {exc.strerror}")
+    return P9Error(f"cannot listen on {host}:{port} ({what}): {exc}")
+
+
 async def _start_site(runner: web.AppRunner, host: str, port: int, what: str) -> int:
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise P9Error(
-                f"port {port} ({what}) on {host} is already in use; stop the other process or pick --port-base"
-            ) from None
-        if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES):
-            raise P9Error(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from None
-        raise P9Error(f"cannot listen on {host}:{port} ({what}): {exc}") from None
+        raise _listen_error(exc, host, port, what) from None
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     return sockets[0].getsockname()[1] if sockets else port
+
+
+def _start_dual_site(
+    runner: web.AppRunner, host: str, port: int, what: str, ssl_context: Any
+) -> tuple[int, Any]:
+    """Plain and TLS on one port (``--tls``): see ``p9cli.sim.tls``."""
+    from p9cli.sim.tls import DualListener
+
+    listener = DualListener(runner.server, ssl_context)
+    try:
+        bound = listener.bind(host, port)
+    except OSError as exc:
+        raise _listen_error(exc, host, port, what) from None
+    listener.start()
+    return bound, listener
 
 
 def _warm_up(model: Any) -> None:
@@ -304,12 +332,16 @@ async def running_sim(
     with_feed: bool = True,
     warm_up: bool = True,
     sim: Simulator | None = None,
+    tls: bool = False,
+    tls_dir: str | Path | None = None,
 ) -> AsyncIterator[SimHandle]:
     """Run a simulator in the current event loop for the duration of the ``async with``.
 
     ``faults`` / ``limits``: ``{exchange or "all": {field: value}}``. ``port_base=0``: every
     server on its own free port. ``with_ws`` / ``with_feed`` False serve REST only (depth
-    endpoints then answer 503: there is no book without the feed).
+    endpoints then answer 503: there is no book without the feed). ``tls``: every exchange
+    port also speaks TLS (``https://``/``wss://``) with a certificate from ``tls_dir``
+    (generated when needed; ``handle.tls`` names the files, see ``p9cli.sim.tls``).
     """
     if sim is None:
         sim = build_simulator(seed, start_ms, speed, faults, limits, rate_limits, host, port_base)
@@ -317,7 +349,19 @@ async def running_sim(
 
     handle = SimHandle(sim=sim, host=host)
     runners: list[web.AppRunner] = []
+    listeners: list[Any] = []
     feed_started = False
+    ssl_context = None
+    if tls:
+        from p9cli.sim.tls import ensure_tls_files
+
+        try:
+            handle.tls = ensure_tls_files(tls_dir, host)
+            ssl_context = handle.tls.server_context()
+        except (OSError, ValueError) as exc:
+            raise P9Error(
+                f"--tls: cannot prepare the certificate in {tls_dir or 'the cache folder'}: {exc}"
+            ) from None
     try:
         if with_feed:
             try:
@@ -340,7 +384,11 @@ async def running_sim(
             await runner.setup()
             runners.append(runner)
             port = port_base + PORT_OFFSETS[what] if port_base else 0
-            handle.ports[what] = await _start_site(runner, host, port, what)
+            if ssl_context is not None and what != "control":
+                handle.ports[what], listener = _start_dual_site(runner, host, port, what, ssl_context)
+                listeners.append(listener)
+            else:
+                handle.ports[what] = await _start_site(runner, host, port, what)
         sim.port_base = port_base if port_base else handle.ports["control"]
         if warm_up and hasattr(sim.model, "warm_up"):
             # a daemon thread, not the loop's executor: shutdown must not wait for it
@@ -350,6 +398,9 @@ async def running_sim(
             handle.warm_up.start()
         yield handle
     finally:
+        for listener in listeners:
+            with contextlib.suppress(Exception):
+                await listener.close()
         if feed_started:
             with contextlib.suppress(Exception):
                 await sim.feed.stop()
@@ -386,6 +437,14 @@ def _banner(handle: SimHandle) -> str:
     for ex in EXCHANGES:
         ws = handle.ws_url(ex) if handle.ws_available else "(WebSocket not available)"
         lines.append(f"  {ex:<8}     REST {handle.rest_url(ex)}   WS {ws}")
+    if handle.tls is not None:
+        tls = handle.tls
+        how = "generated now" if tls.generated else "reused"
+        lines.append(f"  TLS on the same ports: https:// and wss:// (certificate {how}, CA {tls.ca})")
+        for ex in EXCHANGES:
+            lines.append(f"  {ex:<8}     REST {handle.https_url(ex)}  WS {handle.wss_url(ex)}")
+        lines.append("Trust the simulator's CA (the bundle also holds the system CAs):")
+        lines.extend(tls.trust_lines())
     lines.append("Point p9 or any client at it:")
     for key, value in handle.env().items():
         lines.append(f"export {key}={value}")
@@ -393,7 +452,9 @@ def _banner(handle: SimHandle) -> str:
     return "\n".join(lines)
 
 
-async def _serve_forever(sim: Simulator, host: str, port_base: int) -> None:
+async def _serve_forever(
+    sim: Simulator, host: str, port_base: int, tls: bool = False, tls_dir: str | Path | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -404,7 +465,7 @@ async def _serve_forever(sim: Simulator, host: str, port_base: int) -> None:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
     try:
-        async with running_sim(host=host, port_base=port_base, sim=sim) as handle:
+        async with running_sim(host=host, port_base=port_base, sim=sim, tls=tls, tls_dir=tls_dir) as handle:
             print(_banner(handle), flush=True)
             await stop.wait()
             print("p9 sim: stopping", flush=True)
@@ -425,6 +486,8 @@ def run_sim(
     list_faults: bool = False,
     okx_legacy_checksum: bool = False,
     okx_books_snapshot: bool = True,
+    tls: bool = False,
+    tls_dir: str | None = None,
 ) -> int:
     """``p9 sim``: serve until SIGINT/SIGTERM. Bad input raises ConfigError (exit 2), a port in
     use P9Error (exit 1); a clean stop returns 0."""
@@ -446,7 +509,7 @@ def run_sim(
     logging.basicConfig(level=logging.WARNING, format="p9 sim: %(message)s", stream=sys.stderr)
     sim = build_simulator(seed, start_ms, speed, fault_spec, limit_spec, rate_limits, host, port_base)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(sim, host, port_base))
+        asyncio.run(_serve_forever(sim, host, port_base, tls, tls_dir))
     return 0
 
 
