@@ -1,15 +1,22 @@
 """Settings: CLI flags > ``P9_*`` environment > ``p9.toml`` > defaults, validated with clear errors.
 
-Every invalid value raises :class:`ConfigError` whose message is one line that names the
-setting and lists the valid values; the CLI prints it and exits with code 2.
+Every invalid value raises :class:`ConfigError` whose message is one line that names where the
+value came from (``--endpoints``, ``P9_ENDPOINTS`` or ``endpoints in p9.toml``) and lists the
+valid values; the CLI prints it and exits with code 2. The config file (``./p9.toml`` or the
+file ``P9_CONFIG`` names) is always checked: an unknown key, a table or a missing
+``P9_CONFIG`` file is an error. A value is checked only when the command uses it
+(``uses=``): ``p9 analyze`` does not refuse a bad ``P9_ENDPOINTS`` it never reads.
+
+The command line passes what the user typed as a typed :class:`SettingsFlags`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,16 +51,75 @@ DEFAULT_CONFIG_FILE = "p9.toml"
 
 
 @dataclass(frozen=True)
+class SettingsFlags:
+    """What the command line said; ``None``: not given. The field names are the settings' keys
+    (also the ``p9.toml`` keys, and ``P9_`` + the upper-case key in the environment)."""
+
+    endpoints: str | None = None
+    binance_rest_url: str | None = None
+    binance_ws_url: str | None = None
+    bybit_rest_url: str | None = None
+    bybit_ws_url: str | None = None
+    okx_rest_url: str | None = None
+    okx_ws_url: str | None = None
+    data_dir: str | Path | None = None
+    symbols: str | Sequence[str] | None = None
+    exchanges: str | Sequence[str] | None = None
+    timeframes: str | Sequence[str] | None = None
+    candles: int | str | None = None
+    redis_url: str | None = None
+    worker_id: str | None = None
+
+
+#: Every settings key (flag field, ``P9_*`` variable without the prefix, ``p9.toml`` key).
+CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(SettingsFlags))
+
+#: The settings a command can use (``load_settings(uses=...)``); ``rest_urls`` / ``ws_urls``
+#: include ``endpoints`` and the per-exchange URL overrides.
+REST_URLS = "rest_urls"
+WS_URLS = "ws_urls"
+DATA_DIR = "data_dir"
+SYMBOLS_SETTING = "symbols"
+EXCHANGES_SETTING = "exchanges"
+TIMEFRAMES_SETTING = "timeframes"
+CANDLES = "candles"
+REDIS = "redis_url"
+WORKER_ID = "worker_id"
+ALL_USES: frozenset[str] = frozenset(
+    {
+        REST_URLS,
+        WS_URLS,
+        DATA_DIR,
+        SYMBOLS_SETTING,
+        EXCHANGES_SETTING,
+        TIMEFRAMES_SETTING,
+        CANDLES,
+        REDIS,
+        WORKER_ID,
+    }
+)
+
+DEFAULT_CANDLES = 1000
+MAX_CANDLES = 100_000
+WORKER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+@dataclass(frozen=True)
 class Settings:
+    """Validated settings. Fields a command did not ask for (``uses``) hold their defaults."""
+
     endpoints: str = "live"
     rest_urls: dict[str, str] = field(default_factory=dict)
     ws_urls: dict[str, str] = field(default_factory=dict)
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: None: not configured (the live half uses a local Redis on 6379 or starts its own)
+    redis_url: str | None = None
+    #: None: not configured (the live half derives one from host and process)
+    worker_id: str | None = None
     data_dir: Path = Path("data")
     symbols: tuple[str, ...] = SYMBOLS
     exchanges: tuple[str, ...] = EXCHANGES
     timeframes: tuple[str, ...] = TIMEFRAMES
-    candles: int = 1000
+    candles: int = DEFAULT_CANDLES
 
     def rest_url(self, exchange: str) -> str:
         return self.rest_urls[exchange]
@@ -95,90 +161,220 @@ def parse_list(value: str | Iterable[str] | None, valid: tuple[str, ...], what: 
     return tuple(v for v in valid if v in wanted)
 
 
-def _check_url(name: str, url: str, schemes: tuple[str, ...]) -> str:
+class _Value:
+    """A setting's raw value and where it came from (for the error message)."""
+
+    __slots__ = ("key", "value", "origin")
+
+    def __init__(self, key: str, value: Any, origin: str):
+        self.key = key
+        self.value = value
+        self.origin = origin  # "flag", "env", a config file path, or "" (default)
+
+    @property
+    def name(self) -> str:
+        """How the user wrote the setting: ``--data-dir``, ``P9_DATA_DIR``, ``data_dir in FILE``."""
+        if self.origin == "flag":
+            return "--" + self.key.replace("_", "-")
+        if self.origin == "env":
+            return "P9_" + self.key.upper()
+        if self.origin:
+            return f"{self.key} in {self.origin}"
+        return self.key
+
+    @property
+    def shown(self) -> str:
+        """The setting with its value: ``--endpoints 'x'``, ``P9_ENDPOINTS='x'``, ``endpoints = 'x' in FILE``."""
+        if self.origin == "flag":
+            return f"{self.name} {self.value!r}"
+        if self.origin == "env":
+            return f"{self.name}={self.value!r}"
+        if self.origin:
+            return f"{self.key} = {self.value!r} in {self.origin}"
+        return f"{self.key} {self.value!r}"
+
+
+def _check_url(v: _Value, schemes: tuple[str, ...]) -> str:
+    url = str(v.value)
+    expected = " or ".join(s + "://HOST[:PORT]" for s in schemes)
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
-        raise ConfigError(
-            f"{name}={url!r} is not a base URL; expected {' or '.join(s + '://HOST[:PORT]' for s in schemes)}"
-        )
+        raise ConfigError(f"{v.shown} is not a base URL; expected {expected}")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigError(f"{name}={url!r}: {exc}") from None
+        raise ConfigError(f"{v.shown}: {exc}") from None
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        extra = url[len(f"{parts.scheme}://{parts.netloc}") :]
+        raise ConfigError(
+            f"{v.shown} has a path ({extra}); give only {expected}: p9 appends each exchange's "
+            f"own API paths to it"
+        )
     return url.rstrip("/")
 
 
+def _config_file(config_path: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: ``config_path``, else ``P9_CONFIG``, else ``./p9.toml`` when it
+    exists. A file named explicitly must exist."""
+    if config_path is not None:
+        path, shown = Path(config_path), f"config file {str(config_path)!r}"
+    elif env.get("P9_CONFIG", "") != "":
+        path, shown = Path(env["P9_CONFIG"]), f"P9_CONFIG={env['P9_CONFIG']!r}"
+    else:
+        path = Path(DEFAULT_CONFIG_FILE)
+        return path if path.is_file() else None
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "names no file"
+        raise ConfigError(
+            f"{shown} {problem}; give a TOML file of top-level keys ({', '.join(CONFIG_KEYS)}) "
+            f"or unset it to read ./{DEFAULT_CONFIG_FILE}"
+        )
+    return path
+
+
 def _read_toml(path: Path | None) -> dict[str, Any]:
+    """The file's settings; an unknown key or a table is an error (it would be ignored)."""
     if path is None:
-        path = Path(os.environ.get("P9_CONFIG", DEFAULT_CONFIG_FILE))
-        if not path.exists():
-            return {}
+        return {}
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+            doc = tomllib.load(fh)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid TOML: {' '.join(str(exc).split())}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    valid = f"valid keys: {', '.join(CONFIG_KEYS)}"
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            raise ConfigError(
+                f"config file {str(path)!r} has a table [{key}]; p9 reads top-level keys only; {valid}"
+            )
+        if key not in CONFIG_KEYS:
+            raise ConfigError(f"config file {str(path)!r} has an unknown key {key!r}; {valid}")
+    return doc
 
 
-_KEYS = ("endpoints", "redis_url", "data_dir", "symbols", "exchanges", "timeframes", "candles")
+def _text(v: _Value) -> str:
+    """A setting that must be a string (a TOML number or list is refused, not str()-ed)."""
+    if not isinstance(v.value, str | Path):
+        raise ConfigError(f"{v.shown} is not a string")
+    return str(v.value)
+
+
+def _list(v: _Value, valid: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if v.value is None:
+        return valid
+    if not isinstance(v.value, str | list | tuple) or not all(
+        isinstance(x, str) for x in ([v.value] if isinstance(v.value, str) else v.value)
+    ):
+        raise ConfigError(f"{v.shown} is not a comma-separated list; valid {what}: {', '.join(valid)}")
+    try:
+        return parse_list(v.value, valid, what)
+    except ConfigError as exc:
+        raise ConfigError(f"{v.name}: {exc}") from None
+
+
+def _candles(v: _Value) -> int:
+    if v.value is None:
+        return DEFAULT_CANDLES
+    if isinstance(v.value, bool):
+        raise ConfigError(f"{v.shown} is not a whole number")
+    try:
+        n = int(v.value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{v.shown} is not a whole number") from None
+    if isinstance(v.value, float) and v.value != n:
+        raise ConfigError(f"{v.shown} is not a whole number")
+    if not 1 <= n <= MAX_CANDLES:
+        raise ConfigError(f"{v.shown} is out of range; valid: 1..{MAX_CANDLES}")
+    return n
 
 
 def load_settings(
-    flags: Mapping[str, Any] | None = None,
+    flags: SettingsFlags | Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     config_path: Path | None = None,
+    *,
+    uses: Iterable[str] = ALL_USES,
 ) -> Settings:
-    """Build settings from flags (``None`` = not given), ``P9_*`` variables and ``p9.toml``.
-
-    Flag keys: the ``Settings`` field names plus ``{exchange}_rest_url`` / ``{exchange}_ws_url``.
-    """
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    """Build settings from ``flags`` (``None`` = not given), ``P9_*`` variables (``env``,
+    default ``os.environ``) and the config file (``config_path``, else ``P9_CONFIG``, else
+    ``./p9.toml`` if present). Only the settings named in ``uses`` are read and checked; the
+    others keep their defaults. A mapping's keys must be :class:`SettingsFlags` fields."""
+    if flags is None:
+        flags = SettingsFlags()
+    elif not isinstance(flags, SettingsFlags):
+        flags = SettingsFlags(**flags)  # an unknown key is a TypeError, never silently dropped
+    uses = frozenset(uses)
+    unknown_uses = uses - ALL_USES
+    if unknown_uses:
+        raise ValueError(f"unknown settings {sorted(unknown_uses)}; valid: {sorted(ALL_USES)}")
     env = os.environ if env is None else env
-    toml = _read_toml(config_path)
+    path = _config_file(config_path, env)
+    toml = _read_toml(path)
 
-    def pick(key: str) -> Any:
-        if key in flags:
-            return flags[key]
+    def pick(key: str) -> _Value:
+        value = getattr(flags, key)
+        if value is not None:
+            return _Value(key, value, "flag")
         ekey = "P9_" + key.upper()
         if env.get(ekey, "") != "":
-            return env[ekey]
-        return toml.get(key)
+            return _Value(key, env[ekey], "env")
+        if key in toml:
+            return _Value(key, toml[key], str(path))
+        return _Value(key, None, "")
 
-    raw = {k: pick(k) for k in _KEYS}
-    endpoints = str(raw["endpoints"] or "live").lower()
-    if endpoints not in ENDPOINT_MODES:
-        raise ConfigError(f"P9_ENDPOINTS={endpoints!r} is not valid; valid values: live, sim")
-    base = LIVE_ENDPOINTS if endpoints == "live" else sim_endpoints()
-    rest_urls, ws_urls = {}, {}
-    for ex in EXCHANGES:
-        for kind, target, schemes in (("rest", rest_urls, ("http", "https")), ("ws", ws_urls, ("ws", "wss"))):
-            key = f"{ex}_{kind}_url"
-            value = pick(key)
-            name = f"P9_{key.upper()}"
-            target[ex] = _check_url(name, str(value), schemes) if value else base[ex][kind]
-
-    candles_raw = raw["candles"] if raw["candles"] is not None else 1000
-    try:
-        candles = int(candles_raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"candles={candles_raw!r} is not a whole number") from None
-    if not 1 <= candles <= 100_000:
-        raise ConfigError(f"candles={candles} is out of range; valid: 1..100000")
-
-    redis_url = str(raw["redis_url"] or Settings.redis_url)
-    if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"P9_REDIS_URL={redis_url!r} is not a redis:// URL")
-
-    return Settings(
-        endpoints=endpoints,
-        rest_urls=rest_urls,
-        ws_urls=ws_urls,
-        redis_url=redis_url,
-        data_dir=Path(raw["data_dir"] or "data"),
-        symbols=parse_list(raw["symbols"], SYMBOLS, "symbols"),
-        exchanges=parse_list(raw["exchanges"], EXCHANGES, "exchanges"),
-        timeframes=parse_list(raw["timeframes"], TIMEFRAMES, "timeframes"),
-        candles=candles,
-    )
+    out: dict[str, Any] = {}
+    if uses & {REST_URLS, WS_URLS}:
+        mode = pick("endpoints")
+        endpoints = (_text(mode) if mode.value is not None else "live").strip().lower()
+        if endpoints not in ENDPOINT_MODES:
+            raise ConfigError(f"{mode.shown} is not valid; valid values: {', '.join(ENDPOINT_MODES)}")
+        out["endpoints"] = endpoints
+        base = LIVE_ENDPOINTS if endpoints == "live" else sim_endpoints()
+        for kind, schemes in (("rest", ("http", "https")), ("ws", ("ws", "wss"))):
+            if (REST_URLS if kind == "rest" else WS_URLS) not in uses:
+                continue
+            urls = {}
+            for ex in EXCHANGES:
+                v = pick(f"{ex}_{kind}_url")
+                urls[ex] = (
+                    _check_url(_Value(v.key, _text(v), v.origin), schemes) if v.value else base[ex][kind]
+                )
+            out[f"{kind}_urls"] = urls
+    if DATA_DIR in uses:
+        v = pick("data_dir")
+        if v.value is not None:
+            text = _text(v)
+            if not text.strip():
+                raise ConfigError(f"{v.name} is empty; give a directory (default: ./data)")
+            out["data_dir"] = Path(text)
+    if SYMBOLS_SETTING in uses:
+        out["symbols"] = _list(pick("symbols"), SYMBOLS, "symbols")
+    if EXCHANGES_SETTING in uses:
+        out["exchanges"] = _list(pick("exchanges"), EXCHANGES, "exchanges")
+    if TIMEFRAMES_SETTING in uses:
+        out["timeframes"] = _list(pick("timeframes"), TIMEFRAMES, "timeframes")
+    if CANDLES in uses:
+        out["candles"] = _candles(pick("candles"))
+    if REDIS in uses:
+        v = pick("redis_url")
+        if v.value is not None:
+            url = _text(v).strip()
+            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(
+                    f"{v.name} is not a Redis URL; expected redis://HOST[:PORT][/DB], rediss:// or unix://"
+                )
+            out["redis_url"] = url
+    if WORKER_ID in uses:
+        v = pick("worker_id")
+        if v.value is not None:
+            worker = _text(v).strip()
+            if not WORKER_ID_PATTERN.fullmatch(worker):
+                raise ConfigError(
+                    f"{v.shown} is not a worker id; use 1-64 letters, digits and . _ : - (starting with a letter or digit)"
+                )
+            out["worker_id"] = worker
+    return Settings(**out)

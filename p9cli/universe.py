@@ -14,6 +14,8 @@ QUOTE = "usdt"
 
 SYMBOLS: tuple[str, ...] = ("btc", "eth", "sol", "bnb", "xrp")
 EXCHANGES: tuple[str, ...] = ("binance", "bybit", "okx")
+#: How each exchange writes its own name (help texts, reports).
+EXCHANGE_TITLES: dict[str, str] = {"binance": "Binance", "bybit": "Bybit", "okx": "OKX"}
 
 #: The 11 timeframes, longest first (the order used in reports and documents).
 TIMEFRAMES: tuple[str, ...] = ("1d", "12h", "6h", "4h", "2h", "1h", "30m", "15m", "5m", "3m", "1m")
