@@ -7,7 +7,8 @@ and :class:`~p9cli.exchanges.venue.BookDelta` of its symbol (from ``venue.decode
 * ``on_event(event)`` returns a status (module constants below). ``INVALID`` is returned once,
   on the transition from a valid book (or a pending bridge) to no book; ``cause`` says why.
 * ``valid``: the book is provably in sync with the exchange at ``update_id``; only then may it
-  be handed on (``best_bid()``, ``best_ask()``, ``top(n)``, ``update_id``).
+  be handed on (``best_bid()``, ``best_ask()``, ``top(n)``, ``update_id``; ``seq`` too: Bybit's
+  cross sequence of the state, ``None`` elsewhere).
 * ``wants_snapshot``: send ``venue.snapshot_request(symbol)`` and feed the parsed snapshot back
   (Binance after any diff is buffered; OKX when updates arrive without an in-band snapshot).
   Keep at most one request in flight per book; a snapshot that is too old answers
@@ -198,6 +199,9 @@ class BookSync:
         self.book = OrderBook(max_levels)
         self.valid = False
         self.update_id: int | None = None
+        #: Bybit's cross sequence ``seq`` of the state (matching-engine order, comparable across
+        #: depths); ``None`` on the other exchanges.
+        self.seq: int | None = None
         self.cause: str | None = None
         self.wants_snapshot = False
         self.wants_resubscribe = False
@@ -236,6 +240,7 @@ class BookSync:
         self.book.clear()
         self.valid = False
         self.update_id = None
+        self.seq = None
         self.cause = cause
         self.resyncs[cause] = self.resyncs.get(cause, 0) + 1
         return INVALID
@@ -259,6 +264,7 @@ class BookSync:
             self._invalid(CROSSED)
             return False
         self.update_id = event.update_id
+        self.seq = event.seq
         self.valid = True
         self.cause = None
         self.wants_snapshot = False
@@ -278,6 +284,7 @@ class BookSync:
             self._invalid(CROSSED)
             return False
         self.update_id = event.update_id
+        self.seq = event.seq
         self.stats["applied"] += 1
         return True
 

@@ -89,5 +89,10 @@ def test_server_time_and_buckets():
     req = okx.server_time_request()
     assert (req.path, req.bucket) == ("/api/v5/public/time", "okx:time")
     buckets = {b.name: (b.capacity, b.window_s) for b in okx.RATE_BUCKETS}
-    assert buckets == {"okx:candles": (40, 2.0), "okx:history-candles": (20, 2.0), "okx:time": (10, 2.0)}
+    assert buckets == {
+        "okx:candles": (40, 2.0),
+        "okx:history-candles": (20, 2.0),
+        "okx:time": (10, 2.0),
+        "okx:books": (40, 2.0),
+    }
     assert okx.used_weight({}) == {}
