@@ -126,6 +126,7 @@ class Publisher:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_cap_s = backoff_cap_s
         self._pending: dict[str, tuple[dict[str, Any], int]] = {}
+        self._in_flight: dict[str, tuple[dict[str, Any], int]] = {}
         self._seq: dict[str, int] = {}
         self._ttl_by_channel: dict[str, int] = {}
         self._seen_errors: set[str] = set()
@@ -221,8 +222,13 @@ class Publisher:
         self._pending[channel] = (payload, ttl_s)
 
     def pending_count(self) -> int:
-        """Payloads waiting to be sent: at most one per channel, whatever Redis does."""
+        """Payloads waiting for the next flush: at most one per channel, whatever Redis does."""
         return len(self._pending)
+
+    def held_count(self) -> int:
+        """Payloads held in memory (waiting or in a flush that has not returned): at most two per
+        channel, whatever Redis does."""
+        return len(self._pending) + len(self._in_flight)
 
     def last_seq(self, channel: str) -> int:
         return self._seq.get(channel, 0)
@@ -241,6 +247,7 @@ class Publisher:
         if not self._pending:
             return True
         batch, self._pending = self._pending, {}
+        self._in_flight = batch
         pipe = self.redis.pipeline(transaction=False)
         sent: list[tuple[str, int]] = []
         seqs = self._seq
@@ -263,6 +270,7 @@ class Publisher:
             await self._on_failure(exc)
             return False
         finally:
+            self._in_flight = {}
             with contextlib.suppress(Exception):
                 await pipe.reset()
         self.stats.flushes += 1
@@ -327,21 +335,23 @@ class Publisher:
         next_at = loop.time()
         while not self._closing:
             next_at += self.flush_interval_s
-            if self.on_tick is not None and self._outage_since is None:
+            # In an outage only a PING goes out until Redis answers: payloads written into a stalled
+            # server's socket could be executed late, after newer ones.
+            if self._outage_since is not None and not await self._probe():
+                await self._sleep(self.backoff_s())
+                next_at = loop.time()
+                continue
+            if self.on_tick is not None:
                 try:
                     await asyncio.wait_for(self.on_tick(self), self._flush_timeout_s)
                 except asyncio.CancelledError:
                     raise
                 except (TimeoutError, RedisError, OSError) as exc:
                     await self._on_failure(exc)
-            ok = await self.flush()
-            if not ok or self._outage_since is not None:
-                if ok:  # nothing was waiting: probe so that the outage can end
-                    ok = await self._probe()
-                if not ok:
-                    await self._sleep(self.backoff_s())
-                    next_at = loop.time()
-                    continue
+            if not await self.flush():
+                await self._sleep(self.backoff_s())
+                next_at = loop.time()
+                continue
             now = loop.time()
             if next_at < now:  # fell behind (loaded machine): no burst of catch-up flushes
                 next_at = now
