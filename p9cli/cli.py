@@ -202,14 +202,27 @@ def fetch_history(
     candles: Annotated[
         int | None,
         typer.Option(
-            metavar="N", help="Closed candles to keep per series. Env: P9_CANDLES.", show_default="1000"
+            metavar="N",
+            help="How far back to reach: the newest N closed candles of each series are fetched where "
+            "missing (older stored candles are kept; see --trim). Env: P9_CANDLES.",
+            show_default="1000",
         ),
     ] = None,
     data_dir: Annotated[str | None, _data_dir_opt("history goes to DIR/history")] = None,
     full: Annotated[
         bool,
         typer.Option(
-            "--full", help="Re-fetch every series instead of only the candles after the last stored one."
+            "--full",
+            help="Re-download the newest N candles of every series instead of only what is missing "
+            "(stored candles outside them are kept).",
+        ),
+    ] = False,
+    trim: Annotated[
+        bool,
+        typer.Option(
+            "--trim",
+            help="Delete stored candles older than the newest N (--candles) and say how many per series. "
+            "Without it nothing stored is ever deleted.",
         ),
     ] = False,
     endpoints: EndpointsOpt = None,
@@ -227,9 +240,10 @@ def fetch_history(
 ) -> None:
     """Download closed candles (REST) for every exchange, symbol and timeframe into Parquet.
 
-    Incremental when files exist: only the candles after the last stored one are fetched.
-    Exit codes: 0 every series complete, 1 some series failed (the others are kept),
-    2 bad input, 75 another fetch-history run holds the lock.
+    Incremental when files exist: only the missing candles are fetched; stored candles are never
+    deleted (unless --trim). Exit codes: 0 every series complete, 1 some series failed (the
+    others are kept), 2 bad input (incl. a data directory that is not a writable directory),
+    75 another fetch-history run holds the lock.
     """
     settings = _settings(
         SettingsFlags(
@@ -245,9 +259,9 @@ def fetch_history(
         ),
         uses=(REST_URLS, DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING, TIMEFRAMES_SETTING, CANDLES),
     )
-    from p9cli.history.service import run_fetch_history
+    from p9cli.services import fetch_history as service
 
-    raise typer.Exit(_run(run_fetch_history, settings, full=full, progress=progress))
+    raise typer.Exit(_run(service.run, settings, full=full, trim=trim, progress=progress))
 
 
 @app.command("analyze")
@@ -350,8 +364,9 @@ def sim(
         str | None,
         typer.Option(
             "--tls-dir",
-            help="Folder for the --tls CA and certificate (reused across restarts). Default: ~/.cache/p9/sim-tls.",
-            show_default=False,
+            metavar="DIR",
+            help="Folder for the --tls CA and certificate (reused across restarts).",
+            show_default="~/.cache/p9/sim-tls",
         ),
     ] = None,
     list_faults: Annotated[
