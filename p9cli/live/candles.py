@@ -72,6 +72,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from p9cli.candles import Candles
 from p9cli.universe import MINUTE_MS, TIMEFRAME_MS, TIMEFRAMES
 
 log = logging.getLogger(__name__)
@@ -89,28 +90,55 @@ _NO_TS = -(2**62)
 
 
 class LiveCandle(msgspec.Struct, gc=False):
-    """One candle of the live builder (forming or closed).
+    """One candle of the live builder, forming (``closed=False``) or final (``closed=True``).
 
-    ``open_time`` epoch ms (the key of the stored history); prices, ``volume`` (base) and
-    ``quote_volume`` floats; ``trades`` the trade count, ``None`` where the exchange's candles
-    carry none (as stored). ``closed``: final. ``complete``: the builder saw every trade of the
-    interval, or the values are the exchange's own closed candle (``source="exchange"``).
+    ``candle`` is the project's one candle representation, :class:`p9cli.candles.Candles`, with
+    exactly one row (append it to the in-memory history as it is). The properties read that
+    row as Python numbers: ``open_time`` (epoch ms, the key of the stored history), ``open``
+    ``high`` ``low`` ``close`` ``volume`` (base) ``quote_volume``, ``trades`` (``None`` where
+    the exchange's candles carry no count, as stored). ``complete``: the builder saw every trade
+    of the interval, or the values are the exchange's own closed candle (``source="exchange"``).
     """
 
     exchange: str
     symbol: str
     timeframe: str
-    open_time: int
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    quote_volume: float
-    trades: int | None
+    candle: Candles
     closed: bool
     complete: bool = True
     source: str = FROM_TRADES
+
+    @property
+    def open_time(self) -> int:
+        return int(self.candle.open_time[0])
+
+    @property
+    def open(self) -> float:
+        return float(self.candle.open[0])
+
+    @property
+    def high(self) -> float:
+        return float(self.candle.high[0])
+
+    @property
+    def low(self) -> float:
+        return float(self.candle.low[0])
+
+    @property
+    def close(self) -> float:
+        return float(self.candle.close[0])
+
+    @property
+    def volume(self) -> float:
+        return float(self.candle.volume[0])
+
+    @property
+    def quote_volume(self) -> float:
+        return float(self.candle.quote_volume[0])
+
+    @property
+    def trades(self) -> int | None:
+        return self.candle.trade_counts()[0]
 
 
 class CandleGap(msgspec.Struct, gc=False):

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from p9cli.exchanges.book import INVALID
 from p9cli.exchanges.venue import (
@@ -44,6 +44,7 @@ from p9cli.exchanges.venue import (
     BookDelta,
     BookSnapshot,
     ExchangeCandle,
+    Keepalive,
     Malformed,
     Notice,
     Trade,
@@ -88,6 +89,9 @@ class FeedOptions:
     tick_s: float = 1.0
     #: how often live candles are offered the (estimated) exchange clock
     candle_tick_s: float = 0.25
+    #: multiplies the venue's keepalive intervals and pong timeout (tests against a simulator
+    #: whose idle limits were shortened; 1 = the exchange's rule)
+    keepalive_scale: float = 1.0
 
 
 class ExchangeFeed:
@@ -122,6 +126,7 @@ class ExchangeFeed:
         self.connect_pacer = Pacer(
             1.0 / venue.connect_interval_s if venue.connect_interval_s > 0 else 0, clock
         )
+        self.keepalive = _scaled(venue.keepalive, o.keepalive_scale)
         self.silence_s = o.silence_s if o.silence_s is not None else venue.silence_timeout_s
         age = o.max_connection_age_s
         if age is None and venue.max_connection_age_s:
@@ -187,7 +192,7 @@ class ExchangeFeed:
             await self.connect_pacer.wait()
             link = Link(
                 plan,
-                self.venue.keepalive,
+                self.keepalive,
                 self._on_frame,
                 clock=self.clock,
                 send_interval_s=self.venue.send_interval_s,
@@ -534,6 +539,21 @@ class ExchangeFeed:
         if state != stats.state:
             stats.state = state
             self._event(ev_.STATE, detail=state)
+
+
+def _scaled(keepalive: Keepalive, factor: float) -> Keepalive:
+    if factor == 1.0:
+        return keepalive
+
+    def f(v):
+        return None if v is None else v * factor
+
+    return replace(
+        keepalive,
+        ping_every_s=f(keepalive.ping_every_s),
+        ping_when_idle_s=f(keepalive.ping_when_idle_s),
+        pong_timeout_s=f(keepalive.pong_timeout_s),
+    )
 
 
 async def _first(awaitables, timeout: float | None) -> None:

@@ -22,10 +22,10 @@ import pytest
 
 from p9cli.config import load_settings
 from p9cli.history.report import Reporter
-from p9cli.history.service import FetchOptions, fetch_history
-from p9cli.history.store import read_series, series_path
 from p9cli.live.candles import CandleBuilder, CandleGap, CandleMismatch, CompletionWanted, LiveCandle
+from p9cli.services.fetch_history import FetchOptions, fetch_history
 from p9cli.sim.testing import SimThread
+from p9cli.store import DataStore
 from p9cli.universe import TIMEFRAME_MS
 
 SEED = 9
@@ -88,12 +88,12 @@ def rest_klines(market, exchange: str, symbol: str, timeframe: str, first: int, 
 
 @pytest.mark.parametrize(("exchange", "symbol"), CASES)
 def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(market, exchange, symbol):
-    history = market.settings.history_dir
-    stored = {tf: read_series(series_path(history, exchange, symbol, tf)) for tf in TIMEFRAMES}
-    seed = {tf: s.open_time[-1] for tf, s in stored.items()}
-    counts_trades = stored["1m"].trades[-1] is not None  # as the exchange's REST candles
+    store = DataStore(market.settings.data_dir)
+    stored = {tf: store.read_series(exchange, symbol, tf).candles for tf in TIMEFRAMES}
+    seed = {tf: int(s.open_time[-1]) for tf, s in stored.items()}
+    counts_trades = not math.isnan(stored["1m"].trades[-1])  # as the exchange's REST candles
     b = CandleBuilder(
-        exchange, symbol, seed=seed, last_close=stored["1m"].close[-1], counts_trades=counts_trades,
+        exchange, symbol, seed=seed, last_close=float(stored["1m"].close[-1]), counts_trades=counts_trades,
         timeframes=TIMEFRAMES,
     )  # fmt: skip
     assert b.start(START_MS) == []  # the stored history reaches the first live candle of every tf
@@ -142,7 +142,7 @@ def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(mar
         length = TIMEFRAME_MS[tf]
         live = got[tf]
         # continues the stored series: no gap, no overlap, every closed interval up to now
-        times = stored[tf].open_time + [c.open_time for c in live]
+        times = stored[tf].open_time.tolist() + [c.open_time for c in live]
         assert times == list(range(times[0], times[-1] + 1, length)), tf
         assert live[-1].open_time + length <= market.now_ms < live[-1].open_time + 2 * length, tf
         assert all(c.closed and c.complete for c in live)
