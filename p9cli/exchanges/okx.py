@@ -382,7 +382,8 @@ def channel_args(symbol: str, channels: tuple[str, ...] = (TRADE_CHANNEL, BOOK_C
 
 def connection_plan(ws_base_url: str, symbols: Sequence[str], candles: bool = True) -> list[ConnectionPlan]:
     """Public URL: ``trades`` + ``books`` of at most 29 symbols per connection, one subscribe
-    request each; business URL (candle channels live there): ``candle1m`` of every symbol."""
+    request each; business URL (candle channels live there): ``candle1m`` of at most 58
+    symbols per connection."""
     base = ws_base_url.rstrip("/")
     plans = []
     for i in range(0, len(symbols), BOOKS_PER_CONNECTION):
@@ -397,13 +398,15 @@ def connection_plan(ws_base_url: str, symbols: Sequence[str], candles: bool = Tr
                 tuple(f"{a['channel']}:{a['instId']}" for a in args),
             )
         )
-    if candles and symbols:
-        args = [a for sym in symbols for a in channel_args(sym, (CANDLE_CHANNEL,))]
+    per_candles_connection = 2 * BOOKS_PER_CONNECTION
+    for i in range(0, len(symbols) if candles else 0, per_candles_connection):
+        group = tuple(symbols[i : i + per_candles_connection])
+        args = [a for sym in group for a in channel_args(sym, (CANDLE_CHANNEL,))]
         plans.append(
             ConnectionPlan(
                 base + BUSINESS_WS_PATH,
-                (subscribe_message(args, "candles"),),
-                tuple(symbols),
+                (subscribe_message(args, f"candles{i // per_candles_connection + 1}"),),
+                group,
                 frozenset({CANDLES}),
                 tuple(f"{a['channel']}:{a['instId']}" for a in args),
             )
