@@ -230,3 +230,16 @@ def test_live_settings_redis_url_and_worker_id():
     for bad in ("has space", "-lead", "x" * 65, "a/b"):
         with pytest.raises(ConfigError, match="is not a worker id"):
             load_settings({"worker_id": bad}, env={})
+
+
+def test_readme_settings_table_names_every_key_and_the_real_defaults():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Settings") :]
+    table = table[: table.index("\n## ", 3)]
+    for key in CONFIG_KEYS:
+        assert f"`{key}`" in table, key  # the p9.toml key; the variable is P9_ + its upper case
+    for urls in LIVE_ENDPOINTS.values():
+        assert f"`{urls['rest']}`" in table and f"`{urls['ws']}`" in table
+    defaults = load_settings({}, env={})
+    assert f"| `{defaults.endpoints}` |" in table and f"| `{defaults.candles}` |" in table
+    assert f"`./{defaults.data_dir}`" in table
