@@ -69,6 +69,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import msgspec
 
@@ -172,6 +173,19 @@ class CandleMismatch(msgspec.Struct, gc=False):
     fields: tuple[str, ...]
     ours: tuple[float, float, float, float, float]
     theirs: tuple[float, float, float, float, float]
+
+
+class _RestBar(NamedTuple):
+    timeframe: str
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int | None
+    closed: bool = True
 
 
 def _floor(ts: int, length: int, offset: int) -> int:
@@ -408,6 +422,15 @@ class CandleBuilder:
         self.stats["exchange_unmatched"] += 1
         return out
 
+    def on_rest_candles(self, timeframe: str, candles: Candles) -> list:
+        """The exchange's own CLOSED candles of ``timeframe`` fetched over REST (e.g. for a
+        :class:`CompletionWanted`), as :class:`p9cli.candles.Candles`: each one completes our
+        incomplete candle of that interval or is cross-checked, like a closed stream bar."""
+        out: list = []
+        for t, (o, h, lo, c, v, q, n) in candles.rows().items():
+            out += self.on_exchange_candle(_RestBar(timeframe, t, o, h, lo, c, v, q, n))
+        return out
+
     def mark_incomplete(self, from_ms: int, to_ms: int) -> None:
         """The feed missed trades in ``[from_ms, to_ms)`` (exchange time) that it cannot
         replay: every candle overlapping that window that has not closed yet is incomplete."""
@@ -439,21 +462,8 @@ class CandleBuilder:
             v = q = n = 0
         else:
             return None
-        return LiveCandle(
-            self.exchange,
-            self.symbol,
-            timeframe,
-            bo,
-            o,
-            h,
-            lo,
-            c,
-            v / self._vs,
-            q / self._qs,
-            n if self.counts_trades else None,
-            False,
-            not self._blind_overlaps(bo, bo + length),
-        )
+        complete = not self._blind_overlaps(bo, bo + length)
+        return self._candle(timeframe, bo, o, h, lo, c, v / self._vs, q / self._qs, n, False, complete)
 
     def forming_all(self) -> dict[str, LiveCandle | None]:
         return {tf: self.forming(tf) for tf in self.timeframes}
@@ -523,21 +533,16 @@ class CandleBuilder:
         bo = acc[0]
         self._next[i] = bo + length
         complete = not self._blind_overlaps(bo, bo + length)
-        counts = self.counts_trades
         candle: LiveCandle | None
         if acc[7]:
-            candle = LiveCandle(
-                self.exchange, self.symbol, tf, bo, acc[1], acc[2], acc[3], acc[4],
-                acc[5] / self._vs, acc[6] / self._qs, acc[7] if counts else None, True, complete,
-            )  # fmt: skip
+            o, h, lo, c, v, q, n = acc[1:8]
+            candle = self._candle(tf, bo, o, h, lo, c, v / self._vs, q / self._qs, n, True, complete)
         elif complete and self._last is not None:
             if self.empty == OMIT:
                 self._xpending[i].pop(bo, None)
                 return
             p = self._last
-            candle = LiveCandle(
-                self.exchange, self.symbol, tf, bo, p, p, p, p, 0.0, 0.0, 0 if counts else None, True, True
-            )
+            candle = self._candle(tf, bo, p, p, p, p, 0.0, 0.0, 0, True, True)
         else:  # nothing observed, or no price to fill an empty interval with
             candle = None
             complete = False
@@ -591,11 +596,15 @@ class CandleBuilder:
     def _from_exchange(self, i: int, x) -> LiveCandle:
         qv = getattr(x, "quote_volume", None)
         n = getattr(x, "trades", None)
-        return LiveCandle(
-            self.exchange, self.symbol, self.timeframes[i], x.open_time, x.open, x.high, x.low, x.close,
-            x.volume, math.nan if qv is None else qv, n if self.counts_trades else None, True, True,
-            FROM_EXCHANGE,
+        return self._candle(
+            self.timeframes[i], x.open_time, x.open, x.high, x.low, x.close, x.volume,
+            math.nan if qv is None else qv, n, True, True, FROM_EXCHANGE,
         )  # fmt: skip
+
+    def _candle(self, tf, t, o, h, lo, c, v, q, n, closed, complete, source=FROM_TRADES) -> LiveCandle:
+        trades = [n if self.counts_trades else None]
+        one = Candles.from_arrays([t], [o], [h], [lo], [c], [v], [q], trades)
+        return LiveCandle(self.exchange, self.symbol, tf, one, closed, complete, source)
 
     def _remember(self, i: int, candle: LiveCandle) -> None:
         recent = self._recent[i]

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
+from p9cli.candles import Candles
 from p9cli.config import load_settings
 from p9cli.history.report import Reporter
 from p9cli.live.candles import CandleBuilder, CandleGap, CandleMismatch, CompletionWanted, LiveCandle
@@ -68,22 +69,17 @@ def control(market, path: str, **params) -> dict:
     return r.json()
 
 
-def rest_klines(market, exchange: str, symbol: str, timeframe: str, first: int, last: int) -> dict:
-    """The exchange's own closed candles over REST, requested and parsed by p9's adapter."""
+def rest_klines(market, exchange: str, symbol: str, timeframe: str, first: int, last: int) -> Candles:
+    """The exchange's own candles over REST, requested and parsed by p9's adapter."""
     adapter = importlib.import_module(f"p9cli.exchanges.{exchange}")
     req = adapter.klines_request(symbol, timeframe, first, last, market.now_ms)
     r = httpx.get(market.handle.rest_url(exchange) + req.target, timeout=30)
     r.raise_for_status()
-    c = adapter.parse_klines(r.content, timeframe)
-    return {
-        t: SimpleNamespace(
-            timeframe=timeframe, open_time=t, open=o, high=h, low=lo, close=cl, volume=v,
-            quote_volume=q, trades=n, closed=True,
-        )
-        for t, o, h, lo, cl, v, q, n in zip(
-            c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades, strict=True
-        )
-    }  # fmt: skip
+    parsed = adapter.parse_klines(r.content, timeframe)
+    c = getattr(parsed, "candles", parsed)
+    if isinstance(c, Candles):
+        return c
+    return Candles.from_arrays(c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades)
 
 
 @pytest.mark.parametrize(("exchange", "symbol"), CASES)
@@ -114,11 +110,11 @@ def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(mar
         for e in events or ():
             if isinstance(e, CompletionWanted):
                 wanted.append((e.timeframe, e.open_time))
-                handle(b.on_exchange_candle(rest[e.timeframe][e.open_time]))
+                handle(b.on_rest_candles(e.timeframe, rest[e.timeframe].between(e.open_time, e.open_time)))
             elif isinstance(e, LiveCandle):
                 got[e.timeframe].append(e)
                 if e.source == "trades":  # the exchange's closed bar comes right after ours
-                    handle(b.on_exchange_candle(rest[e.timeframe][e.open_time]))
+                    handle(b.on_rest_candles(e.timeframe, rest[e.timeframe].between(e.open_time, e.open_time)))
             else:
                 assert not isinstance(e, (CandleGap, CandleMismatch)), e
 
