@@ -59,7 +59,8 @@ class Trade(msgspec.Struct, gc=False):
     trade numbers this print covers, where the exchange numbers trades contiguously (Binance
     aggTrade ``a``..``a``, trade ``t``..``t``; OKX ``tradeId - count + 1``..``tradeId``), else
     ``None`` (Bybit; OKX frames without ``count``): a jump between consecutive prints is a gap.
-    ``seq``: OKX ``seqId`` / Bybit ``seq`` when sent.
+    ``seq``: OKX ``seqId`` / Bybit ``seq`` when sent. ``recv_ms``: wall time the frame was
+    received, set by the live layer (``decode`` is pure and leaves it ``None``).
     """
 
     exchange: str
@@ -72,6 +73,7 @@ class Trade(msgspec.Struct, gc=False):
     id_first: int | None = None
     id_last: int | None = None
     seq: int | None = None
+    recv_ms: int | None = None
 
 
 class BookSnapshot(msgspec.Struct, gc=False):
