@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -34,7 +37,6 @@ from thirdparty_harness import (  # noqa: E402
     SYMBOLS,
     TF_MS,
     SimProcess,
-    TlsFrontDoor,
     ccxt_client,
     cryptofeed_class,
 )
@@ -44,10 +46,10 @@ Row = tuple[str, str, str, str]  # client, call, result, consistency
 
 
 class Trials:
-    def __init__(self, sim: SimProcess, tls: TlsFrontDoor, seconds: float):
+    def __init__(self, sim: SimProcess, seconds: float, workdir: Path):
         self.sim = sim
-        self.tls = tls
         self.seconds = seconds
+        self.workdir = workdir
         self.rows: list[Row] = []
         self.failures = 0
 
@@ -261,14 +263,15 @@ class Trials:
             fh = FeedHandler(
                 config={
                     "uvloop": False,
-                    "log": {"filename": "/tmp/p9-try-cryptofeed.log", "level": "WARNING"},
+                    "log": {"filename": str(self.workdir / "cryptofeed.log"), "level": "WARNING"},
                 }
             )
             catch = Catch()
             log.addHandler(catch)
             for ex in EXCHANGES:
-                cls = cryptofeed_class(ex, self.sim, self.tls)
-                kw = {"checksum_validation": True} if ex == "okx" else {}
+                cls = cryptofeed_class(ex, self.sim)
+                # OKX sends checksum 0 since 2026-06-23: cryptofeed's validation would fail every update
+                kw = {"checksum_validation": False} if ex == "okx" else {}
                 fh.add_feed(
                     cls(
                         symbols=list(symbols),
@@ -459,15 +462,13 @@ class Trials:
         self.run("python-okx", "MarketAPI.get_candlesticks / get_orderbook", rest)
 
         def ws():
-            import os
-
             from okx.websocket.WsPublicAsync import WsPublicAsync
 
             frames: list[dict] = []
             window: list[int] = []
 
             async def main():
-                client = WsPublicAsync(url=self.tls.wss_url("okx") + "/ws/v5/public")
+                client = WsPublicAsync(url=self.sim.wss_url("okx") + "/ws/v5/public")
                 await client.start()
                 assert client.websocket is not None, "could not connect"
                 try:
@@ -479,18 +480,10 @@ class Trials:
                 finally:
                     await client.stop()
 
-            saved = os.environ.get("SSL_CERT_FILE")
-            os.environ["SSL_CERT_FILE"] = str(self.tls.ca_file)
-            try:
-                asyncio.run(main())
-            finally:
-                if saved is None:
-                    os.environ.pop("SSL_CERT_FILE", None)
-                else:
-                    os.environ["SSL_CERT_FILE"] = saved
+            asyncio.run(main())  # SSL_CERT_FILE names the simulator's CA bundle (see main())
             data = [d for f in frames if "data" in f for d in f["data"]]
             got = [(int(d["ts"]), d["tradeId"], Decimal(d["px"]), Decimal(d["sz"]), d["side"]) for d in data]
-            return f"{len(got)} trades (via wss front door)", self.trades_vs_truth(
+            return f"{len(got)} trades (via p9 sim --tls)", self.trades_vs_truth(
                 "okx", "btc", got, tuple(window)
             )
 
@@ -511,18 +504,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traceback", action="store_true", help="print tracebacks of failed calls")
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    sim = SimProcess(seed=args.seed, speed=args.speed)
-    print("starting p9 sim ...", flush=True)
+    workdir = Path(tempfile.mkdtemp(prefix="p9-try-clients-"))
+    sim = SimProcess(seed=args.seed, speed=args.speed, tls=True, workdir=workdir)
+    print("starting p9 sim --tls ...", flush=True)
     try:
         sim.start()
     except Exception as exc:  # noqa: BLE001
         print(f"try_third_party_clients: cannot start p9 sim: {exc}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
         return 1
-    tls = TlsFrontDoor(sim).start()
+    # trust the simulator's CA the way a user does (the bundle keeps the system CAs)
+    os.environ["SSL_CERT_FILE"] = str(sim.bundle_file)
     print(
-        f"p9 sim on {sim.control_url} (binance {sim.port('binance')}, bybit {sim.port('bybit')}, okx {sim.port('okx')}); wss front door {tls.ports}"
+        f"p9 sim on {sim.control_url} (binance {sim.port('binance')}, bybit {sim.port('bybit')}, "
+        f"okx {sim.port('okx')}; http/ws and https/wss on the same ports)"
     )
-    trials = Trials(sim, tls, args.seconds)
+    trials = Trials(sim, args.seconds, workdir)
     try:
         if "ccxt" in only:
             trials.ccxt()
@@ -535,8 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         if "okx" in only:
             trials.python_okx()
     finally:
-        tls.stop()
         sim.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print_table(trials.rows)
     bad = trials.failures
     print(

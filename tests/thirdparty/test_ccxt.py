@@ -22,8 +22,8 @@ EXCHANGES = ("binance", "bybit", "okx")
 
 
 @pytest.fixture(scope="module")
-def sim():
-    with running_sim_process(seed=20261124) as s:
+def sim(tmp_path_factory):
+    with running_sim_process(seed=20261124, workdir=tmp_path_factory.mktemp("sim")) as s:
         yield s
 
 

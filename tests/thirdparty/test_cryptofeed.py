@@ -3,8 +3,12 @@
 One FeedHandler runs the three feeds (BTC-USDT, ETH-USDT and SOL-USDT, TRADES + L2_BOOK) for
 :data:`RUN_SECONDS` wall seconds on a simulator running at :data:`SPEED` x (about 50 simulated
 seconds: the market model has quiet spells of up to a minute without trades). The feeds are cryptofeed's own classes with only their
-endpoint addresses rebased onto the simulator (see ``thirdparty_harness.cryptofeed_class``);
-OKX runs with ``checksum_validation=True`` and every feed with ``cross_check=True``.
+endpoint addresses rebased onto the simulator (see ``thirdparty_harness.cryptofeed_class``:
+``wss://`` on the simulator's own TLS, ``p9 sim --tls``, its CA trusted through ``SSL_CERT_FILE``);
+every feed runs with ``cross_check=True``. OKX runs in its 2026 mode (``checksum: 0`` on every
+``books`` push), so ``checksum_validation`` is off as it must be for any cryptofeed user since
+2026-06-23 (cryptofeed would compare its CRC32 with 0 and resubscribe forever); the fault test
+below runs the simulator with ``--okx-legacy-checksum`` and validation on.
 
 Checked afterwards:
 
@@ -21,14 +25,16 @@ Checked afterwards:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from thirdparty_harness import TlsFrontDoor, cryptofeed_class, running_sim_process
+from thirdparty_harness import cryptofeed_class, running_sim_process
 
 cryptofeed = importlib.import_module("cryptofeed")
 
@@ -126,37 +132,43 @@ class Recorder:
         return False, data["seqId"]
 
 
+@contextlib.contextmanager
+def trusting(sim):
+    """The simulator's CA trusted the way a user does it: ``SSL_CERT_FILE`` (system CAs + the
+    simulator's, so nothing else loses its trust)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SSL_CERT_FILE", str(sim.bundle_file))
+        yield
+
+
 @pytest.fixture(scope="module")
-def sim():
-    with running_sim_process(seed=424242, speed=SPEED) as s:
+def sim(tmp_path_factory):
+    with running_sim_process(seed=424242, speed=SPEED, tls=True, workdir=tmp_path_factory.mktemp("sim")) as s:
         yield s
 
 
-@pytest.fixture(scope="module")
-def tls(sim):
-    door = TlsFrontDoor(sim).start()
-    yield door
-    door.stop()
-
-
 async def run_feeds(
-    sim, tls, seconds: float, exchanges: tuple[str, ...] = EXCHANGES, symbols: dict[str, str] = SYMBOLS
+    sim,
+    seconds: float,
+    log_file: Path,
+    exchanges: tuple[str, ...] = EXCHANGES,
+    symbols: dict[str, str] = SYMBOLS,
+    okx_checksum: bool = False,
 ) -> tuple[dict[str, Recorder], list[logging.LogRecord], tuple[int, int]]:
     """Run the three feeds for ``seconds`` wall seconds. Returns the recorders, the log records
     of the run and a window ``[start, end)`` of simulated ms during which every feed was
-    subscribed (from 2 s after the start to 0.5 s before the stop, so in-flight frames land)."""
+    subscribed (from 2 s after the start to 0.5 s before the stop, so in-flight frames land).
+    cryptofeed's own log goes to ``log_file``."""
     log = logging.getLogger("feedhandler")
     handler = ListHandler()
-    fh = FeedHandler(
-        config={"uvloop": False, "log": {"filename": "/tmp/p9-thirdparty-cryptofeed.log", "level": "INFO"}}
-    )
+    fh = FeedHandler(config={"uvloop": False, "log": {"filename": str(log_file), "level": "INFO"}})
     log.addHandler(handler)
     recorders: dict[str, Recorder] = {}
     try:
         for exchange in exchanges:
             rec = Recorder(exchange)
             recorders[exchange] = rec
-            feed_cls = cryptofeed_class(exchange, sim, tls)
+            feed_cls = cryptofeed_class(exchange, sim)
             kwargs: dict[str, Any] = {
                 "symbols": list(symbols),
                 "channels": [TRADES, L2_BOOK],
@@ -164,7 +176,7 @@ async def run_feeds(
                 "cross_check": True,
             }
             if exchange == "okx":
-                kwargs["checksum_validation"] = True
+                kwargs["checksum_validation"] = okx_checksum
             fh.add_feed(feed_cls(**kwargs))
         fh.run(start_loop=False, install_signal_handlers=False)
         await asyncio.sleep(2.0)
@@ -180,8 +192,9 @@ async def run_feeds(
 
 
 @pytest.fixture(scope="module")
-def feed_run(sim, tls):
-    return asyncio.run(run_feeds(sim, tls, RUN_SECONDS))
+def feed_run(sim, tmp_path_factory):
+    with trusting(sim):
+        return asyncio.run(run_feeds(sim, RUN_SECONDS, tmp_path_factory.mktemp("cryptofeed") / "feeds.log"))
 
 
 def test_cryptofeed_logged_no_warning_or_error(feed_run):
@@ -230,6 +243,7 @@ def test_cryptofeed_trades_equal_true_trades(sim, feed_run, exchange):
 FAULTS = [
     "--fault",
     "binance:depth_gap_every=40",
+    "--okx-legacy-checksum",
     "--fault",
     "okx:okx_bad_checksum_every=40",
     "--fault",
@@ -238,27 +252,29 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def faulty_sim():
-    with running_sim_process(seed=99, extra_args=FAULTS) as s:
+def faulty_sim(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("faulty-sim")
+    with running_sim_process(seed=99, extra_args=FAULTS, tls=True, workdir=workdir) as s:
         yield s
 
 
-@pytest.fixture(scope="module")
-def faulty_tls(faulty_sim):
-    door = TlsFrontDoor(faulty_sim).start()
-    yield door
-    door.stop()
-
-
-def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_sim, faulty_tls):
+def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_sim, tmp_path):
     """The simulator's book faults look to cryptofeed exactly like the real failures: a Binance
     diff whose U skips an id ("Missing book update detected" -> new REST snapshot), an OKX update
     whose CRC32 does not match (BadChecksum -> reconnect -> new snapshot), a Bybit service
     restart (a `u=1` snapshot -> the book is replaced). Every book cryptofeed hands out, before
     and after each resync, is a true book."""
-    recorders, records, _ = asyncio.run(
-        run_feeds(faulty_sim, faulty_tls, 12.0, exchanges=EXCHANGES, symbols={"BTC-USDT": "btc"})
-    )
+    with trusting(faulty_sim):
+        recorders, records, _ = asyncio.run(
+            run_feeds(
+                faulty_sim,
+                12.0,
+                tmp_path / "feeds.log",
+                exchanges=EXCHANGES,
+                symbols={"BTC-USDT": "btc"},
+                okx_checksum=True,
+            )
+        )
     gaps = [r for r in records if "Missing book update detected" in r.getMessage()]
     bad_checksums = [
         r

@@ -6,9 +6,9 @@ pointed at another host:
   (``Spot(base_url=)``, ``SpotWebsocketStreamClient(stream_url=)``);
 * Bybit: ``pybit`` (``HTTP(...).endpoint``; the WebSocket URL template
   ``pybit.unified_trading.PUBLIC_WSS``: its domain/tld arguments cannot carry a port);
-* OKX: ``python-okx`` (``MarketAPI(domain=)``; ``WsPublicAsync(url=)`` over wss through the
-  local TLS front door, the CA trusted through ``SSL_CERT_FILE``, because it always passes an
-  ``ssl=`` context that ``websockets`` refuses for ``ws://``).
+* OKX: ``python-okx`` (``MarketAPI(domain=)``; ``WsPublicAsync(url=)`` over ``wss://`` on the
+  simulator's own TLS, ``p9 sim --tls``, the CA trusted through ``SSL_CERT_FILE``, because it
+  always passes an ``ssl=`` context that ``websockets`` refuses for ``ws://``).
 
 REST: klines / candles rows must be byte-for-byte the exchange rows of the simulator's truth
 (closed bars), order books must equal the true book at the state they name. WebSocket: the
@@ -27,7 +27,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from thirdparty_harness import TF_MS, TlsFrontDoor, running_sim_process
+from thirdparty_harness import TF_MS, running_sim_process
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,16 +36,9 @@ SPEED = 4.0
 
 
 @pytest.fixture(scope="module")
-def sim():
-    with running_sim_process(seed=777, speed=SPEED) as s:
+def sim(tmp_path_factory):
+    with running_sim_process(seed=777, speed=SPEED, tls=True, workdir=tmp_path_factory.mktemp("sim")) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def tls(sim):
-    door = TlsFrontDoor(sim).start()
-    yield door
-    door.stop()
 
 
 def assert_rows_match(
@@ -306,11 +299,11 @@ def test_python_okx_candles_history_and_books(sim):
     assert sim.book_state_between("okx", "sol", bids, asks, before, last) is not None
 
 
-async def test_python_okx_websocket_trades(sim, tls, monkeypatch):
+async def test_python_okx_websocket_trades(sim, monkeypatch):
     ws_mod = importlib.import_module("okx.websocket.WsPublicAsync")
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # trust the front door's CA, as a user would
+    monkeypatch.setenv("SSL_CERT_FILE", str(sim.bundle_file))  # trust the simulator's CA, as a user would
     frames: list[dict] = []
-    client = ws_mod.WsPublicAsync(url=tls.wss_url("okx") + "/ws/v5/public")
+    client = ws_mod.WsPublicAsync(url=sim.wss_url("okx") + "/ws/v5/public")
     await client.start()
     assert client.websocket is not None, "python-okx could not connect"
     try:

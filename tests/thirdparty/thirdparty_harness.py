@@ -6,8 +6,9 @@ The simulator runs in its own process, exactly as a user starts it (``python -m 
 so synchronous clients (ccxt, pybit, python-okx, binance-connector) can block freely and the
 asynchronous ones (cryptofeed, binance-sdk-spot) run in the caller's event loop. Each client
 is configured the one documented way its users point it at another host; nothing else about
-the client is changed (where a client cannot reach a plain ``ws://`` URL at all, the helper
-says so and applies the smallest shim, see ``python_okx_ws_public``).
+the client is changed. Clients that refuse a plain ``ws://`` URL (cryptofeed, python-okx's
+WebSocket) use the simulator's own TLS (``p9 sim --tls``: the same ports also speak
+``wss://``/``https://``), trusting its CA the way a user does: ``SSL_CERT_FILE``.
 
 Ground truth comes from the simulator's control API (``/truth/...`` on the control port).
 """
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -95,6 +97,9 @@ class SimProcess:
     startup_timeout: float = 90.0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    #: with a folder: ``--tls --tls-dir <folder>/tls`` and the log in it (tests pass tmp_path)
+    workdir: Path | None = None
+    tls: bool = False
 
     # -- URLs ------------------------------------------------------------------------------
     def port(self, exchange: str) -> int:
@@ -105,6 +110,28 @@ class SimProcess:
 
     def ws_url(self, exchange: str) -> str:
         return f"ws://{self.host}:{self.port(exchange)}"
+
+    def wss_url(self, exchange: str) -> str:
+        """The same port over TLS (``tls=True``)."""
+        return f"wss://{self.host}:{self.port(exchange)}"
+
+    def https_url(self, exchange: str) -> str:
+        return f"https://{self.host}:{self.port(exchange)}"
+
+    @property
+    def tls_dir(self) -> Path:
+        assert self.workdir is not None, "tls needs a workdir"
+        return self.workdir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """The simulator's CA (``--tls``)."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def bundle_file(self) -> Path:
+        """The system CAs plus the simulator's: what ``SSL_CERT_FILE`` should name."""
+        return self.tls_dir / "bundle.pem"
 
     @property
     def control_url(self) -> str:
@@ -130,9 +157,13 @@ class SimProcess:
         ]
         if self.start_ms is not None:
             args += ["--start", str(self.start_ms)]
+        if self.tls:
+            args += ["--tls", "--tls-dir", str(self.tls_dir)]
         args += self.extra_args
         if self.log_path is None:
-            self.log_path = Path(f"/tmp/p9-thirdparty-sim-{self.port_base}.log")
+            folder = self.workdir or Path(tempfile.gettempdir())
+            folder.mkdir(parents=True, exist_ok=True)
+            self.log_path = folder / f"p9-thirdparty-sim-{self.port_base}.log"
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         env = dict(os.environ)
         env.pop("P9_DEBUG", None)
@@ -349,28 +380,24 @@ def ccxt_client(exchange: str, sim: SimProcess, spot_only: bool = True, **config
     return client
 
 
-def cryptofeed_class(exchange: str, sim: SimProcess, tls: TlsFrontDoor):
+def cryptofeed_class(exchange: str, sim: SimProcess):
     """A subclass of cryptofeed's feed whose REST and WebSocket endpoints point at the sim.
 
     cryptofeed keeps the base URLs in the class attributes ``websocket_endpoints`` and
     ``rest_endpoints``; subclassing with rebased copies (paths, routes, filters unchanged) is
     the way its users redirect a feed. cryptofeed accepts only ``wss://`` addresses, so the
-    WebSocket side goes through ``tls`` (a :class:`TlsFrontDoor`), whose CA is handed to
-    ``websockets.connect`` through the endpoint ``options`` (cryptofeed passes them on).
+    WebSocket side uses the simulator's TLS (``sim.tls``); the CA is trusted through
+    ``SSL_CERT_FILE`` (``websockets`` builds its default context when it connects), the REST
+    side stays on plain ``http://``.
     """
     import dataclasses
 
     from cryptofeed.exchanges import OKX, Binance, Bybit
 
+    assert sim.tls, "cryptofeed needs wss://: start the simulator with tls=True"
     base = {"binance": Binance, "bybit": Bybit, "okx": OKX}[exchange]
-    ctx = tls.client_context()
     ws = [
-        dataclasses.replace(
-            ep,
-            address=_rebase(ep.address, tls.wss_url(exchange)),
-            sandbox=None,
-            options={**(ep.options or {}), "ssl": ctx},
-        )
+        dataclasses.replace(ep, address=_rebase(ep.address, sim.wss_url(exchange)), sandbox=None)
         for ep in base.websocket_endpoints
     ]
     rest = [
@@ -378,168 +405,3 @@ def cryptofeed_class(exchange: str, sim: SimProcess, tls: TlsFrontDoor):
         for ep in base.rest_endpoints
     ]
     return type(f"Sim{base.__name__}", (base,), {"websocket_endpoints": ws, "rest_endpoints": rest})
-
-
-# -- TLS in front of the simulator ------------------------------------------------------------
-#
-# Some clients refuse a plain ``ws://`` URL: cryptofeed's WSAsyncConn raises "Invalid address,
-# must be a wss address", python-okx's WsPublicAsync always passes an ``ssl=`` context, which
-# ``websockets`` rejects for ``ws://``. A user points them at `p9 sim` through a TLS front
-# door: a local TLS-terminating TCP relay with a certificate the client trusts. This one makes
-# a throw-away CA and a certificate for 127.0.0.1 (``cryptography``, which ccxt already needs).
-
-
-def make_tls_files(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
-    """(ca.pem, cert.pem, key.pem) in ``directory``: a CA and a server certificate for ``host``."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p9 sim test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return ca_path, cert_path, key_path
-
-
-class TlsFrontDoor:
-    """``wss://host:P`` -> ``ws://host:<sim port>`` for each exchange, relayed byte for byte
-    by a daemon thread with its own event loop."""
-
-    def __init__(self, sim: SimProcess, directory: Path | None = None):
-        import tempfile
-
-        self.sim = sim
-        self.directory = directory or Path(tempfile.mkdtemp(prefix="p9-thirdparty-tls-"))
-        self.ca_file, self.cert_file, self.key_file = make_tls_files(self.directory, sim.host)
-        self.ports: dict[str, int] = {}
-        self._loop = None
-        self._thread = None
-        self._servers: list = []
-
-    def client_context(self):
-        import ssl
-
-        ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        return ctx
-
-    def wss_url(self, exchange: str) -> str:
-        return f"wss://{self.sim.host}:{self.ports[exchange]}"
-
-    def start(self) -> TlsFrontDoor:
-        import asyncio
-        import ssl
-        import threading
-
-        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        async def pipe(reader, writer):
-            try:
-                while data := await reader.read(65536):
-                    writer.write(data)
-                    await writer.drain()
-            except (ConnectionError, OSError, asyncio.CancelledError):
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    writer.close()
-
-        def relay_to(port: int):
-            async def handle(client_reader, client_writer):
-                try:
-                    up_reader, up_writer = await asyncio.open_connection(self.sim.host, port)
-                except OSError:
-                    client_writer.close()
-                    return
-                await asyncio.gather(pipe(client_reader, up_writer), pipe(up_reader, client_writer))
-
-            return handle
-
-        async def main():
-            try:
-                for exchange in EXCHANGE_PORT_OFFSET:
-                    server = await asyncio.start_server(
-                        relay_to(self.sim.port(exchange)), self.sim.host, 0, ssl=server_ctx
-                    )
-                    self._servers.append(server)
-                    self.ports[exchange] = server.sockets[0].getsockname()[1]
-            except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
-                errors.append(exc)
-            ready.set()
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            self._loop.run_until_complete(main())
-            if not errors:
-                self._loop.run_forever()
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="p9-thirdparty-tls", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        loop = self._loop
-
-        def shutdown():
-            for server in self._servers:
-                server.close()
-            loop.stop()
-
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(shutdown)
-        if self._thread is not None:
-            self._thread.join(5)
