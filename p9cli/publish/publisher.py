@@ -195,7 +195,12 @@ class Publisher:
     def describe_failure(self, exc: BaseException) -> str:
         """One line for a connection failure; never contains a secret."""
         what = _error_text(exc)
-        if isinstance(exc, AuthenticationError) or "NOAUTH" in what or "WRONGPASS" in what:
+        if "NOAUTH" in what or "HELLO must be called with the client already authenticated" in what:
+            line = (
+                f"redis at {self.safe_url} requires authentication; put the user and password in "
+                "P9_REDIS_URL (redis://USER:PASSWORD@HOST:PORT/DB)"
+            )
+        elif isinstance(exc, AuthenticationError) or "WRONGPASS" in what:
             line = (
                 f"redis at {self.safe_url} refused authentication ({what}); "
                 "check the user and password in P9_REDIS_URL"
@@ -204,6 +209,8 @@ class Publisher:
             line = f"redis at {self.safe_url} did not answer within {self._connect_timeout_s:g} s"
         else:
             line = f"redis at {self.safe_url} is not reachable ({what})"
+            if self.url.startswith("rediss:"):
+                line += "; rediss:// needs a server that speaks TLS on that port"
         return redact(line, self._secrets)
 
     # ---- producing ----------------------------------------------------------------------------
@@ -348,7 +355,7 @@ class Publisher:
                     raise
                 except (TimeoutError, RedisError, OSError) as exc:
                     await self._on_failure(exc)
-            if not await self.flush():
+            if self._outage_since is not None or not await self.flush():
                 await self._sleep(self.backoff_s())
                 next_at = loop.time()
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 MASK = "***"
 _SECRET_QUERY_KEYS = {"password", "pass", "pwd", "ssl_password", "token"}
@@ -36,9 +36,10 @@ def redact_url(url: str) -> str:
                 # redis://secret@host: redis-py reads a lone userinfo as the password
                 netloc = f"{MASK}@{hostport}"
         query = urlencode(
-            [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in parse_qsl(parts.query)], safe="*"
+            [(k, MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in parse_qsl(parts.query)], safe="*/:"
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        out = f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+        return out + (f"#{parts.fragment}" if parts.fragment else "")
     except ValueError:
         return "<redis url>"
 

@@ -137,7 +137,7 @@ async def test_password_and_acl_urls_work_and_no_secret_is_ever_printed(private_
             await Publisher(url, log=lines.append).start()
         msg = str(info.value)
         assert info.value.exit_code == EXIT_UNAVAILABLE == 69
-        assert "\n" not in msg and "authentication" in msg, msg
+        assert "\n" not in msg and "authentication" in msg and "P9_REDIS_URL" in msg, msg
         lines.append(msg)
 
     # an outage on an authenticated connection: the lines name the server, never the password
@@ -172,3 +172,32 @@ async def test_rediss_url_against_a_plain_server_is_one_clear_line(private_redis
         await Publisher(url, connect_timeout_s=2).start()
     msg = str(info.value)
     assert "t0ps3cret" not in msg and "\n" not in msg and f"rediss://bob:***@127.0.0.1:{server.port}/0" in msg
+
+
+async def test_rediss_url_with_password_publishes_over_tls(private_redis, tmp_path):
+    """A TLS server of our own (self-signed certificate made with openssl); the CA goes in the URL."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_port = free_port()
+    try:
+        server = private_redis(extra_args=(
+            "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no", "--requirepass", "tls-Secret-1"))
+    except Exception as exc:  # noqa: BLE001 - a server binary built without TLS
+        pytest.skip(f"this Redis server has no TLS support: {exc}")
+    url = f"rediss://:tls-Secret-1@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+    lines: list[str] = []
+    ch, payload = sample(FUSION_DATA, "okx", "btcusdt", 3)
+    async with Publisher(url, flush_interval_s=0.05, log=lines.append) as pub:
+        pub.offer(ch, payload)
+        await wait_until(lambda: pub.stats.published.get(ch) == 1, 10, "TLS publish")
+    plain = f"redis://:tls-Secret-1@127.0.0.1:{server.port}/0"
+    assert (await _get(plain, ch))["n"] == 3  # the same server, read over its plain port
+    assert pub.safe_url.startswith("rediss://:***@127.0.0.1:") and not lines
