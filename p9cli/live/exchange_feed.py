@@ -83,6 +83,8 @@ class FeedOptions:
     stable_after_s: float = 10.0
     #: an open hole in the trade numbering is final (counted as missing) after this long
     trade_settle_s: float = 3.0
+    #: larger holes are not replayed over REST (a renumbering, or too long an outage)
+    max_replay_trades: int = 5000
     #: subscribe to the exchange's own candle stream (cross-check of live candles)
     exchange_candles: bool = True
     #: housekeeping period (stats, trade holes)
@@ -352,7 +354,8 @@ class ExchangeFeed:
         tape.blind_from = None
         if len(tape.holes) > holes and self.rest is not None:
             first, last = tape.holes[-1][0], tape.holes[-1][1]
-            self.rest.want_replay(trade.symbol, first, last)
+            if last - first + 1 <= self.options.max_replay_trades:
+                self.rest.want_replay(trade.symbol, first, last)
 
     def _candles_in(self, builder, trade: Trade) -> None:
         first, last = trade.id_first, trade.id_last
@@ -495,7 +498,9 @@ class ExchangeFeed:
         """The feed's statistics as plain values (:meth:`FeedStats.snapshot` plus the trades
         currently inside open holes of the numbering: replay pending or not yet final)."""
         out = self.stats.snapshot()
-        out["trade_ids_pending"] = sum(h[1] - h[0] + 1 for t in self.tapes.values() for h in t.holes)
+        tapes = self.tapes.values()
+        out["trade_ids_pending"] = sum(h[1] - h[0] + 1 for t in tapes for h in t.holes)
+        out["trade_renumberings"] = sum(t.renumbered for t in tapes)
         return out
 
     def exchange_now_ms(self) -> int:

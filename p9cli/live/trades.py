@@ -3,8 +3,11 @@
 Pure logic, one :class:`TradeTape` per (exchange, symbol).
 
 * Every trade is admitted at most once, by its exchange trade id: the ids seen recently are
-  remembered (bounded), so a trade delivered by both the old and the replacement connection
-  during a switch-over, or replayed after a reconnect, is handed on once.
+  remembered (bounded) with their exchange time, so a trade delivered by both the old and the
+  replacement connection during a switch-over, or replayed after a reconnect, is handed on
+  once. An id seen before but at another time, or a number already passed at a time newer
+  than any trade seen, is not a duplicate: the exchange renumbered its trades (a restart;
+  counted in ``renumbered``), and its trades keep flowing.
 * Where the exchange numbers its trades contiguously (the venue gives each trade the span of
   sequence numbers ``first..last`` it covers: Binance aggregate id ``a``, OKX
   ``tradeId - count + 1 .. tradeId``), missing numbers become *holes*. A hole may still fill
@@ -34,12 +37,13 @@ class TradeTape:
         "accepted",
         "blind_intervals",
         "blind_from",
+        "renumbered",
     )
 
     def __init__(self, remember: int = 20_000, settle_s: float = 3.0):
         self.remember = remember
         self.settle_s = settle_s
-        self._ids: set[str] = set()
+        self._ids: dict[str, int] = {}  # trade id -> exchange time
         self._order: deque[str] = deque()
         #: highest sequence number admitted (contiguous venues)
         self.last_seq: int | None = None
@@ -52,6 +56,7 @@ class TradeTape:
         self.duplicates = 0
         self.accepted = 0
         self.blind_intervals = 0
+        self.renumbered = 0
         #: exchange time from which trades may be missing (a disconnect on a venue without
         #: trade numbering), until the next trade arrives
         self.blind_from: int | None = None
@@ -59,27 +64,38 @@ class TradeTape:
     def admit(self, trade_id: str, first: int | None, last: int | None, now: float, ts_ms: int = 0) -> bool:
         """True when the trade is new (hand it on); False for a duplicate. ``ts_ms`` (the
         trade's exchange time) bounds the time span of a hole it opens."""
-        if trade_id in self._ids:
+        ids = self._ids
+        seen_ts = ids.get(trade_id)
+        if seen_ts == ts_ms:  # the same id at the same time: the same trade
             self.duplicates += 1
             return False
         if last is not None:
             ls = self.last_seq
-            if ls is not None and last <= ls and not self._fills_hole(first, last):
-                # older than everything admitted and not inside an open hole: seen before
-                # (and forgotten by the bounded memory) or replayed twice
-                self.duplicates += 1
-                return False
-            if ls is None or first > ls:
-                if ls is not None and first > ls + 1:
+            if ls is not None and last <= ls:
+                if self._fills_hole(first, last):
+                    pass
+                elif seen_ts is None and ts_ms > self.last_ts:
+                    # a number already passed, at a time never seen: the exchange renumbered
+                    # its trades (a restart). Holes of the old numbering can never fill now.
+                    self.renumbered += 1
+                    for hole in self.holes:
+                        hole[2] = float("-inf")
+                    self.last_seq = last
+                else:  # seen before (perhaps forgotten by the bounded memory) or replayed twice
+                    self.duplicates += 1
+                    return False
+            else:
+                if ls is not None and first is not None and first > ls + 1:
                     self.holes.append([ls + 1, first - 1, now, self.last_ts, ts_ms])
                 self.last_seq = last
         if ts_ms > self.last_ts:
             self.last_ts = ts_ms
-        ids, order = self._ids, self._order
-        ids.add(trade_id)
-        order.append(trade_id)
+        order = self._order
+        if seen_ts is None:
+            order.append(trade_id)
+        ids[trade_id] = ts_ms
         if len(order) > self.remember:
-            ids.discard(order.popleft())
+            ids.pop(order.popleft(), None)
         self.accepted += 1
         return True
 

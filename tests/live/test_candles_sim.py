@@ -79,7 +79,9 @@ def rest_klines(market, exchange: str, symbol: str, timeframe: str, first: int, 
     c = getattr(parsed, "candles", parsed)
     if isinstance(c, Candles):
         return c
-    return Candles.from_arrays(c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades)
+    return Candles.from_arrays(
+        c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades
+    )
 
 
 @pytest.mark.parametrize(("exchange", "symbol"), CASES)
@@ -114,7 +116,9 @@ def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(mar
             elif isinstance(e, LiveCandle):
                 got[e.timeframe].append(e)
                 if e.source == "trades":  # the exchange's closed bar comes right after ours
-                    handle(b.on_rest_candles(e.timeframe, rest[e.timeframe].between(e.open_time, e.open_time)))
+                    handle(
+                        b.on_rest_candles(e.timeframe, rest[e.timeframe].between(e.open_time, e.open_time))
+                    )
             else:
                 assert not isinstance(e, (CandleGap, CandleMismatch)), e
 
