@@ -347,7 +347,16 @@ def test_okx_seq_chain_keepalive_maintenance_and_gap():
 
 
 def _upd(seq, prev, bids=(), asks=()):
-    return BookDelta("okx", "btc", seq, seq, list(bids), list(asks), prev)
+    """A 2026 ``books`` update as OKX sends it (checksum 0, 4-field levels), decoded."""
+    four = [[*lv, "0", "1"] for lv in bids], [[*lv, "0", "1"] for lv in asks]
+    (ev,) = okx.decode(okx_books_frame("update", seq, prev, four[0], four[1], 0))
+    return ev
+
+
+def _rest(seq, bids, asks):
+    """A REST ``/api/v5/market/books`` body with ``seqId``, parsed by the venue."""
+    item = {"asks": [[*lv, "0", "1"] for lv in asks], "bids": [[*lv, "0", "1"] for lv in bids], "ts": "1", "seqId": seq}
+    return okx.VENUE.parse_snapshot(json.dumps({"code": "0", "msg": "", "data": [item]}).encode(), "btc")
 
 
 def test_okx_without_inband_snapshot_bridges_from_rest():
@@ -358,13 +367,14 @@ def test_okx_without_inband_snapshot_bridges_from_rest():
     assert sync.on_event(_upd(110, 105, [], [["102", "1"]])) == BUFFERED
     assert sync.on_event(_upd(120, 110, [["99", "1"]])) == BUFFERED
     # older than the first buffered update's prevSeqId: too old, fetch again
-    too_old = BookSnapshot("okx", "btc", 90, [["100", "1"]], [["101", "1"]], from_rest=True)
+    too_old = _rest(90, [["100", "1"]], [["101", "1"]])
     assert sync.on_event(too_old) == SNAPSHOT_TOO_OLD and sync.wants_snapshot and len(sync.buffer) == 3
     # seqId 110: 105 and 110 are already in it, 120 (prevSeqId 110 <= 110 < 120) bridges
-    snap = BookSnapshot("okx", "btc", 110, [["100", "2"]], [["101", "1"], ["102", "1"]], from_rest=True)
+    snap = _rest(110, [["100", "2"]], [["101", "1"], ["102", "1"]])
     assert sync.on_event(snap) == SNAPSHOT
     assert sync.valid and sync.update_id == 120 and not sync.wants_snapshot and not sync.buffer
     assert sync.top(5) == ([("100", "2"), ("99", "1")], [("101", "1"), ("102", "1")])
+    assert sync.resyncs == {}
     assert sync.on_event(_upd(130, 120)) == APPLIED
     assert sync.on_event(snap) == STALE  # a late REST answer changes nothing
 
@@ -373,12 +383,12 @@ def test_okx_rest_snapshot_between_two_updates_bridges():
     """REST is refreshed every 50 ms, the stream every 100 ms: S may fall inside (prevSeqId, seqId)."""
     sync = okx.VENUE.new_book("btc")
     sync.on_event(_upd(120, 110, [["99", "1"]]))
-    snap = BookSnapshot("okx", "btc", 115, [["100", "1"]], [["101", "1"]], from_rest=True)
+    snap = _rest(115, [["100", "1"]], [["101", "1"]])
     assert sync.on_event(snap) == SNAPSHOT and sync.update_id == 120
     sync2 = okx.VENUE.new_book("btc")
     sync2.on_event(_upd(120, 118))
     sync2.on_event(_upd(130, 125))  # 120 -> 125 missing in the buffer: the bridge fails on it
-    assert sync2.on_event(BookSnapshot("okx", "btc", 119, [], [], from_rest=True)) == INVALID
+    assert sync2.on_event(_rest(119, [], [])) == INVALID
     assert sync2.cause == GAP and sync2.wants_snapshot
 
 
@@ -389,8 +399,7 @@ def test_okx_inband_snapshot_wins_over_a_pending_bridge():
     inband = okx.decode(okx_books_frame("snapshot", 200, -1, [["1", "1", "0", "1"]], [["2", "1", "0", "1"]]))[0]
     assert sync.on_event(inband) == SNAPSHOT and sync.update_id == 200 and not sync.buffer
     assert not sync.wants_snapshot
-    rest = BookSnapshot("okx", "btc", 150, [], [], from_rest=True)
-    assert sync.on_event(rest) == STALE and sync.update_id == 200
+    assert sync.on_event(_rest(150, [], [])) == STALE and sync.update_id == 200
 
 
 def test_malformed_levels_invalidate():
