@@ -1,5 +1,6 @@
-"""Key levels: confirmed fractal swing pivots on every timeframe, clustered into price zones,
-plus the classic floor pivots.
+"""Key levels: confirmed fractal swing pivots on every timeframe, clustered into price zones and
+ranked by their evidence (reactions, volume, confirming timeframes); plus the classic floor
+pivots.
 
 Pure functions over numpy arrays / pandas DataFrames (no I/O).
 """
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from p9cli.analysis.indicators import atr as atr_series
 from p9cli.analysis.pivots import fractal_pivots
 from p9cli.analysis.profile import VolumeProfile, column, composite_profile, row_size_for
 from p9cli.analysis.trend import timeframe_weight as trend_weight
@@ -20,14 +22,14 @@ from p9cli.universe import TIMEFRAME_MS
 
 _DAY_MS = 86_400_000
 
-#: Strength = sum of weight * component, see :func:`key_levels`.
-STRENGTH_WEIGHTS = {
-    "touches": 0.30,
-    "significance": 0.30,
-    "timeframes": 0.15,
-    "recency": 0.05,
-    "volume": 0.20,
-}
+#: A level's evidence score = sum of weight * component, see :func:`key_levels`.
+SCORE_WEIGHTS = {"reactions": 0.60, "volume": 0.25, "timeframes": 0.15}
+#: The timeframe whose ATR sets the clustering width and the distance limit, when present.
+PREFERRED_REFERENCE = "4h"
+#: Bars after a pivot over which its reaction (move away, in ATR) is measured.
+REACTION_BARS = 10
+#: Reactions are capped at this many ATRs (one spike must not outweigh many touches).
+REACTION_CAP_ATR = 4.0
 
 
 def floor_pivots(prev_day: Mapping[str, Any] | pd.Series | Any) -> dict[str, float]:
@@ -80,10 +82,13 @@ def combined_timeframe_score(tfs: Sequence[str]) -> float:
 
 
 def reference_timeframe(frames: Mapping[str, Any], atr: Mapping[str, float]) -> str:
-    """The longest timeframe present in both ``frames`` and ``atr`` with a finite positive ATR."""
+    """The timeframe whose ATR scales level clustering and zone distances: 4h when present in
+    both ``frames`` and ``atr`` with a finite positive ATR, else the longest such timeframe."""
     usable = [tf for tf in frames if tf in TIMEFRAME_MS and _positive(atr.get(tf))]
     if not usable:
         raise ValueError("key levels need at least one timeframe with a finite positive ATR")
+    if PREFERRED_REFERENCE in usable:
+        return PREFERRED_REFERENCE
     return max(usable, key=TIMEFRAME_MS.__getitem__)
 
 
@@ -102,14 +107,44 @@ def _round_to(x: float, tick: float, how: str = "nearest") -> float:
     return round(q * tick, decimals)
 
 
+def reactions_atr(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, hi_idx: np.ndarray, lo_idx: np.ndarray,
+    bars: int = REACTION_BARS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """How far price moved away from each pivot within the next ``bars`` bars, in ATR(14) of the
+    same candles at the pivot bar (the last defined ATR during the warm-up), capped at
+    :data:`REACTION_CAP_ATR`: ``(high[i] - min(low[i+1 : i+1+bars])) / ATR[i]`` for a pivot high,
+    ``(max(high[i+1 : i+1+bars]) - low[i]) / ATR[i]`` for a pivot low."""
+    n = high.size
+    a = atr_series(high, low, close, 14)
+    finite = np.isfinite(a)
+    if not finite.any():
+        rng = float(np.nanmean(high - low)) if n else 0.0
+        a = np.full(n, rng if rng > 0 else np.nan)
+    else:
+        first = int(np.argmax(finite))
+        a = a.copy()
+        a[:first] = a[first]
+    pad_lo = np.concatenate((low[1:], np.full(bars, np.inf)))
+    pad_hi = np.concatenate((high[1:], np.full(bars, -np.inf)))
+    fut_min = np.lib.stride_tricks.sliding_window_view(pad_lo, bars).min(axis=1)[:n]
+    fut_max = np.lib.stride_tricks.sliding_window_view(pad_hi, bars).max(axis=1)[:n]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_hi = (high[hi_idx] - fut_min[hi_idx]) / a[hi_idx]
+        r_lo = (fut_max[lo_idx] - low[lo_idx]) / a[lo_idx]
+    clean = lambda r: np.clip(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), 0.0, REACTION_CAP_ATR)  # noqa: E731
+    return clean(r_hi), clean(r_lo)
+
+
 def collect_pivots(frames: Mapping[str, Any], *, left: int = 2, right: int = 2) -> dict[str, np.ndarray]:
     """Every confirmed pivot of every timeframe as parallel arrays.
 
     Returns:
         ``{"price": float64, "time": int64 open_time ms, "tf": int index into
-        "timeframes", "is_high": bool}`` plus ``"timeframes": list[str]``.
+        "timeframes", "is_high": bool, "reaction_atr": float64 (see :func:`reactions_atr`)}``
+        plus ``"timeframes": list[str]``.
     """
-    prices, times, tf_idx, highs = [], [], [], []
+    prices, times, tf_idx, highs, reactions = [], [], [], [], []
     names = [tf for tf in frames if tf in TIMEFRAME_MS]
     for k, tf in enumerate(names):
         df = frames[tf]
@@ -119,16 +154,19 @@ def collect_pivots(frames: Mapping[str, Any], *, left: int = 2, right: int = 2) 
         lo = column(df, "low")
         ot = column(df, "open_time")
         hi_idx, lo_idx = fractal_pivots(h, lo, left, right)
+        r_hi, r_lo = reactions_atr(h, lo, column(df, "close"), hi_idx, lo_idx)
         prices += [h[hi_idx], lo[lo_idx]]
         times += [ot[hi_idx], ot[lo_idx]]
         tf_idx += [np.full(hi_idx.size + lo_idx.size, k, dtype=np.int64)]
         highs += [np.ones(hi_idx.size, bool), np.zeros(lo_idx.size, bool)]
+        reactions += [r_hi, r_lo]
     if not prices:
         return {
             "price": np.zeros(0),
             "time": np.zeros(0, np.int64),
             "tf": np.zeros(0, np.int64),
             "is_high": np.zeros(0, bool),
+            "reaction_atr": np.zeros(0),
             "timeframes": names,
         }
     return {
@@ -136,6 +174,7 @@ def collect_pivots(frames: Mapping[str, Any], *, left: int = 2, right: int = 2) 
         "time": np.concatenate(times),
         "tf": np.concatenate(tf_idx),
         "is_high": np.concatenate(highs),
+        "reaction_atr": np.concatenate(reactions),
         "timeframes": names,
     }
 
@@ -228,13 +267,15 @@ def _distinct_touches(
     n_clusters: int,
     now_ms: int | None = None,
     half_life_ms: float | None = None,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Touches per cluster, counting each touch event once across timeframes.
 
     Returns ``(touches, weighted, decayed)``: the count; the sum of :func:`evidence_weight`
     of the timeframe each counted touch was taken from; and the same sum with each touch
     also multiplied by ``0.5 ** (age / half_life_ms)`` (age = ``now_ms`` - the touch bar's
-    open time; equal to ``weighted`` when no half-life is given).
+    open time; equal to ``weighted`` when no half-life is given) and by ``values`` of the
+    counted pivot when given (the reaction size, see :func:`key_levels`).
 
     Pivots are taken from the longest timeframe down; a pivot whose bar interval
     ``[time, time + tf)`` overlaps the bar of an already-counted pivot of the same cluster
@@ -242,25 +283,29 @@ def _distinct_touches(
     not counted again. A bar that is both a pivot high and a pivot low counts once.
     """
     key_base = np.int64(1) << np.int64(42)  # > any ms timestamp before year 2109
-    # Counted bars, as disjoint intervals [start, end) keyed by cluster: sorted by start, and
-    # since they are disjoint, their ends are sorted too.
     acc_start = np.zeros(0, dtype=np.int64)
     acc_end = np.zeros(0, dtype=np.int64)
     touches = np.zeros(n_clusters, dtype=np.int64)
     weighted = np.zeros(n_clusters, dtype=np.float64)
     decayed = np.zeros(n_clusters, dtype=np.float64)
+    vals = np.ones(labels.size) if values is None else np.asarray(values, dtype=np.float64)
     for width in sorted(set(tf_ms.tolist()), reverse=True):
         sel = np.flatnonzero((tf_ms == width) & (labels >= 0))
         if sel.size == 0:
             continue
         keys = labels[sel] * key_base + times[sel]
+        v = vals[sel]
         if acc_start.size:
             # the last counted bar starting before this bar ends; overlap iff it ends after
             # this bar starts (any earlier one ends even earlier)
             j = np.searchsorted(acc_start, keys + width, side="left") - 1
             dup = (j >= 0) & (acc_end[np.maximum(j, 0)] > keys)
-            keys = keys[~dup]
-        ukeys = np.unique(keys)  # a bar that is both a pivot high and a pivot low: once
+            keys, v = keys[~dup], v[~dup]
+        # a bar that is both a pivot high and a pivot low: once (the larger value)
+        order = np.lexsort((-v, keys))
+        keys, v = keys[order], v[order]
+        first = np.concatenate(([True], keys[1:] != keys[:-1])) if keys.size else np.zeros(0, bool)
+        ukeys, uv = keys[first], v[first]
         cl = (ukeys // key_base).astype(np.int64)
         counts = np.bincount(cl, minlength=n_clusters)
         touches += counts
@@ -268,9 +313,9 @@ def _distinct_touches(
         weighted += counts * w
         if half_life_ms and now_ms is not None:
             age = np.maximum(now_ms - (ukeys % key_base), 0).astype(np.float64)
-            decayed += np.bincount(cl, weights=w * 0.5 ** (age / half_life_ms), minlength=n_clusters)
+            decayed += np.bincount(cl, weights=w * uv * 0.5 ** (age / half_life_ms), minlength=n_clusters)
         else:
-            decayed += counts * w
+            decayed += np.bincount(cl, weights=w * uv, minlength=n_clusters)
         acc_start = np.concatenate((acc_start, ukeys))
         acc_end = np.concatenate((acc_end, ukeys + width))
         order = np.argsort(acc_start, kind="stable")
@@ -283,6 +328,25 @@ def _weight_of_ms(tf_ms: int) -> float:
     return 0.8 * trend_weight(tf_ms) / trend_weight(TIMEFRAME_MS["1d"])
 
 
+def rank_strength(scores: np.ndarray) -> np.ndarray:
+    """Each score's rank among ``scores`` spread over 0..1: the weakest 0, the strongest 1, equal
+    scores share their mean rank; a single score is 1."""
+    s = np.asarray(scores, dtype=np.float64)
+    n = s.size
+    if n == 0:
+        return s.copy()
+    if n == 1:
+        return np.ones(1)
+    order = np.argsort(s, kind="stable")
+    ranks = np.empty(n)
+    ranks[order] = np.arange(n, dtype=np.float64)
+    # ties: the mean rank of the group
+    uniq, inverse = np.unique(s, return_inverse=True)
+    if uniq.size < n:
+        ranks = (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
+    return ranks / (n - 1)
+
+
 def key_levels(
     frames: Mapping[str, Any],
     atr: Mapping[str, float],
@@ -292,90 +356,79 @@ def key_levels(
     left: int = 2,
     right: int = 2,
     tolerance_atr: float = 0.25,
-    max_levels: int = 12,
+    confirm_atr: float = 0.25,
+    min_reaction_atr: float = 1.0,
+    nearest_per_side: int = 3,
+    strongest: int = 4,
     max_distance_atr: float = 8.0,
     reference_tf: str | None = None,
     profile: VolumeProfile | None = None,
     now_ms: int | None = None,
-    recency_half_life_ms: int = 60 * _DAY_MS,
-    min_weighted_touches: float = 1.0,
-    min_significance: float = 1.0,
+    recency_half_life_ms: int = 30 * _DAY_MS,
+    distance_atr: float | None = None,
+    max_clusters: int = 40,
 ) -> list[dict]:
-    """Support and resistance levels: confirmed pivots of every timeframe clustered into zones.
+    """Support and resistance levels: confirmed pivots of every timeframe clustered into levels
+    and ranked by their evidence.
 
     Args:
-        frames: timeframe -> candles: a DataFrame with the Parquet columns or a
-            :class:`p9cli.analysis.candles.Candles` (``open_time`` ms, ``high``, ``low``,
-            ``volume``; ascending, closed candles only). Keys must be universe timeframes ("1d", "4h", ...).
-        atr: timeframe -> ATR(14) in price units (the current value). Only the reference
-            timeframe's ATR is required.
-        last_close: close of the latest closed candle (decides support vs resistance).
+        frames: timeframe -> candles (DataFrame or :class:`p9cli.analysis.candles.Candles`;
+            ``open_time`` ms, ``high``, ``low``, ``close``, ``volume``; ascending, closed).
+        atr: timeframe -> current ATR(14) in price units. Only the reference timeframe's ATR is
+            required; a timeframe without one confirms a level within ``confirm_atr`` of its
+            own candles' mean range.
+        last_close: the latest price (decides support vs resistance, distances).
         tick: price increment; level prices are rounded to it, zone edges outward.
-        left, right: pivot confirmation bars (see :func:`fractal_pivots`).
-        tolerance_atr: cluster width in units of the reference ATR: pivots within
-            ``tolerance_atr * ATR_ref`` of each other are one level.
-        max_levels: at most this many levels are returned: the strongest
-            ``max_levels // 2`` on each side of ``last_close`` (a side with fewer leaves its
-            places to the other).
+        left, right: pivot confirmation bars (:func:`p9cli.analysis.pivots.fractal_pivots`).
+        tolerance_atr: clustering width in reference ATRs (the reference timeframe is 4h when
+            present, else the longest: :func:`reference_timeframe`).
+        confirm_atr, min_reaction_atr: a pivot of timeframe ``tf`` confirms (touches) a level
+            when it lies within ``min(confirm_atr * ATR(tf), clustering width / 2)`` of the
+            level's centre and price moved at least ``min_reaction_atr * ATR(tf)`` away from it
+            within 10 bars; other pivots of the cluster are ignored (a 1-minute wiggle three
+            minute-ATRs away is not a touch of that level).
+        nearest_per_side, strongest: the selection rule (see below).
         max_distance_atr: pivots farther than this many reference ATRs from ``last_close``
-            are ignored (too far to matter, and keeps clustering cheap).
-        reference_tf: timeframe whose ATR scales tolerance and distances; default: the
-            longest timeframe present in ``frames`` with a finite positive ATR.
-        profile: volume profile used for ``volume_near`` (normally the composite profile
-            from :func:`p9cli.analysis.profile.composite_profile`); built from ``frames``
-            with ``row_size_for(tick, ATR_ref)`` when omitted.
+            are ignored.
+        profile: volume profile for the volume evidence (normally the composite profile);
+            built from ``frames`` when omitted.
         now_ms: "now" for recency; default: the latest candle close time in ``frames``.
-        recency_half_life_ms: a touch's weight (and the recency component) halves every
-            this many ms of age.
-        min_weighted_touches, min_significance: evidence a cluster needs to be a level (below).
+        recency_half_life_ms: a touch's weight halves every this many ms of age.
+        distance_atr: the ATR that ``distance_atr`` is measured in (the document's
+            ``atr_timeframe``); default: the reference ATR.
 
-    Clustering (:func:`_cluster`): pivots sorted by price are grouped densest window first,
-    a window being ``tolerance_atr * ATR_ref`` wide and each pivot weighing
-    :func:`evidence_weight` of its timeframe; a left-over fragment whose centre is within one
-    width of a denser cluster is folded into it if the merged span stays within 1.5 widths.
+    Evidence, per level (each counted touch once across timeframes: ``_distinct_touches``):
+
+    * **reactions** ``E = sum over touches of w(tf) * 0.5 ** (age / half_life) * reaction_atr``
+      where ``reaction_atr`` is how far price moved away within 10 bars, in ATR of the touch's
+      timeframe, capped at 4 (:func:`reactions_atr`); ``w`` is :func:`evidence_weight` (1d 0.8,
+      1h 0.55, 1m 0.07). Component ``R = E / (E + median E of the candidates)``.
+    * **volume**: ``d`` = volume per price unit inside the level's zone (composite profile) over
+      the mean density within ``max_distance_atr`` of the price. Component ``V = d / (1 + d)``.
+    * **timeframes**: the timeframes with a confirming pivot. Component
+      ``F = 1 - prod(1 - w(tf))`` (:func:`combined_timeframe_score`).
+
+    ``score = 0.60 R + 0.25 V + 0.15 F`` and ``strength`` = the score's rank among the levels
+    returned, spread over 0..1 (:func:`rank_strength`: the strongest 1, the weakest 0).
+    ``evidence`` names the component where the level ranks highest among all candidates.
+
+    Selection: the ``nearest_per_side`` nearest supports and resistances, plus the
+    ``strongest`` highest-scoring of the remaining candidates (``selected`` says which rule
+    kept a level).
+
+    Returns:
+        dicts sorted by price, highest first: ``price`` (weighted mean of the confirming
+        pivots, on tick), ``zone_low``/``zone_high`` (their span, at least +-0.05 reference
+        ATR, rounded outward), ``kind`` ("support"/"resistance"), ``touches``, ``reaction_mean_atr``
+        and ``reaction_max_atr`` (over the touches, each in ATR of its timeframe), ``timeframes`` (confirming,
+        longest first), ``last_touch_ms``, ``volume_near`` (profile volume in the zone),
+        ``volume_ratio`` (``d``), ``score``, ``strength``, ``evidence`` ("reactions",
+        "volume" or "timeframes"), ``selected`` ("nearest"/"strongest"), ``distance``,
+        ``distance_pct``, ``distance_atr``.
 
     Raises:
         ValueError: ``tick`` not a positive number, ``last_close`` not finite, or no usable
-            (finite, positive) ATR for the reference timeframe.
-
-    Cost: ~3-4 ms for 11 timeframes x 1000 candles (all pivots of all timeframes).
-
-    Returns:
-        a list of dicts sorted by price, highest first::
-
-            price          weighted mean of the member pivots (weights: evidence_weight),
-                           rounded to tick
-            zone_low/high  min/max member pivot price, widened symmetrically around price to
-                           at least half the cluster width; rounded outward to tick
-            kind           "resistance" if price > last_close else "support"
-            touches        distinct touch events (a pivot seen on several timeframes at the
-                           same time counts once, see _distinct_touches)
-            timeframes     timeframes with at least one member pivot, longest first
-            last_touch_time open_time (ms) of the latest member pivot's bar
-            volume_near    profile volume inside [zone_low, zone_high] (base units)
-            distance       price - last_close (price units)
-            distance_pct   100 * distance / last_close
-            distance_atr   distance / ATR_ref
-            strength       0..1, see below
-
-        ``strength = 0.30*T + 0.30*S + 0.15*F + 0.05*R + 0.20*V`` with
-        ``T = 1 - exp(-w / 2)`` where ``w`` sums, over the distinct touches,
-        :func:`evidence_weight` of the touch's timeframe (a daily touch 0.8, a 1-minute one
-        0.07) times ``0.5 ** (touch age / recency_half_life_ms)``;
-        ``S = clip((significance - 1) / 2, 0, 1)`` where significance is the cluster's
-        age-decayed pivot weight over the average weight per cluster width in the 5 widths
-        around it (1 = pivots spread evenly, nothing stands out; 5 = every pivot of the
-        neighbourhood sits on this level); ``F = evidence_weight(longest confirming
-        timeframe) / 0.8`` (1 for a daily pivot, 0.09 for 1-minute only);
-        ``R = 0.5 ** (age / recency_half_life_ms)`` with ``age = now - last_touch_time``;
-        ``V = d / (1 + d)`` where ``d`` is the zone's volume density (volume_near per price
-        unit) over the profile's mean density within ``max_distance_atr`` of the last close
-        (V = 0.5 at the local average).
-
-        Clusters whose touches weigh less than ``min_weighted_touches`` (timeframe weights
-        without the age factor; default 1.0: e.g. two 1h touches, or one daily and one 15m
-        touch), or whose significance is below ``min_significance`` (default 1: no denser than
-        their neighbourhood), are not levels and are dropped.
+            ATR for the reference timeframe.
     """
     if not (tick > 0 and math.isfinite(tick)):
         raise ValueError(f"tick must be a positive number, got {tick!r}")
@@ -388,6 +441,7 @@ def key_levels(
     atr_ref = float(atr[ref])
     if not _positive(atr_ref):
         raise ValueError(f"ATR of the reference timeframe {ref} must be a finite positive number")
+    dist_unit = distance_atr if _positive(distance_atr) else atr_ref
     width = tolerance_atr * atr_ref
     if now_ms is None:
         now_ms = max(int(column(df, "open_time")[-1]) + TIMEFRAME_MS[tf] for tf, df in frames.items())
@@ -396,93 +450,97 @@ def key_levels(
     names = piv["timeframes"]
     price = piv["price"]
     near = np.abs(price - last_close) <= max_distance_atr * atr_ref
-    order = np.argsort(price[near], kind="stable")
-    idx = np.flatnonzero(near)[order]
+    idx = np.flatnonzero(near)[np.argsort(price[near], kind="stable")]
     if idx.size == 0:
         return []
     price = price[idx]
     times = piv["time"][idx]
     tf_of = piv["tf"][idx]
+    reaction = piv["reaction_atr"][idx]
     name_weight = np.array([evidence_weight(tf) for tf in names])
     name_ms = np.array([TIMEFRAME_MS[tf] for tf in names], dtype=np.int64)
+    name_atr = np.array(
+        [
+            float(atr[tf]) if _positive(atr.get(tf)) else float(np.mean(column(frames[tf], "high") - column(frames[tf], "low")))
+            for tf in names
+        ]
+    )
     weights = name_weight[tf_of]
 
-    labels = _cluster(price, weights, width, 2 * max_levels + 8, min_weight=0.5 * min_weighted_touches)
-    n_clusters = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
-    if n_clusters == 0:
+    labels = _cluster(price, weights, width, max_clusters)
+    if not labels.size or labels.max() < 0:
         return []
-    # significance: the cluster's (age-decayed) pivot weight against the average weight per
-    # cluster width in its neighbourhood (5 widths centred on it): ~1 where pivots are spread
-    # evenly (no level stands out), up to 5 when the neighbourhood's pivots all sit on it
-    decay = 0.5 ** (np.maximum(now_ms - times, 0).astype(np.float64) / float(recency_half_life_ms))
-    dw = weights * decay
-    mass = np.bincount(labels[labels >= 0], weights=dw[labels >= 0], minlength=int(labels.max()) + 1)
-    cum_dw = np.concatenate(([0.0], np.cumsum(dw)))
-    wsum0 = np.bincount(labels[labels >= 0], weights=weights[labels >= 0], minlength=mass.size)
-    centre0 = np.bincount(
-        labels[labels >= 0], weights=(weights * price)[labels >= 0], minlength=mass.size
-    ) / np.maximum(wsum0, 1e-300)
-    nb_lo = np.searchsorted(price, centre0 - 2.5 * width, side="left")
-    nb_hi = np.searchsorted(price, centre0 + 2.5 * width, side="right")
-    neighbourhood = (cum_dw[nb_hi] - cum_dw[nb_lo]) / 5.0
-    significance = np.where(neighbourhood > 0, mass / np.maximum(neighbourhood, 1e-300), 0.0)
-    touches, weighted_touches, decayed_touches = _distinct_touches(
-        labels, name_ms[tf_of], times, n_clusters, now_ms, float(recency_half_life_ms)
-    )
+    n_all = int(labels.max()) + 1
     m = labels >= 0
+    wsum = np.bincount(labels[m], weights=weights[m], minlength=n_all)
+    centre = np.bincount(labels[m], weights=(weights * price)[m], minlength=n_all) / np.maximum(wsum, 1e-300)
+    # only pivots within confirm_atr of their own timeframe's ATR touch the level
+    tol = np.minimum(confirm_atr * name_atr[tf_of], width / 2.0)
+    confirms = m & (np.abs(price - centre[np.maximum(labels, 0)]) <= tol) & (reaction >= min_reaction_atr)
+    labels = np.where(confirms, labels, -1)
+    m = confirms
+    if not m.any():
+        return []
+    # renumber the clusters that kept a confirming pivot
+    keep_ids = np.unique(labels[m])
+    remap = np.full(n_all, -1, dtype=np.int64)
+    remap[keep_ids] = np.arange(keep_ids.size)
+    labels = np.where(m, remap[np.maximum(labels, 0)], -1)
+    n = int(keep_ids.size)
     lab = labels[m]
-    wsum = np.bincount(lab, weights=weights[m], minlength=n_clusters)
-    centre = np.bincount(lab, weights=(weights * price)[m], minlength=n_clusters) / wsum
-    zlo = np.full(n_clusters, np.inf)
-    zhi = np.full(n_clusters, -np.inf)
+    touches, _weighted, evidence = _distinct_touches(
+        labels, name_ms[tf_of], times, n, now_ms, float(recency_half_life_ms), values=reaction
+    )
+    wsum = np.bincount(lab, weights=weights[m], minlength=n)
+    centre = np.bincount(lab, weights=(weights * price)[m], minlength=n) / wsum
+    zlo = np.full(n, np.inf)
+    zhi = np.full(n, -np.inf)
     np.minimum.at(zlo, lab, price[m])
     np.maximum.at(zhi, lab, price[m])
-    half = width / 4.0
-    zlo = np.minimum(zlo, centre - half)
-    zhi = np.maximum(zhi, centre + half)
-    last_touch = np.full(n_clusters, np.iinfo(np.int64).min, dtype=np.int64)
+    half = 0.05 * atr_ref
+    zlo = np.floor(np.minimum(zlo, centre - half) / tick + 1e-9) * tick  # outward, on the tick
+    zhi = np.ceil(np.maximum(zhi, centre + half) / tick - 1e-9) * tick
+    last_touch = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last_touch, lab, times[m])
-    tf_seen = np.zeros((n_clusters, len(names)), dtype=bool)
+    tf_seen = np.zeros((n, len(names)), dtype=bool)
     tf_seen[lab, tf_of[m]] = True
+    r_sum = np.bincount(lab, weights=reaction[m], minlength=n)
+    r_cnt = np.bincount(lab, minlength=n)
+    r_max = np.zeros(n)
+    np.maximum.at(r_max, lab, reaction[m])
 
     if profile is None:
         profile = composite_profile(frames, row_size_for(tick, atr_ref))
     vol_near = np.asarray(profile.volume_between(zlo, zhi), dtype=np.float64)
-    # volume density near price: mean over the band the levels are drawn from
-    band_lo, band_hi = last_close - max_distance_atr * atr_ref, last_close + max_distance_atr * atr_ref
-    band_lo, band_hi = max(band_lo, profile.price_low), min(band_hi, profile.price_high)
+    band_lo = max(last_close - max_distance_atr * atr_ref, profile.price_low)
+    band_hi = min(last_close + max_distance_atr * atr_ref, profile.price_high)
     span = band_hi - band_lo
     mean_density = float(profile.volume_between(band_lo, band_hi)) / span if span > 0 else 0.0
     density = vol_near / np.maximum(zhi - zlo, 1e-300)
-    d = density / mean_density if mean_density > 0 else np.zeros(n_clusters)
+    d = density / mean_density if mean_density > 0 else np.zeros(n)
 
-    t_score = 1.0 - np.exp(-decayed_touches / 2.0)
-    f_score = np.max(np.where(tf_seen, name_weight[None, :], 0.0), axis=1) / 0.8
-    age = np.maximum(now_ms - last_touch, 0).astype(np.float64)
-    r_score = 0.5 ** (age / float(recency_half_life_ms))
-    v_score = d / (1.0 + d)
-    s_score = np.clip((significance - 1.0) / 2.0, 0.0, 1.0)
-    sw = STRENGTH_WEIGHTS
-    strength = (
-        sw["touches"] * t_score
-        + sw["significance"] * s_score
-        + sw["timeframes"] * f_score
-        + sw["recency"] * r_score
-        + sw["volume"] * v_score
-    )
+    e_mid = float(np.median(evidence)) if n else 0.0
+    comp = {
+        "reactions": evidence / (evidence + e_mid) if e_mid > 0 else (evidence > 0).astype(float),
+        "volume": d / (1.0 + d),
+        "timeframes": np.array(
+            [combined_timeframe_score([names[k] for k in np.flatnonzero(tf_seen[c])]) for c in range(n)]
+        ),
+    }
+    score = sum(SCORE_WEIGHTS[k] * comp[k] for k in SCORE_WEIGHTS)
+    comp_rank = {k: rank_strength(v) for k, v in comp.items()}
+    main = [max(SCORE_WEIGHTS, key=lambda k, c=c: (comp_rank[k][c], SCORE_WEIGHTS[k])) for c in range(n)]
 
-    # choose first (on small records), then build the full dicts of the chosen levels only
     candidates = []
-    keep = (weighted_touches >= min_weighted_touches) & (significance >= min_significance)
-    for c in np.flatnonzero(keep).tolist():
+    for c in range(n):
         p = _round_to(float(centre[c]), tick)
-        kind = "resistance" if p > last_close else "support"
         candidates.append(
-            {"price": p, "kind": kind, "strength": float(strength[c]), "distance": p - last_close, "c": c}
+            {"price": p, "kind": "resistance" if p > last_close else "support", "score": float(score[c]),
+             "distance": p - last_close, "c": c}
         )
     by_len = sorted(range(len(names)), key=lambda k: -name_ms[k])
     levels = []
-    for cand in select_levels(candidates, max_levels):
+    for cand in select_levels(candidates, nearest_per_side, strongest):
         c, p, dist = cand["c"], cand["price"], cand["distance"]
         levels.append(
             {
@@ -491,35 +549,35 @@ def key_levels(
                 "zone_high": _round_to(float(zhi[c]), tick, "up"),
                 "kind": cand["kind"],
                 "touches": int(touches[c]),
+                "reaction_mean_atr": float(r_sum[c] / max(r_cnt[c], 1)),
+                "reaction_max_atr": float(r_max[c]),
                 "timeframes": [names[k] for k in by_len if tf_seen[c, k]],
-                "last_touch_time": int(last_touch[c]),
+                "last_touch_ms": int(last_touch[c]),
                 "volume_near": float(vol_near[c]),
+                "volume_ratio": float(d[c]),
+                "score": float(score[c]),
+                "strength": 0.0,  # the rank among the chosen levels, below
+                "evidence": main[c],
+                "selected": cand["selected"],
                 "distance": dist,
                 "distance_pct": 100.0 * dist / last_close if last_close else 0.0,
-                "distance_atr": dist / atr_ref,
-                "strength": float(np.clip(strength[c], 0.0, 1.0)),
+                "distance_atr": dist / dist_unit,
             }
         )
+    for lv, st in zip(levels, rank_strength(np.array([lv["score"] for lv in levels])).tolist(), strict=True):
+        lv["strength"] = st
     return levels
 
 
-def select_levels(levels: list[dict], max_levels: int) -> list[dict]:
-    """The strongest ``max_levels // 2`` supports and resistances (a side with fewer leaves its
-    places to the other; odd ``max_levels`` gives the spare place to the stronger candidate),
-    sorted by price descending. Ties in strength go to the level nearer the last close.
-    """
-    if max_levels <= 0:
-        return []
-
-    def rank(lv: dict) -> tuple[float, float]:
-        return (-lv["strength"], abs(lv["distance"]))
-
-    sup = sorted((lv for lv in levels if lv["kind"] == "support"), key=rank)
-    res = sorted((lv for lv in levels if lv["kind"] == "resistance"), key=rank)
-    half = max_levels // 2
-    n_sup = min(len(sup), half)
-    n_res = min(len(res), half)
-    spare = max_levels - n_sup - n_res
-    rest = sorted(sup[n_sup:] + res[n_res:], key=rank)[:spare]
-    chosen = sup[:n_sup] + res[:n_res] + rest
-    return sorted(chosen, key=lambda lv: -lv["price"])
+def select_levels(levels: list[dict], nearest_per_side: int = 3, strongest: int = 4) -> list[dict]:
+    """The ``nearest_per_side`` supports and resistances nearest the price (by ``|distance|``),
+    plus the ``strongest`` highest-``score`` levels among the rest; each chosen level gets
+    ``selected`` = "nearest" or "strongest". Sorted by price, highest first."""
+    sup = sorted((lv for lv in levels if lv["kind"] == "support"), key=lambda lv: abs(lv["distance"]))
+    res = sorted((lv for lv in levels if lv["kind"] == "resistance"), key=lambda lv: abs(lv["distance"]))
+    near = sup[: max(nearest_per_side, 0)] + res[: max(nearest_per_side, 0)]
+    chosen_ids = {id(lv) for lv in near}
+    rest = sorted((lv for lv in levels if id(lv) not in chosen_ids), key=lambda lv: (-lv["score"], abs(lv["distance"])))
+    out = [dict(lv, selected="nearest") for lv in near]
+    out += [dict(lv, selected="strongest") for lv in rest[: max(strongest, 0)]]
+    return sorted(out, key=lambda lv: -lv["price"])

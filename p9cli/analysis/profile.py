@@ -656,3 +656,19 @@ def _node(profile: VolumeProfile, row: int, lo: int, hi: int, prominence: float)
         "share": v / total if total > 0 else 0.0,
         "prominence": float(prominence),
     }
+
+
+def densest_window(profile: VolumeProfile, low: float, high: float, width: float) -> tuple[float, float]:
+    """The ``width``-wide sub-range of ``[low, high]`` holding the most profile volume (the
+    whole range when it is no wider). Candidate windows start at ``low`` and at every row edge
+    inside the range; ties go to the window nearest the middle of the range."""
+    if high - low <= width or width <= 0:
+        return low, high
+    edges = profile.edges()
+    starts = edges[(edges > low) & (edges < high - width)]
+    starts = np.concatenate(([low], starts, [high - width]))
+    vols = np.asarray(profile.volume_between(starts, starts + width), dtype=np.float64)
+    best = np.flatnonzero(vols >= vols.max() * (1 - 1e-12))
+    centre = (low + high - width) / 2.0
+    s = float(starts[best[np.argmin(np.abs(starts[best] - centre))]])
+    return s, s + width

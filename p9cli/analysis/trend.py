@@ -112,7 +112,7 @@ def swing_structure(open_time, high, low, close, left: int = SWING_LEFT, right: 
     ]
     swings.sort(key=lambda s: (s[0], s[1]))
     recent = [
-        {"kind": kind, "label": lab, "price": p, "time": int(ot[i])}
+        {"kind": kind, "label": lab, "price": p, "time_ms": int(ot[i])}
         for i, kind, p, lab in swings[-SWINGS_LISTED:]
     ]
 
@@ -136,8 +136,8 @@ def swing_structure(open_time, high, low, close, left: int = SWING_LEFT, right: 
             "direction": direction,
             "kind": "bos" if previous in (None, direction) else "choch",
             "level": float(h[pi] if direction == "up" else lo[pi]),
-            "pivot_time": int(ot[pi]),
-            "time": int(ot[bar]),
+            "pivot_time_ms": int(ot[pi]),
+            "time_ms": int(ot[bar]),
             "bars_ago": len(c) - 1 - bar,
         }
     return {
@@ -154,7 +154,7 @@ def _pivot_doc(ot, prices, idx, labels) -> dict | None:
     if len(idx) == 0:
         return None
     i = int(idx[-1])
-    return {"price": float(prices[i]), "time": int(ot[i]), "label": labels[-1]}
+    return {"price": float(prices[i]), "time_ms": int(ot[i]), "label": labels[-1]}
 
 
 def ema_slope_atr(ema_values: np.ndarray, atr_now: float | None, bars: int = SLOPE_BARS) -> float | None:

@@ -93,9 +93,9 @@ def percentile_of_last(history: np.ndarray) -> float | None:
 
 def _estimate(series: np.ndarray) -> dict:
     if len(series) == 0:
-        return {"annualized_pct": None, "percentile": None}
+        return {"annualized_pct": None, "percentile_pct": None}
     v = float(series[-1])
-    return {"annualized_pct": v if math.isfinite(v) else None, "percentile": percentile_of_last(series)}
+    return {"annualized_pct": v if math.isfinite(v) else None, "percentile_pct": percentile_of_last(series)}
 
 
 def analyze_volatility(
@@ -117,7 +117,7 @@ def analyze_volatility(
     return {
         "atr": atr_now if math.isfinite(atr_now) else None,
         "atr_pct": atr_pct_now if math.isfinite(atr_pct_now) else None,
-        "atr_pct_percentile": percentile_of_last(valid_pct) if math.isfinite(atr_pct_now) else None,
+        "atr_percentile_pct": percentile_of_last(valid_pct) if math.isfinite(atr_pct_now) else None,
         "window": window,
         "periods_per_year": ppy,
         "realized": {

@@ -1,5 +1,6 @@
-"""Liquidity zones (high-volume accumulation areas) and the one-call assembly of part B's
-sections of the structure document (levels, floor pivots, volume profiles, zones).
+"""Liquidity zones (high-volume accumulation areas) and the one-call assembly of the price
+sections of the structure document (levels, floor pivots, session profiles, composite profile,
+zones).
 
 Pure functions over numpy arrays / candle frames (no I/O). A "frame" is a pandas DataFrame
 with the Parquet columns or a :class:`p9cli.analysis.candles.Candles`.
@@ -24,6 +25,7 @@ from p9cli.analysis.profile import (
     column,
     composite_profile,
     composite_slices,
+    densest_window,
     frame_profile,
     node_core,
     row_size_for,
@@ -31,6 +33,7 @@ from p9cli.analysis.profile import (
     volume_nodes,
     volume_profile,
 )
+from p9cli.analysis.sessions import session_profiles
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 #: Zone strength = sum of weight * component, see :func:`liquidity_zones`.
@@ -158,8 +161,9 @@ def liquidity_zones(
     min_density_ratio: float = 1.0,
     min_volume_share: float = 0.01,
     max_distance_atr: float = 8.0,
-    max_width_atr: float = 2.0,
-    max_zones: int = 8,
+    max_width_atr: float = 1.0,
+    max_zones: int = 4,
+    distance_atr: float | None = None,
 ) -> list[dict]:
     """High-volume accumulation areas: HVN clusters of the composite profile and
     consolidation ranges with elevated volume.
@@ -186,23 +190,34 @@ def liquidity_zones(
             profile is at least this multiple of the profile's mean ...
         min_volume_share: ... and it holds at least this share of the profile's volume, and
             at least one timeframe shows it (see ``timeframes`` below).
-        max_zones: the strongest ``max_zones`` zones are returned.
+        max_width_atr: a zone is at most this many ATRs of its own timeframe wide (an HVN
+            cluster's timeframe is the reference one, a consolidation's the timeframe it was
+            found on); a wider candidate is cut to its densest ``max_width_atr`` window of the
+            composite profile (:func:`p9cli.analysis.profile.densest_window`).
+        max_zones: at most this many zones are returned.
+        distance_atr: the ATR ``distance_atr`` is measured in (the document's
+            ``atr_timeframe``); default: the reference ATR.
 
     Zones:
         * ``hvn_cluster``: high-volume nodes of the composite profile (:func:`volume_nodes`)
-          whose extents touch or overlap (gap <= one row) are joined into one range. A node
-          wider than ``max_width_atr`` reference ATRs (a broad plateau) is first narrowed to
-          its core (:func:`p9cli.analysis.profile.node_core`).
+          whose extents touch or overlap (gap <= one row) are joined into one range.
         * ``consolidation``: consolidation ranges (:func:`consolidations`) with elevated volume
           on any timeframe; ranges on different timeframes that overlap both in time and in
           price (by at least half of the narrower one) are one zone, whose price bounds are
           those of its tightest member (most time per unit of price height).
 
+    Distinct zones: candidates are taken strongest first; one that overlaps a zone already
+    taken is merged into it when the union stays within that zone's width bound, else
+    dropped; taking stops at ``max_zones``.
+
     Returns:
         a list of dicts, sorted by ``mid`` descending::
 
             kind            "hvn_cluster" | "consolidation"
+            timeframe       the timeframe whose ATR bounds the width
             low, high, mid  price bounds and midpoint
+            width_atr       (high - low) / ATR(timeframe); <= max_width_atr
+            max_width       the bound in price units (max_width_atr * ATR(timeframe))
             volume          composite-profile volume inside [low, high]
             volume_share    volume / profile total (0..1)
             density_ratio   (volume / (high - low)) / (profile total / profile height)
@@ -211,15 +226,16 @@ def liquidity_zones(
                             inside [low, high]
             time_spent_bars number of those candles
             time_share      time_spent_ms / duration of the whole coverage (0..1)
-            first_time, last_time  open_time (ms) of the first/last such candle (None if none)
+            first_open_ms, last_open_ms  open time of the first/last such candle (None if none)
             timeframes      timeframes that show the zone (their own profile has an HVN
                             overlapping it, or they have a qualifying consolidation
                             overlapping it in price), longest first
-            consolidation   for kind "consolidation": {"timeframe", "start_time",
-                            "end_time" (close of the last bar, ms), "bars", "rel_volume"} of
-                            the tightest member; None for hvn clusters
+            consolidation   for kind "consolidation": {"timeframe", "start_ms", "end_ms"
+                            (close of the last bar), "bars", "volume_ratio" (mean bar volume over the
+                            timeframe's mean)} of the tightest
+                            member; None for hvn clusters
             distance_pct, distance_atr   (mid - last_close) in % of last_close and in
-                            reference ATRs (None without last_close)
+                            ``distance_atr`` units (None without last_close)
             strength        0..1 = 0.4*D + 0.3*F + 0.3*T with D = r/(1+r) for
                             r = density_ratio, F = 1 - prod(1 - evidence_weight) over the
                             zone's timeframes, T = s/(s + 0.05) for s = time_share
@@ -229,9 +245,6 @@ def liquidity_zones(
         return []
     ref = reference_tf or reference_timeframe(frames, atr)
     atr_ref = float(atr[ref])
-    total = profile.total
-    height = profile.price_high - profile.price_low
-    mean_density = total / height if height > 0 else 0.0
     has_close = last_close is not None and math.isfinite(last_close)
     reach = max_distance_atr * atr_ref
 
@@ -246,13 +259,6 @@ def liquidity_zones(
             rng = float(np.nanmax(hi_) - np.nanmin(lo_))
             rs = row_size_for(tick, a, price_range=rng) if tick else max(a / 10.0, rng / 2000.0)
             tf_nodes[tf] = volume_nodes(frame_profile(df, rs))
-    span_tf, span_lo, span_hi = [], [], []  # every HVN of every timeframe's own profile
-    for tf, nodes in tf_nodes.items():
-        for node in nodes.get("hvn", []):
-            span_tf.append(tf)
-            span_lo.append(node["low"])
-            span_hi.append(node["high"])
-
     # --- consolidation ranges with elevated volume, per timeframe
     cons = []  # (tf, start_ms, end_ms, low, high, bars, rel_volume)
     for tf, df in frames.items():
@@ -278,13 +284,15 @@ def liquidity_zones(
             cons.append((tf, int(ot[s]), int(ot[e - 1]) + width, c_lo, c_hi, e - s, float(rel)))
 
     candidates: list[dict] = []
-    # --- HVN clusters of the composite profile
+    # --- HVN clusters of the composite profile (the reference timeframe's zones)
     hvn = (profile_nodes if profile_nodes is not None else volume_nodes(profile))["hvn"]
     cores = [node_core(profile, n, max_width_atr * atr_ref) for n in hvn]
     for low, high in _merge_intervals(
         [c[0] for c in cores], [c[1] for c in cores], profile.row_size * 1.0001
     ):
-        candidates.append({"kind": "hvn_cluster", "low": low, "high": high, "consolidation": None})
+        candidates.append(
+            {"kind": "hvn_cluster", "timeframe": ref, "low": low, "high": high, "consolidation": None}
+        )
 
     # --- consolidations, merged across timeframes (time and price overlap)
     if cons:
@@ -319,116 +327,178 @@ def liquidity_zones(
             candidates.append(
                 {
                     "kind": "consolidation",
+                    "timeframe": tf,
                     "low": low,
                     "high": high,
                     "consolidation": {
                         "timeframe": tf,
-                        "start_time": s_ms,
-                        "end_time": e_ms,
+                        "start_ms": s_ms,
+                        "end_ms": e_ms,
                         "bars": int(bars),
-                        "rel_volume": rel,
+                        "volume_ratio": rel,
                     },
                 }
             )
     if not candidates:
         return []
+    # --- narrow: at most max_width_atr ATRs of the zone's own timeframe, around its densest part
+    for c in candidates:
+        c["max_width"] = max_width_atr * float(atr.get(c["timeframe"]) or atr_ref)
+        low, high = densest_window(profile, c["low"], c["high"], c["max_width"])
+        if tick:  # edges on the tick, inward: the bound holds after rounding
+            lo_t, hi_t = math.ceil(low / tick - 1e-9) * tick, math.floor(high / tick + 1e-9) * tick
+            low, high = (lo_t, hi_t) if hi_t > lo_t else (low, high)
+        c["low"], c["high"] = low, high
 
-    # --- vectorised filters: density, volume share, distance, shown by a timeframe
-    lows = np.array([c["low"] for c in candidates])
-    highs = np.array([c["high"] for c in candidates])
-    vols = np.asarray(profile.volume_between(lows, highs), dtype=np.float64)
-    widths = np.maximum(highs - lows, profile.row_size)
-    ratio = (vols / widths) / mean_density if mean_density > 0 else np.zeros(len(candidates))
-    keep = (ratio >= min_density_ratio) & (vols >= min_volume_share * total)
-    if has_close:
-        gap = np.maximum(np.maximum(lows - last_close, last_close - highs), 0.0)
-        keep &= gap <= reach
-    shows = np.zeros((len(candidates), len(TIMEFRAMES)), dtype=bool)
-    tf_col = {tf: i for i, tf in enumerate(TIMEFRAMES)}
-    for tfs_, lo_arr, hi_arr in (
-        (span_tf, span_lo, span_hi),
-        ([c[0] for c in cons], [c[3] for c in cons], [c[4] for c in cons]),
-    ):
-        if not tfs_:
+    unit = float(distance_atr) if distance_atr and distance_atr > 0 else atr_ref
+    ctx = _ZoneContext(frames, profile, tf_nodes, cons, last_close if has_close else None, unit, atr)
+    zones = ctx.measure(candidates)
+    keep = [
+        z
+        for z in zones
+        if z["density_ratio"] >= min_density_ratio
+        and z["volume_share"] >= min_volume_share
+        and z["timeframes"]
+        and (not has_close or max(z["low"] - last_close, last_close - z["high"], 0.0) <= reach)
+    ]
+    chosen = distinct_zones(keep, max_zones)
+    merged = [z for z in chosen if z.pop("merged", False)]
+    final = ctx.measure(chosen) if merged else chosen
+    return sorted(final, key=lambda z: -z["mid"])
+
+
+def distinct_zones(zones: list[dict], max_zones: int) -> list[dict]:
+    """Non-overlapping zones, strongest first: a zone overlapping one already taken is merged
+    into it (``low``/``high`` become the union, ``merged`` is set) when the union is no wider
+    than the taken zone's ``max_width``, else dropped; at most ``max_zones`` are taken.
+    Each zone needs ``low``, ``high``, ``strength`` and ``max_width``; the input is not changed.
+    """
+    chosen: list[dict] = []
+    for z in sorted(zones, key=lambda z: (-z["strength"], z["low"])):
+        hit = next((c for c in chosen if z["low"] < c["high"] and z["high"] > c["low"]), None)
+        if hit is None:
+            if len(chosen) < max_zones:
+                chosen.append(dict(z))
             continue
-        ov = (np.asarray(lo_arr)[None, :] < highs[:, None]) & (np.asarray(hi_arr)[None, :] > lows[:, None])
-        cols = np.array([tf_col[t] for t in tfs_])
-        for j in range(len(TIMEFRAMES)):
-            sel = cols == j
-            if sel.any():
-                shows[:, j] |= ov[:, sel].any(axis=1)
-    for z, c in enumerate(candidates):
-        if c["consolidation"] is not None:
-            shows[z, tf_col[c["consolidation"]["timeframe"]]] = True
-    keep &= shows.any(axis=1)
-    idx = np.flatnonzero(keep)
-    if idx.size == 0:
-        return []
+        low, high = min(hit["low"], z["low"]), max(hit["high"], z["high"])
+        if high - low <= hit["max_width"] + 1e-12:
+            hit["low"], hit["high"], hit["merged"] = low, high, True
+    # a merge can make a taken zone reach another one: fold those too (rare, small lists)
+    out: list[dict] = []
+    for z in chosen:
+        hit = next((c for c in out if z["low"] < c["high"] and z["high"] > c["low"]), None)
+        if hit is None:
+            out.append(z)
+        elif max(hit["high"], z["high"]) - min(hit["low"], z["low"]) <= hit["max_width"] + 1e-12:
+            hit["low"], hit["high"], hit["merged"] = min(hit["low"], z["low"]), max(hit["high"], z["high"]), True
+    return out
 
-    cov = _coverage(frames)
-    cov_total = float(cov["ms"].sum())
-    inside = (cov["close"][None, :] >= lows[idx, None]) & (cov["close"][None, :] <= highs[idx, None])
-    spent_ms = (inside * cov["ms"][None, :]).sum(axis=1)
-    spent_bars = inside.sum(axis=1)
 
-    zones = []
-    sw = ZONE_STRENGTH_WEIGHTS
-    for row, z in enumerate(idx.tolist()):
-        c = candidates[z]
-        low, high = c["low"], c["high"]
-        mid = (low + high) / 2.0
-        tfs = [TIMEFRAMES[j] for j in np.flatnonzero(shows[z]).tolist()]
-        share_t = float(spent_ms[row]) / cov_total if cov_total > 0 else 0.0
-        r = float(ratio[z])
-        strength = (
-            sw["density"] * r / (1.0 + r)
-            + sw["timeframes"] * combined_timeframe_score(tfs)
-            + sw["time"] * share_t / (share_t + 0.05)
-        )
-        where = np.flatnonzero(inside[row])
-        zones.append(
-            {
-                "kind": c["kind"],
-                "low": low,
-                "high": high,
-                "mid": mid,
-                "volume": float(vols[z]),
-                "volume_share": float(vols[z]) / total,
-                "density_ratio": r,
-                "time_spent_ms": int(spent_ms[row]),
-                "time_spent_bars": int(spent_bars[row]),
-                "time_share": share_t,
-                "first_time": int(cov["open_time"][where].min()) if where.size else None,
-                "last_time": int(cov["open_time"][where].max()) if where.size else None,
-                "timeframes": tfs,
-                "consolidation": c["consolidation"],
-                "distance_pct": (100.0 * (mid - last_close) / last_close)
-                if has_close and last_close
-                else None,
-                "distance_atr": ((mid - last_close) / atr_ref) if has_close else None,
-                "strength": float(min(max(strength, 0.0), 1.0)),
-            }
-        )
-    zones.sort(key=lambda z: (-z["strength"], z["low"]))
-    return sorted(zones[:max_zones], key=lambda z: -z["mid"])
+class _ZoneContext:
+    """What zone measurements need: frames, the composite profile, every timeframe's HVNs and
+    consolidations, the last close and the ATRs."""
+
+    def __init__(self, frames, profile, tf_nodes, cons, last_close, atr_ref, atr):
+        self.profile = profile
+        self.total = profile.total
+        height = profile.price_high - profile.price_low
+        self.mean_density = self.total / height if height > 0 else 0.0
+        self.last_close = last_close
+        self.atr_ref = atr_ref
+        self.atr = atr
+        spans = [(tf, n["low"], n["high"]) for tf, nodes in tf_nodes.items() for n in nodes.get("hvn", [])]
+        spans += [(c[0], c[3], c[4]) for c in cons]
+        self.span_tf = [s[0] for s in spans]
+        self.span_lo = np.array([s[1] for s in spans], dtype=np.float64)
+        self.span_hi = np.array([s[2] for s in spans], dtype=np.float64)
+        self.cov = _coverage(frames)
+        self.cov_total = float(self.cov["ms"].sum())
+
+    def measure(self, candidates: list[dict]) -> list[dict]:
+        """Each candidate ({"kind", "timeframe", "low", "high", "max_width", "consolidation"})
+        as a zone dict with its volume, density, time spent, timeframes and strength."""
+        if not candidates:
+            return []
+        lows = np.array([c["low"] for c in candidates])
+        highs = np.array([c["high"] for c in candidates])
+        vols = np.asarray(self.profile.volume_between(lows, highs), dtype=np.float64)
+        widths = np.maximum(highs - lows, self.profile.row_size)
+        ratio = (vols / widths) / self.mean_density if self.mean_density > 0 else np.zeros(len(candidates))
+        shows = np.zeros((len(candidates), len(TIMEFRAMES)), dtype=bool)
+        tf_col = {tf: i for i, tf in enumerate(TIMEFRAMES)}
+        if self.span_tf:
+            ov = (self.span_lo[None, :] < highs[:, None]) & (self.span_hi[None, :] > lows[:, None])
+            cols = np.array([tf_col[t] for t in self.span_tf])
+            for j in range(len(TIMEFRAMES)):
+                sel = cols == j
+                if sel.any():
+                    shows[:, j] |= ov[:, sel].any(axis=1)
+        for z, c in enumerate(candidates):
+            if c["consolidation"] is not None:
+                shows[z, tf_col[c["consolidation"]["timeframe"]]] = True
+        cov = self.cov
+        inside = (cov["close"][None, :] >= lows[:, None]) & (cov["close"][None, :] <= highs[:, None])
+        spent_ms = (inside * cov["ms"][None, :]).sum(axis=1)
+        spent_bars = inside.sum(axis=1)
+        sw = ZONE_STRENGTH_WEIGHTS
+        out = []
+        for z, c in enumerate(candidates):
+            low, high = float(lows[z]), float(highs[z])
+            mid = (low + high) / 2.0
+            tfs = [TIMEFRAMES[j] for j in np.flatnonzero(shows[z]).tolist()]
+            share_t = float(spent_ms[z]) / self.cov_total if self.cov_total > 0 else 0.0
+            r = float(ratio[z])
+            strength = (
+                sw["density"] * r / (1.0 + r)
+                + sw["timeframes"] * combined_timeframe_score(tfs)
+                + sw["time"] * share_t / (share_t + 0.05)
+            )
+            where = np.flatnonzero(inside[z])
+            tf_atr = float(self.atr.get(c["timeframe"]) or self.atr_ref)
+            lc = self.last_close
+            out.append(
+                {
+                    "kind": c["kind"],
+                    "timeframe": c["timeframe"],
+                    "low": low,
+                    "high": high,
+                    "mid": mid,
+                    "width_atr": (high - low) / tf_atr,
+                    "max_width": c["max_width"],
+                    "volume": float(vols[z]),
+                    "volume_share": float(vols[z]) / self.total if self.total > 0 else 0.0,
+                    "density_ratio": r,
+                    "time_spent_ms": int(spent_ms[z]),
+                    "time_spent_bars": int(spent_bars[z]),
+                    "time_share": share_t,
+                    "first_open_ms": int(cov["open_time"][where].min()) if where.size else None,
+                    "last_open_ms": int(cov["open_time"][where].max()) if where.size else None,
+                    "timeframes": tfs,
+                    "consolidation": c["consolidation"],
+                    "distance_pct": (100.0 * (mid - lc) / lc) if lc else None,
+                    "distance_atr": ((mid - lc) / self.atr_ref) if lc is not None else None,
+                    "strength": float(min(max(strength, 0.0), 1.0)),
+                }
+            )
+        return out
 
 
 def profile_summary(
-    profile: VolumeProfile, *, value_area_pct: float = 0.70, nodes: dict | None = None
+    profile: VolumeProfile, *, value_area_share: float = 0.70, nodes: dict | None = None
 ) -> dict:
     """JSON-ready summary of a profile: grid, POC, value area and nodes.
 
     Returns ``{"row_size", "rows", "price_low", "price_high", "total_volume", "poc",
-    "val", "vah", "value_area_pct" (requested), "value_area_share" (achieved), "hvn": [...],
-    "lvn": [...]}`` (nodes as in :func:`volume_nodes`, without the internal ``row``), plus
-    ``"sources": [{"timeframe", "first_open_ms", "last_open_ms", "candles"}]`` for a
-    composite profile.
+    "val", "vah", "value_area_target_share" (requested), "value_area_share" (achieved),
+    "hvn": [...], "lvn": [...]}`` (nodes as in :func:`volume_nodes`, ``share`` named
+    ``volume_share``, without the internal ``row``), plus ``"sources": [{"timeframe",
+    "first_open_ms", "last_open_ms", "candles"}]`` for a composite profile.
     """
-    va = value_area(profile, value_area_pct)
+    va = value_area(profile, value_area_share)
     nodes = nodes if nodes is not None else volume_nodes(profile)
 
     def clean(n: dict) -> dict:
-        return {k: v for k, v in n.items() if k != "row"}
+        return {("volume_share" if k == "share" else k): v for k, v in n.items() if k != "row"}
 
     out = {
         "row_size": profile.row_size,
@@ -439,7 +509,7 @@ def profile_summary(
         "poc": va.poc,
         "val": va.val,
         "vah": va.vah,
-        "value_area_pct": value_area_pct,
+        "value_area_target_share": value_area_share,
         "value_area_share": va.share,
         "hvn": [clean(n) for n in nodes["hvn"]],
         "lvn": [clean(n) for n in nodes["lvn"]],
@@ -459,59 +529,67 @@ def structure_sections(
     tick: float,
     *,
     now_ms: int | None = None,
-    value_area_pct: float = 0.70,
+    value_area_share: float = 0.70,
     pivot_bars: int = 2,
-    max_levels: int = 12,
-    max_zones: int = 8,
+    nearest_levels_per_side: int = 3,
+    strongest_levels: int = 4,
+    max_zones: int = 4,
     closed_by_ms: int | None = None,
+    atr_timeframe: str | None = None,
 ) -> dict:
-    """Part B's sections of the ``p9.structure/1`` document, in one call.
+    """The price-structure sections of the ``p9.structure/2`` document, in one call.
 
     Args:
         frames: timeframe -> candles (DataFrame or Candles; ascending, closed candles).
         atr: timeframe -> current ATR(14) (price units) for those timeframes.
         last_close: the latest close (e.g. of the finest timeframe).
         tick: price increment (e.g. :func:`p9cli.analysis.candles.tick_size`).
-        now_ms: reference time for level recency (default: latest candle close in frames).
-        value_area_pct: value-area fraction for every profile.
+        now_ms: the time the developing sessions hold and level recency is measured from
+            (default: latest candle close in frames).
+        value_area_share: value-area fraction for every profile.
         pivot_bars: fractal bars each side (left = right).
+        nearest_levels_per_side, strongest_levels: the level selection rule (key_levels).
+        max_zones: at most this many liquidity zones.
         closed_by_ms: the time the daily candle of the floor pivots must have closed by (a
             live caller passing a still-forming 1d candle gets the pivots of the day before);
             None: the frames hold closed candles only (the stored history).
+        atr_timeframe: the timeframe whose ATR every ``*_distance_atr``/``distance_atr`` is
+            measured in (default :func:`distance_timeframe`).
 
     Returns::
 
         {
+          "atr_timeframe": "1h",
           "levels": [...],                  # key_levels(...)
           "floor_pivots": {...} | None,     # floor_pivots(last closed 1d candle), with
                                             #   "from_open_ms": that candle's open_time
-          "volume_profile": {
-              "composite": {...},           # profile_summary of the composite profile
-              "timeframes": {tf: {...}},    # profile_summary of each timeframe's own profile
-          },
+          "sessions": {...},                # session_profiles(...)["sessions"]
+          "naked_pocs": [...],              # session_profiles(...)["naked_pocs"]
+          "composite_profile": {...},       # profile_summary of the all-history composite
           "liquidity_zones": [...],         # liquidity_zones(...)
         }
 
-    Row sizes: composite ``row_size_for(tick, ATR_ref)`` with the reference (longest)
-    timeframe's ATR; per timeframe ``row_size_for(tick, ATR_tf)``; both capped at 2000 rows.
-    A timeframe without a finite positive ATR gets no per-timeframe profile and no
-    consolidations, but its pivots and candles still count.
+    Row sizes: composite ``row_size_for(tick, ATR_ref)`` with the reference timeframe's ATR;
+    per timeframe ``row_size_for(tick, ATR_tf)`` (their HVNs decide which timeframes show a
+    zone); both capped at 2000 rows. A timeframe without a finite positive ATR gets no
+    per-timeframe profile and no consolidations, but its pivots and candles still count.
 
     Raises:
         ValueError: no timeframe with candles has a finite positive ATR, or ``tick`` is not a
             positive number.
-
-    Cost: ~9 ms of CPU for 11 timeframes x 1000 candles (one exchange/symbol).
     """
     frames = {tf: _Arrays(df) for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
     ref = reference_timeframe(frames, atr)
     atr_ref = float(atr[ref])
+    dist_tf = atr_timeframe or distance_timeframe(atr)
+    dist_atr = float(atr[dist_tf]) if dist_tf in atr and atr[dist_tf] else atr_ref
+    if now_ms is None:
+        now_ms = max(int(f.open_time[-1]) + TIMEFRAME_MS[tf] for tf, f in frames.items())
     lows = [float(np.nanmin(f.low)) for f in frames.values()]
     highs = [float(np.nanmax(f.high)) for f in frames.values()]
     composite = composite_profile(frames, row_size_for(tick, atr_ref, price_range=max(highs) - min(lows)))
     composite_nodes = volume_nodes(composite)
 
-    per_tf: dict[str, dict] = {}
     tf_nodes: dict[str, dict] = {}
     for tf, lo, hi in zip(list(frames), lows, highs, strict=True):
         a = atr.get(tf)
@@ -520,8 +598,6 @@ def structure_sections(
         f = frames[tf]
         prof = volume_profile(f.high, f.low, f.volume, row_size_for(tick, a, price_range=hi - lo))
         tf_nodes[tf] = volume_nodes(prof)
-        per_tf[tf] = profile_summary(prof, value_area_pct=value_area_pct, nodes=tf_nodes[tf])
-    per_tf = {tf: per_tf[tf] for tf in TIMEFRAMES if tf in per_tf}
 
     levels = key_levels(
         frames,
@@ -530,9 +606,11 @@ def structure_sections(
         tick,
         left=pivot_bars,
         right=pivot_bars,
-        max_levels=max_levels,
+        nearest_per_side=nearest_levels_per_side,
+        strongest=strongest_levels,
         profile=composite,
         now_ms=now_ms,
+        distance_atr=dist_atr,
     )
     zones = liquidity_zones(
         frames,
@@ -543,6 +621,10 @@ def structure_sections(
         profile_nodes=composite_nodes,
         tick=tick,
         max_zones=max_zones,
+        distance_atr=dist_atr,
+    )
+    sessions = session_profiles(
+        frames, atr, last_close, tick, now_ms=now_ms, atr_ref=dist_atr, value_area_share=value_area_share
     )
     floor = None
     if "1d" in frames:
@@ -555,14 +637,35 @@ def structure_sections(
             floor = floor_pivots({"high": d.high[i], "low": d.low[i], "close": d.close[i]})
             floor["from_open_ms"] = int(d.open_time[i])
     return {
+        "atr_timeframe": dist_tf,
         "levels": levels,
         "floor_pivots": floor,
-        "volume_profile": {
-            "composite": profile_summary(composite, value_area_pct=value_area_pct, nodes=composite_nodes),
-            "timeframes": per_tf,
-        },
+        "sessions": sessions["sessions"],
+        "naked_pocs": sessions["naked_pocs"],
+        "composite_profile": profile_summary(
+            composite, value_area_share=value_area_share, nodes=composite_nodes
+        ),
         "liquidity_zones": zones,
     }
+
+
+def distance_timeframe(atr: Mapping[str, float]) -> str:
+    """The timeframe distances are measured in: 1h when it has an ATR, else the shortest
+    timeframe of at least 1h that has one, else the longest that has one."""
+    usable = [tf for tf in TIMEFRAMES if _ok(atr.get(tf))]
+    if not usable:
+        raise ValueError("no timeframe has a finite positive ATR")
+    if "1h" in usable:
+        return "1h"
+    longer = [tf for tf in reversed(usable) if TIMEFRAME_MS[tf] >= TIMEFRAME_MS["1h"]]
+    return longer[0] if longer else usable[0]
+
+
+def _ok(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x)) and float(x) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 class _Arrays:

@@ -1,4 +1,4 @@
-"""The ``p9.structure/1`` document: validates against the shipped JSON Schema on simulator,
+"""The ``p9.structure/2`` document: validates against the shipped JSON Schema on simulator,
 recorded and degenerate data; never carries NaN/inf; single-timeframe recompute for stream."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def assert_valid(validator, doc) -> None:
 def test_simulator_document_validates_and_is_complete(validator, sim_frames):
     doc = roundtrip(build_structure("okx", "eth", sim_frames, now_ms=1_767_225_600_123))
     assert_valid(validator, doc)
-    assert doc["schema"] == SCHEMA == "p9.structure/1"
+    assert doc["schema"] == SCHEMA == "p9.structure/2"
     assert (doc["exchange"], doc["symbol"], doc["base"], doc["exchange_symbol"]) == (
         "okx",
         "ethusdt",
@@ -55,7 +55,7 @@ def test_simulator_document_validates_and_is_complete(validator, sim_frames):
     )
     assert doc["ts"] == 1_767_225_600_123
     assert list(doc["timeframes"]) == list(TIMEFRAMES)  # longest first
-    assert doc["data_ts"] == max(d["last_close_ms"] for d in doc["timeframes"].values())
+    assert doc["event_ts"] == max(d["last_close_ms"] for d in doc["timeframes"].values())
     assert doc["last_price"] == sim_frames["1m"].close[-1] and doc["last_price_timeframe"] == "1m"
     assert doc["tick"] == 0.01  # OKX ETH-USDT in the simulator
     for tf, d in doc["timeframes"].items():
@@ -66,11 +66,16 @@ def test_simulator_document_validates_and_is_complete(validator, sim_frames):
     assert sorted(doc["alignment"]["up"] + doc["alignment"]["down"] + doc["alignment"]["range"]) == sorted(
         TIMEFRAMES
     )
-    # part B's sections are present and sane
-    assert (
-        doc["levels"]
-        and doc["volume_profile"]["composite"]["val"] <= doc["volume_profile"]["composite"]["vah"]
-    )
+    # the price sections are present and sane
+    assert doc["levels"] and doc["composite_profile"]["val"] <= doc["composite_profile"]["vah"]
+    assert doc["atr_timeframe"] == "1h" and doc["qty_step"] > 0
+    day = doc["sessions"]["day"]
+    # these candles end on a UTC midnight: the developing day has no candle yet
+    assert doc["event_ts"] % 86_400_000 == 0 and day["developing"] is None
+    assert day["previous"]["complete"] and day["previous"]["end_ms"] == doc["event_ts"]
+    week = doc["sessions"]["week"]
+    for s in (day["previous"], week["previous"], week["developing"]):
+        assert s["val"] <= s["poc"] <= s["vah"] and s["low"] <= s["val"] and s["vah"] <= s["high"]
     assert doc["floor_pivots"]["from_open_ms"] == int(sim_frames["1d"].open_time[-1])
 
 
@@ -97,7 +102,7 @@ def test_short_histories_give_nulls_and_still_validate(validator, count):
     one = doc["timeframes"]["1h"]
     assert one["candles"] == count
     if count < 15:
-        assert one["volatility"]["atr"] is None and doc["volume_profile"] is None and doc["levels"] == []
+        assert one["volatility"]["atr"] is None and doc["composite_profile"] is None and doc["levels"] == []
 
 
 def test_flat_market_never_produces_nan(validator):
@@ -185,7 +190,7 @@ def test_last_price_comes_from_the_most_recent_candle():
     stale_minutes = synthetic_candles("1m", 100, seed=2, end_ms=1_767_225_600_000 - 3 * 3_600_000)
     doc = build_structure("binance", "btc", {"1h": hourly, "1m": stale_minutes}, now_ms=0)
     assert doc["last_price_timeframe"] == "1h" and doc["last_price"] == hourly.close[-1]
-    assert doc["data_ts"] == 1_767_225_600_000
+    assert doc["event_ts"] == 1_767_225_600_000
     fresh_minutes = synthetic_candles("1m", 100, seed=2, end_ms=1_767_225_600_000)
     doc = build_structure("binance", "btc", {"1h": hourly, "1m": fresh_minutes}, now_ms=0)
     assert doc["last_price_timeframe"] == "1m" and doc["last_price"] == fresh_minutes.close[-1]
@@ -202,7 +207,7 @@ def test_the_schema_rejects_broken_documents(validator):
         mutate(doc)
         return not validator.is_valid(doc)
 
-    assert broken(lambda d: d.update(schema="p9.structure/2"))
+    assert broken(lambda d: d.update(schema="p9.structure/1"))
     assert broken(lambda d: d.pop("alignment"))
     assert broken(lambda d: d.update(extra=1))
     assert broken(lambda d: d["timeframes"].update({"7m": d["timeframes"]["1h"]}))
@@ -210,11 +215,16 @@ def test_the_schema_rejects_broken_documents(validator):
     assert broken(lambda d: d["timeframes"]["1h"]["trend"].update(label="sideways"))
     assert broken(lambda d: d["timeframes"]["1h"]["trend"].update(strength=1.5))
     assert broken(
-        lambda d: d["timeframes"]["1h"]["volatility"]["realized"]["parkinson"].update(percentile=101)
+        lambda d: d["timeframes"]["1h"]["volatility"]["realized"]["parkinson"].update(percentile_pct=101)
     )
     assert broken(lambda d: d["alignment"].update(score=-1.01))
     assert broken(lambda d: d["levels"][0].update(kind="pivot"))
-    assert broken(lambda d: d["volume_profile"]["composite"].pop("poc"))
+    assert broken(lambda d: d["composite_profile"].pop("poc"))
+    assert broken(lambda d: d.update(data_ts=d["event_ts"]))  # the v1 name
+    assert broken(lambda d: d["levels"][0].update(last_touch_time=d["levels"][0]["last_touch_ms"]))
+    assert broken(lambda d: d["levels"][0].update(strength=1.2))
+    assert broken(lambda d: d["sessions"]["day"].pop("previous"))
+    assert broken(lambda d: d["liquidity_zones"].extend([d["liquidity_zones"][0]] * 5) if d["liquidity_zones"] else d.update(x=1))
 
 
 def test_floor_pivots_come_from_the_last_closed_daily_candle(sim_frames):
@@ -225,12 +235,12 @@ def test_floor_pivots_come_from_the_last_closed_daily_candle(sim_frames):
     stored = build_structure("okx", "eth", sim_frames, now_ms=0)
     assert stored["floor_pivots"]["from_open_ms"] == last_open
     h, lo, c = float(day.high[-1]), float(day.low[-1]), float(day.close[-1])
-    assert stored["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, rel=1e-12)
+    assert stored["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, abs=0.005)  # on the tick
     # the same candles seen an hour before that daily candle closed: it is still forming
     forming = build_structure("okx", "eth", sim_frames, now_ms=0, closed_by_ms=last_open + 82_800_000)
     assert forming["floor_pivots"]["from_open_ms"] == last_open - 86_400_000
     h, lo, c = float(day.high[-2]), float(day.low[-2]), float(day.close[-2])
-    assert forming["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, rel=1e-12)
+    assert forming["floor_pivots"]["P"] == pytest.approx((h + lo + c) / 3, abs=0.005)
     # once it has closed, it is the one
     closed = build_structure("okx", "eth", sim_frames, now_ms=0, closed_by_ms=last_open + 86_400_000)
     assert closed["floor_pivots"] == stored["floor_pivots"]

@@ -9,6 +9,8 @@ import pytest
 from analysis_candles import KLINES_1D, recorded_klines, synthetic_candles
 from partb_data import bounce_closes, bounce_frame, minute_candles, multi_timeframe, true_range_atr
 
+from p9cli.analysis.candles import Candles
+from p9cli.analysis.indicators import atr as atr_series
 from p9cli.analysis.levels import (
     _distinct_touches,
     collect_pivots,
@@ -165,10 +167,13 @@ def check_level_dict(lv: dict, tick: float, last_close: float):
     for key in ("price", "zone_low", "zone_high"):
         assert abs(lv[key] / tick - round(lv[key] / tick)) < 1e-6
     assert lv["kind"] == ("resistance" if lv["price"] > last_close else "support")
-    assert 0.0 <= lv["strength"] <= 1.0
+    assert 0.0 <= lv["strength"] <= 1.0 and 0.0 <= lv["score"] <= 1.0
     assert lv["touches"] >= 1 and lv["timeframes"]
     assert lv["volume_near"] >= 0
     assert lv["distance"] == pytest.approx(lv["price"] - last_close)
+    assert 1.0 <= lv["reaction_mean_atr"] <= lv["reaction_max_atr"] <= 4.0
+    assert lv["evidence"] in ("reactions", "volume", "timeframes")
+    assert lv["selected"] in ("nearest", "strongest")
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -204,13 +209,17 @@ def test_planted_levels_across_timeframes(planted_multi):
     frames, atr = planted_multi
     last = float(frames["1m"]["close"].iloc[-1])
     levels = key_levels(frames, atr, last, 0.01, max_distance_atr=50)
-    tol = 0.25 * atr["4h"]  # default tolerance with the longest timeframe's ATR
-    assert len(levels) == 2
-    res, sup = levels
+    tol = 0.25 * atr["4h"]  # default tolerance with the reference (4h) timeframe's ATR
+    # the two planted levels are the two strongest; turns inside the range rank below them
+    res, sup = sorted(levels, key=lambda lv: -lv["score"])[:2]
+    if res["kind"] == "support":
+        res, sup = sup, res
     assert res["kind"] == "resistance" and abs(res["price"] - 110.0) <= tol
     assert sup["kind"] == "support" and abs(sup["price"] - 100.0) <= tol
+    assert sorted([res["strength"], sup["strength"]]) == [pytest.approx(1 - 1 / (len(levels) - 1)), 1.0]
     for lv in levels:
         check_level_dict(lv, 0.01, last)
+    for lv in (res, sup):
         # the planted levels show on every timeframe, the longest first
         assert lv["timeframes"] == ["4h", "1h", "15m", "5m", "1m"]
     # touches are counted once across timeframes: a 4h swing high is usually also a 1h, 15m,
@@ -224,7 +233,8 @@ def test_planted_levels_across_timeframes(planted_multi):
     profile = composite_profile(frames, 0.05)
     again = key_levels(frames, atr, last, 0.01, max_distance_atr=50, profile=profile)
     assert [lv["price"] for lv in again] == [lv["price"] for lv in levels]
-    assert again[0]["volume_near"] == pytest.approx(profile.volume_between(res["zone_low"], res["zone_high"]))
+    res_again = next(lv for lv in again if lv["price"] == res["price"])
+    assert res_again["volume_near"] == pytest.approx(profile.volume_between(res["zone_low"], res["zone_high"]))
 
 
 def test_levels_respect_distance_and_count_limits(planted_multi):
@@ -234,8 +244,10 @@ def test_levels_respect_distance_and_count_limits(planted_multi):
         near = key_levels(frames, atr, last, 0.01, max_distance_atr=dist)
         # a level's price is a weighted mean of pivots that are all within the distance
         assert all(abs(lv["distance"]) <= dist * atr["4h"] + 0.01 for lv in near)
-    one = key_levels(frames, atr, last, 0.01, max_distance_atr=50, max_levels=1)
-    assert len(one) == 1
+    one = key_levels(frames, atr, last, 0.01, max_distance_atr=50, nearest_per_side=0, strongest=1)
+    assert len(one) == 1 and one[0]["selected"] == "strongest" and one[0]["strength"] == 1.0
+    every = key_levels(frames, atr, last, 0.01, max_distance_atr=50, nearest_per_side=99, strongest=0)
+    assert one[0]["score"] == max(lv["score"] for lv in every)
     assert key_levels({}, {}, 100.0, 0.01) == []
     with pytest.raises(ValueError):
         key_levels(frames, atr, last, 0.0)
@@ -243,21 +255,60 @@ def test_levels_respect_distance_and_count_limits(planted_multi):
         key_levels(frames, {"1m": float("nan")}, last, 0.01)
 
 
-def test_select_levels_balances_sides():
-    def lv(price, kind, strength):
-        return {"price": price, "kind": kind, "strength": strength, "distance": price - 50}
+def test_select_levels_keeps_the_nearest_per_side_plus_the_strongest():
+    def lv(price, kind, score):
+        return {"price": price, "kind": kind, "score": score, "distance": price - 50}
 
     levels = [
-        lv(60, "resistance", 0.9),
-        lv(70, "resistance", 0.8),
+        lv(60, "resistance", 0.2),
+        lv(70, "resistance", 0.9),
         lv(80, "resistance", 0.7),
-        lv(40, "support", 0.1),
+        lv(45, "support", 0.1),
+        lv(30, "support", 0.8),
+        lv(20, "support", 0.3),
     ]
-    got = select_levels(levels, 2)
-    assert [x["price"] for x in got] == [60, 40]  # one per side even though the support is weak
-    got = select_levels(levels, 3)
-    assert [x["price"] for x in got] == [70, 60, 40]  # the spare place goes to the stronger one
-    assert select_levels(levels, 0) == []
+    got = select_levels(levels, nearest_per_side=1, strongest=2)
+    assert [(x["price"], x["selected"]) for x in got] == [
+        (70, "strongest"),
+        (60, "nearest"),
+        (45, "nearest"),
+        (30, "strongest"),
+    ]
+    got = select_levels(levels, nearest_per_side=2, strongest=0)
+    assert [x["price"] for x in got] == [70, 60, 45, 30]
+    assert select_levels(levels, 0, 0) == []
+
+
+def zigzag_hours(points, step=0.5, seed=0):
+    """Hourly candles walking linearly (``step`` per bar) through the turning ``points``."""
+    closes = [points[0]]
+    for a, b in zip(points, points[1:], strict=False):
+        n = max(1, round(abs(b - a) / step))
+        closes += list(np.linspace(a, b, n + 1)[1:])
+    c = np.array(closes)
+    rng = np.random.default_rng(seed)
+    o = np.concatenate(([c[0]], c[:-1]))
+    h = np.round(np.maximum(o, c) + rng.uniform(0.02, 0.08, c.size), 2)
+    lo = np.round(np.minimum(o, c) - rng.uniform(0.02, 0.08, c.size), 2)
+    t = 1_700_006_400_000 + np.arange(c.size, dtype=np.int64) * 3_600_000
+    return Candles.from_arrays(t, np.round(o, 2), h, lo, np.round(c, 2), np.full(c.size, 10.0))
+
+
+def test_a_level_with_many_large_reactions_ranks_above_one_touched_once():
+    """110 is hit four times and each time price falls 7-10 points (capped at 4 ATR); 104 is a
+    single swing high from which price moved ~1.8 ATR. The first must rank above the second."""
+    c = zigzag_hours([100, 110, 102, 110, 101, 110, 103, 110, 100, 104, 103, 108, 105])
+    atr_1h = float(atr_series(c.high, c.low, c.close, 14)[-1])
+    levels = key_levels({"1h": c}, {"1h": atr_1h}, float(c.close[-1]), 0.01, max_distance_atr=100,
+                        nearest_per_side=99, strongest=0)
+    strong = min(levels, key=lambda lv: abs(lv["price"] - 110.05))
+    weak = min(levels, key=lambda lv: abs(lv["price"] - 104.05))
+    assert abs(strong["price"] - 110.05) < 0.1 and abs(weak["price"] - 104.05) < 0.1
+    assert strong["touches"] == 4 and weak["touches"] == 1
+    assert strong["reaction_max_atr"] == 4.0 and weak["reaction_max_atr"] < 2.5
+    assert strong["score"] > weak["score"] and strong["strength"] > weak["strength"]
+    assert weak["strength"] == 0.0  # the weakest of the levels listed
+    assert strong["kind"] == "resistance" and weak["kind"] == "support"
 
 
 def test_levels_on_recorded_daily_candles():
@@ -272,4 +323,5 @@ def test_levels_on_recorded_daily_candles():
     for lv in levels:
         check_level_dict(lv, 0.01, last)
         assert c.low.min() - atr["1d"] <= lv["price"] <= c.high.max() + atr["1d"]
-        assert lv["touches"] >= 2  # one daily touch weighs 0.8 < 1.0: a level needs two
+    strengths = sorted(lv["strength"] for lv in levels)
+    assert strengths[0] == 0.0 and strengths[-1] == 1.0  # a rank over the levels listed

@@ -110,6 +110,6 @@ def test_plot_of_the_structure_document_built_by_context(tmp_path):
     frames = multi_timeframe(random_walk_minutes(days=20, seed=6), ["1d", "4h", "1h", "15m", "1m"], 1000)
     candles = {tf: Candles.from_mapping(df) for tf, df in frames.items()}
     doc = build_structure("okx", "eth", candles, now_ms=0)
-    assert doc["levels"] and doc["volume_profile"]["composite"]["poc"] > 0
+    assert doc["levels"] and doc["composite_profile"]["poc"] > 0
     out = plot_structure(doc, candles["4h"], "4h", tmp_path / "okx" / "eth.png", dpi=60)
     png_info(out.read_bytes())

@@ -69,9 +69,9 @@ def test_uptrend_swings_are_higher_highs_and_higher_lows():
     lb = s["last_break"]
     assert lb["direction"] == "up" and lb["kind"] == "bos"
     assert lb["level"] == pytest.approx(115.1)
-    assert lb["pivot_time"] == int(t[18])
+    assert lb["pivot_time_ms"] == int(t[18])
     first_above = int(np.argmax(c[22:] > 115.1)) + 22
-    assert lb["time"] == int(t[first_above])
+    assert lb["time_ms"] == int(t[first_above])
     assert lb["bars_ago"] == len(c) - 1 - first_above
 
 
@@ -174,6 +174,6 @@ def test_simulator_history_gives_a_consistent_section():
     sw = doc["swings"]
     assert sw["last_high"] is not None and sw["last_low"] is not None
     # a confirmed pivot is at least `right` bars old
-    assert sw["last_high"]["time"] <= int(c.open_time[-1 - trend.SWING_RIGHT])
+    assert sw["last_high"]["time_ms"] <= int(c.open_time[-1 - trend.SWING_RIGHT])
     if sw["last_break"]:
-        assert sw["last_break"]["time"] > sw["last_break"]["pivot_time"]
+        assert sw["last_break"]["time_ms"] > sw["last_break"]["pivot_time_ms"]

@@ -100,8 +100,8 @@ def test_section_on_recorded_hourly_candles():
     assert doc["atr_pct"] == pytest.approx(doc["atr"] / c.close[-1] * 100)
     for est in doc["realized"].values():
         assert 0 < est["annualized_pct"] < 200  # BTC in the first week of 2023 was calm
-        assert 0 < est["percentile"] <= 100
-    assert 0 < doc["atr_pct_percentile"] <= 100
+        assert 0 < est["percentile_pct"] <= 100
+    assert 0 < doc["atr_percentile_pct"] <= 100
 
 
 def test_range_estimators_agree_with_the_true_volatility_on_a_known_process():
@@ -131,6 +131,6 @@ def test_range_estimators_agree_with_the_true_volatility_on_a_known_process():
 def test_short_series_give_nulls_not_nans():
     c = synthetic_candles("1h", 10, seed=2)
     doc = vol.analyze_volatility(c.open, c.high, c.low, c.close, 3_600_000)
-    assert doc["atr"] is None and doc["atr_pct"] is None and doc["atr_pct_percentile"] is None
+    assert doc["atr"] is None and doc["atr_pct"] is None and doc["atr_percentile_pct"] is None
     for est in doc["realized"].values():
-        assert est == {"annualized_pct": None, "percentile": None}
+        assert est == {"annualized_pct": None, "percentile_pct": None}

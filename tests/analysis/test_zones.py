@@ -18,7 +18,7 @@ from partb_data import (
 
 from p9cli.analysis.candles import Candles
 from p9cli.analysis.profile import composite_profile, row_size_for
-from p9cli.analysis.zones import consolidations, liquidity_zones, structure_sections
+from p9cli.analysis.zones import consolidations, distinct_zones, liquidity_zones, structure_sections
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 # ---------------------------------------------------------------- consolidation ranges
@@ -78,29 +78,58 @@ def test_zones_on_a_planted_consolidation_with_elevated_volume(seed):
     prof = composite_profile(frames, row_size_for(0.01, atr))
     last = float(df["close"].iloc[-1])
     zones = liquidity_zones(frames, {"1h": atr}, prof, last_close=last, tick=0.01, max_distance_atr=1000)
-    kinds = {z["kind"]: z for z in zones}
-    assert set(kinds) == {"consolidation", "hvn_cluster"}
-    cons, hvn = kinds["consolidation"], kinds["hvn_cluster"]
+    # the box is both an HVN cluster and a consolidation: the two overlapping candidates are one
+    # zone (merged, or the weaker dropped), never two zones on the same prices
+    assert len(zones) == 1, zones
+    z = zones[0]
     box_lo, box_hi = 150.0, 150.8
-    assert abs(cons["low"] - box_lo) <= 0.25 and abs(cons["high"] - box_hi) <= 0.25
-    assert box_lo - 0.1 <= hvn["low"] < hvn["high"] <= box_hi + 0.1
-    c = cons["consolidation"]
-    assert c["timeframe"] == "1h" and abs(c["bars"] - 60) <= 3
-    assert c["rel_volume"] > 2.0  # 3x volume in the box vs a mean that includes the box
-    box_start = int(df["open_time"].iloc[box.start])
-    assert abs(c["start_time"] - box_start) <= 2 * 3_600_000
-    assert c["end_time"] - c["start_time"] == c["bars"] * 3_600_000
-    # the box holds 60 of 660 bars at 3x volume: 180/780 of all volume, all inside the zone
+    assert box_lo - 0.25 <= z["low"] < z["high"] <= box_hi + 0.25
+    assert z["timeframe"] == "1h" and z["high"] - z["low"] <= atr + 1e-9  # width bound: 1 ATR(1h)
+    assert z["width_atr"] == pytest.approx((z["high"] - z["low"]) / atr)
+    # the box holds 60 of 660 bars at 3x volume: 180/780 of all volume, most of it in the zone
     expected_share = 60 * 3 / (600 + 60 * 3)
-    assert cons["volume_share"] == pytest.approx(expected_share, abs=0.03)
+    assert expected_share * 0.7 <= z["volume_share"] <= expected_share + 0.03
     # ~60 hourly closes inside the box (plus a few trend bars crossing it)
-    assert 55 <= cons["time_spent_bars"] <= 70
-    assert cons["time_spent_ms"] == cons["time_spent_bars"] * 3_600_000
-    for z in zones:
-        assert z["timeframes"] == ["1h"]
-        assert 0 <= z["strength"] <= 1 and 0 < z["volume_share"] <= 1
-        assert z["low"] < z["mid"] < z["high"]
-        assert z["distance_pct"] == pytest.approx(100 * (z["mid"] - last) / last)
+    assert 30 <= z["time_spent_bars"] <= 70
+    assert z["time_spent_ms"] == z["time_spent_bars"] * 3_600_000
+    if z["kind"] == "consolidation":
+        c = z["consolidation"]
+        assert c["timeframe"] == "1h" and abs(c["bars"] - 60) <= 3
+        assert c["volume_ratio"] > 2.0  # 3x volume in the box vs a mean that includes the box
+        box_start = int(df["open_time"].iloc[box.start])
+        assert abs(c["start_ms"] - box_start) <= 2 * 3_600_000
+        assert c["end_ms"] - c["start_ms"] == c["bars"] * 3_600_000
+    assert z["timeframes"] == ["1h"]
+    assert 0 <= z["strength"] <= 1 and 0 < z["volume_share"] <= 1
+    assert z["low"] < z["mid"] < z["high"]
+    assert z["distance_pct"] == pytest.approx(100 * (z["mid"] - last) / last)
+
+
+def test_overlapping_zones_are_merged_within_the_bound_else_the_weaker_is_dropped():
+    """Hand-built candidates (bounds in price units)."""
+
+    def z(low, high, strength, max_width=2.0):
+        return {"low": low, "high": high, "strength": strength, "max_width": max_width}
+
+    # weaker B overlaps A and the union 100..101.5 fits A's bound (2): merged into A
+    got = distinct_zones([z(100.8, 101.5, 0.5, max_width=1.0), z(100.0, 101.0, 0.9)], 4)
+    assert [(g["low"], g["high"], g.get("merged", False)) for g in got] == [(100.0, 101.5, True)]
+    # the other way round the stronger one's bound (1) is too small for the union: dropped
+    got = distinct_zones([z(100.8, 101.5, 0.9, max_width=1.0), z(100.0, 101.0, 0.5)], 4)
+    assert [(g["low"], g["high"], g.get("merged", False)) for g in got] == [(100.8, 101.5, False)]
+    # the stronger one keeps its place; union 99..101.5 = 2.5 > its bound 2: the weaker is dropped
+    got = distinct_zones([z(100.0, 101.5, 0.9), z(99.0, 100.5, 0.4)], 4)
+    assert [(g["low"], g["high"]) for g in got] == [(100.0, 101.5)]
+    # disjoint zones all stay, strongest first, at most max_zones
+    many = [z(100.0 + 2 * i, 101.0 + 2 * i, 0.1 * i) for i in range(6)]
+    got = distinct_zones(many, 4)
+    assert [g["strength"] for g in got] == pytest.approx([0.5, 0.4, 0.3, 0.2])
+    # touching edges do not overlap
+    assert len(distinct_zones([z(100.0, 101.0, 0.5), z(101.0, 102.0, 0.4)], 4)) == 2
+    # the input is not changed
+    src = [z(100.0, 101.0, 0.5), z(100.8, 101.5, 0.9, max_width=1.0)]
+    distinct_zones(src, 4)
+    assert src == [z(100.0, 101.0, 0.5), z(100.8, 101.5, 0.9, max_width=1.0)]
 
 
 def test_no_consolidation_zone_without_elevated_volume():
@@ -133,18 +162,17 @@ def test_planted_consolidation_shows_on_several_timeframes(planted_box_minutes):
     sections = structure_sections(frames, atr, last, 0.01)
     zones = sections["liquidity_zones"]
     in_box = [z for z in zones if z["low"] < 151.5 and z["high"] > 150.0]
-    assert in_box, zones
-    best = max(in_box, key=lambda z: z["volume_share"])
+    assert len(in_box) == 1, zones  # distinct zones: one per place
+    best = in_box[0]
     assert best["low"] >= 149.8 and best["high"] <= 151.8
     assert len(best["timeframes"]) >= 2 and "1h" in best["timeframes"]
-    cons = [z for z in in_box if z["kind"] == "consolidation"]
-    assert cons, in_box
-    c = cons[0]["consolidation"]
-    tf_ms = TIMEFRAME_MS[c["timeframe"]]
-    # the range runs from the box's first bar to its last (a bar of slack either side)
-    assert box_start - tf_ms <= c["start_time"] <= box_start + 2 * tf_ms
-    assert box_end + 60_000 - 2 * tf_ms <= c["end_time"] <= box_end + 60_000 + 2 * tf_ms
-    assert cons[0]["low"] >= 149.8 and cons[0]["high"] <= 151.8
+    assert best["width_atr"] <= 1.0 + 1e-9
+    if best["kind"] == "consolidation":
+        c = best["consolidation"]
+        tf_ms = TIMEFRAME_MS[c["timeframe"]]
+        # the range runs from the box's first bar to its last (a bar of slack either side)
+        assert box_start - tf_ms <= c["start_ms"] <= box_start + 2 * tf_ms
+        assert box_end + 60_000 - 2 * tf_ms <= c["end_ms"] <= box_end + 60_000 + 2 * tf_ms
 
 
 # ---------------------------------------------------------------- assembled sections
@@ -171,11 +199,19 @@ def test_structure_sections_on_every_timeframe(universe_frames):
     frames = universe_frames
     atr = {tf: true_range_atr(df) for tf, df in frames.items()}
     last = float(frames["1m"]["close"].iloc[-1])
-    out = structure_sections(frames, atr, last, 0.01, value_area_pct=0.7)
-    assert set(out) == {"levels", "floor_pivots", "volume_profile", "liquidity_zones"}
+    out = structure_sections(frames, atr, last, 0.01, value_area_share=0.7)
+    assert set(out) == {
+        "atr_timeframe",
+        "levels",
+        "floor_pivots",
+        "sessions",
+        "naked_pocs",
+        "composite_profile",
+        "liquidity_zones",
+    }
     orjson.dumps(out)  # plain JSON types only
     assert_all_finite(out)
-    comp = out["volume_profile"]["composite"]
+    comp = out["composite_profile"]
     assert comp["val"] < comp["poc"] < comp["vah"]
     assert comp["value_area_share"] >= 0.7
     # 60 days of data: 1000 two-hour bars already reach the first day, so the composite uses the
@@ -183,16 +219,14 @@ def test_structure_sections_on_every_timeframe(universe_frames):
     assert [s["timeframe"] for s in comp["sources"]] == ["1m", "3m", "15m", "30m", "1h", "2h"]
     assert comp["sources"][-1]["first_open_ms"] == int(frames["1d"]["open_time"].iloc[0])
     assert comp["total_volume"] == pytest.approx(float(frames["1d"]["volume"].sum()), rel=1e-12)
-    assert set(out["volume_profile"]["timeframes"]) == set(TIMEFRAMES)
-    for tf, summary in out["volume_profile"]["timeframes"].items():
-        df = frames[tf]
-        assert summary["total_volume"] == pytest.approx(float(df["volume"].sum()), rel=1e-12)
-        assert df["low"].min() - summary["row_size"] <= summary["val"] <= summary["poc"] <= summary["vah"]
+    assert len(out["liquidity_zones"]) <= 4
+    for z in out["liquidity_zones"]:
+        assert z["high"] - z["low"] <= atr[z["timeframe"]] + 1e-9
     d = frames["1d"].iloc[-1]
     assert out["floor_pivots"]["P"] == pytest.approx((d["high"] + d["low"] + d["close"]) / 3)
     assert out["floor_pivots"]["from_open_ms"] == int(d["open_time"])
     prices = [lv["price"] for lv in out["levels"]]
-    assert prices == sorted(prices, reverse=True) and len(prices) <= 12
+    assert prices == sorted(prices, reverse=True) and len(prices) <= 3 + 3 + 4
     assert out["levels"]
 
 
@@ -210,7 +244,7 @@ def test_structure_sections_on_recorded_candles():
     out = structure_sections({"1h": c1h}, atr, float(c1h.close[-1]), 0.01)
     assert out["floor_pivots"] is None  # no daily candles given
     assert_all_finite(out)
-    comp = out["volume_profile"]["composite"]
+    comp = out["composite_profile"]
     assert comp["total_volume"] == pytest.approx(float(c1h.volume.sum()), rel=1e-12)
     c1d = recorded_klines(KLINES_1D)
     out = structure_sections(
