@@ -45,8 +45,8 @@ def one_line(stderr: str) -> str:
         (["--symbols", "btc,doge"], "unknown symbol 'doge'; valid symbols: btc, eth, sol, bnb, xrp"),
         (["--exchanges", "okx,kraken"], "unknown exchange 'kraken'; valid exchanges: binance, bybit, okx"),
         (["--timeframes", "1h,1w"], "valid timeframes: 1d, 12h, 6h, 4h, 2h, 1h, 30m, 15m, 5m, 3m, 1m"),
-        (["--candles", "0"], "candles=0 is out of range"),
-        (["--binance-rest-url", "ftp://x"], "P9_BINANCE_REST_URL"),
+        (["--candles", "0"], "--candles 0 is out of range"),
+        (["--binance-rest-url", "ftp://x"], "--binance-rest-url 'ftp://x' is not a base URL"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(args, fragment, tmp_path):
