@@ -227,9 +227,12 @@ class BookSync:
     # -- caller actions ------------------------------------------------------------------
 
     def invalidate(self, cause: str) -> None:
-        """Drop the book (e.g. the connection was lost); counted under ``cause``."""
+        """Drop the book (e.g. the connection was lost); counted under ``cause``. Nothing is
+        wanted until new events arrive (a new connection subscribes afresh)."""
         self._invalid(cause)
         self.buffer.clear()
+        self.wants_snapshot = False
+        self.wants_resubscribe = False
 
     def on_event(self, event: BookSnapshot | BookDelta) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -307,10 +310,6 @@ class BinanceBookSync(BookSync):
         super().__init__(symbol, **kw)
         self.futures = futures
         self._first_pending = False
-
-    def invalidate(self, cause: str) -> None:
-        super().invalidate(cause)
-        self.wants_snapshot = False  # until the new connection buffers a diff
 
     def on_event(self, event: BookSnapshot | BookDelta) -> str:
         if type(event) is BookSnapshot:

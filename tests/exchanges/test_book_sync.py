@@ -420,6 +420,11 @@ def test_invalidate_by_the_caller():
     b.on_event(BookDelta("binance", "btc", 1, 1, [], []))
     b.invalidate("disconnected")
     assert not b.buffer and not b.wants_snapshot  # a new connection buffers again first
+    o = okx.VENUE.new_book("btc")
+    o.on_event(_upd(105, 100))
+    assert o.wants_snapshot
+    o.invalidate("disconnected")
+    assert not o.buffer and not o.wants_snapshot and o.resyncs == {"disconnected": 1}
 
 
 def test_recorded_frames_as_json_roundtrip_sanity():
