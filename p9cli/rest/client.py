@@ -84,7 +84,9 @@ class RequestCounters:
 
 
 class ExchangeUnavailable(ExchangeError):
-    """The exchange cannot be used for the rest of this run (unreachable or banned)."""
+    """The exchange is unreachable, or banned us for longer than ``max_ban_wait_s``. With
+    ``ClientOptions.give_up`` (the default) the client sends nothing more; without, a later
+    request tries again, after the ban's pause (which every client of the host honours)."""
 
 
 def _event_text(exc: BaseException) -> str:
@@ -93,7 +95,9 @@ def _event_text(exc: BaseException) -> str:
 
 
 class ExchangeClient:
-    """HTTP client + limiter + retries for one exchange. Use as ``async with``."""
+    """HTTP client + limiter + retries for one exchange. Use as ``async with``; any number of
+    tasks of the client's event loop may :meth:`send` at once. The shared limiter is not
+    thread-safe: keep every client of a process in one event loop at a time."""
 
     def __init__(
         self,
