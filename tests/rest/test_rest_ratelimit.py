@@ -170,3 +170,26 @@ async def test_a_slot_given_back_during_an_exchange_pause_frees_the_room_at_once
     bucket.give_back(second)  # what ExchangeLimiter.acquire does when a pause came meanwhile
     slot = await asyncio.wait_for(waiting, 1.0)
     assert bucket.usage() == 2 and slot is not in_flight
+
+
+async def test_importing_a_state_this_limiter_wrote_counts_nothing_twice():
+    """One limiter per exchange host and process: a run that re-reads the state file it (or an
+    earlier run in this process) saved must not count its own requests again."""
+    lim = ExchangeLimiter([RateBucket("s", 10, 5.0, "sliding")])
+    answered = await lim.acquire("s")
+    await lim.release("s", answered)
+    await lim.acquire("s")  # in flight
+    state = lim.export_state()
+    assert lim.bucket("s").usage() == 2
+    lim.import_state(state)
+    lim.import_state(state)
+    assert lim.bucket("s").usage() == 2
+    other = ExchangeLimiter([RateBucket("s", 10, 5.0, "sliding")])  # another process
+    other.import_state(state)
+    other.import_state(state)
+    assert other.bucket("s").usage() == 2
+    # state files written before slots had ids still count (once per import)
+    legacy = {"s": {"slots": [s[:3] for s in state["s"]["slots"]], "paused_until": None}}
+    fresh = ExchangeLimiter([RateBucket("s", 10, 5.0, "sliding")])
+    fresh.import_state(legacy)
+    assert fresh.bucket("s").usage() == 2
