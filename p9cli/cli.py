@@ -276,8 +276,9 @@ def analyze(
 ) -> None:
     """Turn stored history into market structure (levels, profile, zones, trend, volatility).
 
-    Writes DIR/context/{exchange}/{symbol}.json (schema p9.structure/1). Exit codes: 0 all written, 1 some symbol failed (the others are written),
-    2 bad input.
+    Writes DIR/context/{exchange}/{symbol}.json (schema p9.structure/2) for every exchange and
+    symbol with history. Exit codes: 0 all written, 1 some symbol failed (the others are
+    written), 2 bad input.
     """
     settings = _settings(
         SettingsFlags(symbols=symbols, exchanges=exchanges, data_dir=data_dir),
