@@ -143,6 +143,7 @@ class Publisher:
             socket_timeout=None,  # no per-read timer (costly); each flush has its own deadline
             socket_connect_timeout=connect_timeout_s,
             retry=no_retry,
+            protocol=2,  # RESP2: replies here are OK/integers; works with Redis < 6 and RESP2-only proxies
             client_name=_client_name(client_name),
         )
         self.redis = aioredis.Redis(connection_pool=pool, retry=no_retry)
@@ -195,7 +196,7 @@ class Publisher:
     def describe_failure(self, exc: BaseException) -> str:
         """One line for a connection failure; never contains a secret."""
         what = _error_text(exc)
-        if "NOAUTH" in what or "HELLO must be called with the client already authenticated" in what:
+        if any(t in what for t in ("NOAUTH", "Authentication required", "HELLO must be called with the client")):
             line = (
                 f"redis at {self.safe_url} requires authentication; put the user and password in "
                 "P9_REDIS_URL (redis://USER:PASSWORD@HOST:PORT/DB)"
