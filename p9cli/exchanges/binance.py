@@ -74,6 +74,9 @@ REST_MAX_IN_FLIGHT = 16
 RATE_LIMIT_RESET_HEADER: str | None = None
 
 MAX_KLINES_PER_REQUEST = 1000
+#: The klines endpoint serves the whole history (no recent-bars window like OKX's, so
+#: a history fetch never splits its windows at one).
+RECENT_CANDLES_BARS: int | None = None
 DEFAULT_KLINES_LIMIT = 500
 KLINES_PATH = "/api/v3/klines"
 KLINES_WEIGHT = 2
@@ -418,6 +421,8 @@ class _KlineBar(msgspec.Struct):
     c: str
     v: str
     x: bool
+    q: str | None = None
+    n: int | None = None
 
 
 class _Kline(msgspec.Struct):
@@ -484,7 +489,18 @@ def _kline(raw, sym: str | None) -> list:
         raise ValueError(f"interval {k.i!r} is not one of p9's timeframes")
     return [
         ExchangeCandle(
-            NAME, sym or _symbol(d.s), tf, k.t, float(k.o), float(k.h), float(k.l), float(k.c), float(k.v), k.x
+            NAME,
+            sym or _symbol(d.s),
+            tf,
+            k.t,
+            float(k.o),
+            float(k.h),
+            float(k.l),
+            float(k.c),
+            float(k.v),
+            k.x,
+            float(k.q) if k.q is not None else None,
+            k.n,
         )
     ]
 
@@ -573,6 +589,9 @@ VENUE = Venue(
     trade_replay_request=agg_trades_request,
     parse_trade_replay=parse_agg_trades,
     candle_timeframe="1m",
+    # reference 2.2: a bar with no trades still appears, OHLC = previous close (UNCONFIRMED there)
+    empty_candle="previous_close",
+    candle_trade_counts=True,
     max_connection_age_s=24 * 3600.0,
     streams_per_connection=STREAMS_PER_CONNECTION,
     send_interval_s=0.25,  # 5 incoming messages per second per connection

@@ -75,6 +75,9 @@ REST_MAX_IN_FLIGHT = 32
 RATE_LIMIT_RESET_HEADER: str | None = "X-Bapi-Limit-Reset-Timestamp"
 
 MAX_KLINES_PER_REQUEST = 1000
+#: The klines endpoint serves the whole history (no recent-bars window like OKX's, so
+#: a history fetch never splits its windows at one).
+RECENT_CANDLES_BARS: int | None = None
 DEFAULT_KLINES_LIMIT = 200
 KLINES_PATH = "/v5/market/kline"
 TIME_PATH = "/v5/market/time"
@@ -429,6 +432,7 @@ class _Kline(msgspec.Struct):
     close: str
     volume: str
     confirm: bool
+    turnover: str | None = None
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
@@ -475,8 +479,17 @@ def _klines(env: _Envelope, interval: str, code: str) -> list:
     rows = sorted(_klines_decoder.decode(env.data), key=lambda k: k.start)
     return [
         ExchangeCandle(
-            NAME, sym, tf, k.start, float(k.open), float(k.high), float(k.low), float(k.close), float(k.volume),
+            NAME,
+            sym,
+            tf,
+            k.start,
+            float(k.open),
+            float(k.high),
+            float(k.low),
+            float(k.close),
+            float(k.volume),
             k.confirm,
+            float(k.turnover) if k.turnover is not None else None,
         )
         for k in rows
     ]
@@ -528,6 +541,8 @@ VENUE = Venue(
     trade_replay_request=None,
     parse_trade_replay=None,
     candle_timeframe="1m",
+    empty_candle="previous_close",  # undocumented for Bybit: assumed like Binance and OKX
+    candle_trade_counts=False,
     max_connection_age_s=None,
     streams_per_connection=ARGS_CHARS_PER_CONNECTION // 20,
     send_interval_s=0.1,

@@ -523,7 +523,17 @@ def _candles(env: _Envelope) -> list:
     rows = sorted(_candles_decoder.decode(env.data), key=lambda r: int(r[0]))
     return [
         ExchangeCandle(
-            NAME, sym, tf, int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]), _CONFIRMED[r[8]]
+            NAME,
+            sym,
+            tf,
+            int(r[0]),
+            float(r[1]),
+            float(r[2]),
+            float(r[3]),
+            float(r[4]),
+            float(r[5]),
+            _CONFIRMED[r[8]],
+            float(r[7]),  # volCcyQuote (quote currency; == volCcy on spot)
         )
         for r in rows
     ]
@@ -587,6 +597,8 @@ VENUE = Venue(
     trade_replay_request=None,
     parse_trade_replay=None,
     candle_timeframe="1m",
+    empty_candle="previous_close",  # reference 4.2: O/H/L/C default to the previous close (Doc)
+    candle_trade_counts=False,
     max_connection_age_s=None,
     streams_per_connection=2 * BOOKS_PER_CONNECTION,
     send_interval_s=0.1,

@@ -125,7 +125,9 @@ class BookDelta(msgspec.Struct, gc=False):
 
 class ExchangeCandle(msgspec.Struct, gc=False):
     """One bar of the exchange's own kline/candle stream (for the live-candle cross-check).
-    ``timeframe`` canonical (``"1m"``), ``open_time`` ms, ``closed`` the exchange's flag."""
+    ``timeframe`` canonical (``"1m"``), ``open_time`` ms, ``closed`` the exchange's flag;
+    ``quote_volume`` (Binance ``q``, Bybit ``turnover``, OKX ``volCcyQuote``) and ``trades``
+    (Binance ``n``; ``None`` where the exchange gives no count) as stored in the history."""
 
     exchange: str
     symbol: str
@@ -137,6 +139,8 @@ class ExchangeCandle(msgspec.Struct, gc=False):
     close: float
     volume: float
     closed: bool
+    quote_volume: float | None = None
+    trades: int | None = None
 
 
 #: Notice kinds.
@@ -255,6 +259,11 @@ class Venue:
     parse_trade_replay: Callable[[bytes, str], list] | None
     #: timeframe of the exchange-candle subscription for the cross-check.
     candle_timeframe: str = "1m"
+    #: what the exchange's own candles show for an interval without trades:
+    #: ``"previous_close"`` (a bar with O=H=L=C=previous close, volume 0) or ``"omit"`` (no bar).
+    empty_candle: str = "previous_close"
+    #: the exchange's candles carry a trade count (stored in the history's ``trades`` column).
+    candle_trade_counts: bool = False
     #: the exchange closes connections older than this (Binance: 24 h); ``None``: no limit.
     max_connection_age_s: float | None = None
     #: the most streams/channels on one connection (the plan respects it).

@@ -126,7 +126,8 @@ def test_pacing_and_lifetime_are_positive(name):
     venue = get_venue(name)
     assert venue.send_interval_s > 0 and venue.connect_interval_s > 0 and venue.silence_timeout_s > 0
     assert venue.max_connection_age_s is None or venue.max_connection_age_s >= 3600
-    assert venue.candle_timeframe == "1m"
+    assert venue.candle_timeframe == "1m" and venue.empty_candle in ("previous_close", "omit")
+    assert isinstance(venue.candle_trade_counts, bool)
 
 
 def test_rest_hooks_come_in_pairs(name):

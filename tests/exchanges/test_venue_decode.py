@@ -112,8 +112,15 @@ def test_binance_capture_events_match_raw_frames(path, counts):
         else:
             k = data["k"]
             assert type(ev) is ExchangeCandle and ev.timeframe == "1m" and stream.endswith("@kline_1m")
-            assert (ev.open_time, ev.closed) == (k["t"], k["x"]) and k["T"] == k["t"] + 59_999
-            for got, key in ((ev.open, "o"), (ev.high, "h"), (ev.low, "l"), (ev.close, "c"), (ev.volume, "v")):
+            assert (ev.open_time, ev.closed, ev.trades) == (k["t"], k["x"], k["n"]) and k["T"] == k["t"] + 59_999
+            for got, key in (
+                (ev.open, "o"),
+                (ev.high, "h"),
+                (ev.low, "l"),
+                (ev.close, "c"),
+                (ev.volume, "v"),
+                (ev.quote_volume, "q"),
+            ):
                 assert same_number(got, k[key])
     assert seen == counts
 
@@ -239,7 +246,7 @@ def test_bybit_kline_doc_push():
         b'"confirm":false,"timestamp":1672324988882}],"ts":1672324988882,"type":"snapshot"}'
     )
     assert bybit.decode(frame) == [
-        ExchangeCandle("bybit", "btc", "5m", 1672324800000, 16649.5, 16677.0, 16608.0, 16677.0, 2.081, False)
+        ExchangeCandle("bybit", "btc", "5m", 1672324800000, 16649.5, 16677.0, 16608.0, 16677.0, 2.081, False, 34666.4005)
     ]
     (bad,) = bybit.decode(frame.replace(b"kline.5.", b"kline.W."))
     assert type(bad) is Malformed and "timeframes" in bad.reason
@@ -324,7 +331,9 @@ def test_okx_candle_doc_push_on_utc_channel():
         b'"8527.17","8548.26","45247","529.5858061","5529.5858061","0"]]}'
     )
     assert okx.decode(frame) == [
-        ExchangeCandle("okx", "btc", "1d", 1597026383085, 8533.02, 8553.74, 8527.17, 8548.26, 45247.0, False)
+        ExchangeCandle(
+            "okx", "btc", "1d", 1597026383085, 8533.02, 8553.74, 8527.17, 8548.26, 45247.0, False, 5529.5858061
+        )
     ]
     (bad,) = okx.decode(frame.replace(b"candle1Dutc", b"candle1D"))  # Hong-Kong day: not p9's 1d
     assert type(bad) is Malformed
