@@ -18,17 +18,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from p9cli import __version__
-from p9cli.config import (
-    CANDLES,
-    DATA_DIR,
-    EXCHANGES_SETTING,
-    REST_URLS,
-    SYMBOLS_SETTING,
-    TIMEFRAMES_SETTING,
-    Settings,
-    SettingsFlags,
-    load_settings,
-)
+from p9cli.config import Settings, SettingsFlags, Use, load_settings
 from p9cli.errors import EXIT_FAILURE, EXIT_USAGE, P9Error
 from p9cli.universe import EXCHANGE_TITLES, SYMBOLS, TIMEFRAMES
 
@@ -113,7 +103,7 @@ def main_options(
         raise typer.Exit(0)
 
 
-def _settings(flags: SettingsFlags, uses: Iterable[str]) -> Settings:
+def _settings(flags: SettingsFlags, uses: Iterable[Use]) -> Settings:
     """Settings for one command from its typed flags; checks only what the command ``uses``."""
     try:
         return load_settings(flags, uses=uses)
@@ -257,7 +247,7 @@ def fetch_history(
             bybit_rest_url=bybit_rest_url,
             okx_rest_url=okx_rest_url,
         ),
-        uses=(REST_URLS, DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING, TIMEFRAMES_SETTING, CANDLES),
+        uses=(Use.REST_URLS, Use.DATA_DIR, Use.SYMBOLS, Use.EXCHANGES, Use.TIMEFRAMES, Use.CANDLES),
     )
     from p9cli.services import fetch_history as service
 
@@ -282,7 +272,7 @@ def analyze(
     """
     settings = _settings(
         SettingsFlags(symbols=symbols, exchanges=exchanges, data_dir=data_dir),
-        uses=(DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING, TIMEFRAMES_SETTING),
+        uses=(Use.DATA_DIR, Use.SYMBOLS, Use.EXCHANGES, Use.TIMEFRAMES),
     )
     from p9cli.services import analyze as service
 

@@ -17,6 +17,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,30 +75,23 @@ class SettingsFlags:
 #: Every settings key (flag field, ``P9_*`` variable without the prefix, ``p9.toml`` key).
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(SettingsFlags))
 
-#: The settings a command can use (``load_settings(uses=...)``); ``rest_urls`` / ``ws_urls``
-#: include ``endpoints`` and the per-exchange URL overrides.
-REST_URLS = "rest_urls"
-WS_URLS = "ws_urls"
-DATA_DIR = "data_dir"
-SYMBOLS_SETTING = "symbols"
-EXCHANGES_SETTING = "exchanges"
-TIMEFRAMES_SETTING = "timeframes"
-CANDLES = "candles"
-REDIS = "redis_url"
-WORKER_ID = "worker_id"
-ALL_USES: frozenset[str] = frozenset(
-    {
-        REST_URLS,
-        WS_URLS,
-        DATA_DIR,
-        SYMBOLS_SETTING,
-        EXCHANGES_SETTING,
-        TIMEFRAMES_SETTING,
-        CANDLES,
-        REDIS,
-        WORKER_ID,
-    }
-)
+
+class Use(StrEnum):
+    """The settings a command can use: ``load_settings(uses=...)`` reads and checks only these.
+    ``REST_URLS`` / ``WS_URLS`` include ``endpoints`` and the per-exchange URL overrides."""
+
+    REST_URLS = "rest_urls"
+    WS_URLS = "ws_urls"
+    DATA_DIR = "data_dir"
+    SYMBOLS = "symbols"
+    EXCHANGES = "exchanges"
+    TIMEFRAMES = "timeframes"
+    CANDLES = "candles"
+    REDIS_URL = "redis_url"
+    WORKER_ID = "worker_id"
+
+
+ALL_USES: frozenset[Use] = frozenset(Use)
 
 DEFAULT_CANDLES = 1000
 MAX_CANDLES = 100_000
@@ -297,7 +291,7 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     config_path: Path | None = None,
     *,
-    uses: Iterable[str] = ALL_USES,
+    uses: Iterable[Use | str] = ALL_USES,
 ) -> Settings:
     """Build settings from ``flags`` (``None`` = not given), ``P9_*`` variables (``env``,
     default ``os.environ``) and the config file (``config_path``, else ``P9_CONFIG``, else
@@ -307,10 +301,10 @@ def load_settings(
         flags = SettingsFlags()
     elif not isinstance(flags, SettingsFlags):
         flags = SettingsFlags(**flags)  # an unknown key is a TypeError, never silently dropped
-    uses = frozenset(uses)
-    unknown_uses = uses - ALL_USES
-    if unknown_uses:
-        raise ValueError(f"unknown settings {sorted(unknown_uses)}; valid: {sorted(ALL_USES)}")
+    try:
+        uses = frozenset(Use(u) for u in uses)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; valid: {', '.join(Use)}") from None
     env = os.environ if env is None else env
     path = _config_file(config_path, env)
     toml = _read_toml(path)
@@ -327,7 +321,7 @@ def load_settings(
         return _Value(key, None, "")
 
     out: dict[str, Any] = {}
-    if uses & {REST_URLS, WS_URLS}:
+    if uses & {Use.REST_URLS, Use.WS_URLS}:
         mode = pick("endpoints")
         endpoints = (_text(mode) if mode.value is not None else "live").strip().lower()
         if endpoints not in ENDPOINT_MODES:
@@ -335,7 +329,7 @@ def load_settings(
         out["endpoints"] = endpoints
         base = LIVE_ENDPOINTS if endpoints == "live" else sim_endpoints()
         for kind, schemes in (("rest", ("http", "https")), ("ws", ("ws", "wss"))):
-            if (REST_URLS if kind == "rest" else WS_URLS) not in uses:
+            if (Use.REST_URLS if kind == "rest" else Use.WS_URLS) not in uses:
                 continue
             urls = {}
             for ex in EXCHANGES:
@@ -344,22 +338,22 @@ def load_settings(
                     _check_url(_Value(v.key, _text(v), v.origin), schemes) if v.value else base[ex][kind]
                 )
             out[f"{kind}_urls"] = urls
-    if DATA_DIR in uses:
+    if Use.DATA_DIR in uses:
         v = pick("data_dir")
         if v.value is not None:
             text = _text(v)
             if not text.strip():
                 raise ConfigError(f"{v.name} is empty; give a directory (default: ./data)")
             out["data_dir"] = Path(text)
-    if SYMBOLS_SETTING in uses:
+    if Use.SYMBOLS in uses:
         out["symbols"] = _list(pick("symbols"), SYMBOLS, "symbols")
-    if EXCHANGES_SETTING in uses:
+    if Use.EXCHANGES in uses:
         out["exchanges"] = _list(pick("exchanges"), EXCHANGES, "exchanges")
-    if TIMEFRAMES_SETTING in uses:
+    if Use.TIMEFRAMES in uses:
         out["timeframes"] = _list(pick("timeframes"), TIMEFRAMES, "timeframes")
-    if CANDLES in uses:
+    if Use.CANDLES in uses:
         out["candles"] = _candles(pick("candles"))
-    if REDIS in uses:
+    if Use.REDIS_URL in uses:
         v = pick("redis_url")
         if v.value is not None:
             url = _text(v).strip()
@@ -368,7 +362,7 @@ def load_settings(
                     f"{v.name} is not a Redis URL; expected redis://HOST[:PORT][/DB], rediss:// or unix://"
                 )
             out["redis_url"] = url
-    if WORKER_ID in uses:
+    if Use.WORKER_ID in uses:
         v = pick("worker_id")
         if v.value is not None:
             worker = _text(v).strip()

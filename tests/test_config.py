@@ -4,13 +4,9 @@ import pytest
 
 from p9cli.config import (
     CONFIG_KEYS,
-    DATA_DIR,
-    EXCHANGES_SETTING,
     LIVE_ENDPOINTS,
-    REST_URLS,
-    SYMBOLS_SETTING,
-    WS_URLS,
     SettingsFlags,
+    Use,
     load_settings,
     parse_list,
     sim_endpoints,
@@ -187,20 +183,22 @@ def test_each_command_checks_only_the_settings_it_uses():
         "P9_WORKER_ID": "has space",
         "P9_CANDLES": "many",
     }
-    s = load_settings({"symbols": "btc"}, env=bad, uses=(DATA_DIR, SYMBOLS_SETTING, EXCHANGES_SETTING))
+    s = load_settings({"symbols": "btc"}, env=bad, uses=(Use.DATA_DIR, Use.SYMBOLS, Use.EXCHANGES))
     assert s.symbols == ("btc",)
     with pytest.raises(KeyError):
         s.rest_url("binance")  # not asked for: not silently the live default
     # REST but not WS: a bad WS URL does not matter, a bad endpoints mode does
-    ok = load_settings({}, env={"P9_OKX_WS_URL": "nonsense"}, uses=(REST_URLS,))
+    ok = load_settings({}, env={"P9_OKX_WS_URL": "nonsense"}, uses=(Use.REST_URLS,))
     assert ok.rest_url("okx") == LIVE_ENDPOINTS["okx"]["rest"] and ok.ws_urls == {}
     with pytest.raises(ConfigError, match="P9_ENDPOINTS"):
-        load_settings({}, env=bad, uses=(REST_URLS,))
+        load_settings({}, env=bad, uses=(Use.REST_URLS,))
     with pytest.raises(ConfigError, match="P9_OKX_WS_URL"):
-        load_settings({}, env={"P9_OKX_WS_URL": "nonsense"}, uses=(WS_URLS,))
+        load_settings({}, env={"P9_OKX_WS_URL": "nonsense"}, uses=(Use.WS_URLS,))
     # a config-file mistake is reported whatever the command uses
     with pytest.raises(ConfigError, match="P9_CONFIG"):
-        load_settings({}, env={"P9_CONFIG": "/nonexistent/p9.toml"}, uses=(DATA_DIR,))
+        load_settings({}, env={"P9_CONFIG": "/nonexistent/p9.toml"}, uses=("data_dir",))
+    with pytest.raises(ValueError, match="valid: rest_urls"):
+        load_settings({}, env={}, uses=("rest_url",))  # a misspelt use is a programming error
 
 
 def test_flags_are_typed_and_an_unknown_flag_key_is_not_dropped():
