@@ -189,7 +189,7 @@ class _Value:
 
 
 def _check_url(v: _Value, schemes: tuple[str, ...]) -> str:
-    url = str(v.value)
+    url = _text(v).strip()
     expected = " or ".join(s + "://HOST[:PORT]" for s in schemes)
     parts = urlsplit(url)
     if parts.scheme not in schemes or not parts.hostname:
@@ -334,9 +334,12 @@ def load_settings(
             urls = {}
             for ex in EXCHANGES:
                 v = pick(f"{ex}_{kind}_url")
-                urls[ex] = (
-                    _check_url(_Value(v.key, _text(v), v.origin), schemes) if v.value else base[ex][kind]
-                )
+                if v.value is None:
+                    urls[ex] = base[ex][kind]
+                    continue
+                if not _text(v).strip():
+                    raise ConfigError(f"{v.name} is empty; leave it out for the {endpoints} URL")
+                urls[ex] = _check_url(v, schemes)
             out[f"{kind}_urls"] = urls
     if Use.DATA_DIR in uses:
         v = pick("data_dir")
@@ -357,6 +360,7 @@ def load_settings(
         v = pick("redis_url")
         if v.value is not None:
             url = _text(v).strip()
+            # the value is not repeated in the message: a Redis URL may carry a password
             if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
                 raise ConfigError(
                     f"{v.name} is not a Redis URL; expected redis://HOST[:PORT][/DB], rediss:// or unix://"

@@ -171,6 +171,11 @@ def test_a_base_url_with_a_path_query_or_fragment_is_refused(url):
     assert "--binance-rest-url" in str(err.value) and "appends" in str(err.value)
 
 
+def test_an_empty_url_flag_is_refused():
+    with pytest.raises(ConfigError, match="--okx-rest-url is empty"):
+        load_settings({"okx_rest_url": ""}, env={})
+
+
 def test_a_trailing_slash_is_no_path():
     assert load_settings({"okx_ws_url": "wss://h:1/"}, env={}).ws_url("okx") == "wss://h:1"
 
