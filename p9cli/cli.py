@@ -293,8 +293,7 @@ def sim(
         typer.Option(
             metavar="N",
             min=0,
-            max=2**64 - 1,
-            help="Seed of the market model (0 to 2^64-1): the same seed gives the same market.",
+            help="Seed of the market model: the same seed gives the same market.",
         ),
     ] = 9,
     speed: Annotated[
