@@ -45,9 +45,12 @@ Rules
   values are handed on (``source="exchange"``, ``complete=True``). If none arrives within
   ``completion_wait_ms`` after its close, it is handed on with ``complete=False``. The same
   applies to candles overlapping a window passed to :meth:`CandleBuilder.mark_incomplete`.
-* **Closing**: a candle closes when a trade of a later interval arrives, or when the clock
-  passes its end by ``close_delay_ms`` (trades of the last instant may still be in flight; a
-  trade older than the current minute is counted in ``stats["late_trades"]`` and dropped).
+* **Closing**: a candle closes when a trade of a later interval arrives, or on the clock:
+  when the exchange's estimated time AND the newest exchange time the feed delivered
+  (``seen_ms``, or the newest trade) are past its end by ``close_delay_ms`` - a lagging feed
+  (backlog) cannot close a candle whose last trades are still queued - or, when the feed
+  showed nothing for ``max_feed_lag_ms``, by the estimated time alone. A trade older than the
+  current minute is counted in ``stats["late_trades"]`` and dropped.
 * **Empty intervals** follow the exchange's REST candles (``empty``): ``"previous_close"``
   (Binance, OKX, Bybit: a bar with no trades has open = high = low = close = the previous close
   and volume 0) or ``"omit"`` (no bar at all).
@@ -201,8 +204,9 @@ class CandleBuilder:
     (False: ``trades=None``, as the exchange's stored candles). ``price_decimals`` /
     ``size_decimals``: the most decimals a trade price / size has on this exchange (8 covers
     all three for the USDT pairs). ``close_delay_ms``: how long after its end the clock closes a
-    candle; ``completion_wait_ms``: how long after that an incomplete candle waits for the
-    exchange's own candle.
+    candle; ``max_feed_lag_ms``: how far the feed may lag the estimated exchange clock before
+    the clock alone closes candles (see :meth:`on_clock`); ``completion_wait_ms``: how long
+    after its close an incomplete candle waits for the exchange's own candle.
     """
 
     __slots__ = (
@@ -213,6 +217,8 @@ class CandleBuilder:
         "counts_trades",
         "size_decimals",
         "close_delay_ms",
+        "max_feed_lag_ms",
+        "_seen_trade",
         "completion_wait_ms",
         "stats",
         "mismatches",
@@ -256,6 +262,7 @@ class CandleBuilder:
         price_decimals: int = 8,
         size_decimals: int = 8,
         close_delay_ms: int = 1000,
+        max_feed_lag_ms: int = 5000,
         completion_wait_ms: int = 15_000,
         timeframes: Iterable[str] = TIMEFRAMES,
     ):
@@ -273,6 +280,8 @@ class CandleBuilder:
         self.counts_trades = counts_trades
         self.size_decimals = size_decimals
         self.close_delay_ms = close_delay_ms
+        self.max_feed_lag_ms = max_feed_lag_ms
+        self._seen_trade = _NO_TS
         self.completion_wait_ms = completion_wait_ms
         self._ps = 10**price_decimals
         self._vs = 10**size_decimals
@@ -372,13 +381,21 @@ class CandleBuilder:
             return None
         return self._trade_slow(ts_ms, price, size, count)
 
-    def on_clock(self, now_ms: int) -> list:
-        """The exchange's time now (estimated). Closes the candles that ended at least
-        ``close_delay_ms`` ago and hands on incomplete ones whose wait is over."""
+    def on_clock(self, now_ms: int, seen_ms: int | None = None) -> list:
+        """The exchange's time now (estimated: local clock + measured offset) and, optionally,
+        ``seen_ms``: the newest exchange timestamp the feed has delivered on the connection that
+        carries this symbol's trades (book updates included). Closes the candles that ended at
+        least ``close_delay_ms`` ago by BOTH clocks - so a feed that lags behind the exchange's
+        clock (a backlog) does not close a candle whose last trades are still in flight - and
+        by the estimated clock alone once the feed has shown nothing for ``max_feed_lag_ms``
+        (a quiet symbol). Hands on incomplete candles whose wait is over."""
         if not self._started:
             return []
         out: list = []
-        limit = now_ms - self.close_delay_ms
+        seen = self._cts if self._fe == self._me else self._seen_trade
+        if seen_ms is not None and seen_ms > seen:
+            seen = seen_ms
+        limit = min(now_ms, max(seen, now_ms - self.max_feed_lag_ms)) - self.close_delay_ms
         while self._me <= limit:
             self._close_minute(out)
         self._expire(now_ms, out)
@@ -523,6 +540,7 @@ class CandleBuilder:
                 self._close_bar(i, acc, out)
         if has:
             self._last = c
+            self._seen_trade = self._cts
         self._mo, self._me, self._fe = me, me + MINUTE_MS, me
         self._v = self._q = self._n = 0
         if self._blind and self._blind[0][1] < mo - 2 * self._longest:

@@ -42,6 +42,11 @@ def xc(tf, open_time, o, h, lo, c, v, closed=True) -> ExchangeCandle:
     return ExchangeCandle("binance", "btc", tf, open_time, o, h, lo, c, v, closed)
 
 
+def clock(now: int) -> tuple[int, int]:
+    """``on_clock`` arguments of a feed that is up to date: estimated now and newest seen."""
+    return now, now
+
+
 def feed(b: CandleBuilder, trades) -> list:
     out = []
     for t in trades:
@@ -73,14 +78,14 @@ def test_candle_closes_on_the_clock_without_a_further_trade():
     b = builder(close_delay_ms=500)
     b.start(T0)
     feed(b, [(T0 + 10, 100.0, 1.0), (T0 + 20_000, 99.5, 0.5)])
-    assert b.on_clock(T0 + M + 499) == []
-    [c] = closed(b.on_clock(T0 + M + 500))
+    assert b.on_clock(*clock(T0 + M + 499)) == []
+    [c] = closed(b.on_clock(*clock(T0 + M + 500)))
     assert (c.open_time, c.open, c.high, c.low, c.close, c.volume) == (T0, 100.0, 100.0, 99.5, 99.5, 1.5)
     # a trade of the closed minute arriving afterwards is late: counted, not applied
     assert b.on_trade(T0 + 59_999, 98.0, 1.0) is None
     assert b.stats["late_trades"] == 1
     # the next 4 minutes pass without a trade: the 5m candle closes on the clock too
-    ev = b.on_clock(T0 + 5 * M + 500)
+    ev = b.on_clock(*clock(T0 + 5 * M + 500))
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + M * k for k in range(1, 5)]
     [five] = closed(ev, "5m")
     assert (five.open_time, five.open, five.high, five.low, five.close, five.volume) == (
@@ -91,6 +96,22 @@ def test_candle_closes_on_the_clock_without_a_further_trade():
         99.5,
         1.5,
     )
+
+
+def test_a_lagging_feed_does_not_close_a_candle_early_a_quiet_one_closes_later():
+    b = builder(close_delay_ms=1000, max_feed_lag_ms=5000)
+    b.start(T0)
+    feed(b, [(T0 + 10, 100.0, 1.0), (T0 + 59_000, 101.0, 1.0)])
+    # the estimated clock is past the end, but the feed has delivered only up to T0+59.5s
+    assert b.on_clock(T0 + M + 2000, T0 + 59_500) == []
+    assert b.on_trade(T0 + 59_900, 102.0, 1.0) is None  # the queued last trade still counts
+    [c] = closed(b.on_clock(T0 + M + 2000, T0 + M + 1000))
+    assert (c.close, c.volume) == (102.0, 3.0)
+    # nothing more is delivered (a quiet symbol): the estimated clock alone closes the next
+    # candle once the feed has been quiet for max_feed_lag_ms
+    assert b.on_clock(T0 + 2 * M + 5999) == []
+    [c] = closed(b.on_clock(T0 + 2 * M + 6000))
+    assert (c.open_time, c.volume, c.close) == (T0 + M, 0.0, 102.0)
 
 
 def test_empty_minutes_follow_previous_close_rule():
@@ -128,7 +149,7 @@ def test_empty_minutes_follow_previous_close_rule():
         95.0,
     )
     # a bar with no trade at all: previous close, volume 0, on every timeframe
-    ev = b.on_clock(T0 + 20 * M + 1000)
+    ev = b.on_clock(*clock(T0 + 20 * M + 1000))
     [empty5] = [c for c in closed(ev, "5m") if c.open_time == T0 + 15 * M]
     assert (empty5.open, empty5.high, empty5.low, empty5.close, empty5.volume, empty5.quote_volume) == (
         96.0,
@@ -145,7 +166,7 @@ def test_empty_minutes_omitted_where_the_exchange_omits_them():
     b.start(T0)
     ev = feed(b, [(T0 + 1, 100.0, 1.0), (T0 + 3 * M + 5, 101.0, 1.0)])
     assert [c.open_time for c in closed(ev, "1m")] == [T0]
-    ev = b.on_clock(T0 + 10 * M + 1000)
+    ev = b.on_clock(*clock(T0 + 10 * M + 1000))
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + 3 * M]
     assert [c.open_time for c in closed(ev, "5m")] == [T0]  # the empty 5m bar T0+5m is omitted too
 
@@ -181,7 +202,7 @@ def test_out_of_order_trades_keep_open_and_close_by_time():
     b = builder()
     b.start(T0)
     ev = feed(b, [(T0 + 30, 100.0, 1.0), (T0 + 40, 101.0, 1.0), (T0 + 10, 99.0, 1.0), (T0 + 35, 105.0, 1.0)])
-    ev += b.on_clock(T0 + M + 1000)
+    ev += b.on_clock(*clock(T0 + M + 1000))
     [c] = closed(ev, "1m")
     assert (c.open, c.high, c.low, c.close) == (99.0, 105.0, 99.0, 101.0)
 
@@ -227,14 +248,14 @@ def test_stored_history_is_continued_without_gap_or_overlap():
     b = builder()
     assert b.start(T0) == []
     ev = feed(b, [(T0 + k * 7_000, 100.0 + k, 1.0) for k in range(0, 90)])
-    ev += b.on_clock(T0 + 11 * M + 1000)
+    ev += b.on_clock(*clock(T0 + 11 * M + 1000))
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + k * M for k in range(11)]
     assert [c.open_time for c in closed(ev, "5m")] == [T0, T0 + 5 * M]
     assert all(c.complete for c in closed(ev))
     # stored history AHEAD of the feed (the last stored 1m is T0+1m): nothing is emitted twice
     b = CandleBuilder("binance", "btc", seed={"1m": T0 + M, "5m": T0 - 5 * M}, timeframes=("1m", "5m"))
     assert b.start(T0) == []
-    ev = feed(b, [(T0 + k * 7_000, 100.0, 1.0) for k in range(0, 40)]) + b.on_clock(T0 + 5 * M + 1000)
+    ev = feed(b, [(T0 + k * 7_000, 100.0, 1.0) for k in range(0, 40)]) + b.on_clock(*clock(T0 + 5 * M + 1000))
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + 2 * M, T0 + 3 * M, T0 + 4 * M]
     [five] = closed(ev, "5m")
     assert five.volume == 40.0  # the 5m bar still gets every minute
@@ -269,7 +290,7 @@ def test_first_partial_candle_is_completed_from_the_exchange_candle():
     )
     assert b.stats["completed"] == 1
     # the next minutes are complete, built from trades (each timeframe has its own queue)
-    ev = b.on_clock(T0 + 5 * M + 1000)
+    ev = b.on_clock(*clock(T0 + 5 * M + 1000))
     assert [(c.open_time, c.complete, c.source) for c in closed(ev, "1m")] == [
         (T0 + 3 * M, True, "trades"), (T0 + 4 * M, True, "trades")]  # fmt: skip
     [want] = of(ev, CompletionWanted)
@@ -282,9 +303,9 @@ def test_partial_candle_is_flagged_when_the_exchange_candle_never_comes(caplog):
     ev = feed(b, [(T0 + 31_000, 100.0, 1.0), (T0 + M + 5, 101.0, 1.0), (T0 + 2 * M + 5, 102.0, 1.0)])
     # the complete T0+1m candle waits behind the held partial one: order is kept
     assert closed(ev) == [] and len(of(ev, CompletionWanted)) == 1
-    assert b.on_clock(T0 + M + 90_999) == []
+    assert b.on_clock(*clock(T0 + M + 90_999)) == []
     with caplog.at_level(logging.WARNING, logger="p9cli.live.candles"):
-        ev = b.on_clock(T0 + M + 91_000)
+        ev = b.on_clock(*clock(T0 + M + 91_000))
     assert [(c.open_time, c.complete) for c in closed(ev)] == [(T0, False), (T0 + M, True)]
     assert b.stats["incomplete"] == 1
     assert "handed on incomplete" in caplog.text
@@ -297,7 +318,7 @@ def test_a_feed_gap_makes_the_candles_it_touches_incomplete():
     b.mark_incomplete(T0 + M + 10_000, T0 + M + 20_000)  # reconnect: trades lost, no replay
     ev = feed(b, [(T0 + 2 * M + 1, 100.0, 1.0)])
     assert [(w.timeframe, w.open_time) for w in of(ev, CompletionWanted)] == [("1m", T0 + M)]
-    ev = b.on_clock(T0 + 5 * M + 1000)
+    ev = b.on_clock(*clock(T0 + 5 * M + 1000))
     assert [w.timeframe for w in of(ev, CompletionWanted)] == ["5m"]
 
 
@@ -312,7 +333,7 @@ def test_cross_check_counts_a_disagreement():
     assert b.on_exchange_candle(xc("1m", T0 + M, 1.0, 1.0, 1.0, 1.0, 1.0, closed=False)) == []
     # the exchange's closed bar arrives BEFORE ours closed (our clock lags): checked at our close
     assert b.on_exchange_candle(xc("1m", T0 + M, 102.0, 103.0, 102.0, 102.0, 1.0)) == []
-    ev = b.on_clock(T0 + 2 * M + 1000)
+    ev = b.on_clock(*clock(T0 + 2 * M + 1000))
     [mm] = of(ev, CandleMismatch)
     assert (mm.timeframe, mm.open_time, mm.fields) == ("1m", T0 + M, ("high",))
     assert closed(ev, "1m")[0].high == 102.0  # ours is kept: it is what the trades say
