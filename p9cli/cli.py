@@ -279,6 +279,51 @@ def analyze(
     raise typer.Exit(_run(service.run, settings, plot=plot, plot_timeframe=plot_timeframe))
 
 
+@app.command("feeds")
+def feeds(
+    symbols: SymbolsOpt = None,
+    exchanges: ExchangesOpt = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Stop after S seconds (default: until Ctrl-C).", show_default=False),
+    ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (type trade, book, event, stats).")
+    ] = False,
+    endpoints: EndpointsOpt = None,
+    binance_ws_url: Annotated[str | None, _url_opt("binance", "ws")] = None,
+    bybit_ws_url: Annotated[str | None, _url_opt("bybit", "ws")] = None,
+    okx_ws_url: Annotated[str | None, _url_opt("okx", "ws")] = None,
+    binance_rest_url: Annotated[str | None, _url_opt("binance", "rest")] = None,
+    bybit_rest_url: Annotated[str | None, _url_opt("bybit", "rest")] = None,
+    okx_rest_url: Annotated[str | None, _url_opt("okx", "rest")] = None,
+) -> None:
+    """Watch the live feeds: trades and top of book per pair as they come, plus reconnects,
+    switch-overs and book resyncs with their cause (for debugging; see docs/feeds.md).
+
+    Books are shown only while provably in sync, with the exchange's own update id. Ends with
+    the statistics of each feed. Exit codes: 0 every feed delivered data, 1 some feed delivered
+    nothing, 2 bad input.
+    """
+    settings = _settings(
+        SettingsFlags(
+            symbols=symbols,
+            exchanges=exchanges,
+            endpoints=endpoints,
+            binance_ws_url=binance_ws_url,
+            bybit_ws_url=bybit_ws_url,
+            okx_ws_url=okx_ws_url,
+            binance_rest_url=binance_rest_url,
+            bybit_rest_url=bybit_rest_url,
+            okx_rest_url=okx_rest_url,
+        ),
+        uses=(Use.WS_URLS, Use.REST_URLS, Use.SYMBOLS, Use.EXCHANGES),
+    )
+    from p9cli.services import feeds as service
+
+    raise typer.Exit(_run(service.run, settings, duration=duration, as_json=json_lines))
+
+
 @app.command("sim")
 def sim(
     host: Annotated[

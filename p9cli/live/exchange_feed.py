@@ -150,6 +150,7 @@ class ExchangeFeed:
             else None
         )
         self._ever_live = False
+        self._exchange_now = 0
         self._tasks: list[asyncio.Task] = []
         self._handler_errors = 0
 
@@ -504,14 +505,28 @@ class ExchangeFeed:
         return out
 
     def exchange_now_ms(self) -> int:
-        """The exchange's clock as estimated from the fastest delivery seen (local wall clock
-        minus the smallest receive lag: clock offset plus minimum latency)."""
-        floor = self.stats.lag_floor_ms
-        return self.clock.wall_ms() - (floor if floor is not None else 0)
+        """The exchange's clock as far as the data handed on shows it: the newest message's
+        exchange time plus the local time since it was received, never beyond the local clock
+        minus the smallest receive lag seen (clock offset + minimum latency), never backwards.
+        While the feed runs behind (a backlog) the estimate stays behind with it, so candles are
+        not closed on the clock before their last trades were handed on."""
+        stats = self.stats
+        wall = self.clock.wall_ms()
+        if stats.last_exchange_ts_ms is None:
+            return max(self._exchange_now, wall)
+        est = stats.last_exchange_ts_ms + (wall - stats.last_recv_ms)
+        floor = stats.lag_floor_ms
+        if floor is not None:
+            est = min(est, wall - floor)
+        if est > self._exchange_now:
+            self._exchange_now = est
+        return self._exchange_now
 
     async def _candle_clock(self) -> None:
         while True:
             await asyncio.sleep(self.options.candle_tick_s)
+            if self.stats.last_exchange_ts_ms is None:
+                continue  # nothing received yet: the exchange's clock is unknown
             now = self.exchange_now_ms()
             for builder in self.candles.values():
                 for update in builder.on_clock(now):

@@ -45,6 +45,7 @@ class FeedStats:
         "books_total",
         "receive_lag_raw_ms",
         "lag_floor_ms",
+        "last_recv_ms",
         "_lag_max_window",
         "_last_messages",
         "_last_tick",
@@ -71,6 +72,7 @@ class FeedStats:
         self.snapshot_requests = 0
         self.snapshot_failures = 0
         self.last_exchange_ts_ms: int | None = None
+        self.last_recv_ms: int | None = None  # local wall time that message was received
         #: receive time - exchange time of the last message, as measured (local clock minus the
         #: exchange's: includes any offset between the two clocks)
         self.receive_lag_raw_ms: int | None = None
@@ -92,6 +94,7 @@ class FeedStats:
 
     def lag(self, exchange_ts_ms: int, recv_ms: int) -> None:
         self.last_exchange_ts_ms = exchange_ts_ms
+        self.last_recv_ms = recv_ms
         raw = recv_ms - exchange_ts_ms
         self.receive_lag_raw_ms = raw
         floor = self.lag_floor_ms
