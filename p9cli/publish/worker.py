@@ -138,10 +138,17 @@ class Heartbeat:
             )
 
     async def claim(self, pub: Publisher) -> None:
-        """Refuse (ConfigError, exit 2) when a live worker already publishes one of our pairs."""
+        """Refuse (ConfigError, exit 2) when a live worker already publishes one of our pairs or
+        another live process uses our worker id."""
         mine = self.worker.pairs()
         for other in await live_workers(pub):
             if other.get("worker_id") == self.worker.worker_id:
+                if (other.get("host"), other.get("pid")) != (self.worker.host, self.worker.pid):
+                    raise ConfigError(
+                        f"worker id {self.worker.worker_id!r} is in use by pid {other.get('pid')} on "
+                        f"{other.get('host')}; give this worker another --worker-id (a stopped worker's id is "
+                        f"free after {self.worker_ttl_s} s)"
+                    )
                 continue
             theirs = {f"{e}:{s}" for e in other.get("exchanges", []) for s in other.get("symbols", [])}
             both = sorted(mine & theirs)

@@ -147,6 +147,10 @@ async def test_a_worker_whose_pairs_a_live_worker_publishes_is_refused(private_r
         with pytest.raises(ConfigError, match="worker w-a on .* already publishes okx:ethusdt; give each worker"):
             async with publishing(server.url, wx, _feeds(wx)):
                 pass
+        twin = WorkerInfo("w-a", ("bybit",), ("xrpusdt",), host="elsewhere", pid=4242)
+        with pytest.raises(ConfigError, match="worker id 'w-a' is in use by pid .* give this worker another"):
+            async with publishing(server.url, twin, _feeds(twin)):
+                pass
         wy = WorkerInfo.create("w-y", ("bybit",), ("ethusdt",))  # disjoint: fine
         async with publishing(server.url, wy, _feeds(wy)) as py:
             assert py.stats.connected
