@@ -8,8 +8,8 @@ loopback only, a free port, no persistence (``--save "" --appendonly no``), its 
 No orphan survives p9: the server runs in its own session (a Ctrl-C in the terminal reaches p9,
 which flushes and then stops it), ``stop()`` is also registered with ``atexit``, and on Linux the
 kernel sends the server SIGTERM when the process that started it dies for any reason (SIGKILL
-included: ``PR_SET_PDEATHSIG``). Start it from the main thread: the death signal follows the
-starting thread.
+included: ``PR_SET_PDEATHSIG``). The death signal follows the starting *thread*, so it is armed
+only when the server is started from the main thread (elsewhere ``atexit`` is the only guard).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,12 +127,14 @@ class EmbeddedRedis:
             workdir = Path(tempfile.mkdtemp(prefix="p9-redis-"))
             log = open(workdir / "server.log", "wb")  # noqa: SIM115 - handed to the child
             parent = os.getpid()
+            in_main = threading.current_thread() is threading.main_thread()
+            preexec = functools.partial(_die_with_parent, parent) if in_main else None
             proc = subprocess.Popen(
                 [binary, "--port", str(use_port), "--bind", host, "--save", "", "--appendonly", "no",
                  "--protected-mode", "yes", "--daemonize", "no", "--dir", str(workdir),
                  "--loglevel", "warning", *extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                start_new_session=True, preexec_fn=functools.partial(_die_with_parent, parent),
+                start_new_session=True, preexec_fn=preexec,
             )
             log.close()
             server = cls(binary, origin, version, host, use_port, proc, workdir)
