@@ -1,14 +1,15 @@
-"""Structure chart: candles of one timeframe with key levels, liquidity zones, floor pivots
-and a side volume profile (POC and value area), written as a PNG.
+"""Structure chart: candles of one timeframe with the document's key levels (labelled by their
+strongest evidence), a few liquidity zones, the session value areas (previous and developing
+day: POC, VAH, VAL), naked POCs, floor pivots, a volume pane and a side volume profile of the
+visible candles, written as a PNG.
 
-The only module of ``p9cli.analysis`` that does I/O (it writes the file). matplotlib is
-imported lazily with the Agg backend, through ``matplotlib.figure.Figure`` (no pyplot global
-state, safe in threads).
+The only module of ``p9cli.analysis`` that does I/O (it writes the file, through the one
+atomic writer :func:`p9cli.fsutil.write_atomic`). matplotlib is imported lazily with the Agg
+backend, through ``matplotlib.figure.Figure`` (no pyplot global state, safe in threads).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from p9cli.analysis.profile import column, row_size_for, value_area, volume_profile
+from p9cli.fsutil import write_atomic
 from p9cli.universe import TIMEFRAME_MS
 
 UP = "#26a69a"
@@ -31,6 +33,8 @@ VALUE_AREA = "#90a4ae"
 OUTSIDE_VA = "#cfd8dc"
 PIVOT = "#757575"
 PRICE = "#212121"
+SESSION = "#6a1b9a"
+NAKED = "#ad1457"
 
 
 def _section(doc: Mapping[str, Any], *names: str) -> Any:
@@ -54,13 +58,40 @@ def _zones_of(doc: Mapping[str, Any]) -> list[dict]:
     return [z for z in (zs or []) if isinstance(z, Mapping) and "low" in z and "high" in z]
 
 
-def _composite_of(doc: Mapping[str, Any]) -> Mapping | None:
-    vp = _section(doc, "volume_profile", "profile")
-    if isinstance(vp, Mapping):
-        comp = vp.get("composite", vp)
-        if isinstance(comp, Mapping) and "poc" in comp:
-            return comp
-    return None
+def _sessions_of(doc: Mapping[str, Any]) -> list[tuple[str, Mapping]]:
+    """(short name, profile) of the previous and developing day and the previous week."""
+    ses = _section(doc, "sessions")
+    out = []
+    if isinstance(ses, Mapping):
+        for kind, which, short in (
+            ("day", "previous", "pd"),
+            ("day", "developing", "dd"),
+            ("week", "previous", "pw"),
+        ):
+            prof = (ses.get(kind) or {}).get(which)
+            if isinstance(prof, Mapping) and prof.get("poc") is not None:
+                out.append((short, prof))
+    return out
+
+
+def _level_label(lv: Mapping[str, Any]) -> str:
+    """``R 56,481 · 37×, 2.6 ATR`` / ``S 55,017 · vol 1.5×`` / ``R 56,845 · 1d..1m``: the
+    level's price and its strongest evidence."""
+    tag = "S" if lv.get("kind") == "support" else "R"
+    text = f"{tag} {_fmt_price(float(lv['price']))}"
+    ev = lv.get("evidence")
+    tfs = lv.get("timeframes") or []
+    if ev == "volume" and lv.get("volume_ratio") is not None:
+        text += f" · vol {float(lv['volume_ratio']):.1f}×"
+    elif ev == "timeframes" and tfs:
+        text += f" · {tfs[0]}" + (f"..{tfs[-1]} ({len(tfs)} tf)" if len(tfs) > 1 else "")
+    elif lv.get("touches") is not None:
+        text += f" · {int(lv['touches'])}×"
+        if lv.get("reaction_mean_atr") is not None:
+            text += f", {float(lv['reaction_mean_atr']):.1f} ATR"
+    if lv.get("strength") is not None:
+        text += f" · {float(lv['strength']):.2f}"
+    return text
 
 
 def _fmt_price(x: float) -> str:
@@ -83,33 +114,33 @@ def plot_structure(
     title: str | None = None,
     max_candles: int = 180,
     max_levels: int = 10,
-    max_zones: int = 5,
+    max_zones: int = 3,
     dpi: int = 110,
 ) -> Path:
     """Draw the structure chart of one (exchange, symbol) and write it as a PNG.
 
     Args:
-        doc: the structure document (``p9.structure/1``) or any mapping with the sections
-            this chart reads, all optional: ``levels`` (list of :func:`key_levels` dicts:
-            price, zone_low, zone_high, kind, strength, touches, timeframes),
-            ``liquidity_zones`` (list of :func:`liquidity_zones` dicts: low, high, kind,
-            timeframes), ``floor_pivots`` ({"P", "R1".."S3"}), ``volume_profile`` (with a
-            ``composite`` summary holding poc/val/vah), ``exchange``, ``symbol``,
-            ``alignment`` ({"score"}). Missing sections are simply not drawn.
+        doc: the structure document (``p9.structure/2``) or any mapping with the sections
+            this chart reads, all optional: ``levels``, ``liquidity_zones``, ``sessions``,
+            ``naked_pocs``, ``floor_pivots``, ``exchange``, ``symbol``, ``alignment``. Missing
+            sections are simply not drawn.
         candles: candles of ``timeframe`` (DataFrame or Candles; ascending); the last
             ``max_candles`` are drawn.
         timeframe: the candles' timeframe, e.g. "4h" (for the axis and the title).
-        out_path: PNG path. Written atomically (temporary file in the same directory, then
-            renamed): a failed run never leaves a half-written PNG. Parent directories are
-            created.
+        out_path: PNG path, written atomically (:func:`p9cli.fsutil.write_atomic`); parent
+            directories are created.
         title: overrides the default title "EXCHANGE SYMBOL · timeframe · last candle time".
         max_levels: at most this many levels are drawn (the strongest inside the view).
-        max_zones: at most this many liquidity zones are drawn (the strongest inside the view).
+        max_zones: at most this many liquidity zones are drawn (the nearest to the price inside
+            the view).
 
-    The side panel is the volume profile of the visible candles (rows of about a tenth of
-    the visible candles' average range, see :func:`row_size_for`) with its value area (70%,
-    CBOT expansion) shaded and its POC in orange; the composite profile's POC/VAH/VAL from
-    ``doc`` are marked on the panel's edge when inside the view.
+    What is drawn: levels as lines (width by strength) labelled on the right by their
+    strongest evidence (touches and mean reaction, volume ratio, or confirming timeframes) and
+    their strength; zones as light bands labelled on the left; the previous day's (pd) and the
+    developing day's (dd) POC (solid), the previous day's VAH/VAL (dashed), the previous week's POC (pw);
+    naked POCs as diamonds on the right edge; floor pivots dotted, labelled on the left; a
+    volume pane under the candles; the side panel is the volume profile of the visible candles
+    with its value area shaded and its POC in orange.
 
     Returns:
         the path written.
@@ -143,77 +174,77 @@ def plot_structure(
     span = max(view_hi - view_lo, abs(view_hi) * 1e-6, 1e-12)
     y_lo, y_hi = view_lo - 0.06 * span, view_hi + 0.06 * span
     last_close = float(c[-1])
+    gap = (y_hi - y_lo) * 0.03
 
     fig = Figure(figsize=(15, 8.5), dpi=dpi, facecolor="white")
     gs = fig.add_gridspec(
-        1, 2, width_ratios=(5.2, 1.0), wspace=0.02, left=0.06, right=0.93, top=0.9, bottom=0.1
+        2,
+        2,
+        width_ratios=(5.2, 1.0),
+        height_ratios=(4.2, 1.0),
+        wspace=0.02,
+        hspace=0.04,
+        left=0.06,
+        right=0.93,
+        top=0.9,
+        bottom=0.08,
     )
     ax = fig.add_subplot(gs[0, 0])
+    axv = fig.add_subplot(gs[1, 0], sharex=ax)
     axp = fig.add_subplot(gs[0, 1], sharey=ax)
     ax.set_ylim(y_lo, y_hi)
-    ax.set_xlim(-1, n + max(6, int(n * 0.2)))  # room on the right for level labels
+    ax.set_xlim(-1, n + max(8, int(n * 0.24)))  # room on the right for level labels
     ax.set_facecolor("#fbfbfb")
     ax.grid(True, color="#e6e6e6", linewidth=0.6)
     ax.set_axisbelow(True)
+    left_labels: list[tuple[float, str, str, bool]] = []
+    right_labels: list[tuple[float, str, str, bool]] = [(last_close, _fmt_price(last_close), PRICE, True)]
 
-    # --- liquidity zones (behind everything)
+    # --- liquidity zones (behind everything): the few nearest the price inside the view
     zones = [z for z in _zones_of(doc) if z["high"] >= y_lo and z["low"] <= y_hi]
-    zones = sorted(zones, key=lambda z: -float(z.get("strength") or 0))[:max_zones]
-    zone_labels: list[tuple[float, str, str, bool]] = []
+    zones = sorted(zones, key=lambda z: abs((z["low"] + z["high"]) / 2 - last_close))[:max_zones]
     for z in zones:
-        hatch = "////" if z.get("kind") == "consolidation" else None
         ax.axhspan(
             z["low"],
             z["high"],
             color=ZONE,
-            alpha=0.10 * _band_fade(z["low"], z["high"], y_lo, y_hi),
+            alpha=0.13 * _band_fade(z["low"], z["high"], y_lo, y_hi),
             lw=0,
             zorder=0.5,
         )
-        if hatch:
-            ax.axhspan(
-                z["low"],
-                z["high"],
-                facecolor="none",
-                edgecolor=ZONE,
-                alpha=0.25,
-                hatch=hatch,
-                lw=0,
-                zorder=0.6,
-            )
         label = "HVN zone" if z.get("kind") == "hvn_cluster" else "consolidation"
-        tfs = z.get("timeframes") or []
-        if tfs:
-            label += f" ({tfs[0]}" + (f"…{tfs[-1]})" if len(tfs) > 1 else ")")
-        # middle of the zone's visible part, kept clear of the frame
+        if z.get("timeframe"):
+            label += f" ({z['timeframe']})"
         vis_lo, vis_hi = max(z["low"], y_lo), min(z["high"], y_hi)
-        margin = 0.015 * (y_hi - y_lo)
-        ymid = min(max((vis_lo + vis_hi) / 2, y_lo + margin), y_hi - margin)
-        zone_labels.append((ymid, label, ZONE, False))
-    for y, text, col, _ in _spread_labels(zone_labels, gap=(y_hi - y_lo) * 0.03):
-        box = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.75}
-        ax.text(
-            max(2.0, 0.035 * n), y, text, color=col, fontsize=7, va="center", ha="left", zorder=5, bbox=box
-        )
+        left_labels.append(((vis_lo + vis_hi) / 2, label, ZONE, False))
 
     # --- key levels
     levels = [lv for lv in _levels_of(doc) if y_lo <= lv["price"] <= y_hi]
     levels = sorted(levels, key=lambda lv: -float(lv.get("strength") or 0))[:max_levels]
-    labels: list[tuple[float, str, str, bool]] = [(last_close, _fmt_price(last_close), PRICE, True)]
     for lv in levels:
         col = SUPPORT if lv.get("kind") == "support" else RESISTANCE
-        s = float(lv.get("strength") or 0.0)
-        zl, zh = lv.get("zone_low", lv["price"]), lv.get("zone_high", lv["price"])
-        ax.axhspan(
-            zl, zh, color=col, alpha=(0.03 + 0.07 * s) * _band_fade(zl, zh, y_lo, y_hi), lw=0, zorder=1
-        )
-        ax.axhline(lv["price"], color=col, lw=0.6 + 1.4 * s, alpha=0.85, zorder=2)
-        tfs = lv.get("timeframes") or []
-        tag = "S" if lv.get("kind") == "support" else "R"
-        text = f"{tag} {_fmt_price(lv['price'])} · {s:.2f}"
-        if tfs:
-            text += f" · {tfs[0]}"
-        labels.append((float(lv["price"]), text, col, False))
+        st = float(lv.get("strength") or 0.0)
+        ax.axhline(lv["price"], color=col, lw=0.6 + 1.8 * st, alpha=0.5 + 0.45 * st, zorder=2)
+        right_labels.append((float(lv["price"]), _level_label(lv), col, False))
+
+    # --- session value areas and naked POCs
+    for short, prof in _sessions_of(doc):
+        for key, ls, lw in (("poc", "-", 1.3), ("vah", (0, (5, 3)), 0.8), ("val", (0, (5, 3)), 0.8)):
+            if short != "pd" and key != "poc":  # VAH/VAL of the previous day only: fewer lines
+                continue
+            p = prof.get(key)
+            if p is None or not (y_lo <= p <= y_hi):
+                continue
+            alpha = 0.9 if short == "pd" else 0.6
+            ax.axhline(p, color=SESSION, lw=lw, ls=ls, alpha=alpha, zorder=2.2)
+            right_labels.append((float(p), f"{short} {key.upper()} {_fmt_price(float(p))}", SESSION, False))
+    for nk in _section(doc, "naked_pocs") or []:
+        p = nk.get("poc") if isinstance(nk, Mapping) else None
+        if p is None or not (y_lo <= p <= y_hi):
+            continue
+        ax.plot([n - 0.5], [p], marker="D", color=NAKED, ms=6, zorder=6)
+        when = dt.datetime.fromtimestamp(int(nk.get("start_ms", 0)) / 1000, tz=dt.UTC).strftime("%m-%d")
+        right_labels.append((float(p), f"naked {nk.get('session', '')} POC {when}", NAKED, False))
 
     # --- floor pivots
     fp = _section(doc, "floor_pivots")
@@ -222,8 +253,8 @@ def plot_structure(
             p = fp.get(name)
             if p is None or not (y_lo <= p <= y_hi):
                 continue
-            ax.axhline(p, color=PIVOT, lw=0.7, ls=(0, (2, 3)), zorder=1.5)
-            ax.text(-0.5, p, name, color=PIVOT, fontsize=7, va="bottom", ha="left", zorder=6)
+            ax.axhline(p, color=PIVOT, lw=0.8, ls=(0, (1, 2)), zorder=1.5)
+            left_labels.append((float(p), f"{name} {_fmt_price(float(p))}", PIVOT, False))
 
     # --- candles
     up = c >= o
@@ -233,7 +264,7 @@ def plot_structure(
     body_h = np.maximum(np.abs(c - o), span * 0.0015)
     ax.bar(x, body_h, bottom=body_lo, width=0.7, color=colors, edgecolor=colors, linewidth=0.4, zorder=4)
     ax.axhline(last_close, color=PRICE, lw=0.8, ls="--", zorder=4.5)
-    for y, text, col, filled in _spread_labels(labels, gap=(y_hi - y_lo) * 0.028):
+    for y, text, col, filled in _fit(_spread_labels(right_labels, gap=gap), gap, y_lo, y_hi):
         box = {
             "boxstyle": "round,pad=0.18",
             "fc": col if filled else "white",
@@ -252,18 +283,29 @@ def plot_structure(
             zorder=7,
             bbox=box,
         )
+    for y, text, col, _ in _fit(_spread_labels(left_labels, gap=gap), gap, y_lo, y_hi):
+        box = {"boxstyle": "round,pad=0.12", "fc": "white", "ec": "none", "alpha": 0.8}
+        ax.text(0.0, y, text, color=col, fontsize=7, va="center", ha="left", zorder=6, bbox=box)
+
+    # --- volume pane
+    axv.bar(x, v, width=0.7, color=colors, alpha=0.7, lw=0)
+    axv.set_ylabel("volume", fontsize=8)
+    axv.tick_params(axis="y", labelsize=7)
+    axv.grid(True, axis="y", color="#eeeeee", lw=0.5)
+    axv.set_facecolor("#fbfbfb")
+    ax.tick_params(axis="x", labelbottom=False)
 
     # --- time axis: a handful of dated ticks
     n_ticks = min(8, n)
     tick_x = np.unique(np.linspace(0, n - 1, n_ticks).round().astype(int))
     tf_ms = TIMEFRAME_MS.get(timeframe, 0)
     fmt = "%Y-%m-%d" if tf_ms >= 86_400_000 else "%m-%d %H:%M"
-    ax.set_xticks(tick_x)
-    ax.set_xticklabels(
+    axv.set_xticks(tick_x)
+    axv.set_xticklabels(
         [dt.datetime.fromtimestamp(int(ot[i]) / 1000, tz=dt.UTC).strftime(fmt) for i in tick_x], fontsize=8
     )
     ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel("UTC", fontsize=8)
+    axv.set_xlabel("UTC", fontsize=8)
 
     # --- side volume profile of the visible candles
     rng_mean = float(np.nanmean(h - lo)) if n else 0.0
@@ -276,33 +318,12 @@ def plot_structure(
     bar_colors = np.where(in_va, VALUE_AREA, OUTSIDE_VA).astype(object)
     bar_colors[va.poc_row] = POC
     axp.barh(centers, prof.volume, height=prof.row_size * 0.92, color=list(bar_colors), lw=0)
-    axp.axhline(va.poc, color=POC, lw=1.0)
-    axp.axhline(va.vah, color=VALUE_AREA, lw=0.8, ls="--")
-    axp.axhline(va.val, color=VALUE_AREA, lw=0.8, ls="--")
-    ax.axhline(va.poc, color=POC, lw=0.9, ls=(0, (6, 3)), alpha=0.8, zorder=2.5)
     vmax = float(prof.volume.max()) if prof.total > 0 else 1.0
-    axp.set_xlim(0, vmax * 1.45)
-    axp.text(vmax * 1.43, va.poc, "POC", color=POC, fontsize=7.5, va="bottom", ha="right")
-    axp.text(vmax * 1.43, va.vah, "VAH", color="#546e7a", fontsize=7, va="bottom", ha="right")
-    axp.text(vmax * 1.43, va.val, "VAL", color="#546e7a", fontsize=7, va="top", ha="right")
-    comp = _composite_of(doc)
-    if comp is not None:
-        for key, mark in (("poc", "◆ cPOC"), ("vah", "▲ cVAH"), ("val", "▼ cVAL")):
-            p = comp.get(key)
-            if p is not None and y_lo <= p <= y_hi:
-                axp.annotate(
-                    mark,
-                    (0, p),
-                    xytext=(2, 0),
-                    textcoords="offset points",
-                    fontsize=6.5,
-                    color="#37474f",
-                    va="center",
-                )
-    axp.set_title(f"volume profile ({n} × {timeframe})", fontsize=8.5)
+    axp.set_xlim(0, vmax * 1.3)
+    axp.set_title(f"profile of the {n} × {timeframe} shown", fontsize=8.5)
     axp.tick_params(axis="y", labelleft=False, labelright=True, labelsize=8)
     axp.set_xticks([])
-    axp.set_xlabel(f"volume · value area {va.share:.0%}", fontsize=8)
+    axp.set_xlabel(f"orange POC · grey value area {va.share:.0%}", fontsize=8)
     axp.grid(True, axis="y", color="#eeeeee", lw=0.5)
 
     # --- title and legend
@@ -316,17 +337,21 @@ def plot_structure(
             title += f" · trend alignment {float(align['score']):+.2f}"
     fig.suptitle(title, fontsize=12, x=0.06, ha="left")
     handles = [
-        Line2D([], [], color=SUPPORT, lw=2, label="support (label: price · strength · top timeframe)"),
-        Line2D([], [], color=RESISTANCE, lw=2, label="resistance"),
-        Patch(color=ZONE, alpha=0.25, label="liquidity zone (hatched: consolidation)"),
-        Line2D([], [], color=POC, lw=1.2, ls=(0, (6, 3)), label="POC (visible range)"),
-        Line2D([], [], color=PIVOT, lw=0.8, ls=(0, (2, 3)), label="floor pivots"),
+        Line2D([], [], color=SUPPORT, lw=2, label="support / resistance (width: strength)"),
+        Line2D([], [], color=RESISTANCE, lw=2, label="label: touches×, mean reaction · strength"),
+        Patch(color=ZONE, alpha=0.3, label="liquidity zone"),
+        Line2D([], [], color=SESSION, lw=1.3, label="session POC (pd/dd/pw), pd VAH/VAL dashed"),
+        Line2D([], [], color=NAKED, marker="D", lw=0, label="naked POC"),
+        Line2D([], [], color=PIVOT, lw=0.8, ls=(0, (1, 2)), label="floor pivots"),
     ]
     ax.legend(
-        handles=handles, loc="upper left", fontsize=7.5, framealpha=0.9, ncol=5, bbox_to_anchor=(0.0, 1.045)
+        handles=handles, loc="upper left", fontsize=7.5, framealpha=0.9, ncol=6, bbox_to_anchor=(0.0, 1.05)
     )
 
-    return _save_atomic(fig, Path(out_path), dpi)
+    def draw(fh) -> None:
+        fig.savefig(fh, format="png", dpi=dpi)
+
+    return write_atomic(Path(out_path), draw)
 
 
 def _band_fade(low: float, high: float, y_lo: float, y_hi: float) -> float:
@@ -361,6 +386,17 @@ def _spread_labels(
     return out
 
 
+def _fit(labels: list[tuple], gap: float, lo: float, hi: float) -> list[tuple]:
+    """Labels (already spread, in price order) pushed inside ``[lo + gap/2, hi - gap/2]`` keeping
+    at least ``gap`` between neighbours where the room allows."""
+    ys = [t[0] for t in labels]
+    for i in range(len(ys)):
+        ys[i] = max(ys[i], lo + gap / 2 if i == 0 else ys[i - 1] + gap)
+    for i in range(len(ys) - 1, -1, -1):
+        ys[i] = min(ys[i], hi - gap / 2 if i == len(ys) - 1 else ys[i + 1] - gap)
+    return [(y, *t[1:]) for y, t in zip(ys, labels, strict=True)]
+
+
 def _group_pos(group: list, gap: float) -> list[float]:
     centre = sum(it[0] for it in group) / len(group)
     first = centre - gap * (len(group) - 1) / 2.0
@@ -372,30 +408,6 @@ def _tick_for(span: float) -> float:
     if not (span > 0 and math.isfinite(span)):
         return 1e-8
     return 10.0 ** math.floor(math.log10(span * 1e-4))
-
-
-def _save_atomic(fig: Any, path: Path, dpi: int) -> Path:
-    """Render to a new file next to ``path`` (created with the usual umask-governed mode, like
-    any other output file), then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(100):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{attempt}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 stale temporary files with our pid
-        raise FileExistsError(f"cannot create a temporary file next to {path}")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 __all__: Sequence[str] = ("plot_structure",)

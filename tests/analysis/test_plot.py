@@ -10,7 +10,7 @@ import pytest
 from analysis_candles import KLINES_1H, recorded_klines
 from partb_data import multi_timeframe, random_walk_minutes, true_range_atr
 
-from p9cli.analysis.plot import _spread_labels, plot_structure
+from p9cli.analysis.plot import _fit, _spread_labels, plot_structure
 from p9cli.analysis.zones import structure_sections
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -113,3 +113,10 @@ def test_plot_of_the_structure_document_built_by_context(tmp_path):
     assert doc["levels"] and doc["composite_profile"]["poc"] > 0
     out = plot_structure(doc, candles["4h"], "4h", tmp_path / "okx" / "eth.png", dpi=60)
     png_info(out.read_bytes())
+
+
+def test_labels_are_kept_inside_the_view():
+    labels = _spread_labels([(0.0, "a", "k", False), (0.2, "b", "k", False), (9.9, "c", "k", False)], gap=1.0)
+    ys = [y for y, *_ in _fit(labels, 1.0, 0.0, 10.0)]
+    assert ys[0] >= 0.5 and ys[-1] <= 9.5
+    assert all(b - a >= 1.0 - 1e-12 for a, b in zip(ys, ys[1:], strict=False))
