@@ -528,8 +528,9 @@ class ExchangeFeed:
             if self.stats.last_exchange_ts_ms is None:
                 continue  # nothing received yet: the exchange's clock is unknown
             now = self.exchange_now_ms()
+            seen = self.stats.last_exchange_ts_ms
             for builder in self.candles.values():
-                for update in builder.on_clock(now):
+                for update in builder.on_clock(now, seen):
                     self._emit(update)
 
     def tick(self) -> None:
