@@ -4,12 +4,12 @@ A pure state machine: no I/O, no clock of its own. The feed layer calls, per (ex
 
 * ``on_trade(ts_ms, price, size, count=1)`` for every new trade (the hot path; returns ``None``
   or, when a candle closed, a list of events);
-* ``on_clock(exchange_now_ms)`` a few times a second with the exchange's time as estimated
-  (local clock + measured offset): candles close on the clock, not only when a later trade
-  arrives;
-* ``on_exchange_candle(candle)`` with the exchange's own kline/candle bars
-  (:class:`p9cli.exchanges.venue.ExchangeCandle`): cross-check of closed candles, completion
-  of incomplete ones;
+* ``on_clock(exchange_now_ms, seen_ms)`` a few times a second with the exchange's time as
+  estimated (local clock + measured offset) and the newest exchange time the connection has
+  delivered: candles close on the clock, not only when a later trade arrives;
+* ``on_exchange_candle(candle)`` with the exchange's own kline/candle stream bars
+  (:class:`p9cli.exchanges.venue.ExchangeCandle`) and ``on_rest_candles(timeframe, candles)``
+  with its REST klines: cross-check of closed candles, completion of incomplete ones;
 * ``mark_incomplete(from_ms, to_ms)`` when the feed missed trades it cannot replay (a trade gap,
   a blind reconnect window).
 
@@ -22,7 +22,7 @@ It returns events (lists, in order):
 * :class:`CandleGap`: the stored history does not reach the first live candle (the history
   should be refreshed over REST first), or an interval nobody observed could not be completed.
 * :class:`CompletionWanted`: an incomplete candle closed; fetch the exchange's closed candle
-  for it (REST klines, or wait for the kline stream) and pass it to ``on_exchange_candle``.
+  for it (REST klines) and pass it to ``on_rest_candles``.
 * :class:`CandleMismatch`: the exchange's closed candle disagrees with ours (also counted in
   :attr:`CandleBuilder.stats` and logged).
 
@@ -41,7 +41,9 @@ Rules
   default the first trade's time), so every timeframe's first candle lacks the trades before
   that instant. It is built from the trades seen but marked incomplete; when it closes, the
   builder emits :class:`CompletionWanted` and holds it (later candles of that timeframe queue
-  behind it) until the exchange's own closed candle for it arrives: then the exchange's
+  behind it) until the exchange's own closed candle for it arrives - over REST
+  (:meth:`CandleBuilder.on_rest_candles`) or as a stream bar that carries the quote volume
+  too (a bar without it cannot replace ours and is only cross-checked): then the exchange's
   values are handed on (``source="exchange"``, ``complete=True``). If none arrives within
   ``completion_wait_ms`` after its close, it is handed on with ``complete=False``. The same
   applies to candles overlapping a window passed to :meth:`CandleBuilder.mark_incomplete`.
@@ -51,9 +53,12 @@ Rules
   (backlog) cannot close a candle whose last trades are still queued - or, when the feed
   showed nothing for ``max_feed_lag_ms``, by the estimated time alone. A trade older than the
   current minute is counted in ``stats["late_trades"]`` and dropped.
-* **Empty intervals** follow the exchange's REST candles (``empty``): ``"previous_close"``
-  (Binance, OKX, Bybit: a bar with no trades has open = high = low = close = the previous close
-  and volume 0) or ``"omit"`` (no bar at all).
+* **Empty intervals** follow the exchange's REST candles (``empty``, from the venue):
+  ``"previous_close"`` - a bar with no trades has open = high = low = close = the previous
+  close, volume 0, 0 trades (Binance: "Kline always generate even if there is no trade",
+  binance/binance-public-data#153; OKX docs: "when there is no transaction, the opening high
+  and closing low default take the closing price of the previous cycle"; Bybit: not
+  documented, assumed the same) - or ``"omit"`` (no bar at all).
 * **Exactness**: high/low/open/close are the trades' own floats; volume and quote volume are
   summed as integers in units of ``10**-size_decimals`` and ``10**-(price_decimals +
   size_decimals)`` and divided once, so they equal the exchange's decimal strings parsed to
@@ -189,6 +194,12 @@ class _RestBar(NamedTuple):
     quote_volume: float
     trades: int | None
     closed: bool = True
+
+
+def _is_full(bar) -> bool:
+    """An exchange bar that can replace ours: it carries the quote volume too."""
+    q = getattr(bar, "quote_volume", None)
+    return q is not None and not math.isnan(q)
 
 
 def _floor(ts: int, length: int, offset: int) -> int:
@@ -331,6 +342,7 @@ class CandleBuilder:
             "checked": 0,
             "mismatches": 0,
             "exchange_unmatched": 0,
+            "exchange_unusable": 0,
         }
         #: mismatches per timeframe
         self.mismatches: dict[str, int] = {tf: 0 for tf in tfs}
@@ -418,6 +430,9 @@ class CandleBuilder:
             if entry[0] == t:
                 if entry[2]:  # ready, waiting behind an incomplete one: cross-check
                     self._check(i, entry[1], candle, out)
+                    return out
+                if not _is_full(candle):  # no quote volume (a stream bar): wait for REST
+                    self.stats["exchange_unusable"] += 1
                     return out
                 entry[1] = self._from_exchange(i, candle)
                 entry[2] = True
@@ -576,7 +591,7 @@ class CandleBuilder:
                 self.stats["closed"] += 1
                 out.append(candle)
             return
-        if exchange_bar is not None:
+        if exchange_bar is not None and _is_full(exchange_bar):
             queue.append([bo, self._from_exchange(i, exchange_bar), True, 0])
             self.stats["completed"] += 1
         else:
@@ -612,11 +627,12 @@ class CandleBuilder:
                 self._flush(i, out)
 
     def _from_exchange(self, i: int, x) -> LiveCandle:
-        qv = getattr(x, "quote_volume", None)
         n = getattr(x, "trades", None)
+        if n is not None and n != n:  # NaN: no count
+            n = None
         return self._candle(
-            self.timeframes[i], x.open_time, x.open, x.high, x.low, x.close, x.volume,
-            math.nan if qv is None else qv, n, True, True, FROM_EXCHANGE,
+            self.timeframes[i], x.open_time, x.open, x.high, x.low, x.close, x.volume, x.quote_volume, n,
+            True, True, FROM_EXCHANGE,
         )  # fmt: skip
 
     def _candle(self, tf, t, o, h, lo, c, v, q, n, closed, complete, source=FROM_TRADES) -> LiveCandle:

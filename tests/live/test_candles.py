@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from p9cli.candles import Candles
 from p9cli.exchanges.venue import ExchangeCandle
 from p9cli.live.candles import (
     OMIT,
@@ -275,19 +276,15 @@ def test_first_partial_candle_is_completed_from_the_exchange_candle():
     ev = feed(b, [(T0 + 2 * M + 31_000, 100.0, 1.0), (T0 + 3 * M + 1, 101.0, 1.0)])
     assert [(w.timeframe, w.open_time) for w in of(ev, CompletionWanted)] == [("1m", T0 + 2 * M)]
     assert closed(ev) == []  # held until completed
-    # the exchange's own closed candle arrives (kline stream or REST): it is handed on
-    ev = b.on_exchange_candle(xc("1m", T0 + 2 * M, 99.0, 100.5, 98.0, 100.0, 7.5))
-    [c] = closed(ev)
-    assert (c.open_time, c.open, c.high, c.low, c.close, c.volume, c.complete, c.source) == (
-        T0 + 2 * M,
-        99.0,
-        100.5,
-        98.0,
-        100.0,
-        7.5,
-        True,
-        "exchange",
-    )
+    # a stream bar without quote volume cannot replace ours (it would leave a hole in it)
+    assert b.on_exchange_candle(xc("1m", T0 + 2 * M, 99.0, 100.5, 98.0, 100.0, 7.5)) == []
+    assert b.stats["exchange_unusable"] == 1
+    # the exchange's own closed candle over REST (p9cli.candles.Candles): it is handed on
+    rest = Candles.from_arrays([T0 + 2 * M], [99.0], [100.5], [98.0], [100.0], [7.5], [750.25], [42])
+    [c] = closed(b.on_rest_candles("1m", rest))
+    got = (c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades)
+    assert got == (T0 + 2 * M, 99.0, 100.5, 98.0, 100.0, 7.5, 750.25, 42)
+    assert (c.complete, c.source) == (True, "exchange")
     assert b.stats["completed"] == 1
     # the next minutes are complete, built from trades (each timeframe has its own queue)
     ev = b.on_clock(*clock(T0 + 5 * M + 1000))
