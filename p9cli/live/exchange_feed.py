@@ -280,6 +280,7 @@ class ExchangeFeed:
             self.links.discard(previous)
             asyncio.ensure_future(previous.close(REPLACED))
             self._event(ev_.DISCONNECTED, cause=REPLACED, detail=previous.url)
+        self._update_state()
 
     def _lost(self, link: Link, index: int) -> None:
         """``link`` ended (or failed to become a replacement)."""
@@ -287,6 +288,7 @@ class ExchangeFeed:
         if self.primaries[index] is link:
             self.primaries[index] = None
         if not link.primary:
+            self._update_state()
             return
         link.primary = False
         self._event(ev_.DISCONNECTED, cause=link.end_reason or "closed", detail=link.end_detail)
@@ -302,6 +304,7 @@ class ExchangeFeed:
                     if tape.blind_from is None and tape.last_ts:
                         tape.blind_from = tape.last_ts
                     self.stats.trade_blind_intervals += 1
+        self._update_state()
 
     # ------------------------------------------------------------------ frames
 
@@ -411,6 +414,7 @@ class ExchangeFeed:
                 if not link.handed_valid.get(symbol):
                     link.handed_valid[symbol] = True
                     self._event(ev_.BOOK_SYNCED, symbol, detail=str(m.update_id))
+                    self._update_state()
                 self._hand_on_book(link, symbol, m, ts_ms, recv_ms, seq)
             elif not link.ready.is_set() and all(b.valid for b in link.books.values()):
                 link.ready.set()
@@ -419,6 +423,7 @@ class ExchangeFeed:
             if link.primary and link.handed_valid.get(symbol):
                 link.handed_valid[symbol] = False
                 self._event(ev_.BOOK_INVALID, symbol, cause=m.cause or "")
+                self._update_state()
             if m.wants_resubscribe:
                 asyncio.ensure_future(self._resubscribe(link, symbol))
         if m.wants_snapshot and self.rest is not None:
@@ -547,6 +552,12 @@ class ExchangeFeed:
                         builder.mark_incomplete(h[3], h[4])
                 stats.trade_ids_missing += lost
                 self._event(ev_.TRADE_GAP, symbol, cause="not_replayable", detail=f"{lost} trades")
+        self._update_state()
+
+    def _update_state(self) -> None:
+        """Recount open connections and valid books; emit a STATE event when the state changes
+        (called on every connection and book transition, and once per tick)."""
+        stats = self.stats
         open_ = [p for p in self.primaries if p is not None]
         stats.connections_open = len(self.links)
         stats.books_valid = sum(1 for p in open_ for m in p.books.values() if m.valid)
