@@ -34,6 +34,8 @@ import secrets  # noqa: E402
 import pytest  # noqa: E402
 
 REDIS_TEST_DB = int(os.environ.get("P9_TEST_REDIS_DB", "9"))
+#: where the suite looks for a running Redis (point it at a dead port to try the no-Redis path)
+REDIS_TEST_PROBE = os.environ.get("P9_TEST_REDIS_PROBE", "127.0.0.1:6379")
 
 
 @pytest.fixture(scope="session")
@@ -41,8 +43,9 @@ def redis_server_url():
     """``redis://HOST:PORT`` (no DB) of the test Redis server."""
     from p9cli.publish.embedded import EmbeddedRedis, ping
 
-    if ping("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379"
+    host, _, port = REDIS_TEST_PROBE.rpartition(":")
+    if ping(host, int(port)):
+        yield f"redis://{host}:{port}"
         return
     server = EmbeddedRedis.start()
     try:

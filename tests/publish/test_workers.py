@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from publish_helpers import Subscriber, sample, wait_until
@@ -154,3 +155,36 @@ async def test_a_worker_whose_pairs_a_live_worker_publishes_is_refused(private_r
         wy = WorkerInfo.create("w-y", ("bybit",), ("ethusdt",))  # disjoint: fine
         async with publishing(server.url, wy, _feeds(wy)) as py:
             assert py.stats.connected
+
+
+async def test_an_outage_is_counted_in_the_worker_status(private_redis):
+    server = private_redis()
+    port = server.port
+    wa = WorkerInfo.create("w-a", ("binance",), ("btcusdt",))
+    lines: list[str] = []
+    async with publishing(server.url, wa, _feeds(wa), status_interval_s=0.2, flush_interval_s=0.05,
+                          flush_timeout_s=0.5, backoff_cap_s=0.3, log=lines.append) as pa:
+        await wait_until(lambda: pa.stats.published.get(STATUS), 10, "first status")
+        server.proc.kill()
+        server.proc.wait()
+        await wait_until(lambda: pa.in_outage, 10, "outage")
+        restarted = private_redis(port=port)
+        await wait_until(lambda: not pa.in_outage, 15, "reconnect")
+        client = aioredis.Redis.from_url(restarted.url)
+
+        async def status_shows_outage():
+            raw = await client.get(STATUS)
+            if not raw:
+                return False
+            msg = orjson.loads(raw)
+            validate_message(STATUS, msg)
+            return msg["workers"][0]["publisher"]["outages"] == 1 and msg["workers"][0]["publisher"]["connected"]
+
+        for _ in range(100):
+            if await status_shows_outage():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the status never showed the outage")
+        await client.aclose()
+    assert len(lines) == 2, lines
