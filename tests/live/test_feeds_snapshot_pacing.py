@@ -50,6 +50,10 @@ async def test_snapshots_after_a_mass_reconnect_are_staggered(live_sim):
     assert stats["reconnects"] >= 1 and stats["state"] == "live", stats
     depth = [t for t, target in client.sent if target.startswith("/api/v3/depth")]
     assert len(depth) >= 2 * len(SYMBOLS), client.sent  # every book, at start and after the drop
-    gaps = [b - a for a, b in zip(depth, depth[1:], strict=False)]
-    assert min(gaps) >= 1 / RATE - 0.01, gaps  # never two at once
+    # k requests take at least (k - 1) / RATE (a loaded machine may start one a little late,
+    # hence the tolerance): never a burst, however many books want a snapshot at once
+    spans = [
+        (depth[j] - depth[i]) - (j - i) / RATE for i in range(len(depth)) for j in range(i + 1, len(depth))
+    ]
+    assert min(spans) >= -0.15, "\n".join(f"{t:.4f} {x}" for t, x in client.sent)
     assert await check_books_against_truth(sim.control_url, rec.books, per_book=3) >= 10
