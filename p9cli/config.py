@@ -69,6 +69,7 @@ class SettingsFlags:
     timeframes: str | Sequence[str] | None = None
     candles: int | str | None = None
     redis_url: str | None = None
+    redis_probe: str | None = None
     worker_id: str | None = None
 
 
@@ -87,13 +88,14 @@ class Use(StrEnum):
     EXCHANGES = "exchanges"
     TIMEFRAMES = "timeframes"
     CANDLES = "candles"
-    REDIS_URL = "redis_url"
+    REDIS_URL = "redis_url"  # with redis_probe
     WORKER_ID = "worker_id"
 
 
 ALL_USES: frozenset[Use] = frozenset(Use)
 
 DEFAULT_CANDLES = 1000
+DEFAULT_REDIS_PROBE = "127.0.0.1:6379"
 MAX_CANDLES = 100_000
 WORKER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
@@ -105,8 +107,11 @@ class Settings:
     endpoints: str = "live"
     rest_urls: dict[str, str] = field(default_factory=dict)
     ws_urls: dict[str, str] = field(default_factory=dict)
-    #: None: not configured (the live half uses a local Redis on 6379 or starts its own)
+    #: None: not configured (the live half uses a Redis answering at ``redis_probe``, or
+    #: starts its own)
     redis_url: str | None = None
+    #: HOST:PORT where an unconfigured live half looks for a local Redis
+    redis_probe: str = DEFAULT_REDIS_PROBE
     #: None: not configured (the live half derives one from host and process)
     worker_id: str | None = None
     data_dir: Path = Path("data")
@@ -366,6 +371,13 @@ def load_settings(
                     f"{v.name} is not a Redis URL; expected redis://HOST[:PORT][/DB], rediss:// or unix://"
                 )
             out["redis_url"] = url
+        v = pick("redis_probe")
+        if v.value is not None:
+            probe = _text(v).strip()
+            host, sep, port = probe.rpartition(":")
+            if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"{v.shown} is not HOST:PORT (e.g. {DEFAULT_REDIS_PROBE})")
+            out["redis_probe"] = probe
     if Use.WORKER_ID in uses:
         v = pick("worker_id")
         if v.value is not None:

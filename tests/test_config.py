@@ -102,7 +102,7 @@ def test_every_settings_key_is_accepted_in_the_config_file(tmp_path):
         'bybit_rest_url = "http://127.0.0.1:9002"\nbybit_ws_url = "ws://127.0.0.1:9002"\n'
         'okx_rest_url = "http://127.0.0.1:9003"\nokx_ws_url = "ws://127.0.0.1:9003"\n'
         'data_dir = "d"\nsymbols = ["btc", "eth"]\nexchanges = "okx"\ntimeframes = "1h"\ncandles = 50\n'
-        'redis_url = "redis://127.0.0.1:6390/2"\nworker_id = "box-1"\n'
+        'redis_url = "redis://127.0.0.1:6390/2"\nredis_probe = "127.0.0.1:6391"\nworker_id = "box-1"\n'
     )
     assert set(CONFIG_KEYS) == {line.split(" =")[0] for line in path.read_text().splitlines()}
     s = load_settings({}, env={}, config_path=path)
@@ -115,6 +115,7 @@ def test_every_settings_key_is_accepted_in_the_config_file(tmp_path):
         50,
     )
     assert s.redis_url == "redis://127.0.0.1:6390/2" and s.worker_id == "box-1"
+    assert s.redis_probe == "127.0.0.1:6391"
 
 
 def test_p9_config_is_read_from_the_given_environment(tmp_path):
@@ -230,6 +231,11 @@ def test_live_settings_redis_url_and_worker_id():
     assert s.redis_url == "rediss://u:p@h:6380/1" and s.worker_id == "eu-1.a:b"
     with pytest.raises(ConfigError, match="P9_REDIS_URL is not a Redis URL"):
         load_settings({}, env={"P9_REDIS_URL": "http://h:6379"})
+    assert s.redis_probe == "127.0.0.1:6379"
+    assert load_settings({}, env={"P9_REDIS_PROBE": "[::1]:7000"}).redis_probe == "[::1]:7000"
+    for bad in ("6379", "host:", ":6379", "h:99999", "h:x"):
+        with pytest.raises(ConfigError, match="is not HOST:PORT"):
+            load_settings({}, env={"P9_REDIS_PROBE": bad})
     for bad in ("has space", "-lead", "x" * 65, "a/b"):
         with pytest.raises(ConfigError, match="is not a worker id"):
             load_settings({"worker_id": bad}, env={})
