@@ -27,7 +27,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from p9cli.errors import ServiceUnavailable
 from p9cli.publish.channels import DEFAULT_TTL_S, kind_of
@@ -170,7 +170,10 @@ class Publisher:
         self.stats.connected = True
         if self.on_start is not None:
             try:
-                await self.on_start(self)
+                await asyncio.wait_for(self.on_start(self), self._connect_timeout_s + 2)
+            except (TimeoutError, RedisError, OSError) as exc:
+                await self._disconnect()
+                raise ServiceUnavailable(self.describe_failure(exc)) from None
             except BaseException:
                 await self._disconnect()
                 raise
@@ -193,7 +196,7 @@ class Publisher:
         await self._disconnect()
         self.stats.connected = False
 
-    def describe_failure(self, exc: BaseException) -> str:
+    def describe_failure(self, exc: BaseException, waited_s: float | None = None) -> str:
         """One line for a connection failure; never contains a secret."""
         what = _error_text(exc)
         if any(t in what for t in ("NOAUTH", "Authentication required", "HELLO must be called with the client")):
@@ -206,8 +209,14 @@ class Publisher:
                 f"redis at {self.safe_url} refused authentication ({what}); "
                 "check the user and password in P9_REDIS_URL"
             )
+        elif isinstance(exc, NoPermissionError) or "NOPERM" in what:
+            line = (
+                f"redis at {self.safe_url} refused a command to this user ({what}); "
+                "see docs/redis.md for the ACL p9 needs"
+            )
         elif isinstance(exc, TimeoutError):
-            line = f"redis at {self.safe_url} did not answer within {self._connect_timeout_s:g} s"
+            waited = self._connect_timeout_s if waited_s is None else waited_s
+            line = f"redis at {self.safe_url} did not answer within {waited:g} s"
         else:
             line = f"redis at {self.safe_url} is not reachable ({what})"
             if self.url.startswith("rediss:"):
@@ -304,7 +313,7 @@ class Publisher:
     def _command_error(self, channel: str, exc: Exception) -> None:
         self.stats.errors += 1
         text = redact(_error_text(exc), self._secrets)
-        key = text.split(" ", 1)[0]
+        key = f"{type(exc).__name__}:{text[:40]}"
         if key not in self._seen_errors:  # one line per kind of refusal, not per message
             self._seen_errors.add(key)
             self._log(f"p9: redis at {self.safe_url} refused a write to {channel}: {text} (counted in status)")
@@ -317,7 +326,7 @@ class Publisher:
             self._outage_since = time.monotonic()
             self.stats.outages += 1
             self.stats.connected = False
-            line = self.describe_failure(exc)
+            line = self.describe_failure(exc, self._flush_timeout_s)
             self._log(f"p9: {line}; keeping the newest payload per channel and reconnecting")
 
     def _on_success(self) -> None:
@@ -354,6 +363,8 @@ class Publisher:
                     await asyncio.wait_for(self.on_tick(self), self._flush_timeout_s)
                 except asyncio.CancelledError:
                     raise
+                except ResponseError as exc:  # a command refused (ACL, OOM): the connection is fine
+                    self._command_error("the status heartbeat", exc)
                 except (TimeoutError, RedisError, OSError) as exc:
                     await self._on_failure(exc)
             if self._outage_since is not None or not await self.flush():

@@ -201,3 +201,37 @@ async def test_rediss_url_with_password_publishes_over_tls(private_redis, tmp_pa
     plain = f"redis://:tls-Secret-1@127.0.0.1:{server.port}/0"
     assert (await _get(plain, ch))["n"] == 3  # the same server, read over its plain port
     assert pub.safe_url.startswith("rediss://:***@127.0.0.1:") and not lines
+
+
+#: the least a p9 user needs (docs/redis.md)
+P9_ACL = ("on", ">pub-Secret-5", "resetkeys", "~market_context:*", "~fusion_data:*", "~precision9_context:*",
+          "~structure:*", "~precision9_fusion_status*", "resetchannels", "&market_context:*", "&fusion_data:*",
+          "&precision9_context:*", "&structure:*", "&precision9_fusion_status*", "-@all", "+ping", "+auth",
+          "+hello", "+select", "+client|setname", "+set", "+get", "+mget", "+del", "+publish", "+scan",
+          "+evalsha", "+eval", "+script|load")
+
+
+async def test_the_documented_least_privilege_acl_is_enough_and_a_refused_write_is_one_line(private_redis):
+    from p9cli.publish import STATUS, WorkerInfo, publishing
+
+    # "narrow" may not publish on fusion_data channels: every such PUBLISH is refused (NOPERM)
+    narrow = tuple(a for a in P9_ACL if a != "&fusion_data:*")
+    server = private_redis(extra_args=("--user", "p9", *P9_ACL, "--user", "narrow", *narrow))
+    for user, expect_refusals in (("p9", False), ("narrow", True)):
+        url = f"redis://{user}:pub-Secret-5@127.0.0.1:{server.port}/3"
+        lines: list[str] = []
+        worker = WorkerInfo.create(f"w-{user}", ("binance",), (f"{user}usdt",))
+        async with publishing(url, worker, status_interval_s=0.1, flush_interval_s=0.05, log=lines.append) as pub:
+            for n in range(5):
+                for kind in (FUSION_DATA, MARKET_CONTEXT):
+                    pub.offer(*sample(kind, "binance", f"{user}usdt", n))
+                await asyncio.sleep(0.06)
+            await wait_until(lambda p=pub: p.stats.published.get(STATUS, 0) >= 2, 10, "status")
+        fd, mc = (sample(k, "binance", f"{user}usdt")[0] for k in (FUSION_DATA, MARKET_CONTEXT))
+        assert pub.stats.published.get(mc, 0) >= 1 and pub.stats.outages == 0
+        if expect_refusals:
+            assert fd not in pub.stats.published and pub.stats.errors >= 1
+            assert len(lines) == 1 and "refused a write to fusion_data:binance:narrowusdt" in lines[0], lines
+            assert "no permissions" in lines[0] and "pub-Secret-5" not in lines[0]
+        else:
+            assert pub.stats.published.get(fd, 0) >= 1 and pub.stats.errors == 0 and not lines, lines
