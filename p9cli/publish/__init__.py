@@ -3,11 +3,11 @@ Redis URL resolution (configured / local / embedded server) and the worker statu
 
 What the stream service uses::
 
-    from p9cli.publish import open_redis, Publisher, envelope, channel, FUSION_DATA
+    from p9cli.publish import open_redis, publishing, WorkerInfo, envelope, channel, FUSION_DATA
 
-    target = open_redis(settings)                 # configured URL, 127.0.0.1:6379, or a private server
+    target = open_redis(settings.redis_url, settings.redis_probe)  # configured, 127.0.0.1:6379, or private
     try:
-        async with Publisher(target.url, worker=WorkerInfo.create(settings.worker_id, ...)) as pub:
+        async with publishing(target.url, WorkerInfo.create(settings.worker_id, exchanges, symbols)) as pub:
             pub.offer(channel(FUSION_DATA, "binance", "btcusdt"), envelope(FUSION_DATA, ...))
     finally:
         target.close()                            # stops a private server

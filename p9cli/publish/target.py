@@ -3,8 +3,8 @@
 1. ``P9_REDIS_URL`` (or ``--redis-url``) set: that URL, nothing else. If it does not answer,
    ``Publisher.start`` raises :class:`ServiceUnavailable` (one line, exit code 69): never a silent
    fallback to another server.
-2. Not set: if something answers a PING on the probe address (``P9_REDIS_PROBE``, default
-   ``127.0.0.1:6379``), use it.
+2. Not set: if something answers a PING on the probe address (``settings.redis_probe``:
+   ``P9_REDIS_PROBE``, default ``127.0.0.1:6379``), use it.
 3. Else start a private server (:class:`EmbeddedRedis`), print its URL for bots, stop it on exit.
 """
 
