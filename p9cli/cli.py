@@ -285,7 +285,7 @@ def feeds(
     exchanges: ExchangesOpt = None,
     duration: Annotated[
         float | None,
-        typer.Option(metavar="S", help="Stop after S seconds (default: until Ctrl-C).", show_default=False),
+        typer.Option(metavar="S", help="Stop after S seconds.", show_default="until Ctrl-C"),
     ] = None,
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON object per line (type trade, book, event, stats).")
