@@ -4,6 +4,7 @@ probe address points at a free port."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,8 +18,11 @@ from p9cli.publish.embedded import EmbeddedRedis, find_server_binary, free_port,
 
 CHILD = r"""
 import asyncio, sys, time
+from p9cli.config import Use, load_settings
 from p9cli.publish import open_redis, Publisher, channel, envelope, FUSION_DATA
-target = open_redis(None, probe=sys.argv[1])
+settings = load_settings(uses=[Use.REDIS_URL])   # P9_REDIS_PROBE from the environment
+assert settings.redis_url is None and settings.redis_probe == sys.argv[1], settings
+target = open_redis(settings.redis_url, settings.redis_probe)
 print(target.source, target.url, target.embedded.pid if target.embedded else 0, flush=True)
 async def main():
     async with Publisher(target.url, flush_interval_s=0.05) as pub:
@@ -39,11 +43,19 @@ else:
 
 
 def _spawn(probe: str, mode: str) -> tuple[subprocess.Popen, list[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("P9_REDIS_URL", "P9_CONFIG")}
+    env["P9_REDIS_PROBE"] = probe
     proc = subprocess.Popen([sys.executable, "-c", CHILD, probe, mode], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_dir())
     first = proc.stdout.readline().split()
     assert proc.stdout.readline().strip() == "published", proc.stderr.read() if proc.poll() is not None else ""
     return proc, first
+
+
+def tmp_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()  # no p9.toml of the repository's working directory
 
 
 def _gone(pid: int, port: int, timeout_s: float = 10) -> bool:
