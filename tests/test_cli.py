@@ -219,3 +219,11 @@ def test_p9_config_naming_a_missing_file_is_one_line_exit_2(cmd, tmp_path):
     r = run_p9(cmd, env=clean_env(P9_CONFIG=str(tmp_path / "nope.toml")), cwd=tmp_path)
     one_line_exit_2(r, "P9_CONFIG=", "nope.toml", "names no file", "endpoints, ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_install_completion_writes_the_script_for_the_users_shell(tmp_path):
+    r = run_p9("--install-completion", "bash", env=clean_env(HOME=str(tmp_path), SHELL="/bin/bash"))
+    assert r.returncode == 0, r.stderr
+    script = tmp_path / ".bash_completions" / "p9.sh"
+    assert "_p9_completion" in script.read_text()
+    assert str(script) in (tmp_path / ".bashrc").read_text()
