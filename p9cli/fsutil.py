@@ -25,9 +25,13 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
 
 
-def write_atomic(path: Path | str, content: bytes | Callable[[BinaryIO], None]) -> Path:
+def write_atomic(
+    path: Path | str, content: bytes | Callable[[BinaryIO], None], *, durable: bool = True
+) -> Path:
     """Replace ``path`` with ``content`` (bytes, or a function that writes to the open binary
-    file). Creates missing parent directories. Raises ``OSError`` (the target unchanged)."""
+    file). Creates missing parent directories. Raises ``OSError`` (the target unchanged).
+    ``durable=False`` skips the two fsyncs (still atomic for readers; for state files rewritten
+    several times a second whose loss in a power cut does not matter)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
@@ -44,13 +48,15 @@ def write_atomic(path: Path | str, content: bytes | Callable[[BinaryIO], None]) 
             else:
                 content(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
     return path
 
 

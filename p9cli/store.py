@@ -86,6 +86,9 @@ class SeriesMeta:
 
     KEYS = ("exchange", "symbol", "exchange_symbol", "timeframe", "source")
 
+    def __post_init__(self) -> None:
+        self.holes = sorted(self.holes)
+
     def to_kv(self) -> dict[str, str]:
         fetched = self.fetched_at_ms
         out = {k: getattr(self, k) for k in self.KEYS}

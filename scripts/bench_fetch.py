@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from p9cli.config import load_settings  # noqa: E402
 from p9cli.exchanges.base import RestRequest  # noqa: E402
-from p9cli.history.planner import SeriesKey, okx_recent_boundary, plan_series, rate_floor_seconds  # noqa: E402
+from p9cli.history.planner import SeriesKey, plan_series, rate_floor_seconds, recent_boundary  # noqa: E402
 from p9cli.history.report import Reporter  # noqa: E402
-from p9cli.history.service import FetchOptions, adapter_for, fetch_history  # noqa: E402
+from p9cli.services.fetch_history import FetchOptions, adapter_for, fetch_history  # noqa: E402
 from p9cli.sim.testing import free_port_base, sim_subprocess, wait_listening  # noqa: E402
 from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS, TIMEFRAMES  # noqa: E402
 
@@ -54,7 +54,7 @@ def planned_costs(exchange: str, server_now_ms: int, candles: int) -> tuple[Coun
     for sym in SYMBOLS:
         for tf in TIMEFRAMES:
             tf_ms = TIMEFRAME_MS[tf]
-            split = okx_recent_boundary(server_now_ms, tf_ms) if exchange == "okx" else None
+            split = recent_boundary(server_now_ms, tf_ms, adapter.RECENT_CANDLES_BARS)
             plan = plan_series(
                 SeriesKey(exchange, sym, tf),
                 tf_ms,

@@ -9,9 +9,13 @@ returns the bars plus what is still missing. Sending, rate limits, retries and b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from p9cli.exchanges.base import Candles
+import numpy as np
+
+from p9cli.candles import Candles, concat
+from p9cli.exchanges.base import Candles as ParsedKlines
 from p9cli.history.planner import SeriesPlan, missing_open_times, windows_for
 from p9cli.rest.client import ExchangeClient, RequestCounters
 
@@ -20,33 +24,36 @@ from p9cli.rest.client import ExchangeClient, RequestCounters
 
 @dataclass
 class SeriesResult:
-    bars: dict[int, tuple] = field(default_factory=dict)
-    """open_time -> (open, high, low, close, volume, quote_volume, trades), closed bars only."""
+    bars: Candles = field(default_factory=Candles.empty)
+    """The closed bars fetched."""
     missing: list[int] = field(default_factory=list)
     """Planned open times that did not come back (after one more request for them)."""
     counters: RequestCounters = field(default_factory=RequestCounters)
 
 
-def candles_rows(c: Candles, tf_ms: int, server_now_ms: int, first: int, last: int) -> dict[int, tuple]:
-    """Closed bars of ``c`` with ``first <= open_time <= last`` as rows."""
-    closed = c.closed_mask(tf_ms, server_now_ms)
-    out = {}
-    for i, t in enumerate(c.open_time):
-        if closed[i] and first <= t <= last and t % tf_ms == 0:
-            out[t] = (c.open[i], c.high[i], c.low[i], c.close[i], c.volume[i], c.quote_volume[i], c.trades[i])
-    return out
+def closed_candles(parsed: ParsedKlines, tf_ms: int, server_now_ms: int, first: int, last: int) -> Candles:
+    """The closed bars of an exchange's answer with ``first <= open_time <= last``."""
+    closed = parsed.closed_mask(tf_ms, server_now_ms)
+    keep = [
+        i for i, t in enumerate(parsed.open_time) if closed[i] and first <= t <= last and t % tf_ms == 0
+    ]
+    p = parsed.take(keep)
+    return Candles.from_arrays(
+        p.open_time, p.open, p.high, p.low, p.close, p.volume, p.quote_volume, trades=p.trades
+    )
 
 
-def continuation(first: int, last: int, tf_ms: int, got: dict[int, tuple]) -> tuple[int, int] | None:
-    """The rest of window ``[first, last]`` to ask for when the answer ``got`` was cut short at
-    one end (a page smaller than documented, e.g. OKX history-candles serving 100 rows), or
-    ``None`` when the answer is complete, empty, or has gaps only inside (holes, not paging)."""
-    if not got:
+def continuation(first: int, last: int, tf_ms: int, got: Collection[int]) -> tuple[int, int] | None:
+    """The rest of window ``[first, last]`` to ask for when the answer (open times ``got``) was
+    cut short at one end (a page smaller than documented, e.g. OKX history-candles serving 100
+    rows), or ``None`` when the answer is complete, empty, or has gaps only inside (holes, not
+    paging)."""
+    if not len(got):
         return None
     expected = (last - first) // tf_ms + 1
     if len(got) >= expected:
         return None
-    lo, hi = min(got), max(got)
+    lo, hi = int(min(got)), int(max(got))
     if len(got) != (hi - lo) // tf_ms + 1:
         return None  # bars missing inside the answer: not a short page
     if lo > first:
@@ -58,40 +65,35 @@ def continuation(first: int, last: int, tf_ms: int, got: dict[int, tuple]) -> tu
 
 async def fetch_windows(
     client: ExchangeClient, plan: SeriesPlan, windows: list[tuple[int, int]], counters: RequestCounters
-) -> dict[int, tuple]:
+) -> Candles:
     """Fetch each window (concurrently), following up on answers cut short at one end."""
     key = plan.key
     tf_ms = plan.tf_ms
 
-    async def page(first: int, last: int) -> dict[int, tuple]:
+    async def page(first: int, last: int) -> Candles:
         req = client.adapter.klines_request(key.symbol, key.timeframe, first, last, client.server_now_ms())
         body = await client.send(req, counters)
-        candles = client.adapter.parse_klines(body, key.timeframe)
-        return candles_rows(candles, tf_ms, client.server_now_ms(), first, last)
+        parsed = client.adapter.parse_klines(body, key.timeframe)
+        return closed_candles(parsed, tf_ms, client.server_now_ms(), first, last)
 
-    async def one(first: int, last: int) -> dict[int, tuple]:
+    async def one(first: int, last: int) -> Candles:
         out = await page(first, last)
-        rest = continuation(first, last, tf_ms, out)
+        rest = continuation(first, last, tf_ms, out.open_time)
         while rest is not None:
             more = await page(*rest)
-            if not more or not (set(more) - set(out)):
+            if not np.isin(more.open_time, out.open_time, invert=True).any():
                 break  # the exchange has nothing more there
-            out.update(more)
-            nxt = continuation(rest[0], rest[1], tf_ms, more)
-            rest = nxt
+            out = out.merge(more)
+            rest = continuation(rest[0], rest[1], tf_ms, more.open_time)
         return out
 
-    results = await asyncio.gather(*(one(a, b) for a, b in windows))
-    bars: dict[int, tuple] = {}
-    for r in results:
-        bars.update(r)
-    return bars
+    return concat(await asyncio.gather(*(one(a, b) for a, b in windows)))
 
 
 async def fetch_series(
     client: ExchangeClient,
     plan: SeriesPlan,
-    stored_open_times: set[int] | frozenset[int] = frozenset(),
+    stored_open_times: Collection[int] = frozenset(),
     ask_from_ms: int | None = None,
     split_at: int | None = None,
     result: SeriesResult | None = None,
@@ -107,14 +109,14 @@ async def fetch_series(
     in_windows = set()
     for a, b in plan.windows:
         in_windows.update(range(a, b + 1, plan.tf_ms))
+    got = result.bars.open_time.tolist()
     missing = [
-        t
-        for t in missing_open_times(start, plan.last_open_ms, plan.tf_ms, result.bars, skip)
-        if t in in_windows
+        t for t in missing_open_times(start, plan.last_open_ms, plan.tf_ms, got, skip) if t in in_windows
     ]
     if missing:
         retry_windows = windows_for(missing, plan.tf_ms, client.adapter.MAX_KLINES_PER_REQUEST, split_at)
-        result.bars.update(await fetch_windows(client, plan, retry_windows, result.counters))
-        missing = [t for t in missing if t not in result.bars]
+        result.bars = result.bars.merge(await fetch_windows(client, plan, retry_windows, result.counters))
+        have = set(result.bars.open_time.tolist())
+        missing = [t for t in missing if t not in have]
     result.missing = missing
     return result

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: OKX ``/market/candles`` serves only the newest 1,440 bars; older ones need ``history-candles``.
-OKX_RECENT_BARS = 1440
-#: Bars kept away from that boundary so a window planned just before a bar closes does not
-#: slip out of the recent range by the time it is sent.
-OKX_BOUNDARY_MARGIN_BARS = 3
+#: Bars kept away from an exchange's recent-bars boundary (``RECENT_CANDLES_BARS`` of an
+#: exchange module, e.g. OKX ``/market/candles`` serving only the newest 1,440 bars) so that a
+#: window planned just before a bar closes does not slip out of the recent range by the time
+#: it is sent.
+BOUNDARY_MARGIN_BARS = 3
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -75,8 +75,8 @@ def windows_for(
     bars each (a window may span bars already stored; they are simply fetched again).
 
     ``split_at``: an open time where windows must break (a window never holds bars on both
-    sides of it; bars ``< split_at`` and bars ``>= split_at`` go to different windows). Used
-    for the OKX recent/history endpoint boundary.
+    sides of it; bars ``< split_at`` and bars ``>= split_at`` go to different windows): an
+    exchange's recent/history endpoint boundary (:func:`recent_boundary`).
     """
     if max_bars < 1:
         raise ValueError("max_bars must be >= 1")
@@ -97,10 +97,14 @@ def windows_for(
     return out
 
 
-def okx_recent_boundary(server_now_ms: int, tf_ms: int) -> int:
-    """Oldest open time that ``/market/candles`` still serves comfortably (with a margin)."""
+def recent_boundary(server_now_ms: int, tf_ms: int, recent_bars: int | None) -> int | None:
+    """Where windows must split for an exchange whose recent endpoint serves only the newest
+    ``recent_bars`` bars (the exchange module's ``RECENT_CANDLES_BARS``; None: no such split):
+    the oldest open time that endpoint still serves comfortably (with a margin)."""
+    if recent_bars is None:
+        return None
     newest_open = (server_now_ms // tf_ms) * tf_ms  # the forming bar counts as the newest
-    return newest_open - (OKX_RECENT_BARS - 1 - OKX_BOUNDARY_MARGIN_BARS) * tf_ms
+    return newest_open - (recent_bars - 1 - BOUNDARY_MARGIN_BARS) * tf_ms
 
 
 def plan_series(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TextIO
 
 from rich import box
@@ -16,12 +17,37 @@ from rich.table import Table
 from p9cli.history.planner import SeriesKey
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 new candle``, ``2 new candles``, ``1 retry``, ``3 retries``."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def utc_text(ms: int) -> str:
+    """``2023-01-07`` at midnight UTC, else ``2023-01-07 04:00 UTC``."""
+    t = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return t.strftime("%Y-%m-%d") if ms % 86_400_000 == 0 else t.strftime("%Y-%m-%d %H:%M UTC")
+
+
 @dataclass
 class SeriesStats:
     key: SeriesKey
     ok: bool = False
     new_candles: int = 0
+    """Candles stored for the first time."""
+    redownloaded: int = 0
+    """Candles fetched again that were already stored (``--full``)."""
+    trimmed: int = 0
+    """Stored candles deleted by ``--trim`` (older than the newest ``--candles``)."""
+    trimmed_before_ms: int | None = None
     stored: int = 0
+    wanted: int = 0
+    """Candles asked for (``--candles``)."""
+    history_starts_ms: int | None = None
+    """Set when the exchange's history starts inside the wanted range (a short series)."""
+    short_by: int = 0
+    """How many of the wanted candles do not exist because the history starts later."""
+    note: str = ""
+    """Something the user should know about this series (a stored file set aside)."""
     holes: int = 0
     """Missing bars in the series (recorded holes + bars not there yet at the end)."""
     new_holes: int = 0
@@ -37,7 +63,10 @@ class SeriesStats:
 class Totals:
     series: int = 0
     ok: int = 0
+    short: int = 0
     new_candles: int = 0
+    redownloaded: int = 0
+    trimmed: int = 0
     holes: int = 0
     requests: int = 0
     retries: int = 0
@@ -47,7 +76,10 @@ class Totals:
     def add(self, s: SeriesStats) -> None:
         self.series += 1
         self.ok += int(s.ok)
+        self.short += int(s.ok and s.short_by > 0)
         self.new_candles += s.new_candles
+        self.redownloaded += s.redownloaded
+        self.trimmed += s.trimmed
         self.holes += s.holes
         self.requests += s.requests
         self.retries += s.retries
@@ -93,12 +125,21 @@ class Reporter:
                 f"{_utc_stamp()} fetch-history: {message}", file=self.err if error else self.out, flush=True
             )
 
-    def start(self, series_per_exchange: dict[str, int], full: bool, history_dir: str) -> None:
+    def start(
+        self, series_per_exchange: dict[str, int], full: bool, history_dir: str, stored: int | None = None
+    ) -> None:
+        """``stored``: how many of the series already have a file (None: not known)."""
         total = sum(series_per_exchange.values())
-        mode = "full fetch" if full else "incremental"
-        self.line(
-            f"{mode} of {total} series ({', '.join(f'{ex} {n}' for ex, n in series_per_exchange.items())}) into {history_dir}"
-        )
+        per = ", ".join(f"{ex} {n}" for ex, n in series_per_exchange.items())
+        if full:
+            mode = "full re-download"
+        elif stored == 0:
+            mode = "first fetch"
+        else:
+            mode = "incremental"
+            if stored is not None and stored < total:
+                per += f"; {total - stored} not stored yet"
+        self.line(f"{mode} of {total} series ({per}) into {history_dir}")
         if self.progress_mode:
             self._progress = Progress(
                 TextColumn("{task.description:<8}"),
@@ -123,19 +164,36 @@ class Reporter:
         if self._progress is not None and ex in self._tasks:
             self._candles[ex] += s.new_candles
             self._progress.update(self._tasks[ex], advance=1, candles=self._candles[ex])
+        if s.note:
+            self.line(f"{s.key}: {s.note}", error=not s.ok)
         if not s.ok and not quiet:
             self.line(f"{s.key}: FAILED: {s.error}", error=True)
-        elif s.new_holes:
+            return
+        if s.new_holes:
             self.line(
-                f"{s.key}: {s.new_holes} candle(s) missing at the exchange after asking twice "
-                f"({s.holes} hole(s) in the series, recorded in its metadata)"
+                f"{s.key}: {plural(s.new_holes, 'candle')} missing at the exchange after asking twice "
+                f"({plural(s.holes, 'hole')} in the series, recorded in its metadata)"
+            )
+        if s.ok and s.short_by and s.history_starts_ms is not None:
+            self.line(
+                f"{s.key}: short: {s.wanted - s.short_by} of {s.wanted} candles; the exchange's history "
+                f"starts {utc_text(s.history_starts_ms)} (nothing older exists)"
+            )
+        if s.trimmed and s.trimmed_before_ms is not None:
+            self.line(
+                f"{s.key}: --trim removed {plural(s.trimmed, 'stored candle')} "
+                f"older than {utc_text(s.trimmed_before_ms)}"
             )
 
     def exchange_done(self, run) -> None:
         t = exchange_totals(run)
+        short = f" ({t.short} short: the exchange's history starts later)" if t.short else ""
+        again = f", {t.redownloaded} re-downloaded" if t.redownloaded else ""
+        trimmed = f", {plural(t.trimmed, 'candle')} trimmed" if t.trimmed else ""
         self.line(
-            f"{run.exchange}: {t.ok}/{t.series} series ok, {t.new_candles} new candles, {t.holes} holes, "
-            f"{t.requests} requests, {t.retries} retries, {t.rate_limited} rate-limited, {run.seconds:.1f} s"
+            f"{run.exchange}: {t.ok}/{t.series} series ok{short}, {plural(t.new_candles, 'new candle')}{again}"
+            f"{trimmed}, {plural(t.holes, 'hole')}, {plural(t.requests, 'request')}, "
+            f"{plural(t.retries, 'retry', 'retries')}, {t.rate_limited} rate-limited, {run.seconds:.1f} s"
         )
 
     # -- summary ------------------------------------------------------------------------------
@@ -147,6 +205,13 @@ class Reporter:
         self.console.print(summary_table(runs, time.monotonic() - self.started))
         stats = [s for run in runs for s in run.series]
         failed = [s for s in stats if not s.ok]
+        trimmed = [s for s in stats if s.trimmed]
+        if trimmed:
+            n = sum(s.trimmed for s in trimmed)
+            self.line(
+                f"--trim removed {plural(n, 'stored candle')} from {plural(len(trimmed), 'series', 'series')} "
+                "(older than the newest --candles)"
+            )
         if failed:
             kept = len(stats) - len(failed)
             tail = f"; the {kept} others were stored" if kept else ""
@@ -165,9 +230,23 @@ def exchange_totals(run) -> Totals:
     return t
 
 
+COLUMNS = (
+    "exchange",
+    "series",
+    "short",
+    "new candles",
+    "re-downloaded",
+    "holes",
+    "requests",
+    "retries",
+    "429s",
+    "seconds",
+)
+
+
 def summary_table(runs: list, wall_s: float) -> Table:
     table = Table(title="fetch-history summary", box=box.SIMPLE_HEAD, title_justify="left")
-    for col in ("exchange", "series", "new candles", "holes", "requests", "retries", "429s", "seconds"):
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col == "exchange" else "right")
     grand = Totals()
     for run in runs:
@@ -175,7 +254,9 @@ def summary_table(runs: list, wall_s: float) -> Table:
         table.add_row(*_cells(run.exchange, t, t.seconds))
         grand.series += t.series
         grand.ok += t.ok
+        grand.short += t.short
         grand.new_candles += t.new_candles
+        grand.redownloaded += t.redownloaded
         grand.holes += t.holes
         grand.requests += t.requests
         grand.retries += t.retries
@@ -188,7 +269,9 @@ def _cells(name: str, t: Totals, seconds: float) -> list[str]:
     return [
         name,
         f"{t.ok}/{t.series}",
+        str(t.short),
         str(t.new_candles),
+        str(t.redownloaded),
         str(t.holes),
         str(t.requests),
         str(t.retries),

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from p9cli.cli import app
 from p9cli.config import load_settings
 from p9cli.errors import P9Error
-from p9cli.history.service import run_fetch_history
 from p9cli.services.analyze import load_pair
 from p9cli.services.analyze import run as run_analyze
+from p9cli.services.fetch_history import run as run_fetch_history
 from p9cli.sim.testing import SimThread
 from p9cli.store import DataStore, read_series_file
 from p9cli.universe import TIMEFRAMES

@@ -12,10 +12,10 @@ import httpx
 
 from p9cli.config import load_settings
 from p9cli.history.report import Reporter
-from p9cli.history.service import FetchOptions, fetch_history
-from p9cli.history.store import read_series, series_path
 from p9cli.rest.client import ClientOptions
+from p9cli.services.fetch_history import FetchOptions, fetch_history
 from p9cli.sim.testing import SimThread
+from p9cli.store import DataStore, StoredSeries
 from p9cli.universe import TIMEFRAME_MS
 
 SEED = 9
@@ -52,6 +52,11 @@ async def run_fetch(settings, full=False, options=None):
     return result.series, result, out.getvalue()
 
 
+def stored(history_dir: Path, exchange: str, symbol: str, timeframe: str) -> StoredSeries | None:
+    """The stored series under ``history_dir`` (``DIR/history``), read through the store."""
+    return DataStore(Path(history_dir).parent).read_series(exchange, symbol, timeframe)
+
+
 def counters(handle, exchange: str) -> dict[str, int]:
     return dict(handle.sim.exchanges[exchange].counters)
 
@@ -72,24 +77,27 @@ def assert_file_matches_truth(
     """The stored series is exactly the simulator's closed candles: ``candles`` contiguous
     bars, values equal to the exchange's strings, trades where the exchange has them."""
     tf_ms = TIMEFRAME_MS[timeframe]
-    s = read_series(series_path(history_dir, exchange, symbol, timeframe))
+    s = stored(history_dir, exchange, symbol, timeframe)
     assert s is not None, f"{exchange}/{symbol}/{timeframe}: no file"
-    assert len(s) == candles, f"{exchange}/{symbol}/{timeframe}: {len(s)} bars"
-    first, last = s.open_time[0], s.open_time[-1]
-    assert s.open_time == list(range(first, last + 1, tf_ms)), "not contiguous"
+    c = s.candles
+    assert len(c) == candles, f"{exchange}/{symbol}/{timeframe}: {len(c)} bars"
+    times = c.open_time.tolist()
+    first, last = times[0], times[-1]
+    assert times == list(range(first, last + 1, tf_ms)), "not contiguous"
     doc = truth(handle, exchange, symbol, timeframe, first, last)
     rows = doc["candles"]
-    assert [c["open_time"] for c in rows] == s.open_time
-    assert all(c["closed"] for c in rows), "a forming candle was stored"
+    assert [r["open_time"] for r in rows] == times
+    assert all(r["closed"] for r in rows), "a forming candle was stored"
     assert last + tf_ms <= doc["now_ms"]
-    for i, c in enumerate(rows):
-        got = (s.open[i], s.high[i], s.low[i], s.close[i], s.volume[i], s.quote_volume[i])
-        want = tuple(float(c[k]) for k in ("open", "high", "low", "close", "volume", "quote_volume"))
-        assert got == want, f"{exchange}/{symbol}/{timeframe} bar {c['open_time']}: {got} != {want}"
-        assert s.trades[i] == (c["trades"] if exchange == "binance" else None)
-    meta = s.metadata
-    assert meta["exchange"] == exchange and meta["timeframe"] == timeframe and meta["symbol"] == symbol
-    assert meta["exchange_symbol"] == doc["code"]
-    assert meta["source"] == handle.rest_url(exchange)
-    assert meta["holes"] == "[]"
+    by_time = c.rows()
+    for r in rows:
+        got = by_time[r["open_time"]]
+        want = tuple(float(r[k]) for k in ("open", "high", "low", "close", "volume", "quote_volume"))
+        assert got[:6] == want, f"{exchange}/{symbol}/{timeframe} bar {r['open_time']}: {got} != {want}"
+        assert got[6] == (r["trades"] if exchange == "binance" else None)
+    meta = s.meta
+    assert meta.exchange == exchange and meta.timeframe == timeframe and meta.symbol == symbol
+    assert meta.exchange_symbol == doc["code"]
+    assert meta.source == handle.rest_url(exchange)
+    assert meta.holes == []
     return s

@@ -57,13 +57,23 @@ def test_bad_values_exit_2_with_one_line(args, fragment, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-def test_unwritable_data_dir_is_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["fetch-history", "analyze"])
+def test_empty_data_dir_is_refused_not_the_working_directory(command, tmp_path):
+    """Issue 8 item 7: `--data-dir ''` wrote ./history."""
+    r = run_p9(command, "--data-dir", "", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "--data-dir is empty; give a directory" in one_line(r.stderr)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_data_dir_is_one_line_exit_2(tmp_path):
+    """Issue 8 item 7: a data directory that cannot be written is bad input (exit 2, as the
+    README promises), not a run-time failure."""
     blocker = tmp_path / "data"
     blocker.write_text("a file where the data directory should be")
     r = run_p9("fetch-history", "--data-dir", str(blocker), "--endpoints", "sim", cwd=tmp_path)
-    assert r.returncode == 1
-    line = one_line(r.stderr)
-    assert "is not writable" in line and str(blocker) in line
+    assert r.returncode == 2
+    assert one_line(r.stderr) == f"p9: data directory {blocker} is not a directory"
     assert "Traceback" not in r.stderr + r.stdout
     assert blocker.read_text() == "a file where the data directory should be"
 

@@ -10,12 +10,16 @@ import time
 
 from history_helpers import assert_file_matches_truth, counters
 
+from p9cli.history.handover import RATE_STATE_NAME
 from p9cli.history.lock import LOCK_NAME
-from p9cli.history.service import RATE_STATE_NAME
-from p9cli.history.store import read_series
+from p9cli.store import read_series_file
 from p9cli.universe import EXCHANGES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def read_series(path):
+    return read_series_file(path).candles
 
 
 async def p9(handle, *args, wait=True):
@@ -48,7 +52,7 @@ async def test_cron_run_is_plain_idempotent_and_exit_0(shared_sim, tmp_path):
     assert "\x1b[" not in out  # no colour codes, no progress bars
     lines = out.splitlines()
     assert lines[0].endswith(
-        f"fetch-history: incremental of 6 series (binance 2, bybit 2, okx 2) into {tmp_path}/history"
+        f"fetch-history: first fetch of 6 series (binance 2, bybit 2, okx 2) into {tmp_path}/history"
     )
     assert "fetch-history summary" in out and "6/6" in out
     for ex in EXCHANGES:
@@ -57,6 +61,7 @@ async def test_cron_run_is_plain_idempotent_and_exit_0(shared_sim, tmp_path):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "history").rglob("*.parquet")}
     code, out, err = await p9(handle, *args)  # again at once: nothing new, nothing rewritten
     assert code == 0 and " 0 new candles" in out
+    assert "fetch-history: incremental of 6 series (binance 2, bybit 2, okx 2) into" in out
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "history").rglob("*.parquet")} == mtimes
     names = sorted(p.name for p in (tmp_path / "history").iterdir())
     assert names == sorted([LOCK_NAME, RATE_STATE_NAME, *EXCHANGES])
@@ -128,10 +133,14 @@ async def test_kill_9_mid_run_leaves_every_file_readable_old_or_new(start_sim, t
     for p in files:
         final = read_series(p).rows()
         assert max(final) > max(old[p])
+        assert set(old[p]) <= set(final)  # nothing stored was deleted
         if p in rewritten:
-            # whole new content: 1000 bars, each exactly what the complete run stored
-            assert len(killed[p]) == 1000 and max(killed[p]) > max(old[p])
-            assert all(final[t] == row for t, row in killed[p].items() if t in final)
+            # whole new content: the old bars kept, the newest 1000 and the gap to them fetched,
+            # each exactly what the complete run stored
+            assert set(old[p]) < set(killed[p]) and max(killed[p]) > max(old[p])
+            times = sorted(killed[p])
+            assert times == list(range(times[0], times[-1] + 1, times[1] - times[0]))  # no gap
+            assert all(final[t] == row for t, row in killed[p].items())
         # (untouched files are exactly the old content by the definition of `rewritten`)
     for ex in EXCHANGES:
         c = counters(handle, ex)

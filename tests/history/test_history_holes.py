@@ -7,12 +7,14 @@ a real HTTP transport to the simulator that removes chosen rows from Binance kli
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import orjson
 from history_helpers import counters, quick_options, run_fetch, sim_settings, truth
 
 from p9cli.history.planner import wanted_range
-from p9cli.history.store import Series, read_series, series_path, write_series
+from p9cli.store import DataStore, StoredSeries
 
 H = 3_600_000
 
@@ -52,6 +54,17 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(shar
     settings = sim_settings(
         handle, tmp_path, exchanges="binance", symbols="btc", timeframes="1h", candles=300
     )
+    store = DataStore(settings.data_dir)
+
+    def load() -> StoredSeries:
+        return store.read_series("binance", "btc", "1h")
+
+    def times() -> list[int]:
+        return load().candles.open_time.tolist()
+
+    def write(meta) -> None:
+        store.write_series("binance", "btc", "1h", StoredSeries(load().candles, meta))
+
     now = truth(handle, "binance", "btc", "1h", 0, 0)["now_ms"]
     first, last = wanted_range(now, H, 300)
     inner = {first + 10 * H, first + 200 * H}
@@ -60,11 +73,11 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(shar
     (s,) = stats
     assert s.ok and s.holes == 3 and s.new_candles == 297
     assert s.requests == 2  # the page, then one request covering the three missing bars
-    assert "binance/btc/1h: 3 candle(s) missing at the exchange after asking twice" in out
-    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
-    assert stored.holes == sorted(inner)  # the trailing one is not a hole yet: asked next run
-    assert not (lacks & set(stored.open_time))
-    assert len(stored) == 297 and stored.open_time[0] == first and stored.open_time[-1] == last - H
+    assert "binance/btc/1h: 3 candles missing at the exchange after asking twice (3 holes" in out
+    stored = load()
+    assert stored.meta.holes == sorted(inner)  # the trailing one is not a hole yet: asked next run
+    assert not (lacks & set(times()))
+    assert len(times()) == 297 and times()[0] == first and times()[-1] == last - H
 
     # next run, the exchange still lacks them: only the late bar is asked for (twice)
     base = counters(handle, "binance")
@@ -78,34 +91,30 @@ async def test_holes_are_re_requested_reported_recorded_and_not_asked_again(shar
     (s,) = stats
     assert s.ok and s.requests == 1 and s.new_candles == 1 and s.holes == 2 and s.new_holes == 0
     assert "missing at the exchange" not in out  # known holes: in the summary, no new line
-    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
-    assert stored.open_time[-1] == last and stored.holes == sorted(inner) and len(stored) == 298
+    stored = load()
+    assert times()[-1] == last and stored.meta.holes == sorted(inner) and len(times()) == 298
 
     # a day later the recorded holes are asked for again (once): still lacking -> kept, quietly
-    path = series_path(settings.history_dir, "binance", "btc", "1h")
-    day_old = dict(stored.metadata, gaps_checked_ms=str(int(stored.metadata["gaps_checked_ms"]) - 25 * H))
-    write_series(path, Series.from_rows(read_series(path).rows(), day_old))
+    day_old = replace(stored.meta, gaps_checked_ms=stored.meta.gaps_checked_ms - 25 * H)
+    write(day_old)
     stats, run, out = await run_fetch(settings, options=options_lacking(inner))
     (s,) = stats
     # one window spans both holes; an answer without its end bars is followed up once (it may be
     # a short page), and the still-missing bars are asked for once more: 2 x 2 requests
     assert s.ok and s.requests == 4 and s.holes == 2 and s.new_holes == 0
     assert "missing at the exchange" not in out
-    rechecked = read_series(path)
-    assert rechecked.holes == sorted(inner) and int(rechecked.metadata["gaps_checked_ms"]) > int(
-        day_old["gaps_checked_ms"]
-    )
+    rechecked = load().meta
+    assert rechecked.holes == sorted(inner) and rechecked.gaps_checked_ms > day_old.gaps_checked_ms
 
     # and when the exchange has backfilled them, the next daily check fills them in
-    write_series(path, Series.from_rows(read_series(path).rows(), day_old))
+    write(day_old)
     stats, run, out = await run_fetch(settings)
     (s,) = stats
     assert s.ok and s.holes == 0 and s.new_candles == 2
-    assert read_series(path).holes == [] and len(read_series(path)) == 300
+    assert load().meta.holes == [] and len(times()) == 300
 
     # --full asks for everything again: the exchange has them now, the holes are gone
     stats, run, out = await run_fetch(settings, full=True)
     (s,) = stats
-    assert s.ok and s.holes == 0
-    stored = read_series(series_path(settings.history_dir, "binance", "btc", "1h"))
-    assert stored.holes == [] and len(stored) == 300
+    assert s.ok and s.holes == 0 and s.redownloaded == 300 and s.new_candles == 0
+    assert load().meta.holes == [] and len(times()) == 300

@@ -9,13 +9,12 @@ import pytest
 
 from p9cli.exchanges import binance, bybit, okx
 from p9cli.history.planner import (
-    OKX_RECENT_BARS,
     SeriesKey,
     last_closed_open,
     missing_open_times,
-    okx_recent_boundary,
     plan_series,
     rate_floor_seconds,
+    recent_boundary,
     split_gaps,
     wanted_range,
     windows_for,
@@ -121,7 +120,7 @@ def test_okx_boundary_keeps_recent_windows_on_the_candles_endpoint():
     now = 1_763_950_123_456
     for tf in TIMEFRAMES:
         tf_ms = TIMEFRAME_MS[tf]
-        boundary = okx_recent_boundary(now, tf_ms)
+        boundary = recent_boundary(now, tf_ms, okx.RECENT_CANDLES_BARS)
         plan = plan_series(
             SeriesKey("okx", "btc", tf), tf_ms, now, 2000, okx.MAX_KLINES_PER_REQUEST, split_at=boundary
         )
@@ -132,7 +131,9 @@ def test_okx_boundary_keeps_recent_windows_on_the_candles_endpoint():
             assert path.endswith("/history-candles") != is_recent
         # the recent part is the newest 1440 bars minus the margin (forming bar included)
         n_recent = sum((b - a) // tf_ms + 1 for (a, b), r in zip(plan.windows, recent, strict=True) if r)
-        assert OKX_RECENT_BARS - 1 - 4 <= n_recent <= OKX_RECENT_BARS - 1
+        assert okx.RECENT_CANDLES_BARS - 1 - 4 <= n_recent <= okx.RECENT_CANDLES_BARS - 1
+    assert recent_boundary(now, H, binance.RECENT_CANDLES_BARS) is None
+    assert recent_boundary(now, H, bybit.RECENT_CANDLES_BARS) is None
 
 
 def test_missing_and_split_gaps():

@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from history_helpers import assert_file_matches_truth, counters, run_fetch, sim_settings, truth
+from history_helpers import assert_file_matches_truth, counters, run_fetch, sim_settings, stored, truth
 
-from p9cli.history.service import RATE_STATE_NAME
-from p9cli.history.store import read_series, series_path
+from p9cli.history.handover import RATE_STATE_NAME
 from p9cli.universe import EXCHANGES, TIMEFRAME_MS, TIMEFRAMES
 
 
@@ -64,13 +63,14 @@ async def test_exchange_with_shorter_history_is_recorded_not_asked_again(shared_
     stats, run, out = await run_fetch(settings)
     assert all(s.ok for s in stats), [s.error for s in stats if not s.ok]
     for ex in EXCHANGES:
-        s = read_series(series_path(settings.history_dir, ex, "sol", "1d"))
+        s = stored(settings.history_dir, ex, "sol", "1d")
+        times = s.candles.open_time.tolist()
         day = TIMEFRAME_MS["1d"]
-        everything = truth(handle, ex, "sol", "1d", s.open_time[-1] - 1499 * day, s.open_time[-1])["candles"]
+        everything = truth(handle, ex, "sol", "1d", times[-1] - 1499 * day, times[-1])["candles"]
         assert 1000 < len(everything) < 1500
         assert_file_matches_truth(handle, settings.history_dir, ex, "sol", "1d", len(everything))
-        assert s.history_starts_ms == s.open_time[0] == everything[0]["open_time"]
-        assert s.holes == []
+        assert s.meta.history_starts_ms == times[0] == everything[0]["open_time"]
+        assert s.meta.holes == []
     assert sum(s.holes for s in stats) == 0
     base = {ex: counters(handle, ex) for ex in EXCHANGES}
     stats, run, _ = await run_fetch(settings)
@@ -84,9 +84,9 @@ async def test_incremental_refresh_fetches_only_new_candles(start_sim, tmp_path)
     stats, run, _ = await run_fetch(settings)
     assert all(s.ok for s in stats)
     before_files = {
-        (s.key.exchange, s.key.symbol, s.key.timeframe): read_series(
-            series_path(settings.history_dir, s.key.exchange, s.key.symbol, s.key.timeframe)
-        ).open_time
+        (s.key.exchange, s.key.symbol, s.key.timeframe): stored(
+            settings.history_dir, s.key.exchange, s.key.symbol, s.key.timeframe
+        ).candles.open_time.tolist()
         for s in stats
     }
     # nothing moved (well, < 1 bar): a refresh asks for nothing but the time
@@ -99,7 +99,7 @@ async def test_incremental_refresh_fetches_only_new_candles(start_sim, tmp_path)
     assert all(s.requests == (1 if s.new_candles else 0) for s in stats)
 
     before_files = {
-        key: read_series(series_path(settings.history_dir, *key)).open_time for key in before_files
+        key: stored(settings.history_dir, *key).candles.open_time.tolist() for key in before_files
     }
     handle.sim.clock.advance(3 * 3_600_000 + 7 * 60_000)  # the market moves on by 3 h 07 min
     base = {ex: counters(handle, ex) for ex in EXCHANGES}
@@ -107,11 +107,14 @@ async def test_incremental_refresh_fetches_only_new_candles(start_sim, tmp_path)
     assert all(s.ok for s in stats), [s.error for s in stats if not s.ok]
     for s in stats:
         key = (s.key.exchange, s.key.symbol, s.key.timeframe)
-        after = assert_file_matches_truth(handle, settings.history_dir, *key, 1000)
-        new = sorted(set(after.open_time) - set(before_files[key]))
-        assert s.new_candles == len(new)
+        # the stored bars stay (a refresh never deletes; --candles is how far back to reach)
+        n = len(before_files[key]) + s.new_candles
+        after = assert_file_matches_truth(handle, settings.history_dir, *key, n).candles.open_time.tolist()
+        assert after[: len(before_files[key])] == before_files[key]
+        new = sorted(set(after) - set(before_files[key]))
+        assert s.new_candles == len(new) and s.redownloaded == 0
         # the new bars are exactly those after the old last bar: nothing else re-fetched
-        assert new == [t for t in after.open_time if t > before_files[key][-1]]
+        assert new == [t for t in after if t > before_files[key][-1]]
         if TIMEFRAME_MS[s.key.timeframe] <= 3_600_000:
             assert s.new_candles >= 3
         # one request per series that had new bars (OKX: 188 1m bars fit one page of 300)
@@ -218,7 +221,7 @@ async def test_pages_shorter_than_documented_are_followed_not_mistaken_for_holes
     assert all(s.ok and s.holes == 0 for s in stats), [(s.error, s.holes) for s in stats]
     for tf in ("1h", "15m"):
         s = assert_file_matches_truth(handle, settings.history_dir, "okx", "btc", tf, 2000)
-        assert s.history_starts_ms is None
+        assert s.meta.history_starts_ms is None
     # 1436 recent bars: 5 pages; the 564 older ones: 2 windows of 300/264, each served 100 at a time
     assert all(s.requests == 5 + 6 for s in stats), [s.requests for s in stats]
     c = counters(handle, "okx")
