@@ -173,3 +173,15 @@ def test_rounding_helpers():
         1e-5,
     )
     assert doc == {"price": 1.0, "volume": 2.0, "atr": 1.2346, "x_pct": 1.2346, "last_quote": 3.14}
+
+
+def test_the_simulator_document_meets_the_issue_bounds(sim_doc):
+    """Zones within their width bound, at most 4; level strengths spread over 0..1; the previous
+    and developing day's POC within a few ATR of the price."""
+    assert len(sim_doc["liquidity_zones"]) <= 4
+    for z in sim_doc["liquidity_zones"]:
+        assert z["high"] - z["low"] <= z["max_width"] + sim_doc["tick"] and z["width_atr"] <= 1.0
+    strengths = sorted(lv["strength"] for lv in sim_doc["levels"])
+    assert strengths[0] == 0.0 and strengths[-1] == 1.0 and len(strengths) >= 5
+    for which in ("previous", "developing"):
+        assert abs(sim_doc["sessions"]["day"][which]["poc_distance_atr"]) <= 5
