@@ -40,6 +40,7 @@ import numpy as np
 from p9cli.analysis.candles import Candles, tick_size
 from p9cli.analysis.indicators import atr as atr_series
 from p9cli.analysis.levels import key_levels
+from p9cli.errors import P9Error
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 OUTCOMES = ("untouched", "reaction", "break", "open")
@@ -271,7 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     printed = False
     t0 = time.perf_counter()
     if args.data_dir:
-        frames = load_store(args.data_dir, args.exchange, args.symbol)
+        if not args.data_dir.is_dir():
+            print(f"eval_levels: {args.data_dir} is not a directory", file=sys.stderr)
+            return 2
+        try:
+            frames = load_store(args.data_dir, args.exchange, args.symbol)
+        except P9Error as exc:
+            print(f"eval_levels: {exc}", file=sys.stderr)
+            return 2
         if not frames:
             print(
                 f"eval_levels: no stored history for {args.exchange} {args.symbol} in {args.data_dir}",
