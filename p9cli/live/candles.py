@@ -51,8 +51,10 @@ Rules
   when the exchange's estimated time AND the newest exchange time the feed delivered
   (``seen_ms``, or the newest trade) are past its end by ``close_delay_ms`` - a lagging feed
   (backlog) cannot close a candle whose last trades are still queued - or, when the feed
-  showed nothing for ``max_feed_lag_ms``, by the estimated time alone. A trade older than the
-  current minute is counted in ``stats["late_trades"]`` and dropped.
+  showed nothing for ``max_feed_lag_ms``, by the estimated time alone; a candle closed that
+  way has no evidence that it saw every trade and is incomplete (a dead connection must not
+  produce "complete" empty candles). A trade older than the current minute is counted in
+  ``stats["late_trades"]`` and dropped.
 * **Empty intervals** follow the exchange's REST candles (``empty``, from the venue):
   ``"previous_close"`` - a bar with no trades has open = high = low = close = the previous
   close, volume 0, 0 trades (Binance: "Kline always generate even if there is no trade",
@@ -400,14 +402,20 @@ class CandleBuilder:
         least ``close_delay_ms`` ago by BOTH clocks - so a feed that lags behind the exchange's
         clock (a backlog) does not close a candle whose last trades are still in flight - and
         by the estimated clock alone once the feed has shown nothing for ``max_feed_lag_ms``
-        (a quiet symbol). Hands on incomplete candles whose wait is over."""
+        (those candles are incomplete: nothing proves the feed was alive). Hands on incomplete
+        candles whose wait is over."""
         if not self._started:
             return []
         out: list = []
         seen = self._cts if self._fe == self._me else self._seen_trade
         if seen_ms is not None and seen_ms > seen:
             seen = seen_ms
-        limit = min(now_ms, max(seen, now_ms - self.max_feed_lag_ms)) - self.close_delay_ms
+        if seen >= now_ms - self.max_feed_lag_ms:
+            limit = min(now_ms, seen) - self.close_delay_ms
+        else:  # the feed has shown nothing for a while: close by the clock, but without evidence
+            limit = now_ms - self.max_feed_lag_ms - self.close_delay_ms
+            if limit > seen and self._me <= limit:
+                self._add_blind(seen + 1, limit + 1)
         while self._me <= limit:
             self._close_minute(out)
         self._expire(now_ms, out)
@@ -467,7 +475,14 @@ class CandleBuilder:
         """The feed missed trades in ``[from_ms, to_ms)`` (exchange time) that it cannot
         replay: every candle overlapping that window that has not closed yet is incomplete."""
         if to_ms > from_ms:
-            self._blind.append((from_ms, to_ms))
+            self._add_blind(from_ms, to_ms)
+
+    def _add_blind(self, start: int, end: int) -> None:
+        blind = self._blind
+        if blind and blind[-1][0] <= start <= blind[-1][1]:
+            blind[-1] = (blind[-1][0], max(end, blind[-1][1]))
+        else:
+            blind.append((start, end))
 
     # ------------------------------------------------------------------------------ output
 

@@ -99,7 +99,7 @@ def test_candle_closes_on_the_clock_without_a_further_trade():
     )
 
 
-def test_a_lagging_feed_does_not_close_a_candle_early_a_quiet_one_closes_later():
+def test_a_lagging_feed_does_not_close_a_candle_early_a_silent_one_closes_incomplete():
     b = builder(close_delay_ms=1000, max_feed_lag_ms=5000)
     b.start(T0)
     feed(b, [(T0 + 10, 100.0, 1.0), (T0 + 59_000, 101.0, 1.0)])
@@ -108,11 +108,14 @@ def test_a_lagging_feed_does_not_close_a_candle_early_a_quiet_one_closes_later()
     assert b.on_trade(T0 + 59_900, 102.0, 1.0) is None  # the queued last trade still counts
     [c] = closed(b.on_clock(T0 + M + 2000, T0 + M + 1000))
     assert (c.close, c.volume) == (102.0, 3.0)
-    # nothing more is delivered (a quiet symbol): the estimated clock alone closes the next
-    # candle once the feed has been quiet for max_feed_lag_ms
-    assert b.on_clock(T0 + 2 * M + 5999) == []
-    [c] = closed(b.on_clock(T0 + 2 * M + 6000))
-    assert (c.open_time, c.volume, c.close) == (T0 + M, 0.0, 102.0)
+    # a quiet symbol on a live connection: the feed's newest time says the minute is over
+    [c] = closed(b.on_clock(T0 + 2 * M + 1000, T0 + 2 * M + 1000))
+    assert (c.open_time, c.volume, c.close, c.complete) == (T0 + M, 0.0, 102.0, True)
+    # nothing at all is delivered (a dead connection): the estimated clock alone closes the
+    # next candle once the feed has been silent for max_feed_lag_ms, but as incomplete
+    assert b.on_clock(T0 + 3 * M + 5999) == []
+    [want] = of(b.on_clock(T0 + 3 * M + 6000), CompletionWanted)
+    assert want.open_time == T0 + 2 * M
 
 
 def test_empty_minutes_follow_previous_close_rule():

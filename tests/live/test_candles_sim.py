@@ -125,11 +125,11 @@ def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(mar
     next_clock = START_MS
     for t in tape:
         ts = t["time"]
-        while next_clock <= ts:
-            handle(b.on_clock(next_clock))
+        while next_clock <= ts:  # every trade before next_clock has been delivered
+            handle(b.on_clock(next_clock, next_clock - 1))
             next_clock += 250
         handle(b.on_trade(ts, float(t["price"]), float(t["qty"])))
-    handle(b.on_clock(market.now_ms))
+    handle(b.on_clock(market.now_ms, market.now_ms))
 
     # the candle of each timeframe containing the start instant was partial and completed
     assert sorted(wanted) == sorted((tf, START_MS - START_MS % TIMEFRAME_MS[tf]) for tf in TIMEFRAMES)
