@@ -235,10 +235,12 @@ def print_table(title: str, results: dict[str, dict], horizon: int) -> None:
         )
         strong, weak = r["by_strength"].values()
         print(
-            f"{tf:>4} {r['checkpoints']:>5} {real.n:>6} {pct(real.touch_rate()):>7} {real.counts['reaction']:>5} "
+            f"{tf:>4} {r['checkpoints']:>5} {real.n:>6} {pct(real.touch_rate()):>7} "
+            f"{real.counts['reaction']:>5} "
             f"{real.counts['break']:>5} {real.counts['open']:>5} {pct(rr):>6} | {base.n:>6} "
             f"{pct(base.touch_rate()):>7} {pct(br):>6} | {pct(rr - br):>6} {pct(se):>5} "
-            f"| {pct(strong.reaction_rate()):>7} ({strong.decided:>5}) {pct(weak.reaction_rate()):>6} ({weak.decided:>5})"
+            f"| {pct(strong.reaction_rate()):>7} ({strong.decided:>5}) "
+            f"{pct(weak.reaction_rate()):>6} ({weak.decided:>5})"
         )
 
 
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             if r is None:
                 print(
-                    f"\n{label}: {len(frames[tf])} candles, too short for a {WARMUP_BARS}-bar warm-up + horizon"
+                    f"\n{label}: {len(frames[tf])} candles, too short for a "
+                    f"{WARMUP_BARS}-bar warm-up + horizon"
                 )
                 continue
             print_table(f"{label} ({len(frames[tf])} x {tf})", {tf: r}, horizon)

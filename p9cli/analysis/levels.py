@@ -108,7 +108,11 @@ def _round_to(x: float, tick: float, how: str = "nearest") -> float:
 
 
 def reactions_atr(
-    high: np.ndarray, low: np.ndarray, close: np.ndarray, hi_idx: np.ndarray, lo_idx: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    hi_idx: np.ndarray,
+    lo_idx: np.ndarray,
     bars: int = REACTION_BARS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """How far price moved away from each pivot within the next ``bars`` bars, in ATR(14) of the
@@ -132,7 +136,10 @@ def reactions_atr(
     with np.errstate(invalid="ignore", divide="ignore"):
         r_hi = (high[hi_idx] - fut_min[hi_idx]) / a[hi_idx]
         r_lo = (fut_max[lo_idx] - low[lo_idx]) / a[lo_idx]
-    clean = lambda r: np.clip(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), 0.0, REACTION_CAP_ATR)  # noqa: E731
+
+    def clean(r: np.ndarray) -> np.ndarray:
+        return np.clip(np.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0), 0.0, REACTION_CAP_ATR)
+
     return clean(r_hi), clean(r_lo)
 
 
@@ -419,10 +426,10 @@ def key_levels(
     Returns:
         dicts sorted by price, highest first: ``price`` (weighted mean of the confirming
         pivots, on tick), ``zone_low``/``zone_high`` (their span, at least +-0.05 reference
-        ATR, rounded outward), ``kind`` ("support"/"resistance"), ``touches``, ``reaction_mean_atr``
-        and ``reaction_max_atr`` (over the touches, each in ATR of its timeframe), ``timeframes`` (confirming,
-        longest first), ``last_touch_ms``, ``volume_near`` (profile volume in the zone),
-        ``volume_ratio`` (``d``), ``score``, ``strength``, ``evidence`` ("reactions",
+        ATR, rounded outward), ``kind`` ("support"/"resistance"), ``touches``,
+        ``reaction_mean_atr`` and ``reaction_max_atr`` (over its confirming pivots, each in ATR
+        of its timeframe), ``timeframes`` (confirming, longest first), ``last_touch_ms``,
+        ``volume_near`` (profile volume in the zone), ``volume_ratio`` (``d``), ``score``, ``strength``, ``evidence`` ("reactions",
         "volume" or "timeframes"), ``selected`` ("nearest"/"strongest"), ``distance``,
         ``distance_pct``, ``distance_atr``.
 
@@ -461,7 +468,9 @@ def key_levels(
     name_ms = np.array([TIMEFRAME_MS[tf] for tf in names], dtype=np.int64)
     name_atr = np.array(
         [
-            float(atr[tf]) if _positive(atr.get(tf)) else float(np.mean(column(frames[tf], "high") - column(frames[tf], "low")))
+            float(atr[tf])
+            if _positive(atr.get(tf))
+            else float(np.mean(column(frames[tf], "high") - column(frames[tf], "low")))
             for tf in names
         ]
     )
@@ -535,8 +544,13 @@ def key_levels(
     for c in range(n):
         p = _round_to(float(centre[c]), tick)
         candidates.append(
-            {"price": p, "kind": "resistance" if p > last_close else "support", "score": float(score[c]),
-             "distance": p - last_close, "c": c}
+            {
+                "price": p,
+                "kind": "resistance" if p > last_close else "support",
+                "score": float(score[c]),
+                "distance": p - last_close,
+                "c": c,
+            }
         )
     by_len = sorted(range(len(names)), key=lambda k: -name_ms[k])
     levels = []
@@ -577,7 +591,9 @@ def select_levels(levels: list[dict], nearest_per_side: int = 3, strongest: int 
     res = sorted((lv for lv in levels if lv["kind"] == "resistance"), key=lambda lv: abs(lv["distance"]))
     near = sup[: max(nearest_per_side, 0)] + res[: max(nearest_per_side, 0)]
     chosen_ids = {id(lv) for lv in near}
-    rest = sorted((lv for lv in levels if id(lv) not in chosen_ids), key=lambda lv: (-lv["score"], abs(lv["distance"])))
+    rest = sorted(
+        (lv for lv in levels if id(lv) not in chosen_ids), key=lambda lv: (-lv["score"], abs(lv["distance"]))
+    )
     out = [dict(lv, selected="nearest") for lv in near]
     out += [dict(lv, selected="strongest") for lv in rest[: max(strongest, 0)]]
     return sorted(out, key=lambda lv: -lv["price"])

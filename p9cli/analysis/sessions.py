@@ -179,13 +179,14 @@ def session_profiles(
     """
     frames = {tf: df for tf, df in frames.items() if tf in TIMEFRAME_MS and len(df) > 0}
     naked_sessions = {"day": 10, "week": 4} if naked_sessions is None else naked_sessions
-    usable = sorted(
-        (tf for tf in TIMEFRAME_MS if _positive(atr.get(tf))), key=TIMEFRAME_MS.__getitem__
-    )
+    usable = sorted((tf for tf in TIMEFRAME_MS if _positive(atr.get(tf))), key=TIMEFRAME_MS.__getitem__)
     sessions: dict[str, dict] = {}
     naked: list[dict] = []
     if not frames or not usable or not (tick > 0):
-        return {"sessions": {k: {"previous": None, "developing": None} for k in SESSION_KINDS}, "naked_pocs": []}
+        return {
+            "sessions": {k: {"previous": None, "developing": None} for k in SESSION_KINDS},
+            "naked_pocs": [],
+        }
     cov = _coverage(frames)
     for kind in SESSION_KINDS:
         row = row_size_for(tick, _atr_for(atr, usable, ROW_ATR_TIMEFRAME[kind]))

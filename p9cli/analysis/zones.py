@@ -390,7 +390,11 @@ def distinct_zones(zones: list[dict], max_zones: int) -> list[dict]:
         if hit is None:
             out.append(z)
         elif max(hit["high"], z["high"]) - min(hit["low"], z["low"]) <= hit["max_width"] + 1e-12:
-            hit["low"], hit["high"], hit["merged"] = min(hit["low"], z["low"]), max(hit["high"], z["high"]), True
+            hit["low"], hit["high"], hit["merged"] = (
+                min(hit["low"], z["low"]),
+                max(hit["high"], z["high"]),
+                True,
+            )
     return out
 
 

@@ -224,7 +224,13 @@ def test_the_schema_rejects_broken_documents(validator):
     assert broken(lambda d: d["levels"][0].update(last_touch_time=d["levels"][0]["last_touch_ms"]))
     assert broken(lambda d: d["levels"][0].update(strength=1.2))
     assert broken(lambda d: d["sessions"]["day"].pop("previous"))
-    assert broken(lambda d: d["liquidity_zones"].extend([d["liquidity_zones"][0]] * 5) if d["liquidity_zones"] else d.update(x=1))
+    assert broken(
+        lambda d: (
+            d["liquidity_zones"].extend([d["liquidity_zones"][0]] * 5)
+            if d["liquidity_zones"]
+            else d.update(x=1)
+        )
+    )
 
 
 def test_floor_pivots_come_from_the_last_closed_daily_candle(sim_frames):

@@ -234,7 +234,9 @@ def test_planted_levels_across_timeframes(planted_multi):
     again = key_levels(frames, atr, last, 0.01, max_distance_atr=50, profile=profile)
     assert [lv["price"] for lv in again] == [lv["price"] for lv in levels]
     res_again = next(lv for lv in again if lv["price"] == res["price"])
-    assert res_again["volume_near"] == pytest.approx(profile.volume_between(res["zone_low"], res["zone_high"]))
+    assert res_again["volume_near"] == pytest.approx(
+        profile.volume_between(res["zone_low"], res["zone_high"])
+    )
 
 
 def test_levels_respect_distance_and_count_limits(planted_multi):
@@ -299,8 +301,15 @@ def test_a_level_with_many_large_reactions_ranks_above_one_touched_once():
     single swing high from which price moved ~1.8 ATR. The first must rank above the second."""
     c = zigzag_hours([100, 110, 102, 110, 101, 110, 103, 110, 100, 104, 103, 108, 105])
     atr_1h = float(atr_series(c.high, c.low, c.close, 14)[-1])
-    levels = key_levels({"1h": c}, {"1h": atr_1h}, float(c.close[-1]), 0.01, max_distance_atr=100,
-                        nearest_per_side=99, strongest=0)
+    levels = key_levels(
+        {"1h": c},
+        {"1h": atr_1h},
+        float(c.close[-1]),
+        0.01,
+        max_distance_atr=100,
+        nearest_per_side=99,
+        strongest=0,
+    )
     strong = min(levels, key=lambda lv: abs(lv["price"] - 110.05))
     weak = min(levels, key=lambda lv: abs(lv["price"] - 104.05))
     assert abs(strong["price"] - 110.05) < 0.1 and abs(weak["price"] - 104.05) < 0.1
