@@ -98,6 +98,9 @@ FROM_TRADES = "trades"
 FROM_EXCHANGE = "exchange"
 
 _NO_TS = -(2**62)
+#: a trade this far ahead of the current minute has a broken timestamp (the clock closes
+#: minutes continuously, so a real trade is never more than seconds ahead)
+_MAX_AHEAD_MS = 2 * 24 * 3_600_000
 
 
 class LiveCandle(msgspec.Struct, gc=False):
@@ -337,6 +340,7 @@ class CandleBuilder:
         self.stats: dict[str, int] = {
             "trades": 0,
             "late_trades": 0,
+            "bad_time_trades": 0,
             "closed": 0,
             "completed": 0,
             "incomplete": 0,
@@ -523,6 +527,11 @@ class CandleBuilder:
             out += self.start(ts)
         if ts < self._mo:
             self.stats["late_trades"] += 1
+            return out or None
+        if ts - self._me >= _MAX_AHEAD_MS:  # a nonsense timestamp: never close days of candles on it
+            self.stats["bad_time_trades"] += 1
+            log.warning("%s %s: trade time %d is days ahead of the current minute %d: dropped",
+                        self.exchange, self.symbol, ts, self._mo)  # fmt: skip
             return out or None
         while ts >= self._me:
             self._close_minute(out)

@@ -361,6 +361,16 @@ def test_forming_candles_of_all_timeframes():
     assert f["4h"].open_time == DAY0
 
 
+def test_a_trade_with_a_nonsense_timestamp_is_dropped():
+    b = builder()
+    b.start(T0)
+    feed(b, [(T0 + 1, 100.0, 1.0)])
+    assert b.on_trade(T0 + 365 * D, 1.0, 1.0) is None  # a year ahead: would close 500k minutes
+    assert b.stats["bad_time_trades"] == 1
+    [c] = closed(feed(b, [(T0 + M + 1, 101.0, 1.0)]))
+    assert (c.open_time, c.close, c.volume) == (T0, 100.0, 1.0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="empty"):
         CandleBuilder("binance", "btc", empty="zero")
