@@ -353,6 +353,27 @@ class CandleBuilder:
         #: mismatches per timeframe
         self.mismatches: dict[str, int] = {tf: 0 for tf in tfs}
 
+    @classmethod
+    def continuing(
+        cls, exchange: str, symbol: str, history: Mapping[str, Candles | None], **options
+    ) -> CandleBuilder:
+        """A builder that continues ``history`` (``{timeframe: stored Candles}``, e.g. from
+        ``DataStore.read_series(...).candles``; a missing or empty series starts that timeframe
+        at the feed's first interval): seeded with each series' last ``open_time`` and the close
+        of the newest stored candle. ``options`` as for the constructor (``empty``,
+        ``counts_trades`` from the venue; ``timeframes`` defaults to all 11)."""
+        seed: dict[str, int] = {}
+        newest_end, last_close = None, None
+        for tf, c in history.items():
+            if c is None or not len(c):
+                continue
+            t = int(c.open_time[-1])
+            seed[tf] = t
+            end = t + TIMEFRAME_MS[tf]
+            if newest_end is None or end > newest_end:
+                newest_end, last_close = end, float(c.close[-1])
+        return cls(exchange, symbol, seed=seed, last_close=last_close, **options)
+
     # ------------------------------------------------------------------------------ input
 
     def start(self, listen_from_ms: int) -> list:

@@ -23,6 +23,7 @@ D = 24 * H
 #: 2026-01-05 00:00:00 UTC
 DAY0 = 1_767_571_200_000
 T0 = DAY0 + 12 * H  # 12:00 UTC
+TIMEFRAMES3 = ("1m", "5m", "15m")
 
 
 def closed(events, tf=None) -> list[LiveCandle]:
@@ -263,6 +264,19 @@ def test_stored_history_is_continued_without_gap_or_overlap():
     assert [c.open_time for c in closed(ev, "1m")] == [T0 + 2 * M, T0 + 3 * M, T0 + 4 * M]
     [five] = closed(ev, "5m")
     assert five.volume == 40.0  # the 5m bar still gets every minute
+
+
+def test_continuing_a_stored_history():
+    one = Candles.from_arrays([T0 - 2 * M, T0 - M], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.5, 2.5], [1, 1])
+    five = Candles.from_arrays([T0 - 5 * M], [1.0], [3.0], [0.5], [2.0], [9.0])
+    b = CandleBuilder.continuing("binance", "btc", {"1m": one, "5m": five, "15m": None}, timeframes=TIMEFRAMES3)
+    assert b.start(T0) == []
+    ev = b.on_clock(*clock(T0 + 15 * M + 1000))  # no trade at all: filled with the last stored close
+    assert [c.open_time for c in closed(ev, "1m")][:2] == [T0, T0 + M]
+    assert {c.close for c in closed(ev)} == {2.5}
+    assert [c.open_time for c in closed(ev, "5m")] == [T0, T0 + 5 * M, T0 + 10 * M]
+    # 15m had no stored series: it starts at the feed's first interval (here complete)
+    assert [(c.open_time, c.complete) for c in closed(ev, "15m")] == [(T0, True)]
 
 
 def test_stored_history_too_old_is_reported_as_a_gap():

@@ -22,6 +22,7 @@ import pytest
 
 from p9cli.candles import Candles
 from p9cli.config import load_settings
+from p9cli.exchanges.venue import get_venue
 from p9cli.history.report import Reporter
 from p9cli.live.candles import CandleBuilder, CandleGap, CandleMismatch, CompletionWanted, LiveCandle
 from p9cli.services.fetch_history import FetchOptions, fetch_history
@@ -89,11 +90,12 @@ def test_live_candles_equal_the_true_candles_and_continue_the_stored_history(mar
     store = DataStore(market.settings.data_dir)
     stored = {tf: store.read_series(exchange, symbol, tf).candles for tf in TIMEFRAMES}
     seed = {tf: int(s.open_time[-1]) for tf, s in stored.items()}
-    counts_trades = not math.isnan(stored["1m"].trades[-1])  # as the exchange's REST candles
-    b = CandleBuilder(
-        exchange, symbol, seed=seed, last_close=float(stored["1m"].close[-1]), counts_trades=counts_trades,
-        timeframes=TIMEFRAMES,
-    )  # fmt: skip
+    venue = get_venue(exchange)
+    counts_trades = venue.candle_trade_counts
+    assert counts_trades == (not math.isnan(stored["1m"].trades[-1]))  # as the stored candles
+    b = CandleBuilder.continuing(
+        exchange, symbol, stored, empty=venue.empty_candle, counts_trades=counts_trades, timeframes=TIMEFRAMES
+    )
     assert b.start(START_MS) == []  # the stored history reaches the first live candle of every tf
 
     # the exchange's own candles over REST: completion of the partial candles, cross-check
