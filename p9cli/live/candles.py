@@ -284,11 +284,12 @@ class CandleBuilder:
     ):
         if empty not in EMPTY_RULES:
             raise ValueError(f"empty must be one of {', '.join(EMPTY_RULES)}, not {empty!r}")
-        tfs = sorted(set(timeframes), key=lambda tf: TIMEFRAME_MS[tf])  # KeyError: unknown tf
         seed = dict(seed or {})
-        unknown = set(seed) - set(TIMEFRAME_MS)
-        if unknown:
-            raise ValueError(f"unknown timeframe(s) in seed: {', '.join(sorted(unknown))}")
+        timeframes = set(timeframes)
+        unknown = (set(seed) | timeframes) - set(TIMEFRAME_MS)
+        if unknown or not timeframes:
+            raise ValueError(f"unknown timeframe(s): {', '.join(sorted(unknown)) or 'none given'}")
+        tfs = sorted(timeframes, key=lambda tf: TIMEFRAME_MS[tf])
         self.exchange = exchange
         self.symbol = symbol
         self.timeframes: tuple[str, ...] = tuple(tfs)

@@ -392,3 +392,5 @@ def test_bad_arguments():
         CandleBuilder("binance", "btc", seed={"1h": T0 + 1})
     with pytest.raises(ValueError, match="unknown timeframe"):
         CandleBuilder("binance", "btc", seed={"2d": T0})
+    with pytest.raises(ValueError, match="unknown timeframe"):
+        CandleBuilder("binance", "btc", timeframes=("1m", "1w"))
