@@ -67,7 +67,8 @@ Rules
   float. Higher timeframes are merged from closed minutes (only minutes that had trades count,
   so open/high/low are those of the trades, never a filled price).
 * **Cross-check**: a closed exchange candle is compared with ours when both are closed: open,
-  high, low and close exactly, volume rounded to ``size_decimals``.
+  high, low and close exactly, volume rounded to ``size_decimals``, and the trade count where
+  both have one.
 
 Cost: ``on_trade`` updates only the current minute (~0.4 µs per trade, see
 ``scripts/bench_live_candles.py``); the 11 timeframes are merged once per minute.
@@ -706,6 +707,9 @@ class CandleBuilder:
         )
         if round(a[4], d) != round(b[4], d):
             bad += ("volume",)
+        theirs_n, ours_n = getattr(x, "trades", None), ours.trades
+        if theirs_n is not None and theirs_n == theirs_n and ours_n is not None and ours_n != theirs_n:
+            bad += ("trades",)
         if not bad:
             return
         tf = self.timeframes[i]

@@ -354,6 +354,12 @@ def test_cross_check_counts_a_disagreement():
     ev = b.on_exchange_candle(xc("1m", T0, 100.0, 101.0, 100.0, 101.0, 0.76))
     assert of(ev, CandleMismatch)[0].fields == ("volume",)
     assert b.stats["mismatches"] == 2 and b.mismatches["1m"] == 2 and b.stats["checked"] == 3
+    # the trade count is compared where both sides have one (Binance kline n)
+    ev = b.on_clock(*clock(T0 + 3 * M + 1000))
+    [c] = closed(ev, "1m")
+    assert c.trades == 0
+    x = Candles.from_arrays([T0 + 2 * M], [102.0], [102.0], [102.0], [102.0], [0.0], [0.0], [1])
+    assert of(b.on_rest_candles("1m", x), CandleMismatch)[0].fields == ("trades",)
 
 
 def test_forming_candles_of_all_timeframes():
