@@ -145,6 +145,7 @@ class ExchangeFeed:
                 on_snapshot=self._on_rest_snapshot,
                 on_replay=self._on_replay,
                 still_wanted=self._snapshot_wanted,
+                replay_span=self._replay_span,
             )
             if rest_client is not None
             else None
@@ -357,9 +358,7 @@ class ExchangeFeed:
             self._candles_in(builder, trade)
         tape.blind_from = None
         if len(tape.holes) > holes and self.rest is not None:
-            first, last = tape.holes[-1][0], tape.holes[-1][1]
-            if last - first + 1 <= self.options.max_replay_trades:
-                self.rest.want_replay(trade.symbol, first, last)
+            self.rest.want_replay(trade.symbol)
 
     def _candles_in(self, builder, trade: Trade) -> None:
         first, last = trade.id_first, trade.id_last
@@ -368,6 +367,26 @@ class ExchangeFeed:
         if out:
             for update in out:
                 self._emit(update)
+
+    def _replay_span(self, symbol: str) -> tuple[int, int] | None:
+        """The trade numbers to replay: from the first open hole small enough to replay to the
+        last hole that still fits within ``max_replay_trades`` of it."""
+        tape = self.tapes.get(symbol)
+        if tape is None:
+            return None
+        limit = self.options.max_replay_trades
+        first = None
+        last = None
+        for hole in tape.holes:
+            a, b = hole[0], hole[1]
+            if first is None:
+                if b - a + 1 > limit:
+                    continue  # a renumbering or too long an outage: not replayed
+                first = a
+            if b - first + 1 > limit:
+                break
+            last = b
+        return None if first is None else (first, last)
 
     def _on_replay(self, symbol: str, trades: list) -> None:
         for trade in trades:

@@ -1,7 +1,7 @@
 """REST work of a feed: order-book snapshots and trade replays, staggered, never a storm.
 
 One :class:`RestJobs` per exchange feed. Jobs are queued (at most one pending per book and
-connection, one per trade hole) and started one at a time at most ``rate_per_s`` per second
+connection, one per symbol for all its trade holes, paged) and started one at a time at most ``rate_per_s`` per second
 (after a mass reconnect 15 books want a snapshot at once: they go out spaced, not together),
 at most ``concurrency`` in flight. Each request goes through the one REST client of p9
 (:class:`p9cli.rest.client.ExchangeClient`), so it shares the exchange's rate limits,
@@ -51,6 +51,7 @@ class RestJobs:
         on_snapshot: Callable[[object, str, object], None],
         on_replay: Callable[[str, list], None],
         still_wanted: Callable[[object, str], bool],
+        replay_span: Callable[[str], tuple[int, int] | None] = lambda symbol: None,
     ):
         self.venue = venue
         self.client = client
@@ -60,6 +61,7 @@ class RestJobs:
         self.on_snapshot = on_snapshot
         self.on_replay = on_replay
         self.still_wanted = still_wanted
+        self.replay_span = replay_span
         self._queue: deque[tuple] = deque()
         self._pending: set[tuple] = set()
         self._wake = asyncio.Event()
@@ -74,14 +76,15 @@ class RestJobs:
         self._queue.append((key, link))
         self._wake.set()
 
-    def want_replay(self, symbol: str, from_id: int, to_id: int) -> None:
+    def want_replay(self, symbol: str) -> None:
+        """Replay the symbol's open trade holes (one job per symbol covers all of them)."""
         if self.venue.trade_replay_request is None:
             return
-        key = (REPLAY, symbol, from_id)
+        key = (REPLAY, symbol)
         if key in self._pending:
             return
         self._pending.add(key)
-        self._queue.append((key, to_id))
+        self._queue.append((key, None))
         self._wake.set()
 
     async def run(self) -> None:
@@ -139,9 +142,14 @@ class RestJobs:
         self._pending.discard(key)
         self.on_snapshot(link, symbol, snap)
 
-    async def _replay(self, key: tuple, to_id: int) -> None:
-        _, symbol, from_id = key
+    async def _replay(self, key: tuple, _unused) -> None:
+        symbol = key[1]
         venue = self.venue
+        span = self.replay_span(symbol)
+        if span is None:
+            self._pending.discard(key)
+            return
+        from_id, to_id = span
         try:
             body = await self.client.send(venue.trade_replay_request(symbol, from_id))
             trades = venue.parse_trade_replay(body, symbol)
@@ -150,12 +158,12 @@ class RestJobs:
             self._pending.discard(key)
             return
         self._pending.discard(key)
-        wanted = [t for t in trades if t.id_last is None or t.id_first is None or t.id_first <= to_id]
+        wanted = [t for t in trades if t.id_first is None or t.id_first <= to_id]
         self.on_replay(symbol, wanted)
-        # a hole longer than one page: ask for the next page
-        last = max((t.id_last for t in wanted if t.id_last is not None), default=None)
-        if last is not None and last < to_id and len(trades) > 0:
-            self.want_replay(symbol, last + 1, to_id)
+        # the holes reach beyond this page: ask for the next one
+        last = max((t.id_last for t in trades if t.id_last is not None), default=None)
+        if last is not None and from_id <= last < to_id:
+            self.want_replay(symbol)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

@@ -173,8 +173,10 @@ async def check_trades_exactly_once(
     assert mine, f"no {exchange} {symbol} trades"
     ids = [t.trade_id for t in mine]
     assert len(ids) == len(set(ids)), "a trade was handed on twice"
+    # from the first trade handed on to the last one's millisecond (excluded: a trade sent in the
+    # same millisecond after the last one handed on is not yet known to be missing)
     start = min(t.ts_ms for t in mine)
-    end = max(t.ts_ms for t in mine) + 1
+    end = max(t.ts_ms for t in mine)
     async with httpx.AsyncClient(timeout=20) as c:
         r = await c.get(
             f"{control_url}/truth/trades",
@@ -183,6 +185,8 @@ async def check_trades_exactly_once(
         assert r.status_code == 200, r.text
         truth = {str(t["id"]): t for t in r.json()["trades"]}
         for t in mine:
+            if t.ts_ms >= end:
+                continue
             true = truth.get(t.trade_id)
             assert true is not None, f"{exchange} trade {t.trade_id} is not a true trade"
             assert (t.ts_ms, t.price, t.size, t.side) == (
