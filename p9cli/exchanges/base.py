@@ -1,7 +1,7 @@
 """Shared vocabulary of the exchange adapters: REST requests, rate buckets, candles, errors.
 
 Everything here is plain data and pure functions. The adapters (``binance``, ``bybit``,
-``okx``) build :class:`RestRequest` values and parse response bytes into :class:`Candles`;
+``okx``) build :class:`RestRequest` values and parse response bytes into :class:`KlinesPage`;
 the I/O layer (``p9cli.history``, later ``p9cli.live``) sends the requests, honours the
 :class:`RateBucket` limits and retries according to the error class raised.
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from p9cli.candles import Candles
 from p9cli.errors import EXIT_FAILURE, ConfigError, P9Error
 from p9cli.universe import INTERVAL_CODES, TIMEFRAME_MS, TIMEFRAMES
 
@@ -80,16 +81,19 @@ class RateBucket:
 
 
 # --------------------------------------------------------------------------------------------
-# Candles
+# Klines pages
 
 
 @dataclass(slots=True)
-class Candles:
-    """Candles as columns, ascending by ``open_time`` with unique ``open_time``.
+class KlinesPage:
+    """An exchange's klines answer as parsed: columns, ascending by ``open_time`` with unique
+    ``open_time``, the forming bar included, with the exchange's closed flag per bar.
 
     ``trades`` holds ``None`` where the exchange gives no trade count; ``confirmed`` holds
     ``None`` where the exchange gives no closed flag (then a bar is closed iff
-    ``open_time + timeframe_ms <= server_now_ms``, see :meth:`closed_mask`).
+    ``open_time + timeframe_ms <= server_now_ms``, see :meth:`closed_mask`). Candles leave
+    the exchange layer in the one representation, :class:`p9cli.candles.Candles`, through
+    :meth:`closed` (or :meth:`to_candles`).
     """
 
     open_time: list[int] = field(default_factory=list)
@@ -135,11 +139,22 @@ class Candles:
                 out.append(flag)
         return out
 
-    def take(self, indices: list[int]) -> Candles:
-        """A new :class:`Candles` with the rows at ``indices`` (in that order)."""
-        return Candles(*([getattr(self, name)[i] for i in indices] for name in self.COLUMNS))
+    def take(self, indices: list[int]) -> KlinesPage:
+        """A new page with the rows at ``indices`` (in that order)."""
+        return KlinesPage(*([getattr(self, name)[i] for i in indices] for name in self.COLUMNS))
 
-    def closed_only(self, timeframe_ms: int, server_now_ms: int) -> Candles:
+    def to_candles(self) -> Candles:
+        """Every bar of the page (the forming one included) as :class:`p9cli.candles.Candles`."""
+        return Candles.from_arrays(
+            self.open_time, self.open, self.high, self.low, self.close, self.volume, self.quote_volume,
+            trades=self.trades,
+        )  # fmt: skip
+
+    def closed(self, timeframe_ms: int, server_now_ms: int) -> Candles:
+        """The closed bars (see :meth:`closed_mask`) as :class:`p9cli.candles.Candles`."""
+        return self.closed_only(timeframe_ms, server_now_ms).to_candles()
+
+    def closed_only(self, timeframe_ms: int, server_now_ms: int) -> KlinesPage:
         """Only the closed bars (see :meth:`closed_mask`)."""
         mask = self.closed_mask(timeframe_ms, server_now_ms)
         if all(mask):
@@ -155,9 +170,9 @@ def candles_from_rows(
     quote_volume: list[float] | int,
     trades_at: int | None = None,
     confirmed: list[bool | None] | None = None,
-) -> Candles:
+) -> KlinesPage:
     """Kline rows ``[open_time, open, high, low, close, volume, ...]`` (any order) -> ascending
-    :class:`Candles`. ``quote_volume`` is the row position of the quote volume, or the column
+    :class:`KlinesPage`. ``quote_volume`` is the row position of the quote volume, or the column
     itself when it differs between rows; ``trades_at`` the position of the trade count (None:
     the exchange gives none); ``confirmed`` the closed flags (None: the exchange has none).
     A row that is not an array of at least ``min_fields`` numbers-as-strings is malformed."""
@@ -168,7 +183,7 @@ def candles_from_rows(
         n = len(rows)
         if isinstance(quote_volume, int):
             quote_volume = [float(r[quote_volume]) for r in rows]
-        candles = Candles(
+        candles = KlinesPage(
             open_time=[int(r[0]) for r in rows],
             open=[float(r[1]) for r in rows],
             high=[float(r[2]) for r in rows],
@@ -184,7 +199,7 @@ def candles_from_rows(
     return normalize_order(candles)
 
 
-def normalize_order(c: Candles) -> Candles:
+def normalize_order(c: KlinesPage) -> KlinesPage:
     """Return ``c`` ascending by open time with unique open times (the last copy wins).
 
     Free when ``c`` is already strictly ascending (the normal case after a parser has

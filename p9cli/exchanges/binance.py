@@ -22,8 +22,8 @@ from p9cli import universe
 from p9cli.exchanges.base import (
     BadRequest,
     Banned,
-    Candles,
     ExchangeError,
+    KlinesPage,
     MalformedResponse,
     RateBucket,
     RateLimited,
@@ -142,8 +142,8 @@ def server_time_request() -> RestRequest:
 # Parsing
 
 
-def parse_klines(body: bytes, timeframe: str) -> Candles:
-    """Kline rows -> :class:`Candles` (ascending; ``confirmed`` is ``None``: Binance has no flag)."""
+def parse_klines(body: bytes, timeframe: str) -> KlinesPage:
+    """Kline rows -> :class:`KlinesPage` (ascending; ``confirmed`` is ``None``: Binance has no flag)."""
     check_timeframe(timeframe)
     rows = load_json(body, NAME)
     if isinstance(rows, dict) and "code" in rows:

@@ -23,8 +23,8 @@ from p9cli import universe
 from p9cli.exchanges.base import (
     BadRequest,
     Banned,
-    Candles,
     ExchangeError,
+    KlinesPage,
     MalformedResponse,
     RateBucket,
     RateLimited,
@@ -168,8 +168,8 @@ def _result(body: bytes) -> dict:
     return result
 
 
-def parse_klines(body: bytes, timeframe: str) -> Candles:
-    """``result.list`` (newest first) -> ascending :class:`Candles`.
+def parse_klines(body: bytes, timeframe: str) -> KlinesPage:
+    """``result.list`` (newest first) -> ascending :class:`KlinesPage`.
 
     Bybit gives no trade count (``trades`` None) and no closed flag in REST (``confirmed`` None).
     """

@@ -25,8 +25,8 @@ from p9cli import universe
 from p9cli.exchanges.base import (
     BadRequest,
     Banned,
-    Candles,
     ExchangeError,
+    KlinesPage,
     MalformedResponse,
     RateBucket,
     RateLimited,
@@ -180,8 +180,8 @@ def _data(body: bytes) -> list:
     return data
 
 
-def parse_klines(body: bytes, timeframe: str) -> Candles:
-    """Candle rows (newest first) -> ascending :class:`Candles`.
+def parse_klines(body: bytes, timeframe: str) -> KlinesPage:
+    """Candle rows (newest first) -> ascending :class:`KlinesPage`.
 
     ``volume`` = ``vol`` (base currency on SPOT), ``quote_volume`` = ``volCcyQuote`` (or
     ``volCcy`` for the older 8-field rows), ``confirmed`` from the LAST field (``"1"`` closed)
@@ -194,7 +194,7 @@ def parse_klines(body: bytes, timeframe: str) -> Candles:
 _CONFIRM = {"1": True, "0": False}
 
 
-def candles_from_rows(rows_newest_first: list) -> Candles:
+def candles_from_rows(rows_newest_first: list) -> KlinesPage:
     """Rows ``[ts, o, h, l, c, vol, volCcy, volCcyQuote, confirm]`` (newest first) -> ascending
     candles. Older row formats: 8 fields (no ``volCcyQuote``: quote = ``volCcy``), 7 (no flag)."""
     rows = rows_newest_first[::-1]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from p9cli.candles import Candles, concat
-from p9cli.exchanges.base import Candles as ParsedKlines
+from p9cli.exchanges.base import KlinesPage
 from p9cli.history.planner import SeriesPlan, missing_open_times, windows_for
 from p9cli.rest.client import ExchangeClient, RequestCounters
 
@@ -31,16 +31,11 @@ class SeriesResult:
     counters: RequestCounters = field(default_factory=RequestCounters)
 
 
-def closed_candles(parsed: ParsedKlines, tf_ms: int, server_now_ms: int, first: int, last: int) -> Candles:
+def closed_candles(page: KlinesPage, tf_ms: int, server_now_ms: int, first: int, last: int) -> Candles:
     """The closed bars of an exchange's answer with ``first <= open_time <= last``."""
-    closed = parsed.closed_mask(tf_ms, server_now_ms)
-    keep = [
-        i for i, t in enumerate(parsed.open_time) if closed[i] and first <= t <= last and t % tf_ms == 0
-    ]
-    p = parsed.take(keep)
-    return Candles.from_arrays(
-        p.open_time, p.open, p.high, p.low, p.close, p.volume, p.quote_volume, trades=p.trades
-    )
+    c = page.closed(tf_ms, server_now_ms)
+    t = c.open_time
+    return c.take((t >= first) & (t <= last) & (t % tf_ms == 0))
 
 
 def continuation(first: int, last: int, tf_ms: int, got: Collection[int]) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ from p9cli.errors import EXIT_USAGE, ConfigError
 from p9cli.exchanges import binance, bybit, okx
 from p9cli.exchanges.base import (
     BadRequest,
-    Candles,
+    KlinesPage,
     RateLimited,
     RestRequest,
     bars_in_window,
@@ -21,7 +21,7 @@ from p9cli.exchanges.base import (
 
 def _candles(times, confirmed=None):
     n = len(times)
-    return Candles(
+    return KlinesPage(
         open_time=list(times),
         open=[float(t) for t in times],
         high=[float(t) + 1 for t in times],
@@ -51,7 +51,13 @@ def test_closed_mask_uses_flag_or_server_time():
     assert flagged.closed_mask(60_000, 10**12) == [True, False]  # the exchange's flag wins
     assert flagged.closed_only(60_000, 10**12).open_time == [0]
     assert list(flagged.rows())[0] == (0, 0.0, 1.0, -1.0, 0.0, 1.0, 2.0, None, True)
-    assert set(c.columns()) == set(Candles.COLUMNS) and len(c) == 3
+    assert set(c.columns()) == set(KlinesPage.COLUMNS) and len(c) == 3
+    # leaving the exchange layer: the one candle representation, closed bars only
+    closed = c.closed(60_000, 179_999)
+    assert closed.open_time.tolist() == [0, 60_000] and closed.rows()[60_000] == (
+        60_000.0, 60_001.0, 59_999.0, 60_000.0, 1.0, 2.0, None
+    )  # fmt: skip
+    assert len(flagged.to_candles()) == 2
 
 
 def test_bars_in_window_and_limit_param():

@@ -8,7 +8,7 @@ import pytest
 from exchange_fixture_files import read_bytes, read_json, same_number
 
 from p9cli.exchanges import binance
-from p9cli.exchanges.base import BadRequest, Candles, MalformedResponse, bars_in_window
+from p9cli.exchanges.base import BadRequest, KlinesPage, MalformedResponse, bars_in_window
 from p9cli.universe import TIMEFRAME_MS
 
 INDEX = read_json("binance/rest/index.json")
@@ -25,7 +25,7 @@ def test_parse_klines_exact_values(entry):
     raw = read_json("binance/rest/" + entry["file"])
     tf = dict(parse_qsl(entry["query"]))["interval"]
     candles = binance.parse_klines(body, tf)
-    assert isinstance(candles, Candles)
+    assert isinstance(candles, KlinesPage)
     assert len(candles) == entry["rows"] == len(raw)
     for i, row in enumerate(raw):
         assert candles.open_time[i] == row[0] and type(candles.open_time[i]) is int
