@@ -36,10 +36,12 @@ methods (``price_str``, ``qty_str``, ``quote_str``), never with floats.
 * ``trades``: not filtered by the clock: the trades of the future are already decided, so a
   caller (the live feed) asks for ``[cursor, now + 1)``. ``taker_buy`` is True when the
   aggressor bought (Binance ``m`` = not taker_buy, Bybit ``S`` = Buy/Sell, OKX ``side``).
-  Trade ids are consecutive per (exchange, symbol) in time order from ``live_start_ms``;
-  the first live trade has id ``_TRADE_ID_BASE[exchange] + symbol index *
-  _TRADE_ID_SYM_STEP[exchange]`` (Binance ~5e9, Bybit 19 digits, OKX ~7e8, like the real
-  ones). Several trades may share a millisecond.
+  Trade ids are consecutive per (exchange, symbol) in time order from ``live_start_ms``
+  (within a UTC week; each Monday 00:00 UTC they jump to the next week's stride), and a
+  trade's id does not depend on when the simulator started: ``_TRADE_ID_BASE[exchange] +
+  symbol index * _TRADE_ID_SYM_STEP[exchange] + weeks since 2000-01-03 * 1e8 + trades of
+  the week before it`` (Binance ~1.4e11, Bybit 19 digits, OKX ~1.4e11 in 2026), so a
+  restarted simulator continues the ids. Several trades may share a millisecond.
 * Thread safety: ``warm_up`` runs in a background thread while the servers call the other
   methods; everything computed is a pure function of (seed, time), so a race at worst
   computes the same numbers twice.
@@ -82,8 +84,8 @@ alone and the same minute generated in a batch of a whole day are identical to t
   and close, half the trades repeating the previous price; sizes are heavy-tailed.
 * A bar of any (tf_ms, offset_ms) is the exact aggregate of its minutes.
 
-Trade ids are consecutive per (exchange, symbol), starting at a realistic base at
-``live_start_ms`` and assigned in time order.
+Trade ids are consecutive per (exchange, symbol) within a UTC week, assigned in time order,
+and the same in every run whatever its start (see ``_first_live_ids``).
 """
 
 from __future__ import annotations
@@ -225,9 +227,18 @@ MAX_SLOTS = 30
 #: Live minutes get their trade-based quote volumes in blocks of this many minutes (a busy
 #: series has ~100k trades an hour: a block costs a few ms, not tens).
 LIVE_BLOCK = 10
-#: Trade id of the first live trade per exchange (the symbol adds its own offset).
+#: Trade ids per exchange: base + symbol offset + a stride per UTC week (weeks from
+#: :data:`_ID_WEEK_ANCHOR_DAY`) + the trades of that week before it. A trade's id is therefore a
+#: function of the seed and the trade alone, not of when the simulator started: a simulator
+#: restarted mid-run gives every trade the id it had (ids continue; see ``_first_live_ids``).
 _TRADE_ID_BASE = {"binance": 5_000_000_000, "bybit": 2_290_000_000_090_000_000, "okx": 670_000_000}
 _TRADE_ID_SYM_STEP = {"binance": 400_000_000, "bybit": 10_000_000_000, "okx": 30_000_000}
+#: more than any series trades in a week (Binance BTC: ~12 million at the busiest)
+_TRADE_ID_WEEK_STRIDE = 100_000_000
+_ID_WEEK_ANCHOR_DAY = 10_959  # 2000-01-03, a Monday (days since the epoch)
+#: per-day trade counts (N_EX, N_SYM) by (seed, day) for the default instruments, shared by
+#: every model of the process (a restart-stable first id costs up to 6 day generations)
+_DAY_TRADE_COUNTS: dict[tuple[int, int], np.ndarray] = {}
 
 # random streams
 _S_DAILY, _S_INTRADAY, _S_EXCHANGE, _S_TRADES, _S_PATH = 1, 2, 3, 4, 5
@@ -687,9 +698,11 @@ class MarketModel:
             (ex, sym): _key(self.seed, _S_TRADES, EX_INDEX[ex], SYM_INDEX[sym]) for ex, sym in instruments
         }
         self._path_key = {sym: _key(self.seed, _S_PATH, SYM_INDEX[sym]) for sym in SYMBOLS}
-        self._id_base = {
-            (ex, sym): _TRADE_ID_BASE[ex] + SYM_INDEX[sym] * _TRADE_ID_SYM_STEP[ex] for ex, sym in instruments
-        }
+        base = np.zeros((N_EX, N_SYM), dtype=_I64)
+        for ex, sym in instruments:
+            base[EX_INDEX[ex], SYM_INDEX[sym]] = _TRADE_ID_BASE[ex] + SYM_INDEX[sym] * _TRADE_ID_SYM_STEP[ex]
+        self._series_id_base = base
+        self._first_ids: dict[int, np.ndarray] = {}  # day -> id of its first trade per series
 
         self._daily = _DailyTable(self.seed, ref)
         self._daily.ensure(self._hist_day0 - 1, self._live_day + 1)
@@ -709,8 +722,6 @@ class MarketModel:
         self._agg_done = np.zeros(nd, dtype=bool)
         # the trades of recently asked forming minutes (time, price, qty), for partial candles
         self._minute_trades: dict[tuple[int, int, int, int], tuple[np.ndarray, ...]] = {}
-        # trades before each live day, per series (cumulative counts of live trades)
-        self._trades_before: dict[int, np.ndarray] = {self._live_day: np.zeros((N_EX, N_SYM), dtype=_I64)}
 
     # ------------------------------------------------------------------ days
     def _make_day(self, day: int) -> _Day:
@@ -724,6 +735,30 @@ class MarketModel:
         else:
             live_from = 0
         return _Day(day, arrays, live_from)
+
+    def _day_first_ids(self, day: int) -> np.ndarray:
+        """Id of the first trade of ``day`` per series (N_EX, N_SYM), as if every minute of it
+        were live: the series base, the week's stride (weeks from 2000-01-03) and the trades of
+        the week (from Monday 00:00 UTC) before ``day``. A function of the seed and ``day``."""
+        got = self._first_ids.get(day)
+        if got is None:
+            week, into_week = divmod(day - _ID_WEEK_ANCHOR_DAY, 7)
+            got = self._series_id_base + week * _TRADE_ID_WEEK_STRIDE
+            for d in range(day - into_week, day):
+                got = got + self._day_trade_counts(d)
+            self._first_ids[day] = got
+        return got
+
+    def _day_trade_counts(self, day: int) -> np.ndarray:
+        """Trades per series in the whole (historical) ``day``."""
+        shared = self.instruments is INSTRUMENTS
+        key = (self.seed, day)
+        got = _DAY_TRADE_COUNTS.get(key) if shared else None
+        if got is None:
+            got = self._day(day).trades.sum(axis=2, dtype=_I64)
+            if shared:
+                _DAY_TRADE_COUNTS[key] = got
+        return got
 
     def _day(self, day: int) -> _Day:
         if day >= self._live_day:
@@ -944,18 +979,6 @@ class MarketModel:
         b = self._minute_units(EX_INDEX[exchange], SYM_INDEX[symbol], m, m + MINUTE_MS, m + MINUTE_MS)
         return tuple(int(x[0]) for x in b)
 
-    def _trades_before_day(self, day: int) -> np.ndarray:
-        """Live trades per series in all live minutes before ``day`` (day >= live day)."""
-        tb = self._trades_before
-        if day in tb:
-            return tb[day]
-        known = max(k for k in tb if k <= day)
-        while known < day:
-            d = self._day(known)
-            tb[known + 1] = tb[known] + d.trades[:, :, d.live_from :].sum(axis=2)
-            known += 1
-        return tb[day]
-
     def trades(self, exchange: str, symbol: str, start_ms: int, end_ms: int) -> Trades:
         """Every trade with start_ms <= time < end_ms (only live minutes have trades)."""
         start = max(int(start_ms), self.live_start_ms)
@@ -975,11 +998,7 @@ class MarketModel:
             idx = np.arange(ma // MINUTE_MS, mb // MINUTE_MS)
             time, price, qty, buy, starts = self._gen(exchange, symbol, d, idx)
             counts = d.trades[e, s]
-            first_id = (
-                self._id_base[(exchange, symbol)]
-                + int(self._trades_before_day(day)[e, s])
-                + int(counts[d.live_from : idx[0]].sum())
-            )
+            first_id = int(self._day_first_ids(day)[e, s]) + int(counts[: idx[0]].sum())
             ids = first_id + np.arange(len(time), dtype=_I64)
             sel = slice(int(np.searchsorted(time, start, "left")), int(np.searchsorted(time, end, "left")))
             parts.append((ids[sel], time[sel], price[sel], qty[sel], buy[sel]))
@@ -990,22 +1009,27 @@ class MarketModel:
 
     def first_trade_id(self, exchange: str, symbol: str) -> int:
         """Id of the first live trade of (exchange, symbol) (ids before it do not exist)."""
-        return self._id_base[(exchange, symbol)]
+        e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
+        d = self._day(self._live_day)
+        return int(self._day_first_ids(self._live_day)[e, s]) + int(d.trades[e, s, : d.live_from].sum())
 
     def trade_minute(self, exchange: str, symbol: str, trade_id: int) -> int:
         """Open time of the minute that holds trade ``trade_id`` (an id before the first live
-        trade maps to the live start). Cost: a few days of counts, not the trades."""
+        trade maps to the live start; an id in the unused range at the end of a week to the
+        next day). Cost: a few days of counts, not the trades."""
         e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
-        k = int(trade_id) - self._id_base[(exchange, symbol)]  # trades before it
-        if k <= 0:
+        trade_id = int(trade_id)
+        if trade_id <= self.first_trade_id(exchange, symbol):
             return self.live_start_ms
         day = self._live_day
-        while int(self._trades_before_day(day + 1)[e, s]) <= k:
+        last = day + 3 * 366  # ids beyond a few years ahead: stop there
+        while day < last and int(self._day_first_ids(day + 1)[e, s]) <= trade_id:
             day += 1
-        d = self._day(day)
-        within = k - int(self._trades_before_day(day)[e, s])
-        counts = np.cumsum(d.trades[e, s, d.live_from :])
-        m = d.live_from + int(np.searchsorted(counts, within, side="right"))
+        within = trade_id - int(self._day_first_ids(day)[e, s])
+        counts = np.cumsum(self._day(day).trades[e, s])
+        m = int(np.searchsorted(counts, within, side="right"))
+        if m >= MINUTES_PER_DAY:
+            return (day + 1) * DAY_MS
         return day * DAY_MS + m * MINUTE_MS
 
     def trades_from_id(self, exchange: str, symbol: str, from_id: int, limit: int, end_ms: int) -> Trades:

@@ -308,7 +308,7 @@ def test_trade_ids_are_consecutive_across_calls_and_days():
     whole = m.trades("binance", "xrp", start - HOUR_MS, end)
     assert whole.time[0] > m.live_start_ms and whole.time[-1] < end
     assert np.all(np.diff(whole.id) == 1)
-    assert whole.id[0] == 5_000_000_000 + 4 * 400_000_000  # first live trade of binance xrp
+    assert whole.id[0] == m.first_trade_id("binance", "xrp")
     pieces = [
         m.trades("binance", "xrp", a, a + 7 * MINUTE_MS + 333)
         for a in range(start - HOUR_MS, end, 7 * MINUTE_MS + 333)
@@ -320,6 +320,29 @@ def test_trade_ids_are_consecutive_across_calls_and_days():
     sel = whole.time >= end - 5 * MINUTE_MS
     assert np.array_equal(again.id, whole.id[sel]) and np.array_equal(again.price, whole.price[sel])
     assert len(m.trades("binance", "xrp", 0, m.live_start_ms)) == 0
+
+
+def test_trade_ids_do_not_depend_on_when_the_simulator_started():
+    """A simulator restarted later (same seed) gives every trade the id it had before, so
+    clients that deduplicate by trade id resume; across a Monday 00:00 UTC the ids jump up
+    (a new week's stride), never back, in one run and in a restarted one alike."""
+    week_start = (START // DAY_MS - (START // DAY_MS - 10_959) % 7) * DAY_MS  # Monday 00:00 UTC
+    first = new_model(week_start + 6 * DAY_MS + 23 * HOUR_MS + 17_000)  # Sunday 23:00
+    monday = week_start + 7 * DAY_MS
+    for restart in (monday - 20 * MINUTE_MS, monday + 3 * MINUTE_MS + 500, monday + 2 * DAY_MS):
+        later = new_model(restart)
+        a, b = later.live_start_ms, later.live_start_ms + 4 * MINUTE_MS
+        for ex, sym in (("binance", "btc"), ("bybit", "eth"), ("okx", "sol")):
+            want = first.trades(ex, sym, a, b)
+            got = later.trades(ex, sym, a, b)
+            assert len(got) > 0 and np.array_equal(got.id, want.id) and np.array_equal(got.time, want.time)
+            assert later.first_trade_id(ex, sym) == int(got.id[0])
+    span = first.trades("okx", "btc", monday - MINUTE_MS, monday + MINUTE_MS)
+    steps = np.diff(span.id)
+    assert (steps >= 1).all() and (steps == 1).sum() == len(steps) - 1, "one jump, at Monday 00:00"
+    k = int(np.argmax(steps))
+    assert span.time[k] < monday <= span.time[k + 1]
+    assert first.trade_minute("okx", "btc", int(span.id[k]) + 1) == monday  # an unused id
 
 
 # ------------------------------------------------------------------------------ realism
