@@ -156,9 +156,11 @@ class Conn:
         if framed is None:
             framed = text_frame(payload)
         latency = faults.latency_ms
+        if latency > 0:
+            state.counters["fault.latency_ms"] += 1
+        if not kind:
+            latency += faults.ws_reply_latency_ms  # a reply: one network round trip away
         if latency > 0 or self._delayed:
-            if latency > 0:
-                state.counters["fault.latency_ms"] += 1
             self._delayed.append((self.feed.loop_time() + latency / 1000.0, framed))
             if self._delay_task is None:
                 self._delay_task = asyncio.get_running_loop().create_task(self._send_delayed())

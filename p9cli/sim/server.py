@@ -62,6 +62,7 @@ FAULT_HELP: dict[str, str] = {
     "rest_timeout_seconds": "how long a rest_timeout_every request hangs",
     "rest_drop_every": "every Nth REST request: connection closed without a response",
     "latency_ms": "added to every REST response and every WebSocket frame",
+    "ws_reply_latency_ms": "WebSocket acks/pongs/errors leave after this delay (default 20: a network round trip; 0 = at once)",
 }
 LIMIT_HELP: dict[str, str] = {
     "rate_limits": "enforce the REST rate limits below (--no-rate-limits turns them off)",

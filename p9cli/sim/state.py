@@ -72,7 +72,8 @@ class Settings:
 
 @dataclass
 class FaultSettings(Settings):
-    """Faults injected on one exchange. 0 / 0.0 / False means off. "every N" counts per
+    """Faults injected on one exchange. 0 / 0.0 / False means off (``ws_reply_latency_ms`` is
+    on by default: a realistic reply delay, see below). "every N" counts per
     connection for WebSocket faults and per exchange for REST faults, so they are
     deterministic and a test can predict exactly when they fire."""
 
@@ -96,6 +97,10 @@ class FaultSettings(Settings):
     rest_timeout_seconds: float = 30.0
     rest_drop_every: int = 0  # every Nth REST request: connection closed without a response
     latency_ms: float = 0.0  # added to every REST response and every WS frame
+    #: WebSocket replies to the client's own messages (acks, pongs, errors) leave after this
+    #: (wall) delay, like a real exchange a network round trip away; 0 = at once, which makes
+    #: clients that record a subscription only after sending it (pybit) race their own ack
+    ws_reply_latency_ms: float = 20.0
 
 
 @dataclass

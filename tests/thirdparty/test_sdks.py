@@ -236,15 +236,16 @@ def test_pybit_websocket_trades_and_orderbook(sim, monkeypatch):
 
     # pybit stores a subscription only after sending it, and its reader thread looks the ack
     # up by req_id: an ack faster than that (loopback, zero latency) kills the stream with a
-    # KeyError. The real exchange is tens of ms away; give the simulator the same latency.
-    sim.control_post("/faults/bybit", {"latency_ms": 20})
+    # KeyError. The simulator's default reply delay (ws_reply_latency_ms, a network round
+    # trip) removes the race as the real exchange's distance does: pybit runs on defaults.
+    faults = sim.control("/state")["exchanges"]["bybit"]["faults"]
+    assert faults["latency_ms"] == 0 and faults["ws_reply_latency_ms"] > 0
     ws = unified.WebSocket(testnet=False, channel_type="spot")
     try:
         ws.trade_stream(symbol=["BTCUSDT", "ETHUSDT"], callback=on_trade)
         ws.orderbook_stream(depth=50, symbol="SOLUSDT", callback=on_book)
         window = listen(sim, WS_SECONDS)
     finally:
-        sim.control_post("/faults/bybit", {"latency_ms": 0})
         closer = threading.Thread(target=ws.exit, daemon=True)  # exit() can wait forever on a dead socket
         closer.start()
         closer.join(10)
