@@ -16,7 +16,6 @@ import importlib
 import httpx
 from feedutil import Recorder, settings_for
 
-from p9cli.candles import Candles
 from p9cli.exchanges.venue import get_venue
 from p9cli.live import LiveFeeds
 from p9cli.live.candles import CandleBuilder, CandleGap, CandleMismatch, CompletionWanted, LiveCandle
@@ -47,14 +46,6 @@ def closed(events, exchange: str, timeframe: str) -> list[LiveCandle]:
     ]
 
 
-def as_candles(parsed) -> Candles:
-    """REST klines as parsed by the adapter, as the one candle representation."""
-    c = getattr(parsed, "candles", parsed)
-    if isinstance(c, Candles):
-        return c
-    return Candles.from_arrays(c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades)
-
-
 async def test_feed_built_candles_equal_the_true_candles(live_sim):
     sim = live_sim(speed=SPEED, start_ms=START_MS)
     builders: dict[str, CandleBuilder] = {}
@@ -82,7 +73,7 @@ async def test_feed_built_candles_equal_the_true_candles(live_sim):
         req = adapter.klines_request(want.symbol, want.timeframe, want.open_time, want.open_time, now)
         r = await rest.get(sim.rest_url(want.exchange) + req.target)
         r.raise_for_status()
-        bars = as_candles(adapter.parse_klines(r.content, want.timeframe))
+        bars = adapter.parse_klines(r.content, want.timeframe).closed(TIMEFRAME_MS[want.timeframe], now)
         for event in builders[want.exchange].on_rest_candles(want.timeframe, bars):
             rec(event)
 

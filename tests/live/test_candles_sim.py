@@ -71,18 +71,12 @@ def control(market, path: str, **params) -> dict:
 
 
 def rest_klines(market, exchange: str, symbol: str, timeframe: str, first: int, last: int) -> Candles:
-    """The exchange's own candles over REST, requested and parsed by p9's adapter."""
+    """The exchange's own closed candles over REST, requested and parsed by p9's adapter."""
     adapter = importlib.import_module(f"p9cli.exchanges.{exchange}")
     req = adapter.klines_request(symbol, timeframe, first, last, market.now_ms)
     r = httpx.get(market.handle.rest_url(exchange) + req.target, timeout=30)
     r.raise_for_status()
-    parsed = adapter.parse_klines(r.content, timeframe)
-    c = getattr(parsed, "candles", parsed)
-    if isinstance(c, Candles):
-        return c
-    return Candles.from_arrays(
-        c.open_time, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades
-    )
+    return adapter.parse_klines(r.content, timeframe).closed(TIMEFRAME_MS[timeframe], market.now_ms)
 
 
 @pytest.mark.parametrize(("exchange", "symbol"), CASES)
