@@ -128,10 +128,12 @@ class Link:
         for task in self._tasks:
             if task is not current:
                 task.cancel()
+        # the link is over now: its replacement need not wait for a closing handshake that a
+        # stalled or vanished peer may never answer (close_timeout bounds it)
+        self.done.set()
         if self.transport is not None:
             with contextlib.suppress(Exception):
                 await self.transport.close()
-        self.done.set()
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -157,7 +159,8 @@ class Link:
             raise
         finally:
             if not self.done.is_set():
-                asyncio.ensure_future(self.close(self.end_reason or CLOSED, self.end_detail))
+                closing = asyncio.ensure_future(self.close(self.end_reason or CLOSED, self.end_detail))
+                self._tasks.append(closing)
 
     async def _watch(self) -> None:
         ka = self.keepalive

@@ -154,6 +154,7 @@ class ExchangeFeed:
         self._exchange_now = 0
         self._tasks: list[asyncio.Task] = []
         self._handler_errors = 0
+        self._background: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ running
 
@@ -177,6 +178,12 @@ class ExchangeFeed:
             self.links.clear()
             self.stats.state = st.STOPPED
             self.stats.connections_open = 0
+
+    def _spawn(self, coro) -> None:
+        """Run ``coro`` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _event(self, kind: str, symbol: str | None = None, cause: str = "", detail: str = "") -> None:
         self._emit(FeedEvent(self.name, kind, symbol, cause, detail, self.clock.wall_ms()))
@@ -279,7 +286,7 @@ class ExchangeFeed:
         if previous is not None:
             previous.primary = False
             self.links.discard(previous)
-            asyncio.ensure_future(previous.close(REPLACED))
+            self._spawn(previous.close(REPLACED))
             self._event(ev_.DISCONNECTED, cause=REPLACED, detail=previous.url)
         self._update_state()
 
@@ -444,7 +451,7 @@ class ExchangeFeed:
                 self._event(ev_.BOOK_INVALID, symbol, cause=m.cause or "")
                 self._update_state()
             if m.wants_resubscribe:
-                asyncio.ensure_future(self._resubscribe(link, symbol))
+                self._spawn(self._resubscribe(link, symbol))
         if m.wants_snapshot and self.rest is not None:
             self.rest.want_snapshot(link, symbol)
 
@@ -509,7 +516,7 @@ class ExchangeFeed:
             self._event(ev_.NOTICE, cause=kind, detail=f"{notice.code or ''} {notice.message}".strip())
             if kind == SUBSCRIBE_FAILED:
                 # the connection does not carry what it should: replace it (after a back-off)
-                asyncio.ensure_future(link.close("subscribe_failed", notice.message))
+                self._spawn(link.close("subscribe_failed", notice.message))
 
     # ------------------------------------------------------------------ housekeeping
 

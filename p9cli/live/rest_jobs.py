@@ -124,6 +124,7 @@ class RestJobs:
         venue = self.venue
         if not self.still_wanted(link, symbol):
             self._pending.discard(key)
+            self._backoff.pop(key, None)
             return
         self.stats.snapshot_requests += 1
         try:
@@ -137,6 +138,8 @@ class RestJobs:
             self._pending.discard(key)
             if self.still_wanted(link, symbol):
                 self.want_snapshot(link, symbol)
+            else:
+                self._backoff.pop(key, None)
             return
         self._backoff.pop(key, None)
         self._pending.discard(key)
