@@ -113,6 +113,11 @@ class ExchangeRest:
     def server_error(self, status: int) -> web.StreamResponse:
         raise NotImplementedError
 
+    def geo_blocked(self, request: web.Request) -> web.StreamResponse | None:
+        """The answer to a request from a restricted location (``rest_geo_block``); None when
+        the exchange has no documented one."""
+        return None
+
     def not_found(self, request: web.Request) -> web.StreamResponse:
         return text_response("404 page not found", 404)
 
@@ -136,6 +141,11 @@ class ExchangeRest:
         if faults.latency_ms > 0:
             state.count("fault.latency_ms")
             await asyncio.sleep(faults.latency_ms / 1000.0)
+        if faults.rest_geo_block:
+            blocked = self.geo_blocked(request)
+            if blocked is not None:
+                state.count("fault.rest_geo_block")
+                return blocked
         fault = fault_due(faults, n)
         if fault is not None:
             state.count(f"fault.{fault}")

@@ -174,6 +174,14 @@ def taker_buy_columns(bars: Any) -> tuple[list[int], list[int]]:
     return half, quote
 
 
+#: the body of Binance's HTTP 451 to a restricted location (shared/docs/exchange-protocols.md 2.1)
+GEO_BLOCK_MSG = (
+    "Service unavailable from a restricted location according to 'b. Eligibility' in "
+    "https://www.binance.com/en/terms. Please contact customer service if you believe you "
+    "received this message in error."
+)
+
+
 class BinanceRest(ExchangeRest):
     name = EXCHANGE
 
@@ -238,6 +246,10 @@ class BinanceRest(ExchangeRest):
             status,
             CONTENT_TYPE,
         )
+
+    def geo_blocked(self, request: web.Request) -> web.StreamResponse:
+        # HTTP 451, not in the docs; reported since late 2022 (ccxt/ccxt #16044, dali-rp2 #237)
+        return json_response({"code": 0, "msg": GEO_BLOCK_MSG}, 451, CONTENT_TYPE)
 
     def not_found(self, request: web.Request) -> web.StreamResponse:
         resp = web.Response(status=404, body=b"")

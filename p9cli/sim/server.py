@@ -61,6 +61,7 @@ FAULT_HELP: dict[str, str] = {
     "rest_timeout_every": "every Nth REST request hangs rest_timeout_seconds, then the connection drops",
     "rest_timeout_seconds": "how long a rest_timeout_every request hangs",
     "rest_drop_every": "every Nth REST request: connection closed without a response",
+    "rest_geo_block": "every REST request gets the geo-block answer: Binance HTTP 451, Bybit HTTP 403 CloudFront page (OKX: none documented)",
     "latency_ms": "added to every REST response and every WebSocket frame",
     "ws_reply_latency_ms": "WebSocket acks/pongs/errors leave after this delay (default 20: a network round trip; 0 = at once)",
 }

@@ -96,6 +96,7 @@ class FaultSettings(Settings):
     rest_timeout_every: int = 0  # every Nth REST request hangs for `rest_timeout_seconds` then drops
     rest_timeout_seconds: float = 30.0
     rest_drop_every: int = 0  # every Nth REST request: connection closed without a response
+    rest_geo_block: bool = False  # every REST request: the geo-block answer (Binance 451, Bybit 403 CloudFront)
     latency_ms: float = 0.0  # added to every REST response and every WS frame
     #: WebSocket replies to the client's own messages (acks, pongs, errors) leave after this
     #: (wall) delay, like a real exchange a network round trip away; 0 = at once, which makes
@@ -110,7 +111,7 @@ class LimitSettings(Settings):
     rate_limits: bool = True
     # Binance
     binance_weight_per_minute: int = 6000
-    binance_raw_requests_per_5m: int = 61000
+    binance_raw_requests_per_5m: int = 300_000  # since 2026-04-02 (was 61,000; CHANGELOG 2026-03-27)
     binance_ban_seconds: float = 120.0  # first 418 ban; doubles on each further ban (capped at 3 days)
     binance_klines_max_limit: int = 1000
     binance_klines_default_limit: int = 500

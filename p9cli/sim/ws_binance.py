@@ -26,8 +26,8 @@ Keepalive and limits (module-level :data:`SETTINGS`, seconds; env ``P9_SIM_BINAN
 ping frame every ``ping_interval`` s carrying a payload; a connection that has not answered a
 ping with the same payload within ``pong_timeout`` s is closed; more than
 ``max_incoming_per_second`` frames received in one second closes the connection (code 1008);
-at most ``max_streams`` streams per connection; connections live ``lifetime`` s at most.
-The fault ``binance_server_shutdown_every_seconds`` sends ``serverShutdown`` (combined:
+at most ``max_streams`` streams per connection; connections live ``lifetime`` s at most
+(``serverShutdown`` is sent ``binance_server_shutdown_grace_seconds`` before that close). The fault ``binance_server_shutdown_every_seconds`` sends ``serverShutdown`` (combined:
 ``{"stream":"!serverShutdown","data":..}``) and closes the connection after
 ``binance_server_shutdown_grace_seconds``.
 """
@@ -451,6 +451,13 @@ def housekeep(conn: Conn, loop_now: float) -> None:
     """Pings, pong deadline and lifetime (called by the feed every few hundred ms)."""
     if conn.stalled:
         return  # a stalled connection sends nothing at all
+    grace = conn.state.faults.binance_server_shutdown_grace_seconds
+    if "notice_at" not in conn.extra and loop_now - conn.opened >= max(0.0, SETTINGS.lifetime - grace):
+        # "Before a disconnection either due to maintenance or after 24 hours, a serverShutdown
+        # event will be sent" (Binance WebSocket API docs): the 24 h close is announced too
+        conn.extra["notice_at"] = loop_now
+        conn.state.count("ws.lifetime_notices")
+        conn.push(server_shutdown_frame(conn), CONTROL)
     if loop_now - conn.opened >= SETTINGS.lifetime:
         conn.close(1000, "connection lifetime reached")
         return

@@ -306,6 +306,9 @@ def test_exchange_info_forms(sim):
     assert weight == [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
     ]
+    raw = [x for x in full["rateLimits"] if x["rateLimitType"] == "RAW_REQUESTS"]
+    # 300,000 per 5 minutes since 2026-04-02 (Binance CHANGELOG 2026-03-27; was 61,000)
+    assert raw == [{"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300_000}]
     btc = full["symbols"][0]
     price_filter = next(f for f in btc["filters"] if f["filterType"] == "PRICE_FILTER")
     assert price_filter["tickSize"] == "0.01000000"

@@ -123,3 +123,23 @@ def test_faults_change_at_run_time_and_validate(sim_factory):
     assert handle.sim.exchanges["binance"].faults.rest_5xx_every == 1  # all or nothing
     assert httpx.post(ctl + "/faults/all", json={"rest_5xx_every": 0}).status_code == 200
     assert httpx.get(url(handle, "binance")).status_code == 200
+
+
+def test_geo_block_answers_per_exchange(sim_factory):
+    """``rest_geo_block``: Binance HTTP 451 with its JSON body; Bybit HTTP 403 with CloudFront's
+    HTML page (not "access too frequent": a client must not wait and retry); OKX has no
+    documented form and answers normally. Counted."""
+    handle = sim_factory(speed=1e-9, faults={"all": {"rest_geo_block": True}})
+    with httpx.Client(timeout=10) as client:
+        b = client.get(handle.rest_url("binance") + "/api/v3/time")
+        y = client.get(handle.rest_url("bybit") + "/v5/market/time")
+        o = client.get(handle.rest_url("okx") + "/api/v5/public/time")
+    assert b.status_code == 451 and b.json()["code"] == 0
+    assert b.json()["msg"].startswith("Service unavailable from a restricted location")
+    assert y.status_code == 403 and y.headers["content-type"].startswith("text/html")
+    assert "CloudFront distribution is configured to block access from your country" in y.text
+    assert "access too frequent" not in y.text
+    assert o.status_code == 200 and o.json()["code"] == "0"
+    counters = {ex: handle.sim.exchanges[ex].counters for ex in ("binance", "bybit", "okx")}
+    assert counters["binance"]["fault.rest_geo_block"] == counters["bybit"]["fault.rest_geo_block"] == 1
+    assert counters["okx"].get("fault.rest_geo_block", 0) == 0

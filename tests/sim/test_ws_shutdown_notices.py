@@ -81,3 +81,18 @@ async def test_okx_service_upgrade_notice_at_run_time(sim_factory):
         state = (await client.get(sim.control_url + "/state")).json()
     c = state["exchanges"]["okx"]["counters"]
     assert c["fault.okx_notice_every_seconds"] == 1 and c["ws.notice_closes"] == 1
+
+
+async def test_binance_24h_close_is_announced(sim_factory, monkeypatch):
+    """"Before a disconnection either due to maintenance or after 24 hours, a serverShutdown
+    event will be sent": the lifetime close comes ``grace`` after its notice (shortened here)."""
+    from p9cli.sim import ws_binance
+
+    monkeypatch.setattr(ws_binance.SETTINGS, "lifetime", 1.5)
+    sim = sim_factory(speed=5.0, faults={"binance": {"binance_server_shutdown_grace_seconds": 1.0}})
+    async with websockets.connect(sim.ws_url("binance") + "/ws/ethusdt@trade") as ws:
+        frames, closed_at = await _until_closed(ws)
+    i = _notice_index(frames, lambda f: f.get("e") == "serverShutdown")
+    assert 0.7 <= closed_at - frames[i][0] <= 3.0
+    c = sim.sim.exchanges["binance"].counters
+    assert c["ws.lifetime_notices"] == 1 and c.get("fault.binance_server_shutdown_every_seconds", 0) == 0
