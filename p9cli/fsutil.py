@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -74,12 +75,15 @@ def fsync_dir(directory: Path) -> None:
         os.close(dfd)
 
 
-def remove_temp_files(directory: Path, pattern: str = f".*{TEMP_SUFFIX}") -> int:
-    """Delete temporary files a killed writer left below ``directory``. Returns how many."""
+def remove_temp_files(directory: Path, older_than_s: float = 0.0, pattern: str = f".*{TEMP_SUFFIX}") -> int:
+    """Delete temporary files a killed writer left below ``directory`` (only those last
+    modified more than ``older_than_s`` ago: a writer that may still be running keeps its
+    own). Returns how many."""
     n = 0
+    cutoff = time.time() - older_than_s
     for p in Path(directory).rglob(pattern):
-        if p.is_file():
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if p.is_file() and (not older_than_s or p.stat().st_mtime < cutoff):
                 p.unlink()
                 n += 1
     return n

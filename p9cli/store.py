@@ -134,7 +134,9 @@ class StoredSeries:
 
 
 def _kv(schema: pa.Schema) -> dict[str, str]:
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()}
+    return {
+        k.decode(errors="replace"): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()
+    }
 
 
 def _open_times(table: pa.Table) -> np.ndarray:
@@ -314,9 +316,9 @@ class DataStore:
                 f"data directory {d} is not writable: {exc.strerror or type(exc).__name__}"
             ) from None
 
-    def remove_temp_files(self) -> int:
-        """Temporary files a killed run left behind."""
-        return sum(remove_temp_files(p) for p in (self.history_dir, self.context_dir) if p.is_dir())
+    def remove_temp_files(self, directory: Path, older_than_s: float = 0.0) -> int:
+        """Temporary files a killed run left in ``directory`` (the history or context one)."""
+        return remove_temp_files(directory, older_than_s) if directory.is_dir() else 0
 
     # series
     def read_series(self, exchange: str, symbol: str, timeframe: str) -> StoredSeries | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -74,17 +74,16 @@ class Totals:
     seconds: float = 0.0
 
     def add(self, s: SeriesStats) -> None:
-        self.series += 1
-        self.ok += int(s.ok)
-        self.short += int(s.ok and s.short_by > 0)
-        self.new_candles += s.new_candles
-        self.redownloaded += s.redownloaded
-        self.trimmed += s.trimmed
-        self.holes += s.holes
-        self.requests += s.requests
-        self.retries += s.retries
-        self.rate_limited += s.rate_limited
-        self.seconds = max(self.seconds, s.seconds)
+        """Count one series."""
+        short = int(s.ok and s.short_by > 0)
+        counts = {f.name: getattr(s, f.name) for f in fields(self) if hasattr(s, f.name)}
+        self.merge(Totals(**{**counts, "series": 1, "ok": int(s.ok), "short": short}))
+
+    def merge(self, other: Totals) -> None:
+        """Sum the counts (the longest ``seconds``)."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, max(mine, theirs) if f.name == "seconds" else mine + theirs)
 
 
 def _utc_stamp() -> str:
@@ -223,9 +222,8 @@ def exchange_totals(run) -> Totals:
     t = Totals()
     for s in run.series:
         t.add(s)
-    t.requests += run.overhead.requests
-    t.retries += run.overhead.retries
-    t.rate_limited += run.overhead.rate_limited
+    o = run.overhead
+    t.merge(Totals(requests=o.requests, retries=o.retries, rate_limited=o.rate_limited))
     t.seconds = run.seconds
     return t
 
@@ -252,15 +250,7 @@ def summary_table(runs: list, wall_s: float) -> Table:
     for run in runs:
         t = exchange_totals(run)
         table.add_row(*_cells(run.exchange, t, t.seconds))
-        grand.series += t.series
-        grand.ok += t.ok
-        grand.short += t.short
-        grand.new_candles += t.new_candles
-        grand.redownloaded += t.redownloaded
-        grand.holes += t.holes
-        grand.requests += t.requests
-        grand.retries += t.retries
-        grand.rate_limited += t.rate_limited
+        grand.merge(t)
     table.add_row(*_cells("total", grand, wall_s))
     return table
 

@@ -218,6 +218,8 @@ def run(
     if ctx.exists() and not ctx.is_dir():
         raise ConfigError(f"{ctx} is a file, not a directory; cannot write the documents")
     store.check_dir(writable=True)
+    # a killed run's temporary files (analyze takes no lock: another run's may be in flight)
+    store.remove_temp_files(store.context_dir, older_than_s=600)
     out = out or sys.stdout
     interactive = bool(getattr(out, "isatty", lambda: False)()) if progress is None else progress
     wanted = settings.timeframes

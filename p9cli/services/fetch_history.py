@@ -76,7 +76,7 @@ def run(
     except OSError as exc:
         raise ConfigError(f"cannot create {store.history_dir}: {exc.strerror or exc}") from None
     with HistoryLock(store.history_dir):
-        store.remove_temp_files()
+        store.remove_temp_files(store.history_dir)  # the lock is held: no other writer there
         reporter = Reporter(progress, out)
         result = asyncio.run(fetch_history(settings, full, reporter, options or FetchOptions(), trim=trim))
     return EXIT_OK if result.ok else EXIT_FAILURE

@@ -232,18 +232,13 @@ def test_real_process_has_no_traceback(data_dir):
     assert "binance btc: wrote" in proc.stdout
 
 
+def plot_okx_btc(data_dir: Path, timeframe: str, env: dict | None = None):
+    args = ("--data-dir", str(data_dir), "--exchanges", "okx", "--symbols", "btc")
+    return invoke(*args, "--plot", "--plot-timeframe", timeframe, env=env)
+
+
 def test_plot_writes_a_png_next_to_the_json(data_dir):
-    res = invoke(
-        "--data-dir",
-        str(data_dir),
-        "--exchanges",
-        "okx",
-        "--symbols",
-        "btc",
-        "--plot",
-        "--plot-timeframe",
-        "1h",
-    )
+    res = plot_okx_btc(data_dir, "1h")
     assert res.exit_code == 0, res.output
     png = context_file(data_dir, "okx", "btc").with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -307,32 +302,11 @@ def test_plot_reads_each_history_file_once(data_dir, monkeypatch):
         return real(path, *a, **kw)
 
     monkeypatch.setattr(store_module.pq, "read_table", counting)
-    res = invoke(
-        "--data-dir",
-        str(data_dir),
-        "--exchanges",
-        "okx",
-        "--symbols",
-        "btc",
-        "--plot",
-        "--plot-timeframe",
-        "1h",
-    )
+    res = plot_okx_btc(data_dir, "1h")
     assert res.exit_code == 0, res.output
     assert sorted(reads) == sorted(f"{tf}.parquet" for tf in TFS)
     reads.clear()
-    res = invoke(
-        "--data-dir",
-        str(data_dir),
-        "--exchanges",
-        "okx",
-        "--symbols",
-        "btc",
-        "--plot",
-        "--plot-timeframe",
-        "4h",
-        env={"P9_TIMEFRAMES": "1d,1h"},
-    )
+    res = plot_okx_btc(data_dir, "4h", env={"P9_TIMEFRAMES": "1d,1h"})
     assert res.exit_code == 0, res.output
     assert sorted(reads) == ["1d.parquet", "1h.parquet", "4h.parquet"]
     assert context_file(data_dir, "okx", "btc").with_suffix(".png").stat().st_size > 10_000

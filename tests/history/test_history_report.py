@@ -35,16 +35,20 @@ def runs() -> list[ExchangeRun]:
     ]
 
 
-def test_plain_mode_lines_table_and_stderr_for_failures():
-    out, err = io.StringIO(), io.StringIO()
-    rep = Reporter(False, out, err)
-    rep.start({"binance": 1, "okx": 1}, False, "data/history")
+def replay(rep: Reporter, full: bool) -> None:
+    """What a run tells its reporter, for the two exchanges of :func:`runs`."""
+    rep.start({"binance": 1, "okx": 1}, full, "data/history")
     r = runs()
     for run in r:
         for s in run.series:
             rep.series_done(s)
         rep.exchange_done(run)
     rep.finish(r)
+
+
+def test_plain_mode_lines_table_and_stderr_for_failures():
+    out, err = io.StringIO(), io.StringIO()
+    replay(Reporter(False, out, err), full=False)
     text, errors = out.getvalue(), err.getvalue()
     assert "\x1b[" not in text + errors
     for line in text.splitlines()[:3]:
@@ -81,14 +85,7 @@ def test_plain_mode_lines_table_and_stderr_for_failures():
 
 def test_progress_mode_renders_without_errors():
     out = io.StringIO()
-    rep = Reporter(True, out)
-    rep.start({"binance": 1, "okx": 1}, True, "data/history")
-    r = runs()
-    for run in r:
-        for s in run.series:
-            rep.series_done(s)
-        rep.exchange_done(run)
-    rep.finish(r)
+    replay(Reporter(True, out), full=True)
     text = out.getvalue()
     assert "full re-download of 2 series" in text and "fetch-history summary" in text
     assert "okx/btc/1h: FAILED" in text  # failures are shown on the terminal too
