@@ -52,6 +52,7 @@ from p9cli.exchanges.venue import (
 )
 from p9cli.live import events as ev_
 from p9cli.live import stats as st
+from p9cli.live.candles import CompletionWanted
 from p9cli.live.clock import SYSTEM_CLOCK, Clock
 from p9cli.live.connection import REPLACED, STOPPED, Link
 from p9cli.live.events import BookState, FeedEvent
@@ -91,6 +92,9 @@ class FeedOptions:
     tick_s: float = 1.0
     #: how often live candles are offered the (estimated) exchange clock
     candle_tick_s: float = 0.25
+    #: fetch the exchange's closed candle over REST when a live candle asks for it
+    #: (``CompletionWanted``: a partial first candle, a window with trades missing)
+    complete_candles: bool = True
     #: multiplies the venue's keepalive intervals and pong timeout (tests against a simulator
     #: whose idle limits were shortened; 1 = the exchange's rule)
     keepalive_scale: float = 1.0
@@ -146,6 +150,8 @@ class ExchangeFeed:
                 on_replay=self._on_replay,
                 still_wanted=self._snapshot_wanted,
                 replay_span=self._replay_span,
+                on_klines=self._on_rest_klines if o.complete_candles else None,
+                server_now_ms=self.exchange_now_ms,
             )
             if rest_client is not None
             else None
@@ -336,8 +342,7 @@ class ExchangeFeed:
                 self._emit(event)
                 builder = self.candles.get(event.symbol)
                 if builder is not None:
-                    for update in builder.on_exchange_candle(event):
-                        self._emit(update)
+                    self._candles_out(builder.on_exchange_candle(event))
             elif kind is Notice:
                 self._on_notice(link, event)
             elif kind is Malformed:
@@ -372,8 +377,21 @@ class ExchangeFeed:
         count = last - first + 1 if first is not None and last is not None else 1
         out = builder.on_trade(trade.ts_ms, trade.price, trade.size, count)
         if out:
-            for update in out:
-                self._emit(update)
+            self._candles_out(out)
+
+    def _candles_out(self, events) -> None:
+        """Hand on what a candle builder returned; a wish for the exchange's own closed candle
+        is fetched over REST (and handed on too, for information)."""
+        rest = self.rest if self.options.complete_candles else None
+        for update in events:
+            self._emit(update)
+            if rest is not None and type(update) is CompletionWanted:
+                rest.want_kline(update.symbol, update.timeframe, update.open_time)
+
+    def _on_rest_klines(self, symbol: str, timeframe: str, bars) -> None:
+        builder = self.candles.get(symbol)
+        if builder is not None:
+            self._candles_out(builder.on_rest_candles(timeframe, bars))
 
     def _replay_span(self, symbol: str) -> tuple[int, int] | None:
         """The trade numbers to replay: from the first open hole small enough to replay to the
@@ -561,8 +579,9 @@ class ExchangeFeed:
             now = self.exchange_now_ms()
             seen = self.stats.last_exchange_ts_ms
             for builder in self.candles.values():
-                for update in builder.on_clock(now, seen):
-                    self._emit(update)
+                out = builder.on_clock(now, seen)
+                if out:
+                    self._candles_out(out)
 
     def tick(self) -> None:
         now = self.clock.monotonic()

@@ -1,7 +1,8 @@
 """REST work of a feed: order-book snapshots and trade replays, staggered, never a storm.
 
-One :class:`RestJobs` per exchange feed. Jobs are queued (at most one pending per book and
-connection, one per symbol for all its trade holes, paged) and started one at a time at most ``rate_per_s`` per second
+One :class:`RestJobs` per exchange feed: order-book snapshots, trade replays and the
+exchange's closed candles that complete a live candle (``CompletionWanted``). Jobs are queued
+(at most one pending per book and connection, one per symbol for all its trade holes, paged) and started one at a time at most ``rate_per_s`` per second
 (after a mass reconnect 15 books want a snapshot at once: they go out spaced, not together),
 at most ``concurrency`` in flight. Each request goes through the one REST client of p9
 (:class:`p9cli.rest.client.ExchangeClient`), so it shares the exchange's rate limits,
@@ -23,19 +24,25 @@ from p9cli.exchanges.venue import Venue
 from p9cli.live.clock import Clock
 from p9cli.live.pacing import Backoff, Pacer
 from p9cli.live.stats import FeedStats
+from p9cli.universe import TIMEFRAME_MS
 
 log = logging.getLogger("p9cli.live")
 
 SNAPSHOT = "snapshot"
 REPLAY = "replay"
+KLINE = "kline"
+
+
+def rest_adapter(venue: Venue):
+    """The exchange module of ``venue`` (its REST requests and parsers)."""
+    return importlib.import_module(f"p9cli.exchanges.{venue.name}")
 
 
 def default_rest_client(venue: Venue, rest_url: str):
     """The shared REST client for ``venue`` (limits shared per host with fetch-history)."""
     from p9cli.rest.client import ClientOptions, ExchangeClient
 
-    adapter = importlib.import_module(f"p9cli.exchanges.{venue.name}")
-    return ExchangeClient(adapter, rest_url, ClientOptions(give_up=False, max_attempts=4))
+    return ExchangeClient(rest_adapter(venue), rest_url, ClientOptions(give_up=False, max_attempts=4))
 
 
 class RestJobs:
@@ -52,6 +59,8 @@ class RestJobs:
         on_replay: Callable[[str, list], None],
         still_wanted: Callable[[object, str], bool],
         replay_span: Callable[[str], tuple[int, int] | None] = lambda symbol: None,
+        on_klines: Callable[[str, str, object], None] | None = None,
+        server_now_ms: Callable[[], int] | None = None,
     ):
         self.venue = venue
         self.client = client
@@ -62,6 +71,8 @@ class RestJobs:
         self.on_replay = on_replay
         self.still_wanted = still_wanted
         self.replay_span = replay_span
+        self.on_klines = on_klines
+        self.server_now_ms = server_now_ms
         self._queue: deque[tuple] = deque()
         self._pending: set[tuple] = set()
         self._wake = asyncio.Event()
@@ -81,6 +92,18 @@ class RestJobs:
         if self.venue.trade_replay_request is None:
             return
         key = (REPLAY, symbol)
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        self._queue.append((key, None))
+        self._wake.set()
+
+    def want_kline(self, symbol: str, timeframe: str, open_time: int) -> None:
+        """The exchange's closed candle ``open_time`` of ``timeframe`` over REST (completes a
+        live candle the feed could not build in full)."""
+        if self.on_klines is None:
+            return
+        key = (KLINE, symbol, timeframe, open_time)
         if key in self._pending:
             return
         self._pending.add(key)
@@ -114,8 +137,10 @@ class RestJobs:
         try:
             if key[0] == SNAPSHOT:
                 await self._snapshot(key, arg)
-            else:
+            elif key[0] == REPLAY:
                 await self._replay(key, arg)
+            else:
+                await self._kline(key)
         finally:
             self.in_flight -= 1
 
@@ -167,6 +192,33 @@ class RestJobs:
         last = max((t.id_last for t in trades if t.id_last is not None), default=None)
         if last is not None and from_id <= last < to_id:
             self.want_replay(symbol)
+
+    async def _kline(self, key: tuple) -> None:
+        _, symbol, timeframe, open_time = key
+        adapter = rest_adapter(self.venue)
+        for attempt in range(3):
+            now = self.server_now_ms()
+            try:
+                req = adapter.klines_request(symbol, timeframe, open_time, open_time, now)
+                body = await self.client.send(req)
+                bars = adapter.parse_klines(body, timeframe).closed(TIMEFRAME_MS[timeframe], now)
+            except (ExchangeError, OSError) as exc:
+                log.info(
+                    "%s %s: %s candle %s over REST failed (%s)",
+                    self.venue.name,
+                    symbol,
+                    timeframe,
+                    open_time,
+                    exc,
+                )
+                await asyncio.sleep(Backoff(1.0, 10.0).next_delay() * (attempt + 1))
+                continue
+            if len(bars):
+                self._pending.discard(key)
+                self.on_klines(symbol, timeframe, bars)
+                return
+            await asyncio.sleep(1.0 + attempt)  # not closed at the exchange yet
+        self._pending.discard(key)
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):

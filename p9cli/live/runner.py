@@ -69,7 +69,11 @@ class LiveFeeds:
         for name in self.exchanges:
             venue = get_venue(name)
             client = self._given_clients.get(name)
-            needs_rest = venue.snapshot_request is not None or venue.trade_replay_request is not None
+            needs_rest = (
+                venue.snapshot_request is not None
+                or venue.trade_replay_request is not None
+                or (self.candles_for is not None and self.options.complete_candles)
+            )
             if client is None and needs_rest:
                 client = default_rest_client(venue, self.settings.rest_url(name))
                 await client.__aenter__()

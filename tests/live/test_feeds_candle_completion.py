@@ -1,0 +1,74 @@
+"""The feed completes a live candle it could not build in full (the first one starts before the
+feed did) with the exchange's own closed candle over REST, without the consumer's help: with
+the kline stream switched off, the first 1m candle of each exchange arrives complete, from the
+exchange, and equals the simulator's true candle; the next ones come from trades."""
+
+from __future__ import annotations
+
+import httpx
+from feedutil import Recorder, settings_for
+
+from p9cli.exchanges.venue import get_venue
+from p9cli.live import FeedOptions, LiveFeeds
+from p9cli.live.candles import CandleBuilder, LiveCandle
+from p9cli.live.clock import Clock
+from p9cli.universe import EXCHANGES
+
+SPEED = 60.0  # a simulated minute per real second
+
+
+class SimClock(Clock):
+    """Real monotonic time for timers; the simulator's clock as wall time (receive times)."""
+
+    def __init__(self, sim):
+        self.sim = sim
+
+    def wall_ms(self) -> int:
+        return self.sim.sim.clock.now_ms()
+
+
+def _closed(events, exchange):
+    return [e for e in events if isinstance(e, LiveCandle) and e.exchange == exchange and e.closed]
+
+
+async def test_first_partial_candle_is_completed_over_rest(live_sim):
+    sim = live_sim(speed=SPEED)
+
+    def candles_for(exchange: str, symbol: str) -> CandleBuilder:
+        venue = get_venue(exchange)
+        return CandleBuilder(
+            exchange, symbol, timeframes=("1m",), empty=venue.empty_candle,
+            counts_trades=venue.candle_trade_counts, close_delay_ms=10_000, completion_wait_ms=600_000,
+        )  # fmt: skip
+
+    rec = Recorder()
+    opts = FeedOptions(exchange_candles=False, snapshot_rate_per_s=20)
+    async with LiveFeeds(
+        settings_for(sim), rec, symbols=("btc",), options=opts, clock=SimClock(sim), candles_for=candles_for
+    ) as feeds:
+        for _ in range(200):
+            await feeds.wait(0.1)
+            if all(len(_closed(rec.others, ex)) >= 3 for ex in EXCHANGES):
+                break
+    async with httpx.AsyncClient(timeout=30) as c:
+        for ex in EXCHANGES:
+            live = _closed(rec.others, ex)
+            assert len(live) >= 3, (ex, live)
+            assert live[0].source == "exchange" and live[0].complete, live[0]
+            assert {x.source for x in live[1:]} == {"trades"} and all(x.complete for x in live)
+            r = await c.get(
+                f"{sim.control_url}/truth/candles",
+                params={
+                    "exchange": ex, "symbol": "btc", "interval": "1m",
+                    "start": live[0].open_time, "end": live[-1].open_time,
+                },
+            )  # fmt: skip
+            truth = r.json()["candles"]
+            assert [t["open_time"] for t in truth] == [x.open_time for x in live]
+            for x, t in zip(live, truth, strict=True):
+                values = ("open", "high", "low", "close", "volume")
+                assert (x.open, x.high, x.low, x.close, x.volume) == tuple(float(t[k]) for k in values), (
+                    ex,
+                    x,
+                    t,
+                )
