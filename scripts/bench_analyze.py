@@ -36,29 +36,19 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
 from p9cli.analysis.candles import Candles  # noqa: E402
 from p9cli.analysis.context import analyze_timeframe, build_structure  # noqa: E402
 from p9cli.config import load_settings  # noqa: E402
 from p9cli.services.analyze import load_pair  # noqa: E402
 from p9cli.services.analyze import run as run_analyze  # noqa: E402
-from p9cli.store import DataStore  # noqa: E402
+from p9cli.store import DataStore, SeriesMeta, StoredSeries  # noqa: E402
 from p9cli.universe import EXCHANGES, SYMBOLS, TIMEFRAME_MS, TIMEFRAMES  # noqa: E402
 
 TARGET_UNIVERSE_S = 1.0
 TARGET_RECOMPUTE_S = 0.005
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
-SCHEMA = pa.schema(
-    [pa.field("open_time", pa.timestamp("ms", tz="UTC"), nullable=False)]
-    + [
-        pa.field(c, pa.float64(), nullable=False)
-        for c in ("open", "high", "low", "close", "volume", "quote_volume")
-    ]
-    + [pa.field("trades", pa.int64(), nullable=True)]
-)
 
 
 def sim_candles(model, instruments, exchange: str, symbol: str, timeframe: str, count: int) -> Candles:
@@ -104,17 +94,6 @@ def synthetic_candles(symbol: str, timeframe: str, count: int, seed: int) -> Can
     return Candles.from_arrays(t, open_, high, low, close, vol, vol * close)
 
 
-def write_parquet(path: Path, c: Candles) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = [pa.array(c.open_time, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))]
-    arrays += [
-        pa.array(getattr(c, n), type=pa.float64())
-        for n in ("open", "high", "low", "close", "volume", "quote_volume")
-    ]
-    arrays.append(pa.array([None] * len(c), type=pa.int64()))
-    pq.write_table(pa.Table.from_arrays(arrays, schema=SCHEMA), path)
-
-
 def generate(data_dir: Path, count: int, synthetic: bool) -> str:
     model = instruments = None
     source = "synthetic random walk"
@@ -128,6 +107,7 @@ def generate(data_dir: Path, count: int, synthetic: bool) -> str:
             source = "simulator market model (seed 9)"
         except ImportError:
             pass
+    store = DataStore(data_dir)
     for i, ex in enumerate(EXCHANGES):
         for j, sym in enumerate(SYMBOLS):
             for k, tf in enumerate(TIMEFRAMES):
@@ -135,7 +115,8 @@ def generate(data_dir: Path, count: int, synthetic: bool) -> str:
                     c = sim_candles(model, instruments, ex, sym, tf, count)
                 else:
                     c = synthetic_candles(sym, tf, count, 1000 * i + 100 * j + k)
-                write_parquet(data_dir / "history" / ex / sym / f"{tf}.parquet", c)
+                meta = SeriesMeta(exchange=ex, symbol=sym, timeframe=tf, source=source)
+                store.write_series(ex, sym, tf, StoredSeries(c, meta))
     return source
 
 
