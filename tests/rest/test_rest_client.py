@@ -19,7 +19,8 @@ QUICK = ClientOptions(backoff_base_s=0.02, backoff_cap_s=0.1)
 
 
 def _running(**kwargs):
-    thread = SimThread(seed=9, with_ws=False, warm_up=False, **kwargs)
+    kwargs.setdefault("with_ws", False)
+    thread = SimThread(seed=9, warm_up=False, **kwargs)
     handle = thread.start()
     try:
         yield handle
@@ -57,6 +58,28 @@ async def test_two_clients_of_one_host_stay_inside_its_limit_together(sim):
     assert counters["limit.violations"] == 0, dict(counters)
     assert a.counters.rate_limited == b.counters.rate_limited == 0
     assert a.counters.requests == b.counters.requests == 10
+
+
+async def test_a_ban_seen_by_one_client_keeps_every_client_of_the_host_away():
+    """Bybit blocks the IP for 10 minutes after its limit (403, lowered to 3 requests here).
+    The batch client gives up at once; the live side's client (give_up=False) must not send
+    anything into the block (a snapshot storm into a ban), it waits for the shared pause."""
+    gen = _running(with_feed=False, limits={"bybit": {"bybit_requests_per_5s": 3}})
+    sim = next(gen)
+    try:
+        url = sim.rest_url("bybit")
+        batch = ExchangeClient(bybit, url, QUICK)
+        live = ExchangeClient(bybit, url, ClientOptions(give_up=False))
+        async with batch, live:
+            with pytest.raises(ExchangeUnavailable, match="banned or blocked for 600 s"):
+                await asyncio.gather(*(batch.send(bybit.server_time_request()) for _ in range(5)))
+            answered = sim.sim.exchanges["bybit"].counters["rest.requests"]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(live.send(bybit.server_time_request()), 1.0)
+            assert sim.sim.exchanges["bybit"].counters["rest.requests"] == answered
+            assert live.counters.requests == 0
+    finally:
+        gen.close()
 
 
 async def test_another_host_has_its_own_limits(sim):
