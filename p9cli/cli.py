@@ -52,7 +52,8 @@ app = typer.Typer(
     help=(
         "p9: the market's full context for trading bots.\n\n"
         "Deep candle history from Binance, Bybit and OKX (fetch-history), market structure "
-        "(analyze), and an offline simulator of the three exchanges (sim)."
+        "(analyze), the live trades and order books as they arrive (feeds), and an offline "
+        "simulator of the three exchanges (sim)."
     ),
     invoke_without_command=True,
     add_completion=True,
