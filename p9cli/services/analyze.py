@@ -229,12 +229,10 @@ def run(
         finish_pair(store, r, plot, plot_timeframe)
         return r
 
-    skipped = [
-        f"{ex} {sym}" for ex in settings.exchanges for sym in settings.symbols if (ex, sym) not in pairs
-    ]
     head = ""
+    skipped = without_history(settings.exchanges, settings.symbols, pairs)
     if skipped:  # the selection is larger than what was fetched: say what is analysed
-        head = f"analyze: {len(pairs)} pair(s) with history under {store.history_dir}; none for {', '.join(skipped)}"
+        head = f"analyze: {len(pairs)} pair(s) with history under {store.history_dir}; none for {skipped}"
     t0 = time.perf_counter()
     if interactive:
         results = _run_rich(store, list(pairs), one, head)
@@ -256,6 +254,18 @@ def run(
             flush=True,
         )
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def without_history(exchanges: tuple[str, ...], symbols: tuple[str, ...], found) -> str:
+    """The selected pairs without history, briefly: ``bybit (any symbol), sol, xrp (any
+    exchange), okx eth``; empty when every pair has some."""
+    missing = [(ex, sym) for ex in exchanges for sym in symbols if (ex, sym) not in found]
+    no_ex = [ex for ex in exchanges if all((ex, sym) in missing for sym in symbols)]
+    no_sym = [sym for sym in symbols if all((ex, sym) in missing for ex in exchanges)]
+    parts = [f"{', '.join(no_ex)} (any symbol)"] if no_ex else []
+    parts += [f"{', '.join(no_sym)} (any exchange)"] if no_sym else []
+    parts += [f"{ex} {sym}" for ex, sym in missing if ex not in no_ex and sym not in no_sym]
+    return ", ".join(parts)
 
 
 def summary_line(r: PairResult) -> str:

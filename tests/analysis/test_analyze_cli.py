@@ -336,7 +336,10 @@ def test_after_the_readme_quick_start_analyze_exits_0(tmp_path):
     res = invoke("--data-dir", str(tmp_path), env=EVERY_TF)
     assert res.exit_code == 0, res.output
     head = res.output.splitlines()[0]
-    assert head.startswith(f"analyze: 6 pair(s) with history under {tmp_path}/history; none for binance sol")
+    assert (
+        head
+        == f"analyze: 6 pair(s) with history under {tmp_path}/history; none for sol, bnb, xrp (any exchange)"
+    )
     assert res.output.strip().splitlines()[-1].startswith("analyze: 6/6 written")
 
 
@@ -356,6 +359,13 @@ def test_after_fetching_two_timeframes_the_documents_name_the_missing_ones(tmp_p
             assert f"{ex} {sym}: wrote" in res.output
     assert f"no history for {','.join(absent)}" in res.output
     assert not (tmp_path / "context" / "bybit").exists()
+    assert res.output.splitlines()[0].endswith("; none for bybit (any symbol), sol, bnb, xrp (any exchange)")
+    (tmp_path / "history" / "okx" / "eth" / "4h.parquet").unlink()
+    (tmp_path / "history" / "okx" / "eth" / "1h.parquet").unlink()
+    res = invoke(
+        "--data-dir", str(tmp_path), "--exchanges", "binance,okx", "--symbols", "btc,eth", env=EVERY_TF
+    )
+    assert res.exit_code == 0 and res.output.splitlines()[0].endswith("; none for okx eth"), res.output
 
 
 @pytest.mark.parametrize("exists", [True, False], ids=["empty-dir", "no-dir"])
@@ -417,7 +427,10 @@ def test_a_failed_pair_keeps_its_old_files_marked_stale_until_it_succeeds(data_d
     res = invoke(*args)
     assert res.exit_code == 1
     (line,) = p9_lines(res.output)
-    assert str(target) in line and "(previous btc.json and btc.png kept, marked stale by btc.failed.json)" in line
+    assert (
+        str(target) in line
+        and "(previous btc.json and btc.png kept, marked stale by btc.failed.json)" in line
+    )
     assert {n: (folder / n).read_bytes() for n in before} == before  # kept as they were
     marker = json.loads((folder / "btc.failed.json").read_text())
     assert marker["schema"] == "p9.analyze-failure/1" and marker["exchange"] == "binance"
@@ -438,4 +451,7 @@ def test_without_plot_an_old_chart_is_removed_and_said(data_dir):
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     assert not png.exists()
-    assert "removed the outdated chart eth.png (drawn from the previous document; --plot redraws it)" in res.output
+    assert (
+        "removed the outdated chart eth.png (drawn from the previous document; --plot redraws it)"
+        in res.output
+    )
