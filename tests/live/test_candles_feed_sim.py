@@ -1,17 +1,15 @@
 """Live candles end to end: the feed layer (p9cli.live.LiveFeeds) drives one CandleBuilder per
 exchange from the simulator's WebSocket trades and clock, and the exchange's own kline stream
 cross-checks it. Closed 1m and 5m candles built from trades must equal the simulator's true
-candles exactly, and agree with the exchange's closed kline bars; the partial first 1m candle
-is completed from the exchange's closed kline bar and then equals the true candle too.
+candles exactly, and agree with the exchange's closed kline bars; the partial first candles
+are completed by the feed from the exchange's closed klines (stream or REST) and then equal the
+true candles too.
 
 The simulator runs 60x faster than real time (a simulated minute per real second), so the
 builders are given the simulator's clock as the exchange clock (the feed layer's clock seam).
 """
 
 from __future__ import annotations
-
-import asyncio
-import importlib
 
 import httpx
 from feedutil import Recorder, settings_for
@@ -50,8 +48,7 @@ async def test_feed_built_candles_equal_the_true_candles(live_sim):
     sim = live_sim(speed=SPEED, start_ms=START_MS)
     builders: dict[str, CandleBuilder] = {}
     rec = Recorder()
-    completions: list[asyncio.Future] = []
-    rest = httpx.AsyncClient(timeout=30)
+    wanted: list[CompletionWanted] = []
 
     def candles_for(exchange: str, symbol: str) -> CandleBuilder:
         # exchange-time settings scaled for 60x: the clock closes a candle once the feed has
@@ -66,40 +63,27 @@ async def test_feed_built_candles_equal_the_true_candles(live_sim):
         builders[exchange] = b
         return b
 
-    async def complete(want: CompletionWanted) -> None:
-        """What the stream service does for a CompletionWanted: the closed kline over REST."""
-        adapter = importlib.import_module(f"p9cli.exchanges.{want.exchange}")
-        now = sim.sim.clock.now_ms()
-        req = adapter.klines_request(want.symbol, want.timeframe, want.open_time, want.open_time, now)
-        r = await rest.get(sim.rest_url(want.exchange) + req.target)
-        r.raise_for_status()
-        bars = adapter.parse_klines(r.content, want.timeframe).closed(TIMEFRAME_MS[want.timeframe], now)
-        for event in builders[want.exchange].on_rest_candles(want.timeframe, bars):
-            rec(event)
-
     def handler(event) -> None:
         rec(event)
         if isinstance(event, CompletionWanted):
-            completions.append(asyncio.ensure_future(complete(event)))
+            wanted.append(event)
 
     def done() -> bool:
         return all(len(closed(rec.others, ex, "5m")) >= 2 for ex in EXCHANGES)
 
     settings = settings_for(sim)
-    try:
-        async with LiveFeeds(
-            settings, handler, exchanges=EXCHANGES, symbols=("btc",), clock=SimWallClock(sim),
-            candles_for=candles_for,
-        ) as feeds:  # fmt: skip
-            for _ in range(250):  # at most ~25 s real (a full 5m candle needs ~6 s)
-                await feeds.wait(0.1)
-                if done():
-                    break
-            stats = feeds.stats()
-        await asyncio.gather(*completions)
-    finally:
-        await rest.aclose()
+    async with LiveFeeds(
+        settings, handler, exchanges=EXCHANGES, symbols=("btc",), clock=SimWallClock(sim),
+        candles_for=candles_for,
+    ) as feeds:  # fmt: skip
+        for _ in range(250):  # at most ~25 s real (a full 5m candle needs ~6 s)
+            await feeds.wait(0.1)
+            if done():
+                break
+        stats = feeds.stats()
     assert done(), {ex: b.stats for ex, b in builders.items()}
+    # the feed completed the partial first candles itself (closed kline over REST or stream)
+    assert {(w.exchange, w.timeframe) for w in wanted} >= {(ex, "5m") for ex in EXCHANGES}
     bad = [e for e in rec.others if isinstance(e, (CandleGap, CandleMismatch))]
     assert not bad, bad
 
