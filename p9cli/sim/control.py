@@ -342,7 +342,12 @@ def build_app(sim: Simulator, handle: Any = None) -> web.Application:
         if engine is None:
             raise ControlError("no order book: the live feed is not running", 404)
         update_id = an_int(q, "update_id", int(engine.update_id))
-        book = engine.book_at(update_id)
+        engine_id = update_id
+        if exchange == "okx" and "update_id" in q and sim.feed is not None:
+            from p9cli.sim.ws_okx import truth_update_id  # OKX seqIds differ after a sequence reset
+
+            engine_id = truth_update_id(sim.feed, symbol, update_id)
+        book = engine.book_at(engine_id)
         if book is None:
             raise ControlError(
                 f"update_id {update_id} is not in the book log "

@@ -52,6 +52,7 @@ FAULT_HELP: dict[str, str] = {
     "depth_gap_every": "every Nth book update skips a sequence id (Binance U/u, Bybit u, OKX seqId)",
     "okx_bad_checksum_every": "every Nth OKX books update carries a wrong checksum (legacy checksum mode only)",
     "bybit_reset_every_seconds": "Bybit: send a u=1 snapshot (service restart) every T seconds",
+    "okx_seq_reset_every_seconds": "OKX books: the seqId sequence restarts lower every T s (seqId < prevSeqId, chain kept)",
     "binance_server_shutdown_every_seconds": "Binance: serverShutdown event T s after each connection opened",
     "binance_server_shutdown_grace_seconds": "Binance: close the connection this long after serverShutdown",
     "okx_notice_every_seconds": "OKX: notice 64008 (service upgrade) T s after each connection opened",
@@ -419,7 +420,9 @@ def list_faults_text() -> str:
     for name, value in faults.as_dict().items():
         lines.append(f"  {name:<28} default {value!s:<8} {FAULT_HELP.get(name, '')}")
     lines.append("")
-    lines.append("Limits (--limit EXCHANGE:NAME=VALUE; defaults are the exchanges' published values):")
+    lines.append(
+        "Limits and protocol options (--limit EXCHANGE:NAME=VALUE; defaults are the exchanges' published values):"
+    )
     for name, value in limits.as_dict().items():
         lines.append(f"  {name:<28} default {value!s:<8} {LIMIT_HELP.get(name, '')}")
     lines.append("")

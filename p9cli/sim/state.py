@@ -85,6 +85,7 @@ class FaultSettings(Settings):
     depth_gap_every: int = 0  # every Nth book update skips a sequence id (Binance U/u, Bybit u, OKX seqId)
     okx_bad_checksum_every: int = 0  # every Nth OKX `books` update carries a wrong checksum
     bybit_reset_every_seconds: float = 0.0  # Bybit: send a `u=1` snapshot (service restart) every T s
+    okx_seq_reset_every_seconds: float = 0.0  # OKX books: the seqId sequence restarts lower every T s
     # announced shutdowns: the notice T (wall) s after a connection opened, the close after the grace
     binance_server_shutdown_every_seconds: float = 0.0  # Binance `{"e":"serverShutdown","E":..}`
     binance_server_shutdown_grace_seconds: float = 600.0  # third parties: ~10 minutes before the close

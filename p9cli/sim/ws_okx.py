@@ -141,6 +141,11 @@ class BooksTopic(OkxTopic):
         self.ts = 0
         self.last_push_ms = 0
         self.last_change = 0.0  # wall (loop) time of the last pushed change or keep-alive
+        # sequence resets (okx_seq_reset_every_seconds): published seqId = engine id - shift;
+        # segments = [(first published, last published or None, shift)], newest last
+        self.shift = 0
+        self.segments: list[list] = []
+        self.last_reset = 0.0
 
     def _take_view(self, now_ms: int) -> tuple[list, list]:
         bids, asks = self.book.top(BOOKS_DEPTH)
@@ -163,17 +168,50 @@ class BooksTopic(OkxTopic):
             [(price(p), qty(q)) for p, q in bids[:25]], [(price(p), qty(q)) for p, q in asks[:25]]
         )
 
+    def published(self, engine_id: int) -> int:
+        """The ``seqId`` clients see for an engine update id (they differ after a reset)."""
+        return engine_id - self.shift
+
+    def engine_id(self, seq_id: int) -> int:
+        """The engine update id of a published ``seqId`` (the newest segment holding it)."""
+        newest = self.published(self.seq_id)
+        for first, last, shift in reversed(self.segments):
+            if first <= seq_id <= (newest if last is None else last):
+                return seq_id + shift
+        return seq_id
+
     def _frame(self, action: str, asks, bids, prev: int) -> bytes:
+        """``prev``: the published ``prevSeqId`` (-1 in a snapshot)."""
         return (
             f'{{"arg":{self.arg},"action":"{action}","data":[{{"asks":[{_dump_levels(self._levels(asks))}],'
             f'"bids":[{_dump_levels(self._levels(bids))}],"ts":"{self.ts}","checksum":{self.checksum},'
-            f'"prevSeqId":{prev},"seqId":{self.seq_id}}}]}}'
+            f'"prevSeqId":{prev},"seqId":{self.published(self.seq_id)}}}]}}'
         ).encode()
+
+    def _maybe_reset(self, wall: float) -> None:
+        """``okx_seq_reset_every_seconds``: the sequence restarts lower (as after an OKX
+        maintenance, "seqId < prevSeqId", Doc); the next update still chains by prevSeqId."""
+        t = self.feed.sim.exchanges[EXCHANGE].faults.okx_seq_reset_every_seconds
+        if t <= 0:
+            self.last_reset = wall
+            return
+        if wall - self.last_reset < t:
+            return
+        self.last_reset = wall
+        last = self.published(self.seq_id)
+        target = max(1, last // 2)  # the next pushed seqId
+        if self.segments:
+            self.segments[-1][1] = last
+        else:
+            self.segments.append([-(2**62), last, self.shift])
+        self.shift = self.book.update_id - target
+        self.segments.append([target, None, self.shift])
+        self.feed.sim.exchanges[EXCHANGE].count("fault.okx_seq_reset_every_seconds")
 
     def activate(self, now_ms: int) -> None:
         self._take_view(now_ms)
         self.last_push_ms = now_ms
-        self.last_change = self.feed.loop_time()
+        self.last_change = self.last_reset = self.feed.loop_time()
 
     async def on_subscribe(self, conn: Conn) -> None:
         if not self.limits.okx_books_snapshot:
@@ -194,7 +232,8 @@ class BooksTopic(OkxTopic):
         if wall - self.last_change >= KEEPALIVE_SECONDS:
             self.last_change = wall
             self.ts = now_ms
-            await self.broadcast(self._frame("update", [], [], self.seq_id), OKX_BOOK_UPDATE)
+            seq = self.published(self.seq_id)
+            await self.broadcast(self._frame("update", [], [], seq), OKX_BOOK_UPDATE)
             return
         if now_ms - self.last_push_ms < BOOKS_INTERVAL_MS:
             return
@@ -204,7 +243,8 @@ class BooksTopic(OkxTopic):
             bid_changes, bid_map = side_diff(self.bids, new_bids, True)
             ask_changes, ask_map = side_diff(self.asks, new_asks, False)
             if bid_changes or ask_changes:
-                prev = self.seq_id
+                prev = self.published(self.seq_id)
+                self._maybe_reset(wall)
                 self.bids, self.asks = bid_map, ask_map
                 self.seq_id = book.update_id
                 self._set_checksum(new_bids, new_asks)
@@ -286,7 +326,14 @@ def rest_books_view(feed: LiveFeed, symbol: str, depth: int) -> tuple[int, list,
     if not isinstance(topic, BooksTopic) or not topic.subscribers:
         return None
     bids, asks = topic.view(depth)
-    return topic.seq_id, bids, asks, topic.ts
+    return topic.published(topic.seq_id), bids, asks, topic.ts
+
+
+def truth_update_id(feed: LiveFeed, symbol: str, seq_id: int) -> int:
+    """The book engine's update id of a ``books`` ``seqId`` a client saw (they differ only
+    after an injected sequence reset); for ``/truth/book``."""
+    topic = feed.topics.get((EXCHANGE, f"books:{symbol.upper()}-{QUOTE.upper()}"))
+    return topic.engine_id(seq_id) if isinstance(topic, BooksTopic) else seq_id
 
 
 _FACTORIES = {"trades": TradesTopic, "books": BooksTopic, "books5": SnapshotTopic, "bbo-tbt": SnapshotTopic}

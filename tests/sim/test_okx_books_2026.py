@@ -87,3 +87,41 @@ async def test_snapshot_mode_can_be_switched_at_run_time(sim_factory):
         await recv_json(ws)
         first = await asyncio.wait_for(recv_json(ws), 5)
     assert first["action"] == "update" and first["data"][0]["prevSeqId"] > 0
+
+
+async def test_sequence_reset_keeps_the_chain_and_the_truth(sim_factory):
+    """``okx_seq_reset_every_seconds``: after an OKX maintenance "the sequence can reset, i.e.
+    seqId < prevSeqId — still valid as long as prevSeqId matches" (Doc). The chain holds across
+    the reset, the book stays true, and /truth/book takes the seqIds the client saw."""
+    sim = sim_factory(speed=1.0, faults={"okx": {"okx_seq_reset_every_seconds": 0.6}})
+    async with websockets.connect(sim.ws_url("okx") + "/ws/v5/public") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]}))
+        await recv_json(ws)
+        frames = [await recv_json(ws) for _ in range(16)]
+    assert frames[0]["action"] == "snapshot"
+    bids: dict[int, int] = {}
+    asks: dict[int, int] = {}
+    seq = None
+    resets = 0
+    checked = []
+    async with httpx.AsyncClient() as client:
+        for f in frames:
+            d = f["data"][0]
+            if seq is not None:
+                assert d["prevSeqId"] == seq, "prevSeqId always chains"
+                resets += d["seqId"] < d["prevSeqId"]
+            seq = d["seqId"]
+            apply_levels(bids, d["bids"], INST.tick, INST.qty_unit)
+            apply_levels(asks, d["asks"], INST.tick, INST.qty_unit)
+            truth = (
+                await client.get(
+                    sim.control_url + "/truth/book", params={"exchange": "okx", "symbol": "btc", "update_id": seq}
+                )
+            ).json()
+            assert "bids" in truth, truth
+            want_b = [[INST.price_str(p), INST.qty_str(q)] for p, q in sorted(bids.items(), reverse=True)[:400]]
+            want_a = [[INST.price_str(p), INST.qty_str(q)] for p, q in sorted(asks.items())[:400]]
+            assert truth["bids"][:400] == want_b and truth["asks"][:400] == want_a, f"book at seqId {seq}"
+            checked.append(seq)
+    assert resets >= 1 and len(checked) == 16
+    assert sim.sim.exchanges["okx"].counters["fault.okx_seq_reset_every_seconds"] == resets

@@ -279,9 +279,12 @@ async def test_ws_faults_switched_on_and_off_from_the_control_api_on_an_open_con
 def test_every_fault_is_settable_from_a_flag_and_from_the_control_api(sim_factory):
     """Each FaultSettings field: ``--fault all:<name>=V`` reaches every exchange's state, and
     ``POST /faults/<exchange>`` changes it on the running simulator."""
-    values = {
-        name: (3 if isinstance(default, int) else 2.5) for name, default in FaultSettings().as_dict().items()
-    }
+    def other(default):
+        if isinstance(default, bool):
+            return not default
+        return 3 if isinstance(default, int) else 2.5
+
+    values = {name: other(default) for name, default in FaultSettings().as_dict().items()}
     flags = [f"all:{name}={value}" for name, value in values.items()]
     sim = build_simulator(faults=parse_overrides(flags, FaultSettings, "--fault"))
     for exchange in sim.exchanges.values():
