@@ -291,10 +291,10 @@ class DataStore:
                     out[(ex, sym)] = tfs
         return out
 
-    def check_dir(self, writable: bool) -> None:
-        """Raise :class:`~p9cli.errors.ConfigError` (exit 2) when the data directory is not
-        a directory, or (``writable``) when its history and context directories cannot be
-        created or written."""
+    def check_dir(self, write_into: Path | None = None) -> None:
+        """Raise :class:`~p9cli.errors.ConfigError` (exit 2) when the data directory is not a
+        directory, or when ``write_into`` (its history or context directory) cannot be created
+        or written (created here when missing)."""
         d = self.data_dir
         for p in (d, *d.parents):
             if p.exists():
@@ -302,19 +302,19 @@ class DataStore:
                     where = "" if p == d else f" ({p} is a file)"
                     raise ConfigError(f"data directory {d} is not a directory{where}")
                 break
-        if not writable:
+        if write_into is None:
             return
-        for sub in (self.history_dir, self.context_dir):
-            if sub.exists() and not sub.is_dir():
-                raise ConfigError(f"{sub} is a file, not a directory; the data directory {d} is not usable")
+        if write_into.exists() and not write_into.is_dir():
+            raise ConfigError(
+                f"{write_into} is a file, not a directory; the data directory {d} is not usable"
+            )
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            probe = write_atomic(self.data_dir / ".write-test", b"")
+            write_into.mkdir(parents=True, exist_ok=True)
+            probe = write_atomic(write_into / f".write-test.{os.getpid()}", b"", durable=False)
             probe.unlink()
         except OSError as exc:
-            raise ConfigError(
-                f"data directory {d} is not writable: {exc.strerror or type(exc).__name__}"
-            ) from None
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"data directory {d} is not writable: {reason} ({write_into})") from None
 
     def remove_temp_files(self, directory: Path, older_than_s: float = 0.0) -> int:
         """Temporary files a killed run left in ``directory`` (the history or context one)."""

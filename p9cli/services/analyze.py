@@ -183,7 +183,7 @@ def finish_pair(store: DataStore, r: PairResult, plot: bool, plot_timeframe: str
 def select(store: DataStore, settings: Settings) -> dict[tuple[str, str], tuple[str, ...]]:
     """The pairs to analyse and their timeframes with history. Raises a one-line error (exit 2)
     when there is nothing to analyse."""
-    store.check_dir(writable=False)
+    store.check_dir()
     found = store.inventory(settings.exchanges, settings.symbols, settings.timeframes)
     if found:
         return found
@@ -214,10 +214,7 @@ def run(
         )
     store = DataStore(settings.data_dir)
     pairs = select(store, settings)
-    ctx = store.context_dir
-    if ctx.exists() and not ctx.is_dir():
-        raise ConfigError(f"{ctx} is a file, not a directory; cannot write the documents")
-    store.check_dir(writable=True)
+    store.check_dir(write_into=store.context_dir)
     # a killed run's temporary files (analyze takes no lock: another run's may be in flight)
     store.remove_temp_files(store.context_dir, older_than_s=600)
     out = out or sys.stdout

@@ -27,7 +27,7 @@ import httpx
 
 from p9cli.candles import Candles
 from p9cli.config import Settings
-from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from p9cli.errors import EXIT_FAILURE, EXIT_OK
 from p9cli.exchanges.base import ExchangeError
 from p9cli.history.executor import SeriesResult, fetch_series
 from p9cli.history.handover import RateLimitHandover
@@ -70,11 +70,7 @@ def run(
     the lock.
     """
     store = DataStore(settings.data_dir)
-    store.check_dir(writable=True)
-    try:
-        store.history_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {store.history_dir}: {exc.strerror or exc}") from None
+    store.check_dir(write_into=store.history_dir)
     with HistoryLock(store.history_dir):
         store.remove_temp_files(store.history_dir)  # the lock is held: no other writer there
         reporter = Reporter(progress, out)
