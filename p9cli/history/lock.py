@@ -24,7 +24,7 @@ class HistoryLock:
 
     def acquire(self) -> HistoryLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # the umask decides, as for every file
         except OSError as exc:
             raise P9Error(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
         try:
