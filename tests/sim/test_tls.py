@@ -63,3 +63,13 @@ def test_cli_banner_tells_how_to_trust_the_ca(tmp_path):
     assert f"export REQUESTS_CA_BUNDLE={tmp_path / 'bundle.pem'}" in text
     assert f"wss://127.0.0.1:{base + 3}" in text and f"https://127.0.0.1:{base + 1}" in text
     assert (tmp_path / "ca.pem").exists()
+
+
+def test_unusable_tls_dir_is_one_line_and_exit_1(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = sim_subprocess(free_port_base(), ["--tls", "--tls-dir", str(blocker / "tls")])
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert err.strip().count("\n") == 0 and "--tls: cannot prepare the certificate" in err
+    assert "Traceback" not in err + out
