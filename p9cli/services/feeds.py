@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -46,14 +47,18 @@ class Printer:
         self.tops: dict[tuple[str, str], tuple] = {}
         self.lines = 0
         self.broken = False
+        #: set when the reader went away (``p9 feeds | head``): the run stops
+        self.gone: asyncio.Event | None = None
 
     def write(self, line: str) -> None:
         if self.broken:
             return
         try:
             self.out.write(line + "\n")
-        except BrokenPipeError:  # `p9 feeds | head`: stop printing, keep the exit code
+        except (BrokenPipeError, ValueError):  # the reader went away (`| head`), or out closed
             self.broken = True
+            if self.gone is not None:
+                self.gone.set()
         self.lines += 1
 
     def __call__(self, event) -> None:
@@ -167,14 +172,19 @@ def run(
     err = err or sys.stderr
     printer = Printer(out, as_json)
     stats = asyncio.run(_watch(settings, printer, duration))
+    if printer.broken:
+        _quiet_stdout(out)
+        return EXIT_OK  # the reader stopped reading: nothing more to say
     if as_json:
         for name, s in stats.items():
             printer.write(orjson.dumps({"type": "stats", "exchange": name, **s}).decode())
     else:
         for line in summary_lines(stats):
             print(line, file=err)
-    with contextlib.suppress(BrokenPipeError):
+    try:
         out.flush()
+    except BrokenPipeError:
+        _quiet_stdout(out)
     silent = [name for name, s in stats.items() if s["messages"] == 0]
     if silent:
         print(f"p9 feeds: no data from {', '.join(silent)}", file=err)
@@ -182,8 +192,18 @@ def run(
     return EXIT_OK
 
 
+def _quiet_stdout(out: TextIO) -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush of the
+    unwritten buffer does not print an error at exit."""
+    if out is sys.stdout:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
 async def _watch(settings: Settings, printer: Printer, duration: float | None) -> dict:
     stop = asyncio.Event()
+    printer.gone = stop
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -77,3 +77,23 @@ def test_feeds_with_nothing_answering_exits_1():
     assert r.returncode == 1, r.stderr
     assert "no data from binance, bybit, okx" in r.stderr
     assert "connect_failed" in r.stdout  # the retries are shown as they happen
+
+
+async def test_feeds_stops_when_its_reader_goes_away(live_sim):
+    sim = live_sim(speed=3.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P9_")}
+    env.update(_sim_env(sim))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p9cli", "feeds", "--symbols", "btc"],  # no --duration: runs until stopped
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline()  # `p9 feeds | head -1`
+        proc.stdout.close()
+        assert proc.wait(20) == 0
+        assert b"Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(5)
