@@ -257,13 +257,20 @@ class ExchangeFeed:
                             self._lost(primary, index)
                             primary, lost_before = None, True
                         continue
-                    cause = primary.replace_cause
-                    self._promote(index, link, primary)
-                    self.stats.switchovers += 1
-                    self._event(ev_.SWITCHOVER, cause=cause, detail=plan.url)
-                else:
-                    if lost_before:
+                    if primary.done.is_set():  # it ended before its replacement was ready
+                        self._lost(primary, index)
                         self.stats.reconnects += 1
+                        self._promote(index, link, None)
+                    else:
+                        cause = primary.replace_cause
+                        self._promote(index, link, primary)
+                        self.stats.switchovers += 1
+                        self._event(ev_.SWITCHOVER, cause=cause, detail=plan.url)
+                else:
+                    if lost_before or primary is not None:  # primary: ended while we connected
+                        self.stats.reconnects += 1
+                    if primary is not None:
+                        self._lost(primary, index)
                     self._promote(index, link, None)
                 primary = link
                 await _first((primary.done.wait(), primary.replace_wanted.wait()), None)
@@ -279,8 +286,13 @@ class ExchangeFeed:
                 await primary.close(STOPPED)
 
     def _promote(self, index: int, link: Link, previous: Link | None) -> None:
+        if previous is not None and not previous.primary:
+            previous = None  # it ended meanwhile and was reported lost already
         link.primary = True
         self.primaries[index] = link
+        # report the link's end as soon as it happens, whatever the slot is doing (it may be
+        # busy opening a replacement)
+        self._spawn(self._watch_primary(link, index))
         for symbol, m in link.books.items():
             if m.valid:
                 link.handed_valid[symbol] = True
@@ -295,6 +307,11 @@ class ExchangeFeed:
             self._spawn(previous.close(REPLACED))
             self._event(ev_.DISCONNECTED, cause=REPLACED, detail=previous.url)
         self._update_state()
+
+    async def _watch_primary(self, link: Link, index: int) -> None:
+        await link.done.wait()
+        if link.primary and link.end_reason != STOPPED:  # not when the feed itself stops
+            self._lost(link, index)
 
     def _lost(self, link: Link, index: int) -> None:
         """``link`` ended (or failed to become a replacement)."""

@@ -137,3 +137,93 @@ async def test_gap_invalidates_at_once_and_nothing_is_handed_on_until_resynced()
     assert s["trades"] == 1 and s["trades_duplicate"] == 1
     sent = connector.transports[0].sent
     assert any('"unsubscribe"' in m and "orderbook.50.BTCUSDT" in m for m in sent), sent  # resubscribed
+
+
+def _okx_snapshot(seq: int, bid: str) -> bytes:
+    item = {"asks": [["101", "1", "0", "1"]], "bids": [[bid, "1", "0", "1"]], "ts": "1767616500000"}
+    item.update({"checksum": 0, "prevSeqId": -1, "seqId": seq})
+    return orjson.dumps(
+        {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "snapshot", "data": [item]}
+    )
+
+
+async def test_connection_lost_while_its_replacement_cannot_connect_is_reported_at_once():
+    """OKX announces an upgrade (64008), the replacement cannot connect yet, then the old
+    connection closes: its book is reported invalid right then, not when a replacement
+    finally connects."""
+    from p9cli.live.transport import ReplayTransport, TransportClosed
+
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    notice = (
+        b'{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade."}'
+    )
+    calls = []
+
+    async def connector(url: str):
+        calls.append(loop.time() - t0)
+        if len(calls) == 1:
+
+            async def first():  # snapshot, the notice, then the old connection lives 0.3 s more
+                yield _okx_snapshot(10, "100")
+                yield notice
+                await asyncio.sleep(0.3)
+
+            return _AsyncReplay(first())
+        if loop.time() - t0 < 1.0:
+            raise TransportClosed("connect failed: HTTP 503")
+        return ReplayTransport([_okx_snapshot(20, "99")])
+
+    out = []
+    feed = ExchangeFeed(
+        get_venue("okx"),
+        "ws://replay",
+        ("btc",),
+        lambda e: out.append((loop.time() - t0, e)),
+        options=FeedOptions(exchange_candles=False, backoff_base_s=0.05, backoff_cap_s=0.1),
+        connector=connector,
+    )
+    task = asyncio.ensure_future(feed.run())
+    await asyncio.sleep(1.6)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    story = [
+        (t, e.kind, e.cause) if type(e) is FeedEvent else (t, "book", e.update_id)
+        for t, e in out
+        if type(e) is BookState or (type(e) is FeedEvent and e.kind != "state")
+    ]
+    kinds = [k for _, k, _ in story]
+    invalid = next(t for t, k, c in story if k == "book_invalid" and c == "disconnect")
+    synced_again = [t for t, k, _ in story if k == "book_synced"][1]
+    assert invalid < 0.8 < synced_again, story  # at the old connection's end, long before the new one
+    assert kinds.index("notice") < kinds.index("book_invalid") and ("book", 20) in [
+        (k, c) for _, k, c in story
+    ]
+    assert sum(1 for k in kinds if k == "connect_failed") >= 1
+    assert feed.stats.reconnects == 1 and feed.stats.switchovers == 0
+
+
+class _AsyncReplay:
+    """A transport over an async generator of frames; closed when the generator ends."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.sent = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+
+    async def recv(self):
+        from p9cli.live.transport import TransportClosed
+
+        try:
+            return await self.frames.__anext__()
+        except StopAsyncIteration:
+            raise TransportClosed("closed by the peer") from None
+
+    async def ping(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
