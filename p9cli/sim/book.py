@@ -20,10 +20,13 @@ sequence number, identical on every connection:
   kept by the feed, not by the engine);
 * **OKX** — the ``books`` ``seqId`` (``prevSeqId`` is the ``seqId`` of the previous push).
 
-The first id of an engine grows with its anchor time (:data:`EVENTS_PER_SLOT` per slot since
-:data:`ID_EPOCH_MS`), faster than events can use ids, so a simulator restarted later starts
-above every id an earlier run published (its book is rebuilt at the new anchor: a client
-resyncs as after an exchange restart, and ids keep moving forward).
+The first id of an engine grows with its anchor time (:data:`ID_STEPS_PER_SLOT` per slot since
+:data:`ID_EPOCH_MS`), twice as fast as events can use ids (at most :data:`EVENTS_PER_SLOT` a
+slot), so a simulator restarted later starts above every id an earlier run published as long
+as that run lived at least ``2 * ANCHOR_MS`` (20 s), however fast the restart: an engine
+anchored at ``A`` and stepped to ``T`` used ids below ``8A + 4(T - A)`` (in slots), and the
+restarted one starts at ``8A'`` with ``A' > T - ANCHOR_MS``. Its book is rebuilt at the new
+anchor: a client resyncs as after an exchange restart, and ids keep moving forward.
 
 :meth:`BookEngine.book_at` rebuilds the true book as it was right after a given update id,
 from a bounded log of the last :data:`LOG_EVENTS` events (``None`` when older).
@@ -49,7 +52,8 @@ ANCHOR_MS = 10_000  # a new engine builds its book at the last multiple of this 
 MAX_CATCHUP_MS = 10_000  # a clock jump longer than this skips slots (the book re-centres at once)
 REFILL_LEVELS = 60  # at most this many levels are re-filled between the old touch and a new price
 EVENTS_PER_SLOT = 4  # a slot emits at most 1 (follow the price) + 3 (random changes) events
-ID_EPOCH_MS = 946_684_800_000  # 2000-01-01: update ids start at base + slots since then * 4
+ID_STEPS_PER_SLOT = 2 * EVENTS_PER_SLOT  # first id = base + slots since ID_EPOCH_MS * this
+ID_EPOCH_MS = 946_684_800_000  # 2000-01-01
 
 BID = 0
 ASK = 1
@@ -103,12 +107,11 @@ class BookEngine:
         self._bid_px: list[int] = []
         self._ask_px: list[int] = []
         base_ids = {"binance": 3_000_000_000, "bybit": 40_000_000_000, "okx": 10_000_000_000}
-        # the first id grows with the anchor time faster than a book can use ids (at most
-        # EVENTS_PER_SLOT a slot), so a simulator restarted later never repeats or goes back
-        # below an id an earlier run already published (clients see ids move forward)
+        # the first id grows with the anchor time twice as fast as a book can use ids, so a
+        # restarted simulator starts above what an earlier run published (module docstring)
         slots = (anchor - ID_EPOCH_MS) // SLOT_MS
         self.update_id = (
-            base_ids.get(exchange, 1_000_000) + self._rng.randrange(1_000_000_000) + slots * EVENTS_PER_SLOT
+            base_ids.get(exchange, 1_000_000) + self._rng.randrange(1_000_000_000) + slots * ID_STEPS_PER_SLOT
         )
         self._log: list[BookEvent] = []
         self._log_first = self.update_id + 1  # update id of self._log[0]

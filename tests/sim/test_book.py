@@ -203,3 +203,18 @@ def test_same_book_whenever_the_engine_was_created(model):
     b.step(later)
     assert a.update_id == b.update_id
     assert full_book(a) == full_book(b)
+
+
+def test_update_ids_move_forward_across_a_restart(model):
+    """A simulator killed at T and restarted (a new engine, anchored at most 10 s before its
+    start) starts above every id the first run used, however fast the restart, once the first
+    run lived 20 s (2 anchor periods); ids are what clients compare across a reconnect."""
+    for lived_ms in (20_000, 21_234, 47_500, 300_000):
+        first = engine(model, "okx", "eth")
+        killed = START_MS + lived_ms
+        first.step(killed)
+        for restart_after_ms in (1, 50, 700, 9_999):
+            again = BookEngine(
+                "okx", "eth", INSTRUMENTS[("okx", "eth")], TradeCache(model), SEED, now_ms=killed + restart_after_ms
+            )
+            assert again.oldest_update_id > first.update_id, (lived_ms, restart_after_ms)
