@@ -182,6 +182,8 @@ class ExchangeFeed:
             for link in list(self.links):
                 await link.close(STOPPED)
             self.links.clear()
+            for t in list(self._background):
+                t.cancel()
             self.stats.state = st.STOPPED
             self.stats.connections_open = 0
 
