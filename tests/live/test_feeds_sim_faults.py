@@ -120,3 +120,14 @@ async def test_okx_2026_mode_without_in_band_snapshot(live_sim):
     assert s["snapshot_requests"] >= 4 and s["book_resyncs"].get("gap", 0) >= 2, s  # REST bridge every time
     assert await check_books_against_truth(sim.control_url, rec.books) >= 4
     await check_trades_exactly_once(sim.control_url, rec.trades, "okx", "btc", missing=0)
+
+
+async def test_okx_seq_id_reset_after_maintenance_is_not_a_gap(live_sim):
+    # OKX: after maintenance seqId may restart lower; prevSeqId still chains (protocol ref 4.6)
+    sim = live_sim(speed=3.0, faults={"okx": {"okx_seq_reset_every_seconds": 0.7}})
+    rec, stats = await run_feeds(sim, 2.5, exchanges=("okx",), options=FAST)
+    s = stats["okx"]
+    assert s["state"] == "live" and s["book_resyncs"] == {} and s["reconnects"] == 0, s
+    ids = [b.update_id for b in rec.books]
+    assert any(b < a for a, b in zip(ids, ids[1:], strict=False)), "no reset seen"
+    assert await check_books_against_truth(sim.control_url, rec.books) >= 3
