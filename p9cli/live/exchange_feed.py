@@ -152,6 +152,7 @@ class ExchangeFeed:
                 replay_span=self._replay_span,
                 on_klines=self._on_rest_klines if o.complete_candles else None,
                 server_now_ms=self.exchange_now_ms,
+                on_error=lambda what, symbol, text: self._event(ev_.NOTICE, symbol, f"{what}_failed", text),
             )
             if rest_client is not None
             else None

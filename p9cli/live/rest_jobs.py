@@ -60,6 +60,7 @@ class RestJobs:
         still_wanted: Callable[[object, str], bool],
         replay_span: Callable[[str], tuple[int, int] | None] = lambda symbol: None,
         on_klines: Callable[[str, str, object], None] | None = None,
+        on_error: Callable[[str, str, str], None] | None = None,
         server_now_ms: Callable[[], int] | None = None,
     ):
         self.venue = venue
@@ -72,6 +73,7 @@ class RestJobs:
         self.still_wanted = still_wanted
         self.replay_span = replay_span
         self.on_klines = on_klines
+        self.on_error = on_error or (lambda what, symbol, text: None)
         self.server_now_ms = server_now_ms
         self._queue: deque[tuple] = deque()
         self._pending: set[tuple] = set()
@@ -158,6 +160,7 @@ class RestJobs:
         except (ExchangeError, OSError) as exc:
             self.stats.snapshot_failures += 1
             log.info("%s %s: book snapshot failed (%s)", venue.name, symbol, exc)
+            self.on_error(SNAPSHOT, symbol, str(exc))
             delay = self._backoff.setdefault(key, Backoff(0.5, 10.0)).next_delay()
             await asyncio.sleep(delay)
             self._pending.discard(key)
@@ -183,6 +186,7 @@ class RestJobs:
             trades = venue.parse_trade_replay(body, symbol)
         except (ExchangeError, OSError) as exc:
             log.info("%s %s: trade replay from %s failed (%s)", venue.name, symbol, from_id, exc)
+            self.on_error(REPLAY, symbol, str(exc))
             self._pending.discard(key)
             return
         self._pending.discard(key)
@@ -211,6 +215,7 @@ class RestJobs:
                     open_time,
                     exc,
                 )
+                self.on_error(KLINE, symbol, str(exc))
                 await asyncio.sleep(Backoff(1.0, 10.0).next_delay() * (attempt + 1))
                 continue
             if len(bars):

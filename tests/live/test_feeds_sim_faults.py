@@ -131,3 +131,16 @@ async def test_okx_seq_id_reset_after_maintenance_is_not_a_gap(live_sim):
     ids = [b.update_id for b in rec.books]
     assert any(b < a for a, b in zip(ids, ids[1:], strict=False)), "no reset seen"
     assert await check_books_against_truth(sim.control_url, rec.books) >= 3
+
+
+async def test_rest_geo_block_is_reported_and_retried_without_a_storm(live_sim):
+    sim = live_sim(speed=3.0, faults={"binance": {"rest_geo_block": True}})
+    rec, stats = await run_feeds(sim, 2.5, exchanges=("binance",), symbols=("btc", "eth"))
+    s = stats["binance"]
+    failed = rec.kinds("binance", "notice", "snapshot_failed")
+    assert failed and "451" in failed[0].detail, failed[:1]
+    assert not rec.books and s["books_valid"] == 0 and s["state"] == "syncing", (
+        s
+    )  # never a book without its snapshot
+    assert s["trades"] > 0 and s["reconnects"] == 0, s  # the trades keep flowing
+    assert 2 <= s["snapshot_failures"] <= 16, s  # retried per book with a growing back-off, not hammered
