@@ -46,8 +46,13 @@ async def test_binance_server_shutdown_and_okx_notice_switch_over_seamlessly(liv
     await _check_seamless(sim, rec, stats, ("binance", "okx"))
 
 
-async def test_connection_age_limit_switches_over_before_the_exchange_cuts(live_sim):
+async def test_connection_age_limit_switches_over_before_the_exchange_cuts(live_sim, monkeypatch):
+    from p9cli.sim import ws_binance
+
+    monkeypatch.setattr(ws_binance.SETTINGS, "lifetime", 1.8)  # Binance's 24 h, shortened
     sim = live_sim(speed=3.0)
-    opts = FeedOptions(max_connection_age_s=1.0, backoff_base_s=0.05, backoff_cap_s=0.5)
-    rec, stats = await run_feeds(sim, 2.5, exchanges=("bybit",), options=opts, until=_switched(2))
-    await _check_seamless(sim, rec, stats, ("bybit",))
+    opts = FeedOptions(
+        max_connection_age_s=1.0, backoff_base_s=0.05, backoff_cap_s=0.5, snapshot_rate_per_s=20
+    )
+    rec, stats = await run_feeds(sim, 3.0, exchanges=("binance", "bybit"), options=opts, until=_switched(2))
+    await _check_seamless(sim, rec, stats, ("binance", "bybit"))
