@@ -65,6 +65,7 @@ from p9cli.live.transport import Connector, TransportClosed, websockets_connecto
 log = logging.getLogger("p9cli.live")
 
 _HAS_RECV_MS = "recv_ms" in getattr(Trade, "__struct_fields__", ())
+_HAS_FILLS = "fills" in getattr(Trade, "__struct_fields__", ())
 
 
 @dataclass(frozen=True)
@@ -383,18 +384,28 @@ class ExchangeFeed:
             trade.recv_ms = recv_ms
         stats.trades += 1
         self._emit(trade)
+        opened = len(tape.holes) > holes
         builder = self.candles.get(trade.symbol)
         if builder is not None:
+            # trades are missing before this one: the candles over that window wait for the
+            # exchange's own (a replayed trade may come too late for its candle). Marked before
+            # this trade is added, which may close the candle that lacks them.
+            if opened:
+                hole = tape.holes[-1]
+                builder.mark_incomplete(hole[3], hole[4] + 1)
             if tape.blind_from is not None:
-                builder.mark_incomplete(tape.blind_from, trade.ts_ms)
+                builder.mark_incomplete(tape.blind_from, trade.ts_ms + 1)
             self._candles_in(builder, trade)
         tape.blind_from = None
-        if len(tape.holes) > holes and self.rest is not None:
+        if opened and self.rest is not None:
             self.rest.want_replay(trade.symbol)
 
     def _candles_in(self, builder, trade: Trade) -> None:
-        first, last = trade.id_first, trade.id_last
-        count = last - first + 1 if first is not None and last is not None else 1
+        if _HAS_FILLS:
+            count = trade.fills  # the individual trades of an aggregate (Binance aggTrade l - f + 1)
+        else:
+            first, last = trade.id_first, trade.id_last
+            count = last - first + 1 if first is not None and last is not None else 1
         out = builder.on_trade(trade.ts_ms, trade.price, trade.size, count)
         if out:
             self._candles_out(out)

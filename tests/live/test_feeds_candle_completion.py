@@ -72,3 +72,53 @@ async def test_first_partial_candle_is_completed_over_rest(live_sim):
                     x,
                     t,
                 )
+
+
+async def test_candles_stay_exact_when_trades_are_lost(live_sim):
+    """Malformed trade frames lose trades: Binance replays them over REST, OKX cannot; either
+    way every closed 1m candle handed on is complete and equals the true candle (a candle that
+    lost trades waits for the exchange's own over REST)."""
+    sim = live_sim(
+        speed=SPEED, faults={"binance": {"ws_malformed_every": 15}, "okx": {"ws_malformed_every": 15}}
+    )
+
+    def candles_for(exchange: str, symbol: str) -> CandleBuilder:
+        venue = get_venue(exchange)
+        return CandleBuilder(
+            exchange, symbol, timeframes=("1m",), empty=venue.empty_candle,
+            counts_trades=venue.candle_trade_counts, close_delay_ms=10_000, completion_wait_ms=600_000,
+        )  # fmt: skip
+
+    rec = Recorder()
+    exchanges = ("binance", "okx")
+    opts = FeedOptions(exchange_candles=False, snapshot_rate_per_s=20, trade_settle_s=1.0)
+    async with LiveFeeds(
+        settings_for(sim), rec, exchanges=exchanges, symbols=("btc",), options=opts, clock=SimClock(sim),
+        candles_for=candles_for,
+    ) as feeds:  # fmt: skip
+        for _ in range(250):
+            await feeds.wait(0.1)
+            if all(len(_closed(rec.others, ex)) >= 5 for ex in exchanges):
+                break
+        stats = feeds.stats()
+    assert stats["binance"]["trades_replayed"] >= 1 and stats["okx"]["trade_ids_missing"] >= 1, stats
+    async with httpx.AsyncClient(timeout=30) as c:
+        for ex in exchanges:
+            live = _closed(rec.others, ex)
+            assert len(live) >= 5 and all(x.complete for x in live), (ex, live)
+            r = await c.get(
+                f"{sim.control_url}/truth/candles",
+                params={
+                    "exchange": ex, "symbol": "btc", "interval": "1m",
+                    "start": live[0].open_time, "end": live[-1].open_time,
+                },
+            )  # fmt: skip
+            truth = r.json()["candles"]
+            assert [t["open_time"] for t in truth] == [x.open_time for x in live]
+            for x, t in zip(live, truth, strict=True):
+                values = ("open", "high", "low", "close", "volume")
+                assert (x.open, x.high, x.low, x.close, x.volume) == tuple(float(t[k]) for k in values), (
+                    ex,
+                    x,
+                    t,
+                )
