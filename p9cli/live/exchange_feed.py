@@ -369,6 +369,17 @@ class ExchangeFeed:
             elif kind is Malformed:
                 stats.malformed += 1
                 self._event(ev_.MALFORMED, cause=event.reason, detail=event.excerpt)
+                self._maybe_lost_trades(link)
+
+    def _maybe_lost_trades(self, link: Link) -> None:
+        """A frame was lost on ``link``: where trades are not numbered (no hole can show) it may
+        have held trades, so the candles from now to the next trade wait for the exchange's."""
+        if TRADES not in link.plan.carries:
+            return
+        for symbol in link.plan.symbols:
+            tape = self.tapes.get(symbol)
+            if tape is not None and tape.last_seq is None and tape.blind_from is None and tape.last_ts:
+                tape.blind_from = tape.last_ts
 
     def _on_trade(self, trade: Trade, recv_ms: int) -> None:
         tape = self.tapes.get(trade.symbol)
