@@ -307,6 +307,8 @@ class _RestAggTrade(msgspec.Struct):
     q: str
     T: int
     m: bool
+    f: int | None = None
+    l: int | None = None  # noqa: E741 - the exchange's field name
 
 
 _rest_agg_trades_decoder = msgspec.json.Decoder(list[_RestAggTrade])
@@ -322,7 +324,10 @@ def parse_agg_trades(body: bytes, symbol: str) -> list[Trade]:
             raise error_from_body(obj, status=None) from None
         raise MalformedResponse(f"aggTrades: unexpected body {body_snippet(body)!r}", exchange=NAME) from None
     return [
-        Trade(NAME, symbol, r.T, float(r.p), float(r.q), SELL if r.m else BUY, str(r.a), r.a, r.a) for r in rows
+        Trade(
+            NAME, symbol, r.T, float(r.p), float(r.q), SELL if r.m else BUY, str(r.a), r.a, r.a, fills=_fills(r.f, r.l)
+        )
+        for r in rows
     ]
 
 
@@ -391,6 +396,8 @@ class _AggTrade(msgspec.Struct):
     T: int
     m: bool
     s: str = ""
+    f: int | None = None
+    l: int | None = None  # noqa: E741 - the exchange's field name
 
 
 class _RawTrade(msgspec.Struct):
@@ -458,9 +465,16 @@ def _symbol(code: str) -> str:
     return sym
 
 
+def _fills(first: int | None, last: int | None) -> int:
+    """The individual trades ``f``..``l`` an aggregate trade covers (1 when not sent)."""
+    return last - first + 1 if first is not None and last is not None and last >= first else 1
+
+
 def _agg_trade(raw, sym: str | None) -> list:
     d = _agg_decoder.decode(raw)
-    return [Trade(NAME, sym or _symbol(d.s), d.T, float(d.p), float(d.q), SELL if d.m else BUY, str(d.a), d.a, d.a)]
+    side = SELL if d.m else BUY
+    fills = _fills(d.f, d.l)
+    return [Trade(NAME, sym or _symbol(d.s), d.T, float(d.p), float(d.q), side, str(d.a), d.a, d.a, fills=fills)]
 
 
 def _raw_trade(raw, sym: str | None) -> list:

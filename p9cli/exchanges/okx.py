@@ -481,7 +481,8 @@ def _trades(env: _Envelope) -> list:
     out = []
     for t in _trades_decoder.decode(env.data):
         last = int(t.tradeId)
-        first = last - int(t.count) + 1 if t.count is not None else None
+        fills = int(t.count) if t.count is not None else 1
+        first = last - fills + 1 if t.count is not None else None
         out.append(
             Trade(
                 NAME,
@@ -494,6 +495,7 @@ def _trades(env: _Envelope) -> list:
                 first,
                 last if first is not None else None,
                 t.seqId,
+                fills=fills,
             )
         )
     return out

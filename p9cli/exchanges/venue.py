@@ -60,7 +60,10 @@ class Trade(msgspec.Struct, gc=False):
     aggTrade ``a``..``a``, trade ``t``..``t``; OKX ``tradeId - count + 1``..``tradeId``), else
     ``None`` (Bybit; OKX frames without ``count``): a jump between consecutive prints is a gap.
     ``seq``: OKX ``seqId`` / Bybit ``seq`` when sent. ``recv_ms``: wall time the frame was
-    received, set by the live layer (``decode`` is pure and leaves it ``None``).
+    received, set by the live layer (``decode`` is pure and leaves it ``None``). ``fills``: how
+    many of the exchange's individual trades (fills) this print aggregates, the count a candle's
+    ``trades`` adds up: Binance aggTrade ``l - f + 1`` (REST aggTrades too), OKX ``count``; 1 where
+    the exchange sends one print per trade (Binance ``@trade``/``/trades``, Bybit) or no count.
     """
 
     exchange: str
@@ -74,6 +77,7 @@ class Trade(msgspec.Struct, gc=False):
     id_last: int | None = None
     seq: int | None = None
     recv_ms: int | None = None
+    fills: int = 1
 
 
 class BookSnapshot(msgspec.Struct, gc=False):

@@ -65,7 +65,6 @@ from p9cli.live.transport import Connector, TransportClosed, websockets_connecto
 log = logging.getLogger("p9cli.live")
 
 _HAS_RECV_MS = "recv_ms" in getattr(Trade, "__struct_fields__", ())
-_HAS_FILLS = "fills" in getattr(Trade, "__struct_fields__", ())
 
 
 @dataclass(frozen=True)
@@ -412,12 +411,9 @@ class ExchangeFeed:
             self.rest.want_replay(trade.symbol)
 
     def _candles_in(self, builder, trade: Trade) -> None:
-        if _HAS_FILLS:
-            count = trade.fills  # the individual trades of an aggregate (Binance aggTrade l - f + 1)
-        else:
-            first, last = trade.id_first, trade.id_last
-            count = last - first + 1 if first is not None and last is not None else 1
-        out = builder.on_trade(trade.ts_ms, trade.price, trade.size, count)
+        # count: the individual trades of the print (Binance aggTrade l - f + 1, OKX count), as the
+        # exchange's own candles count them
+        out = builder.on_trade(trade.ts_ms, trade.price, trade.size, trade.fills)
         if out:
             self._candles_out(out)
 

@@ -105,6 +105,7 @@ def test_binance_capture_events_match_raw_frames(path, counts):
             assert same_number(ev.price, data["p"]) and same_number(ev.size, data["q"])
             assert ev.side == ("sell" if data["m"] else "buy")  # m: the buyer was the maker
             assert (ev.trade_id, ev.id_first, ev.id_last, ev.ts_ms) == (str(data["a"]), data["a"], data["a"], data["T"])
+            assert ev.fills == data["l"] - data["f"] + 1
         elif kind == "depthUpdate":
             assert type(ev) is BookDelta
             assert (ev.first_id, ev.update_id, ev.prev_id, ev.ts_ms) == (data["U"], data["u"], data.get("pu"), data["E"])
@@ -125,6 +126,31 @@ def test_binance_capture_events_match_raw_frames(path, counts):
     assert seen == counts
 
 
+def test_binance_agg_trade_fills_count_the_aggregated_trades():
+    """A recorded aggTrade covering two fills (f..l): the print is one aggregate (a..a) but two of
+    the exchange's trades, the number its klines' ``n`` (our candles' ``trades``) counts."""
+    frames = [
+        text
+        for _url, text in capture_frames(BINANCE_USDM_WS)
+        if '"e":"aggTrade"' in text and '"a":14888309,' in text
+    ]
+    assert len(frames) == 1
+    data = json.loads(frames[0])["data"]
+    assert (data["f"], data["l"]) == (27931361, 27931362)
+    (ev,) = binance.decode(frames[0])
+    assert type(ev) is Trade
+    assert (ev.id_first, ev.id_last, ev.fills) == (14888309, 14888309, 2)
+    # the whole capture: fills is l - f + 1 for every aggregate, and some aggregate several fills
+    fills = [
+        (ev.fills, json.loads(text)["data"])
+        for text in _frames(BINANCE_USDM_WS)
+        if '"e":"aggTrade"' in text
+        for ev in binance.decode(text)
+    ]
+    assert all(n == d["l"] - d["f"] + 1 for n, d in fills)
+    assert sum(n > 1 for n, _d in fills) == 27
+
+
 def test_binance_doc_trade_partial_depth_and_raw_streams():
     (t,) = binance.decode(
         b'{"stream":"bnbbtc@trade","data":{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,"p":"0.001",'
@@ -135,6 +161,7 @@ def test_binance_doc_trade_partial_depth_and_raw_streams():
         b'{"e":"aggTrade","E":1,"s":"BTCUSDT","a":7,"p":"2.5","q":"1","f":1,"l":1,"T":5,"m":false,"M":true}'
     )
     assert bare == Trade("binance", "btc", 5, 2.5, 1.0, "buy", "7", 7, 7)
+    assert t.fills == bare.fills == 1  # @trade: one trade; aggTrade f == l: one fill
     (snap,) = binance.decode(
         b'{"stream":"bnbbtc@depth20@100ms","data":{"lastUpdateId":160,"bids":[["0.0024","10"]],'
         b'"asks":[["0.0026","100"]]}}'
@@ -304,7 +331,10 @@ OKX_2026_TRADE = (
 
 def test_okx_2026_trade_with_count_source_and_seqid():
     assert okx.decode(OKX_2026_TRADE) == [
-        Trade("okx", "btc", 1791369376364, 83753.0, 0.000011, "sell", "1067468269", 1067468267, 1067468269, 82083114838)
+        Trade(
+            "okx", "btc", 1791369376364, 83753.0, 0.000011, "sell", "1067468269", 1067468267, 1067468269, 82083114838,
+            fills=3,
+        )
     ]
 
 
@@ -446,6 +476,8 @@ def test_binance_agg_trades_replay_request_and_parser():
     assert binance.VENUE.parse_trade_replay(body, "btc") == [
         Trade("binance", "btc", 1498793709153, 0.01633102, 4.70443515, "sell", "26129", 26129, 26129)
     ]
+    (replayed,) = binance.parse_agg_trades(body.replace(b'"l":27781', b'"l":27784'), "btc")
+    assert replayed.fills == 4
     with pytest.raises(MalformedResponse):
         binance.parse_agg_trades(b"<html>", "btc")
 
