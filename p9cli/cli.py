@@ -153,7 +153,7 @@ RedisUrlOpt = Annotated[
     typer.Option(
         "--redis-url",
         metavar="URL",
-        help="Redis to publish to (redis://HOST[:PORT][/DB], rediss://, unix://). Env: P9_REDIS_URL.",
+        help="Redis to publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
         show_default="127.0.0.1:6379 if it answers, else an embedded Redis",
     ),
 ]
@@ -323,6 +323,69 @@ def feeds(
     from p9cli.services import feeds as service
 
     raise typer.Exit(_run(service.run, settings, duration=duration, as_json=json_lines))
+
+
+@app.command("stream")
+def stream(
+    symbols: SymbolsOpt = None,
+    exchanges: ExchangesOpt = None,
+    redis_url: RedisUrlOpt = None,
+    data_dir: Annotated[str | None, _data_dir_opt("reads DIR/history and DIR/context")] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(metavar="S", help="Stop after S seconds.", show_default="until Ctrl-C"),
+    ] = None,
+    quick_test: Annotated[
+        bool,
+        typer.Option(
+            "--quick-test",
+            help="Run 120 s (or --duration), print a summary per feed; exit 0 only if every feed "
+            "delivered data and every channel was published.",
+        ),
+    ] = False,
+    bootstrap: Annotated[
+        bool, typer.Option("--bootstrap", help="Run fetch-history and analyze first.")
+    ] = False,
+    worker_id: WorkerIdOpt = None,
+    endpoints: EndpointsOpt = None,
+    binance_ws_url: Annotated[str | None, _url_opt("binance", "ws")] = None,
+    bybit_ws_url: Annotated[str | None, _url_opt("bybit", "ws")] = None,
+    okx_ws_url: Annotated[str | None, _url_opt("okx", "ws")] = None,
+    binance_rest_url: Annotated[str | None, _url_opt("binance", "rest")] = None,
+    bybit_rest_url: Annotated[str | None, _url_opt("bybit", "rest")] = None,
+    okx_rest_url: Annotated[str | None, _url_opt("okx", "rest")] = None,
+) -> None:
+    """Stream the live market fused with its stored structure to Redis for bots.
+
+    Channels (= keys) market_context, fusion_data, precision9_context, structure
+    (:{exchange}:{symbol}) and precision9_fusion_status. Exit codes: 0 done (--quick-test:
+    passed), 1 --quick-test failed, 2 bad input, 69 a configured Redis that does not answer.
+    """
+    settings = _settings(
+        SettingsFlags(
+            symbols=symbols,
+            exchanges=exchanges,
+            data_dir=data_dir,
+            redis_url=redis_url,
+            worker_id=worker_id,
+            endpoints=endpoints,
+            binance_ws_url=binance_ws_url,
+            bybit_ws_url=bybit_ws_url,
+            okx_ws_url=okx_ws_url,
+            binance_rest_url=binance_rest_url,
+            bybit_rest_url=bybit_rest_url,
+            okx_rest_url=okx_rest_url,
+        ),
+        uses=(
+            Use.WS_URLS, Use.REST_URLS, Use.SYMBOLS, Use.EXCHANGES, Use.DATA_DIR, Use.REDIS_URL,
+            Use.WORKER_ID, Use.TIMEFRAMES, Use.CANDLES,
+        ),
+    )
+    from p9cli.services import stream as service
+
+    raise typer.Exit(
+        _run(service.run, settings, duration=duration, quick_test=quick_test, bootstrap=bootstrap)
+    )
 
 
 @app.command("sim")

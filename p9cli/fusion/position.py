@@ -1,0 +1,142 @@
+"""The live price against a structure document (``p9.structure/2``): nearest support and
+resistance with distances in % and in ATR of 1h/4h/1d, value-area position, liquidity zone,
+volatility regime and trend bias. Pure functions over plain dicts; ``None`` where the
+structure does not say."""
+
+from __future__ import annotations
+
+import math
+
+#: ATR timeframes every distance is expressed in
+ATR_TIMEFRAMES = ("1h", "4h", "1d")
+#: stop hint: this many ATR(STOP_ATR_TF) beyond the nearest level
+STOP_ATR_MULT = 2.0
+STOP_ATR_TF = "1h"
+#: size hint: scalar = min(SIZE_MAX_SCALAR, SIZE_TARGET_VOL_PCT / live realised vol %)
+SIZE_TARGET_VOL_PCT = 50.0
+SIZE_MAX_SCALAR = 2.0
+
+
+def _num(x) -> float | None:
+    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
+        return float(x)
+    return None
+
+
+def atr_of(doc: dict | None, tf: str) -> float | None:
+    if not doc:
+        return None
+    return _num(((doc.get("timeframes") or {}).get(tf) or {}).get("volatility", {}).get("atr"))
+
+
+def atrs(doc: dict | None) -> dict[str, float | None]:
+    return {tf: atr_of(doc, tf) for tf in (doc or {}).get("timeframes") or {}}
+
+
+def atr_pcts(doc: dict | None) -> dict[str, float | None]:
+    out = {}
+    for tf, sec in ((doc or {}).get("timeframes") or {}).items():
+        out[tf] = _num((sec.get("volatility") or {}).get("atr_pct"))
+    return out
+
+
+def level_distance(doc: dict | None, level: dict, price: float) -> dict:
+    lp = float(level["price"])
+    out = {
+        "price": lp,
+        "distance_pct": (lp - price) / price * 100.0 if price else None,
+        "distance_atr": {},
+        "kind": level.get("kind"),
+        "strength": _num(level.get("strength")),
+    }
+    for tf in ATR_TIMEFRAMES:
+        atr = atr_of(doc, tf)
+        out["distance_atr"][tf] = (lp - price) / atr if atr else None
+    return out
+
+
+def nearest_levels(doc: dict | None, price: float | None) -> tuple[dict | None, dict | None]:
+    """(support, resistance): the nearest structure level at or below / above ``price``."""
+    if not doc or price is None:
+        return None, None
+    below, above = None, None
+    for lv in doc.get("levels") or []:
+        p = _num(lv.get("price"))
+        if p is None:
+            continue
+        if p <= price and (below is None or p > below["price"]):
+            below = lv
+        elif p > price and (above is None or p < above["price"]):
+            above = lv
+    return (
+        level_distance(doc, below, price) if below else None,
+        level_distance(doc, above, price) if above else None,
+    )
+
+
+def value_area(doc: dict | None, price: float | None) -> dict | None:
+    """Position against the previous day's value area (``sessions.day.previous``)."""
+    if not doc or price is None:
+        return None
+    prev = ((doc.get("sessions") or {}).get("day") or {}).get("previous") or {}
+    poc, vah, val = _num(prev.get("poc")), _num(prev.get("vah")), _num(prev.get("val"))
+    if poc is None or vah is None or val is None:
+        return None
+    position = "above" if price > vah else "below" if price < val else "inside"
+    return {"position": position, "poc": poc, "vah": vah, "val": val, "above_poc": price > poc}
+
+
+def zone_at(doc: dict | None, price: float | None) -> dict | None:
+    """The liquidity zone ``price`` is inside, or ``None``."""
+    if not doc or price is None:
+        return None
+    for z in doc.get("liquidity_zones") or []:
+        lo, hi = _num(z.get("low")), _num(z.get("high"))
+        if lo is not None and hi is not None and lo <= price <= hi:
+            return {"low": lo, "high": hi, "kind": z.get("kind"), "strength": _num(z.get("strength"))}
+    return None
+
+
+def regime(doc: dict | None, rv_pct: float | None, tf: str = "1h") -> dict | None:
+    """Volatility regime: the historical ATR percentile of ``tf`` (structure), with the live
+    realised volatility beside it."""
+    if not doc:
+        return None
+    vol = (((doc.get("timeframes") or {}).get(tf)) or {}).get("volatility") or {}
+    pct = _num(vol.get("atr_percentile_pct"))
+    if pct is None:
+        return None
+    label = "low" if pct < 25 else "normal" if pct < 75 else "high" if pct < 95 else "extreme"
+    return {"label": label, "rv_pct": _num(rv_pct), "percentile_pct": pct}
+
+
+def bias(doc: dict | None) -> dict:
+    """Sign and confidence from the structure's trend alignment (+ = bullish)."""
+    tf_align: dict[str, int | None] = {}
+    for tf, sec in ((doc or {}).get("timeframes") or {}).items():
+        score = _num((sec.get("trend") or {}).get("score"))
+        tf_align[tf] = None if score is None else (1 if score > 0 else -1 if score < 0 else 0)
+    score = _num(((doc or {}).get("alignment") or {}).get("score"))
+    if score is not None:
+        score = max(-1.0, min(1.0, score))
+    sign = 0 if score is None or abs(score) < 0.1 else (1 if score > 0 else -1)
+    return {"sign": sign, "confidence": abs(score) if score is not None else 0.0, "score": score,
+            "tf_alignment": tf_align}
+
+
+def hints(doc: dict | None, support: dict | None, resistance: dict | None, rv_pct: float | None) -> dict:
+    atr = atr_of(doc, STOP_ATR_TF)
+    stop = None
+    if atr:
+        stop = {
+            "atr_mult": STOP_ATR_MULT,
+            "atr_timeframe": STOP_ATR_TF,
+            "long": support["price"] - STOP_ATR_MULT * atr if support else None,
+            "short": resistance["price"] + STOP_ATR_MULT * atr if resistance else None,
+        }
+    size = None
+    rv = _num(rv_pct)
+    if rv and rv > 0:
+        size = {"scalar": min(SIZE_MAX_SCALAR, SIZE_TARGET_VOL_PCT / rv), "target_vol_pct": SIZE_TARGET_VOL_PCT,
+                "max_scalar": SIZE_MAX_SCALAR}
+    return {"stop": stop, "size": size}

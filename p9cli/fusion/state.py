@@ -1,0 +1,196 @@
+"""One pair's live state (flow, book figures, live candles, level events, structure) and the
+three payloads built from it as plain dicts. No I/O: the stream service feeds events in and
+offers the payloads to the publisher."""
+
+from __future__ import annotations
+
+import math
+
+from p9cli.fusion import position as pos
+from p9cli.fusion.bookstats import book_figures
+from p9cli.fusion.flow import TradeFlow
+from p9cli.fusion.level_events import LevelEvents, distances
+
+#: depth read from the live book per state (levels per side)
+BOOK_LEVELS = 200
+#: a feed silent this long (ms, exchange time vs wall clock) marks the payloads stale
+STALE_AFTER_MS = 10_000
+
+
+def candle_dict(c) -> dict | None:
+    """A LiveCandle as the payload's candle (``None`` while it holds no trade yet)."""
+    if c is None:
+        return None
+    vals = (c.open, c.high, c.low, c.close, c.volume)
+    if not all(math.isfinite(v) for v in vals):
+        return None
+    return {"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low, "close": c.close,
+            "volume": c.volume, "closed": bool(c.closed)}
+
+
+class PairState:
+    def __init__(self, exchange: str, symbol: str, channel_symbol: str, structure: dict | None = None):
+        self.exchange = exchange
+        self.symbol = symbol
+        self.channel_symbol = channel_symbol
+        self.flow = TradeFlow()
+        self.book: dict | None = None
+        self.book_seq: int | None = None
+        self.book_recv_ms: int | None = None
+        self.book_ts_ms: int | None = None
+        self.events = LevelEvents()
+        self.forming: dict[str, dict | None] = {}
+        self.last_closed: dict[str, dict | None] = {}
+        self.structure = structure
+        self.structure_ms: int | None = None
+        self.event_ts = 0
+        #: receive time (ms) of the newest input not yet published in fusion_data
+        self.pending_recv_ms: int | None = None
+        self._last_fusion_key: tuple | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def on_trade(self, ts_ms: int, price: float, size: float, is_buy: bool, recv_ms: int | None) -> None:
+        self.flow.add(ts_ms, price, size, is_buy)
+        self.event_ts = max(self.event_ts, ts_ms)
+        if recv_ms is not None and self.pending_recv_ms is None:
+            self.pending_recv_ms = recv_ms
+
+    def on_book(self, bids, asks, update_id, seq, ts_ms: int | None, recv_ms: int | None) -> None:
+        fig = book_figures(bids, asks, update_id)
+        if fig is None:
+            return
+        if seq is not None:
+            fig["seq"] = seq
+        self.book = fig
+        self.book_ts_ms = ts_ms
+        self.book_recv_ms = recv_ms
+        if ts_ms:
+            self.event_ts = max(self.event_ts, ts_ms)
+        if recv_ms is not None and self.pending_recv_ms is None:
+            self.pending_recv_ms = recv_ms
+
+    def on_candle(self, c) -> None:
+        if c.closed:
+            self.last_closed[c.timeframe] = candle_dict(c)
+            cur = self.forming.get(c.timeframe)
+            if cur is not None and cur["open_time"] <= c.open_time:
+                self.forming[c.timeframe] = None
+        else:
+            self.forming[c.timeframe] = candle_dict(c)
+
+    def on_forming(self, forming: dict) -> None:
+        for tf, c in forming.items():
+            self.forming[tf] = candle_dict(c)
+
+    def tick_levels(self, now_ms: int) -> None:
+        """Advance the level-event machine by the range traded since the previous tick."""
+        rng = self.flow.take_range()
+        price = self.flow.last_price
+        doc = self.structure
+        if price is None or not doc:
+            return
+        d = distances(pos.atr_of(doc, "1h"), None)
+        if d is None:
+            return
+        low, high = rng if rng else (price, price)
+        self.events.update(doc.get("levels") or [], low, high, price, d[0], d[1], now_ms)
+
+    # ------------------------------------------------------------------ payload parts
+    def stale_sources(self, now_ms: int) -> list[str]:
+        out = []
+        last_trade = self.flow.last_ts_ms
+        if last_trade is None or now_ms - last_trade > STALE_AFTER_MS:
+            out.append("trades")
+        if self.book is None:
+            out.append("book")
+        if self.structure is None:
+            out.append("structure")
+        return out
+
+    def freshness(self, now_ms: int) -> dict:
+        lt = self.flow.last_ts_ms
+        return {
+            "trade_age_ms": None if lt is None else int(now_ms - lt),
+            "book_age_ms": None if self.book_recv_ms is None else int(now_ms - self.book_recv_ms),
+            "structure_age_ms": None if self.structure_ms is None else int(now_ms - self.structure_ms),
+            "book_valid": self.book is not None,
+            "stale_sources": self.stale_sources(now_ms),
+        }
+
+    def candles(self) -> dict:
+        tfs = set(self.forming) | set(self.last_closed)
+        return {tf: {"forming": self.forming.get(tf), "last_closed": self.last_closed.get(tf)} for tf in tfs}
+
+    def position(self) -> dict | None:
+        price = self.flow.last_price
+        if not self.structure or price is None:
+            return None
+        support, resistance = pos.nearest_levels(self.structure, price)
+        va = pos.value_area(self.structure, price)
+        return {"support": support, "resistance": resistance,
+                "value_area": va["position"] if va else None,
+                "above_poc": va["above_poc"] if va else None,
+                "zone": pos.zone_at(self.structure, price)}
+
+    # ------------------------------------------------------------------ payloads
+    def fusion_fields(self, now_ms: int) -> dict | None:
+        """The fusion_data fields, or ``None`` when nothing changed since the last call."""
+        book = self.book
+        key = (self.flow.trades, book["update_id"] if book else None,
+               tuple((tf, (c or {}).get("close"), (c or {}).get("volume")) for tf, c in sorted(self.forming.items())),
+               tuple((tf, (c or {}).get("open_time")) for tf, c in sorted(self.last_closed.items())),
+               self.structure_ms)
+        if key == self._last_fusion_key:
+            return None
+        self._last_fusion_key = key
+        return {
+            "price": self.flow.last_price,
+            "book": book,
+            "flow": self.flow.snapshot(now_ms),
+            "candles": self.candles(),
+            "position": self.position(),
+            "events": self.events.recent(),
+            "freshness": self.freshness(now_ms),
+        }
+
+    def market_context_fields(self, now_ms: int) -> dict:
+        doc = self.structure
+        summary = None
+        if doc:
+            summary = {
+                "trend": {tf: (sec.get("trend") or {}) for tf, sec in (doc.get("timeframes") or {}).items()},
+                "alignment": doc.get("alignment"),
+                "atr": pos.atrs(doc),
+                "atr_pct": pos.atr_pcts(doc),
+                "levels": (doc.get("levels") or [])[:20],
+                "value_area": ((doc.get("sessions") or {}).get("day") or {}).get("previous"),
+                "liquidity_zones": (doc.get("liquidity_zones") or [])[:10],
+            }
+        flow = self.flow.snapshot(now_ms)
+        price = self.flow.last_price
+        rv = flow.get("realized_vol_300s_pct")
+        fusion = None
+        if doc:
+            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": pos.bias(doc),
+                      "events": self.events.recent()}
+        return {"structure": summary, "live": {"price": price, "flow": flow, "book": self.book,
+                                                "candles": self.candles()},
+                "fusion": fusion, "freshness": self.freshness(now_ms)}
+
+    def precision9_fields(self, now_ms: int) -> dict:
+        doc = self.structure
+        price = self.flow.last_price
+        rv = self.flow.snapshot(now_ms).get("realized_vol_300s_pct")
+        support, resistance = pos.nearest_levels(doc, price)
+        return {
+            "price": price,
+            "bias": pos.bias(doc),
+            "atr": pos.atrs(doc),
+            "atr_pct": pos.atr_pcts(doc),
+            "regime": pos.regime(doc, rv),
+            "levels": {"support": support, "resistance": resistance},
+            "value_area": pos.value_area(doc, price),
+            "zone": pos.zone_at(doc, price),
+            "hints": pos.hints(doc, support, resistance, rv),
+            "freshness": self.freshness(now_ms),
+        }

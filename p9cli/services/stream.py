@@ -1,0 +1,367 @@
+"""``p9 stream``: the live market placed inside its history, published to Redis for bots.
+
+Per (exchange, symbol): the live feeds (trades, in-sync books, live candles of all 11
+timeframes) feed a :class:`p9cli.fusion.state.PairState`; a 250 ms tick offers
+``fusion_data`` (only when changed), every 1 s ``market_context`` and ``precision9_context``;
+``structure`` is published at start and whenever a closed candle made a timeframe recompute
+(``analyze_timeframe`` + ``build_structure(per_timeframe=...)`` in a worker thread, at most one
+per tick, never on the event path). The heartbeat ``precision9_fusion_status`` is the
+publisher's (status source: the feeds' statistics).
+
+Exit codes: 0 done (with ``--quick-test``: every feed delivered data and every channel was
+published), 1 the quick test failed, 2 bad input, 69 a configured Redis that does not answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections import defaultdict
+from typing import TextIO
+
+import orjson
+
+from p9cli.config import Settings
+from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from p9cli.fusion.state import PairState
+from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
+
+TICK_S = 0.25
+CONTEXT_EVERY_TICKS = 4
+QUICK_TEST_S = 120.0
+
+
+def channel_symbol(symbol: str) -> str:
+    return f"{symbol}usdt"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _json_clean(doc: dict) -> dict:
+    from p9cli.analysis.context import to_json
+
+    return orjson.loads(to_json(doc))
+
+
+class History:
+    """One pair's in-memory closed candles per timeframe and its structure document."""
+
+    def __init__(self, exchange: str, symbol: str, candles: dict, doc: dict | None):
+        self.exchange = exchange
+        self.symbol = symbol
+        self.candles = candles  # {tf: Candles}
+        self.doc = doc
+        self.dirty: set[str] = set()
+
+    def add_closed(self, tf: str, candle) -> None:
+        cur = self.candles.get(tf)
+        self.candles[tf] = candle if cur is None or not len(cur) else cur.merge(candle)
+        self.dirty.add(tf)
+
+    def recompute(self, tfs: set[str], now_ms: int) -> dict | None:
+        """Recompute the given timeframes' sections and rebuild the document (thread)."""
+        from p9cli.analysis.context import analyze_timeframe, build_structure
+
+        have = {tf: c for tf, c in self.candles.items() if c is not None and len(c)}
+        if not have:
+            return None
+        doc = self.doc or {}
+        tick = (doc.get("instrument") or {}).get("tick") if isinstance(doc.get("instrument"), dict) else None
+        per_tf = dict(doc.get("timeframes") or {})
+        for tf in tfs:
+            if tf in have:
+                per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick)
+        per_tf = {tf: sec for tf, sec in per_tf.items() if tf in have}
+        missing = [tf for tf in have if tf not in per_tf]
+        for tf in missing:
+            per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick)
+        new = build_structure(self.exchange, self.symbol, have, per_timeframe=per_tf, now_ms=now_ms)
+        return _json_clean(new)
+
+
+def load_history(settings: Settings, out: TextIO) -> dict[tuple[str, str], History]:
+    """Stored candles + structure per pair; one line per pair whose data is missing or stale."""
+    from p9cli.store import DataStore
+
+    store = DataStore(settings.data_dir)
+    now = _now_ms()
+    result = {}
+    for ex in settings.exchanges:
+        for sym in settings.symbols:
+            candles, old = {}, []
+            for tf in TIMEFRAMES:
+                try:
+                    s = store.read_series(ex, sym, tf)
+                except Exception as exc:  # noqa: BLE001 - one unusable file: say so, keep streaming
+                    print(f"p9 stream: {ex} {sym} {tf}: {exc}", file=out)
+                    s = None
+                if s is None or not len(s.candles):
+                    candles[tf] = None
+                    old.append(tf)
+                    continue
+                candles[tf] = s.candles
+                if int(s.candles.open_time[-1]) + 2 * TIMEFRAME_MS[tf] < now:
+                    old.append(tf)
+            try:
+                doc = store.read_structure(ex, sym)
+            except Exception as exc:  # noqa: BLE001
+                print(f"p9 stream: {ex} {sym}: {exc}", file=out)
+                doc = None
+            if old or doc is None:
+                what = f"history missing or old for {','.join(old)}" if old else ""
+                if doc is None:
+                    what = (what + "; " if what else "") + "no structure document"
+                print(f"p9 stream: {ex} {sym}: {what} (run with --bootstrap, or p9 fetch-history && p9 analyze)",
+                      file=out)
+            result[(ex, sym)] = History(ex, sym, candles, doc)
+    return result
+
+
+class Counters:
+    def __init__(self):
+        self.latency_ms: dict[str, list[float]] = defaultdict(list)
+        self.ticks = 0
+
+    def add_latency(self, exchange: str, ms: float) -> None:
+        lst = self.latency_ms[exchange]
+        if len(lst) < 200_000:
+            lst.append(ms)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def run(
+    settings: Settings,
+    *,
+    duration: float | None = None,
+    quick_test: bool = False,
+    bootstrap: bool = False,
+    out: TextIO | None = None,
+    clock=None,
+) -> int:
+    if duration is not None and not duration > 0:
+        raise ConfigError(f"--duration must be a number of seconds > 0, got {duration!r}")
+    if quick_test and duration is None:
+        duration = QUICK_TEST_S
+    out = out or sys.stderr
+    if bootstrap:
+        from p9cli.services import analyze, fetch_history
+
+        fetch_history.run(settings, out=out)
+        analyze.run(settings, out=out)
+    from p9cli.publish import open_redis
+
+    histories = load_history(settings, out)
+    target = open_redis(settings.redis_url, settings.redis_probe)
+    try:
+        report = asyncio.run(_stream(settings, histories, target.url, duration, clock))
+    finally:
+        target.close()
+    ok = print_summary(report, out)
+    if quick_test and not ok:
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _stream(settings, histories, url, duration, clock) -> dict:
+    from p9cli.exchanges.venue import Trade, get_venue
+    from p9cli.live import BookState, LiveFeeds
+    from p9cli.live.candles import CandleBuilder, LiveCandle
+    from p9cli.publish import (
+        FUSION_DATA,
+        MARKET_CONTEXT,
+        PRECISION9_CONTEXT,
+        STRUCTURE,
+        WorkerInfo,
+        channel,
+        envelope,
+        publishing,
+    )
+
+    exchanges, symbols = tuple(settings.exchanges), tuple(settings.symbols)
+    states = {
+        key: PairState(key[0], key[1], channel_symbol(key[1]), h.doc) for key, h in histories.items()
+    }
+    for st in states.values():
+        if st.structure is not None:
+            st.structure_ms = _now_ms()
+    builders: dict[tuple[str, str], CandleBuilder] = {}
+    counters = Counters()
+    feeds_ref: list = []
+
+    def candles_for(exchange: str, symbol: str) -> CandleBuilder:
+        venue = get_venue(exchange)
+        h = histories[(exchange, symbol)]
+        b = CandleBuilder.continuing(
+            exchange, symbol, dict(h.candles), empty=venue.empty_candle, counts_trades=venue.candle_trade_counts
+        )
+        builders[(exchange, symbol)] = b
+        return b
+
+    def handler(ev) -> None:
+        kind = type(ev)
+        if kind is Trade:
+            st = states.get((ev.exchange, ev.symbol))
+            if st is not None:
+                st.on_trade(ev.ts_ms, ev.price, ev.size, ev.side == "buy", getattr(ev, "recv_ms", None))
+        elif kind is BookState:
+            st = states.get((ev.exchange, ev.symbol))
+            if st is not None:
+                bids, asks = ev.top(200)
+                st.on_book(bids, asks, ev.update_id, ev.seq, ev.ts_ms, ev.recv_ms)
+        elif kind is LiveCandle:
+            st = states.get((ev.exchange, ev.symbol))
+            if st is not None:
+                st.on_candle(ev)
+                if ev.closed:
+                    histories[(ev.exchange, ev.symbol)].add_closed(ev.timeframe, ev.candle)
+
+    def status() -> dict:
+        stats = feeds_ref[0].stats() if feeds_ref else {}
+        now = _now_ms()
+        feeds = []
+        for (ex, _sym), st in states.items():
+            s = stats.get(ex, {})
+            stale_sources = st.stale_sources(now)
+            feeds.append({"exchange": ex, "symbol": st.channel_symbol,
+                          "state": "stale" if stale_sources else str(s.get("state") or "live"),
+                          "stale_sources": stale_sources, "messages": s.get("messages"),
+                          "trades": st.flow.trades, "reconnects": s.get("reconnects")})
+        event_ts = max((st.event_ts for st in states.values()), default=0)
+        stale = not feeds or any(f["stale_sources"] for f in feeds)
+        return {"feeds": feeds, "stale": stale, "event_ts": int(event_ts or now)}
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    worker = WorkerInfo.create(settings.worker_id, exchanges, tuple(channel_symbol(s) for s in symbols))
+    stats_out: dict = {}
+    async with publishing(url, worker, source=status, flush_interval_s=0.25) as pub:
+
+        def offer_structure(st: PairState, doc: dict) -> None:
+            msg = dict(doc, symbol=st.channel_symbol, event_ts=int(st.event_ts or _now_ms()), stale=False)
+            pub.offer(channel(STRUCTURE, st.exchange, st.channel_symbol), msg)
+
+        for st in states.values():
+            if st.structure is not None:
+                offer_structure(st, st.structure)
+
+        feed_kwargs = {"exchanges": exchanges, "symbols": symbols, "candles_for": candles_for}
+        if clock is not None:
+            feed_kwargs["clock"] = clock
+        async with LiveFeeds(settings, handler, **feed_kwargs) as feeds:
+            feeds_ref.append(feeds)
+            recompute: asyncio.Task | None = None
+            recompute_key = None
+            t_end = None if duration is None else time.monotonic() + duration
+            tick = 0
+            while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+                await feeds.wait(TICK_S)
+                tick += 1
+                now = _now_ms()
+                for key, st in states.items():
+                    b = builders.get(key)
+                    if b is not None:
+                        st.on_forming(b.forming_all())
+                    st.tick_levels(st.event_ts or now)
+                    stale = bool(st.stale_sources(now))
+                    fields = st.fusion_fields(now)
+                    event_ts = int(st.event_ts or now)
+                    if fields is not None:
+                        pub.offer(channel(FUSION_DATA, key[0], st.channel_symbol),
+                                  envelope(FUSION_DATA, exchange=key[0], symbol=st.channel_symbol,
+                                           event_ts=event_ts, stale=stale, **fields))
+                        if st.pending_recv_ms is not None:
+                            counters.add_latency(key[0], now - st.pending_recv_ms)
+                            st.pending_recv_ms = None
+                    if tick % CONTEXT_EVERY_TICKS == 0:
+                        pub.offer(channel(MARKET_CONTEXT, key[0], st.channel_symbol),
+                                  envelope(MARKET_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
+                                           event_ts=event_ts, stale=stale, **st.market_context_fields(now)))
+                        pub.offer(channel(PRECISION9_CONTEXT, key[0], st.channel_symbol),
+                                  envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
+                                           event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
+                # structure recompute: one pair at a time, in a thread, off the event path
+                if recompute is not None and recompute.done():
+                    st = states[recompute_key]
+                    try:
+                        doc = recompute.result()
+                    except Exception as exc:  # noqa: BLE001 - keep streaming; say it once
+                        print(f"p9 stream: {recompute_key[0]} {recompute_key[1]}: recompute failed: {exc}",
+                              file=sys.stderr)
+                        doc = None
+                    if doc is not None:
+                        histories[recompute_key].doc = doc
+                        st.structure = doc
+                        st.structure_ms = _now_ms()
+                        offer_structure(st, doc)
+                    recompute = None
+                if recompute is None:
+                    for key, h in histories.items():
+                        if h.dirty:
+                            tfs, h.dirty = set(h.dirty), set()
+                            recompute_key = key
+                            recompute = asyncio.ensure_future(asyncio.to_thread(h.recompute, tfs, _now_ms()))
+                            break
+            if recompute is not None:
+                with contextlib.suppress(Exception):
+                    await recompute
+            stats_out["feeds"] = feeds.stats()
+        await asyncio.sleep(0.3)  # a last flush
+        stats_out["published"] = dict(pub.stats.published)
+    stats_out["latency"] = dict(counters.latency_ms)
+    stats_out["pairs"] = [f"{ex}:{channel_symbol(s)}" for ex, s in states]
+    return stats_out
+
+
+def print_summary(report: dict, out: TextIO) -> bool:
+    """The quick-test table per feed; True when every feed delivered and every channel was published."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from p9cli.publish import FUSION_DATA, MARKET_CONTEXT, PRECISION9_CONTEXT, STATUS, STRUCTURE
+
+    published = report.get("published", {})
+    table = Table(title="p9 stream")
+    for col in ("feed", "messages", "trades", "book resyncs", "reconnects", "publishes", "p50 ms", "p99 ms",
+                "verdict"):
+        table.add_column(col)
+    all_ok = True
+    status_ok = any(ch.startswith(STATUS) for ch in published)
+    for ex, s in report.get("feeds", {}).items():
+        mine = {ch: n for ch, n in published.items() if f":{ex}:" in ch}
+        by_kind = defaultdict(int)
+        for ch, n in mine.items():
+            by_kind[ch.split(":", 1)[0]] += n
+        kinds_ok = all(by_kind.get(k, 0) > 0 for k in (FUSION_DATA, MARKET_CONTEXT, PRECISION9_CONTEXT, STRUCTURE))
+        lat = report.get("latency", {}).get(ex, [])
+        ok = s.get("messages", 0) > 0 and kinds_ok and status_ok
+        all_ok &= ok
+        missing = [k for k in (FUSION_DATA, MARKET_CONTEXT, PRECISION9_CONTEXT, STRUCTURE) if not by_kind.get(k)]
+        resyncs = sum((s.get("book_resyncs") or {}).values())
+        p50, p99 = _pct(lat, 0.5), _pct(lat, 0.99)
+        table.add_row(
+            ex, str(s.get("messages", 0)), str(s.get("trades", 0)), str(resyncs), str(s.get("reconnects", 0)),
+            " ".join(f"{k}={v}" for k, v in sorted(by_kind.items())),
+            "-" if p50 is None else f"{p50:.0f}", "-" if p99 is None else f"{p99:.0f}",
+            "PASS" if ok else "FAIL" + (f" (no {','.join(missing)})" if missing else ""),
+        )
+    if not report.get("feeds"):
+        all_ok = False
+    Console(file=out, width=160).print(table)
+    if not status_ok:
+        print("p9 stream: the status channel was never published", file=out)
+    return all_ok
