@@ -103,7 +103,7 @@ class Gen:
         # interleave trades and depth
         t = [(s, True) for s in self.trades]
         d = [(s, False) for s in self.depth]
-        self.order = [x for pair in zip(t, d) for x in pair] + t[len(d):] + d[len(t):]
+        self.order = [x for pair in zip(t, d, strict=False) for x in pair] + t[len(d):] + d[len(t):]
 
     def _variants(self, s: str) -> list[str]:
         b = self.books[s]
@@ -269,6 +269,11 @@ class ReplayServer:
                     writer.write(gen.snapshot_frame(sym, now))
                     gen.subscribe(sym, False, True)
         else:
+            if msg.get("method") == "SUBSCRIBE":
+                for name in msg.get("params", []):
+                    sym = name.split("usdt@", 1)[0]
+                    if sym in SYMBOLS:
+                        gen.subscribe(sym, "@aggTrade" in name or "@trade" in name, "@depth" in name)
             writer.write(ws_frame(json.dumps({"result": None, "id": msg.get("id")}).encode()))
 
     async def pump(self, gen: Gen, writer: asyncio.StreamWriter) -> None:
@@ -300,14 +305,25 @@ class ReplayServer:
         await writer.drain()
 
 
-async def serve(rate_total: float) -> None:
+async def serve(rate_total: float, tls_dir: str | None) -> None:
+    """Per exchange: a plain listener (ws:// and the REST snapshot) and, with ``tls_dir``, a
+    TLS one (wss://, for cryptofeed, which refuses ws://) on the same frames."""
     servers = []
     ports = []
+    ctx = None
+    if tls_dir:
+        from p9cli.sim.tls import ensure_tls_files
+
+        ctx = ensure_tls_files(tls_dir, "127.0.0.1").server_context()
     for ex in EXCHANGES:
         rs = ReplayServer(ex, rate_total / len(EXCHANGES))
         srv = await asyncio.start_server(rs.handle, "127.0.0.1", 0, limit=1 << 20)
         servers.append(srv)
         ports.append(srv.sockets[0].getsockname()[1])
+        if ctx is not None:
+            srv = await asyncio.start_server(rs.handle, "127.0.0.1", 0, limit=1 << 20, ssl=ctx)
+            servers.append(srv)
+            ports.append(srv.sockets[0].getsockname()[1])
     print("PORTS", *ports, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -362,12 +378,12 @@ class Recorder:
             self.lat.append(time.time() * 1000.0 - ev.ts_ms)
 
 
-def start_server(rate: float, core: int | None) -> tuple[subprocess.Popen, list[int]]:
+def start_server(rate: float, core: int | None, tls_dir: str = "") -> tuple[subprocess.Popen, list[int]]:
     def pin() -> None:
         if core is not None:
             os.sched_setaffinity(0, {core})
 
-    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", str(rate)],
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", str(rate), "--tls-dir", tls_dir],
                             stdout=subprocess.PIPE, preexec_fn=pin, text=True)
     line = proc.stdout.readline().split()
     if not line or line[0] != "PORTS":
@@ -393,7 +409,8 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
-async def run_p9(ports: list[int], warm_s: float, measure_s: float, latency: bool) -> dict:
+async def run_p9(ports: list[int], warm_s: float, measure_s: float, latency: bool,
+                 ws_ports: list[int] | None = None) -> dict:
     from p9cli.exchanges.venue import get_venue
     from p9cli.live import FeedOptions
     from p9cli.live.candles import CandleBuilder
@@ -402,9 +419,10 @@ async def run_p9(ports: list[int], warm_s: float, measure_s: float, latency: boo
     rec = Recorder()
     opts = FeedOptions(exchange_candles=False, complete_candles=False)
     feeds = []
-    for ex, port in zip(EXCHANGES, ports):
+    for i, (ex, port) in enumerate(zip(EXCHANGES, ports, strict=False)):
         venue = get_venue(ex)
-        feeds.append(ExchangeFeed(venue, f"ws://127.0.0.1:{port}", SYMBOLS, rec,
+        url = f"wss://127.0.0.1:{ws_ports[i]}" if ws_ports else f"ws://127.0.0.1:{port}"
+        feeds.append(ExchangeFeed(venue, url, SYMBOLS, rec,
                                   rest_client=RestClient(port), options=opts,
                                   candles={s: CandleBuilder(ex, s) for s in SYMBOLS}))
     tasks = [asyncio.ensure_future(f.run()) for f in feeds]
@@ -451,17 +469,109 @@ async def p9_phase(rate: float, core: int | None, server_core: int | None, warm_
         stop_proc(proc)
 
 
+# ---------------------------------------------------------------------------- cryptofeed
+
+CF_SYMBOLS = [f"{s.upper()}-USDT" for s in SYMBOLS]
+
+
+def cryptofeed_classes(ports: dict[str, tuple[int, int]]) -> dict:
+    """cryptofeed's own feed classes with their endpoints rebased onto the replay server
+    (subclass with rebased ``websocket_endpoints``/``rest_endpoints``, as
+    tests/thirdparty does) and their symbol tables filled from minimal instrument documents in
+    the exchanges' shapes (the replay server serves no instrument lists)."""
+    import dataclasses
+    import urllib.parse
+
+    from cryptofeed.exchanges import OKX, Binance, Bybit
+    from cryptofeed.symbols import Symbols
+
+    def rebase(url: str, base: str) -> str:
+        parts, new = urllib.parse.urlsplit(url), urllib.parse.urlsplit(base)
+        return urllib.parse.urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
+
+    docs = {
+        "binance": {"symbols": [{"symbol": f"{s.upper()}USDT", "baseAsset": s.upper(), "quoteAsset": "USDT",
+                                 "status": "TRADING", "filters": [{"tickSize": str(MIDS[s][1])}]}
+                                for s in SYMBOLS]},
+        "bybit": [{"result": {"list": [{"symbol": f"{s.upper()}USDT", "baseCoin": s.upper(), "quoteCoin": "USDT",
+                                        "priceFilter": {"tickSize": str(MIDS[s][1])}} for s in SYMBOLS]}}],
+        "okx": [{"data": [{"instType": "SPOT", "instId": f"{s.upper()}-USDT", "baseCcy": s.upper(),
+                           "quoteCcy": "USDT", "tickSz": str(MIDS[s][1])} for s in SYMBOLS]}],
+    }
+    out = {}
+    for ex, base in (("binance", Binance), ("bybit", Bybit), ("okx", OKX)):
+        plain, tls = ports[ex]
+        ws = [dataclasses.replace(ep, address=rebase(ep.address, f"wss://127.0.0.1:{tls}"), sandbox=None)
+              for ep in base.websocket_endpoints]
+        rest = [dataclasses.replace(ep, address=rebase(ep.address, f"http://127.0.0.1:{plain}"), sandbox=None)
+                for ep in base.rest_endpoints]
+        syms, info = base._parse_symbol_data(docs[ex])
+        Symbols.set(base.id, syms, info)
+        out[ex] = type(f"Replay{base.__name__}", (base,), {"websocket_endpoints": ws, "rest_endpoints": rest})
+    return out
+
+
+async def run_cryptofeed(ports: dict[str, tuple[int, int]], warm_s: float, measure_s: float) -> dict:
+    import logging
+
+    from cryptofeed import FeedHandler
+    from cryptofeed.defines import L2_BOOK, TRADES
+
+    counts = {"trades": 0, "books": 0}
+
+    async def on_trade(trade, receipt) -> None:
+        counts["trades"] += 1
+
+    async def on_book(book, receipt) -> None:
+        counts["books"] += 1
+
+    logging.getLogger("feedhandler").setLevel(logging.ERROR)
+    fh = FeedHandler(config={"uvloop": False, "log": {"filename": os.devnull, "level": "ERROR"}})
+    for ex, cls in cryptofeed_classes(ports).items():
+        kwargs = {"symbols": CF_SYMBOLS, "channels": [TRADES, L2_BOOK],
+                  "callbacks": {TRADES: on_trade, L2_BOOK: on_book}}
+        if ex == "okx":
+            kwargs["checksum_validation"] = False  # OKX 2026 mode: checksum 0
+        fh.add_feed(cls(**kwargs))
+    fh.run(start_loop=False, install_signal_handlers=False)
+    try:
+        await asyncio.sleep(warm_s)
+        m0, c0, t0 = counts["trades"] + counts["books"], time.process_time(), time.monotonic()
+        await asyncio.sleep(measure_s)
+        m1, c1, t1 = counts["trades"] + counts["books"], time.process_time(), time.monotonic()
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(fh.stop_async(), 10)
+    n = m1 - m0
+    return {"messages": n, "seconds": t1 - t0, "rate": n / (t1 - t0), "cpu_s": c1 - c0,
+            "cpu_us_per_msg": 1e6 * (c1 - c0) / max(1, n), "trades": counts["trades"], "books": counts["books"]}
+
+
+async def tls_phase(which: str, server_core: int | None, tls_dir: str, warm_s: float, measure_s: float) -> dict:
+    proc, ports = start_server(0, server_core, tls_dir)
+    try:
+        pairs = {ex: (ports[2 * i], ports[2 * i + 1]) for i, ex in enumerate(EXCHANGES)}
+        if which == "p9":
+            return await run_p9([pairs[ex][0] for ex in EXCHANGES], warm_s, measure_s, False,
+                                ws_ports=[pairs[ex][1] for ex in EXCHANGES])
+        return await run_cryptofeed(pairs, warm_s, measure_s)
+    finally:
+        stop_proc(proc)
+
+
 # ---------------------------------------------------------------------------- main
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", type=float, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--tls-dir", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--no-cryptofeed", action="store_true", help="skip the cryptofeed comparison")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per phase (default 8)")
     ap.add_argument("--rate", type=float, default=5000.0, help="paced rate for latency (default 5000)")
     args = ap.parse_args()
     if args.serve is not None:
-        asyncio.run(serve(args.serve))
+        asyncio.run(serve(args.serve, args.tls_dir or None))
         return 0
     cores = sorted(os.sched_getaffinity(0))
     core = cores[0]
@@ -479,6 +589,20 @@ def main() -> int:
               f"receive lag p50 start {r['lag_start_ms']:.1f} ms, end {r['lag_end_ms']:.1f} ms")
         for line in r["invalid"][:5]:
             print("    book_invalid:", line)
+    cf = p9tls = None
+    if not args.no_cryptofeed:
+        import tempfile
+
+        from p9cli.sim.tls import ensure_tls_files
+
+        with tempfile.TemporaryDirectory(prefix="p9-bench-feeds-") as tls_dir:
+            os.environ["SSL_CERT_FILE"] = str(ensure_tls_files(tls_dir, "127.0.0.1").bundle)
+            p9tls = asyncio.run(tls_phase("p9", server_core, tls_dir, 2.0, args.seconds))
+            cf = asyncio.run(tls_phase("cryptofeed", server_core, tls_dir, 3.0, args.seconds))
+        for name, r in (("p9 over wss (max rate)", p9tls), ("cryptofeed over wss (max rate)", cf)):
+            print(f"  {name}: {r['messages']} msgs in {r['seconds']:.1f} s = {r['rate']:,.0f} msgs/s, "
+                  f"CPU {r['cpu_s']:.2f} s, {r['cpu_us_per_msg']:.2f} us/msg; "
+                  f"{r['trades']} trades, {r['books']} book callbacks/states")
     lat = paced["lat"]
     print()
     print("| figure | value |")
@@ -489,6 +613,12 @@ def main() -> int:
     print(f"| p9 latency p50 / p99 at {args.rate:.0f} msgs/s (ms, +0..1 ms ts truncation) | "
           f"{pct(lat, 0.5):.2f} / {pct(lat, 0.99):.2f} |")
     print(f"| target >= 100,000 msgs/s | {'met' if flood['rate'] >= 100_000 else 'NOT met'} |")
+    if cf is not None and p9tls is not None:
+        ratio = cf["cpu_us_per_msg"] / p9tls["cpu_us_per_msg"] if p9tls["cpu_us_per_msg"] else float("nan")
+        print(f"| p9 CPU µs/msg over wss, same frames (for the ratio) | {p9tls['cpu_us_per_msg']:.2f} |")
+        print(f"| cryptofeed CPU µs/msg over wss, same frames, same run | {cf['cpu_us_per_msg']:.2f} |")
+        print(f"| cryptofeed/p9 CPU per message (p9 is this many times cheaper) | {ratio:.1f}x |")
+        print(f"| target >= 10x | {'met' if ratio >= 10 else 'NOT met'} |")
     return 0
 
 
