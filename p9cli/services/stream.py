@@ -71,16 +71,18 @@ class History:
         if not have:
             return None
         doc = self.doc or {}
-        tick = (doc.get("instrument") or {}).get("tick") if isinstance(doc.get("instrument"), dict) else None
+        tick, qty_step = doc.get("tick"), doc.get("qty_step")
         per_tf = dict(doc.get("timeframes") or {})
         for tf in tfs:
             if tf in have:
-                per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick)
+                per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick, qty_step=qty_step)
         per_tf = {tf: sec for tf, sec in per_tf.items() if tf in have}
         missing = [tf for tf in have if tf not in per_tf]
         for tf in missing:
-            per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick)
-        new = build_structure(self.exchange, self.symbol, have, per_timeframe=per_tf, now_ms=now_ms)
+            per_tf[tf] = analyze_timeframe(have[tf], tf, tick=tick, qty_step=qty_step)
+        new = build_structure(
+            self.exchange, self.symbol, have, per_timeframe=per_tf, tick=tick, qty_step=qty_step, now_ms=now_ms
+        )
         return _json_clean(new)
 
 
