@@ -50,7 +50,14 @@ SYMBOLS = ("btc", "eth", "sol", "bnb", "xrp")
 EXCHANGES = ("binance", "bybit", "okx")
 MIDS = {"btc": (60000.0, 0.01, 2), "eth": (3000.0, 0.01, 2), "sol": (150.0, 0.01, 2),
         "bnb": (600.0, 0.01, 2), "xrp": (0.6, 0.0001, 4)}
-LEVELS = 20
+#: price levels per side in the snapshots (Binance REST limit=1000 answers carry more; OKX 400,
+#: Bybit 50: the replayed books hold a realistic depth either way)
+LEVELS = 200
+#: depth deltas touch levels among the best TOUCHED of each side
+TOUCHED = 50
+#: levels per side in one depth delta, from the medians of the recorded frames in
+#: /work/shared/fixtures/exchanges (Binance spot depth@100ms: 3 levels in all, OKX books: ~19)
+DELTA_LEVELS = {"binance": 2, "bybit": 3, "okx": 10}
 VARIANTS = 64
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -106,22 +113,29 @@ class Gen:
         self.order = [x for pair in zip(t, d, strict=False) for x in pair] + t[len(d):] + d[len(t):]
 
     def _variants(self, s: str) -> list[str]:
+        """Pre-built level parts of depth deltas: DELTA_LEVELS[exchange] levels per side, within
+        the best TOUCHED levels (sizes vary, never zero: the ladder never crosses)."""
         b = self.books[s]
+        k = DELTA_LEVELS[self.exchange]
         out = []
         for i in range(VARIANTS):
-            k = i % LEVELS
-            sz = b.sizes[i]
-            sz2 = b.sizes[(i * 5 + 3) % VARIANTS]
+            idx = sorted({(i * 7 + j * 13) % TOUCHED for j in range(k)})
+            bids = [(b.bids[x], b.sizes[(i + x) % VARIANTS]) for x in idx]
+            asks = [(b.asks[x], b.sizes[(i * 5 + x + 3) % VARIANTS]) for x in idx]
             if self.exchange == "okx":
-                out.append(f'"bids":[["{b.bids[k]}","{sz}","0","1"]],"asks":[["{b.asks[k]}","{sz2}","0","2"]]')
+                fb = ",".join(f'["{p}","{q}","0","1"]' for p, q in bids)
+                fa = ",".join(f'["{p}","{q}","0","2"]' for p, q in asks)
+                out.append(f'"bids":[{fb}],"asks":[{fa}]')
             else:
-                bk, ak = ("b", "a")
-                out.append(f'"{bk}":[["{b.bids[k]}","{sz}"]],"{ak}":[["{b.asks[k]}","{sz2}"]]')
+                fb = ",".join(f'["{p}","{q}"]' for p, q in bids)
+                fa = ",".join(f'["{p}","{q}"]' for p, q in asks)
+                out.append(f'"b":[{fb}],"a":[{fa}]')
         return out
 
     def snapshot_levels(self, s: str) -> tuple[list, list]:
         b = self.books[s]
-        return ([[p, "1.000"] for p in b.bids], [[p, "1.000"] for p in b.asks])
+        n = 50 if self.exchange == "bybit" else LEVELS  # orderbook.50
+        return ([[p, "1.000"] for p in b.bids[:n]], [[p, "1.000"] for p in b.asks[:n]])
 
     def snapshot_frame(self, s: str, now_ms: int) -> bytes:
         bids, asks = self.snapshot_levels(s)
@@ -518,12 +532,15 @@ async def run_cryptofeed(ports: dict[str, tuple[int, int]], warm_s: float, measu
     from cryptofeed.defines import L2_BOOK, TRADES
 
     counts = {"trades": 0, "books": 0}
+    per_exchange: dict[str, int] = {}
 
     async def on_trade(trade, receipt) -> None:
         counts["trades"] += 1
+        per_exchange[trade.exchange] = per_exchange.get(trade.exchange, 0) + 1
 
     async def on_book(book, receipt) -> None:
         counts["books"] += 1
+        per_exchange[book.exchange] = per_exchange.get(book.exchange, 0) + 1
 
     logging.getLogger("feedhandler").setLevel(logging.ERROR)
     fh = FeedHandler(config={"uvloop": False, "log": {"filename": os.devnull, "level": "ERROR"}})
@@ -544,7 +561,8 @@ async def run_cryptofeed(ports: dict[str, tuple[int, int]], warm_s: float, measu
             await asyncio.wait_for(fh.stop_async(), 10)
     n = m1 - m0
     return {"messages": n, "seconds": t1 - t0, "rate": n / (t1 - t0), "cpu_s": c1 - c0,
-            "cpu_us_per_msg": 1e6 * (c1 - c0) / max(1, n), "trades": counts["trades"], "books": counts["books"]}
+            "cpu_us_per_msg": 1e6 * (c1 - c0) / max(1, n), "trades": counts["trades"], "books": counts["books"],
+            "per_exchange": per_exchange}
 
 
 async def tls_phase(which: str, server_core: int | None, tls_dir: str, warm_s: float, measure_s: float) -> dict:
@@ -602,7 +620,7 @@ def main() -> int:
         for name, r in (("p9 over wss (max rate)", p9tls), ("cryptofeed over wss (max rate)", cf)):
             print(f"  {name}: {r['messages']} msgs in {r['seconds']:.1f} s = {r['rate']:,.0f} msgs/s, "
                   f"CPU {r['cpu_s']:.2f} s, {r['cpu_us_per_msg']:.2f} us/msg; "
-                  f"{r['trades']} trades, {r['books']} book callbacks/states")
+                  f"{r['trades']} trades, {r['books']} book callbacks/states {r.get('per_exchange', '')}")
     lat = paced["lat"]
     print()
     print("| figure | value |")
