@@ -25,7 +25,17 @@ Phases:
    server's wall clock (ms) when the frame is written, so latency = wall clock when the
    normalized ``Trade``/``BookState`` reaches the handler - that time. The timestamp is
    truncated to whole ms, so figures are over-estimated by 0-1 ms (0.5 ms on average).
-3. **cryptofeed** (optional, ``--cryptofeed``): see ``--help``.
+3. **cryptofeed on the same frames, same run**: the replay server also listens with TLS
+   (cryptofeed refuses ``ws://``; the certificate comes from ``p9cli.sim.tls`` in a temporary
+   folder, trusted through ``SSL_CERT_FILE``). cryptofeed's own Binance/Bybit/OKX classes,
+   endpoints rebased (as tests/thirdparty does), TRADES + L2_BOOK for the 15 pairs, in this
+   process on the same core, at max rate; p9 runs once more over ``wss://`` for a like-for-like
+   CPU per message (frames handled = trade + book callbacks for cryptofeed). Ratio =
+   cryptofeed CPU/msg / p9 CPU/msg.
+
+Frames are small the way the recorded ones are (depth deltas of 2/3/10 levels per side for
+Binance/Bybit/OKX: medians of /work/shared/fixtures/exchanges), books 200 levels deep (Bybit
+50). Total run ~50 s; every process it starts is stopped at the end.
 
     .venv/bin/python scripts/bench_feeds.py [--seconds 8] [--rate 5000] [--no-cryptofeed]
 """
