@@ -87,6 +87,31 @@ def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_url, redi
                 assert twin is not None, f"no SET twin for {ch}"
                 assert orjson.loads(twin) == decoded[-1], ch
 
+        # nearest levels agree with the structure documents published and the live price
+        for ex, sym in pairs:
+            level_prices = {
+                float(lv["price"])
+                for m in sub.messages[f"structure:{ex}:{sym}"]
+                for lv in orjson.loads(m).get("levels") or []
+            }
+            positions = 0
+            for m in sub.messages[f"fusion_data:{ex}:{sym}"]:
+                d = orjson.loads(m)
+                if not d.get("position") or d["price"] is None:
+                    continue
+                price = d["price"]
+                sup, res = d["position"]["support"], d["position"]["resistance"]
+                for lv in (sup, res):
+                    if lv is not None:
+                        assert lv["price"] in level_prices, (ex, lv)
+                        assert abs(lv["distance_pct"] - (lv["price"] - price) / price * 100) < 1e-9
+                if sup is not None:
+                    assert sup["price"] <= price
+                if res is not None:
+                    assert res["price"] > price
+                positions += 1
+            assert positions, f"no position in fusion_data:{ex}:{sym}"
+
         checked = 0
         with httpx.Client(timeout=10) as http:
             for ex, sym in pairs:
