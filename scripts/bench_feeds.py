@@ -35,7 +35,7 @@ Phases:
 
 Frames are small the way the recorded ones are (depth deltas of 2/3/10 levels per side for
 Binance/Bybit/OKX: medians of /work/shared/fixtures/exchanges), books 200 levels deep (Bybit
-50). Total run ~50 s; every process it starts is stopped at the end.
+50). Total run ~75 s; every process it starts is stopped at the end.
 
     .venv/bin/python scripts/bench_feeds.py [--seconds 8] [--rate 5000] [--no-cryptofeed]
 """
@@ -575,8 +575,9 @@ async def run_cryptofeed(ports: dict[str, tuple[int, int]], warm_s: float, measu
             "per_exchange": per_exchange}
 
 
-async def tls_phase(which: str, server_core: int | None, tls_dir: str, warm_s: float, measure_s: float) -> dict:
-    proc, ports = start_server(0, server_core, tls_dir)
+async def tls_phase(which: str, server_core: int | None, tls_dir: str, warm_s: float, measure_s: float,
+                    rate: float = 0) -> dict:
+    proc, ports = start_server(rate, server_core, tls_dir)
     try:
         pairs = {ex: (ports[2 * i], ports[2 * i + 1]) for i, ex in enumerate(EXCHANGES)}
         if which == "p9":
@@ -627,7 +628,11 @@ def main() -> int:
             os.environ["SSL_CERT_FILE"] = str(ensure_tls_files(tls_dir, "127.0.0.1").bundle)
             p9tls = asyncio.run(tls_phase("p9", server_core, tls_dir, 2.0, args.seconds))
             cf = asyncio.run(tls_phase("cryptofeed", server_core, tls_dir, 3.0, args.seconds))
-        for name, r in (("p9 over wss (max rate)", p9tls), ("cryptofeed over wss (max rate)", cf)):
+            p9slow = asyncio.run(tls_phase("p9", server_core, tls_dir, 2.0, args.seconds, args.rate))
+            cfslow = asyncio.run(tls_phase("cryptofeed", server_core, tls_dir, 3.0, args.seconds, args.rate))
+        for name, r in (("p9 over wss (max rate)", p9tls), ("cryptofeed over wss (max rate)", cf),
+                        (f"p9 over wss ({args.rate:.0f}/s)", p9slow),
+                        (f"cryptofeed over wss ({args.rate:.0f}/s)", cfslow)):
             print(f"  {name}: {r['messages']} msgs in {r['seconds']:.1f} s = {r['rate']:,.0f} msgs/s, "
                   f"CPU {r['cpu_s']:.2f} s, {r['cpu_us_per_msg']:.2f} us/msg; "
                   f"{r['trades']} trades, {r['books']} book callbacks/states {r.get('per_exchange', '')}")
@@ -647,6 +652,9 @@ def main() -> int:
         print(f"| cryptofeed CPU µs/msg over wss, same frames, same run | {cf['cpu_us_per_msg']:.2f} |")
         print(f"| cryptofeed/p9 CPU per message (p9 is this many times cheaper) | {ratio:.1f}x |")
         print(f"| target >= 10x | {'met' if ratio >= 10 else 'NOT met'} |")
+        slow = cfslow["cpu_us_per_msg"] / p9slow["cpu_us_per_msg"] if p9slow["cpu_us_per_msg"] else float("nan")
+        print(f"| at {args.rate:.0f} msgs/s over wss: p9 / cryptofeed CPU µs/msg, ratio | "
+              f"{p9slow['cpu_us_per_msg']:.2f} / {cfslow['cpu_us_per_msg']:.2f}, {slow:.1f}x |")
     return 0
 
 
