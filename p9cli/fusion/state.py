@@ -69,6 +69,11 @@ class PairState:
         if recv_ms is not None and self.pending_recv_ms is None:
             self.pending_recv_ms = recv_ms
 
+    def book_invalid(self) -> None:
+        """The book is out of sync until the next BookState: publish ``book: null``."""
+        self.book = None
+        self.book_recv_ms = None
+
     def on_candle(self, c) -> None:
         if c.closed:
             self.last_closed[c.timeframe] = candle_dict(c)

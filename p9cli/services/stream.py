@@ -177,8 +177,9 @@ def run(
 
 async def _stream(settings, histories, url, duration, clock) -> dict:
     from p9cli.exchanges.venue import Trade, get_venue
-    from p9cli.live import BookState, LiveFeeds
+    from p9cli.live import BookState, FeedEvent, LiveFeeds
     from p9cli.live.candles import CandleBuilder, LiveCandle
+    from p9cli.live.events import BOOK_INVALID
     from p9cli.publish import (
         FUSION_DATA,
         MARKET_CONTEXT,
@@ -221,6 +222,10 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
             if st is not None:
                 bids, asks = ev.top(200)
                 st.on_book(bids, asks, ev.update_id, ev.seq, ev.ts_ms, ev.recv_ms)
+        elif kind is FeedEvent and ev.kind == BOOK_INVALID:
+            st = states.get((ev.exchange, ev.symbol))
+            if st is not None:
+                st.book_invalid()
         elif kind is LiveCandle:
             st = states.get((ev.exchange, ev.symbol))
             if st is not None:
