@@ -1,0 +1,146 @@
+"""Real payloads for the terminal views' tests (owner: ui-watch; used by tests/ui/test_watch*.py and
+the `p9 status` renderable tests).
+
+``stream_payloads`` (session): p9 sim (real time) + history fetched from it + analyze + the real
+``p9cli.services.stream.run`` for ``RUN_S`` seconds against the suite's Redis server, with a
+subscriber on all five channels of its pairs. It returns what the subscriber received, decoded:
+``messages[channel]`` (every message in order) and ``last[channel]`` (the newest), plus the
+running simulator, the settings and the Redis URL so that an end-to-end test can start another
+stream. Nothing is hand-written: every payload was published by ``p9 stream``.
+
+Pub/sub channels are not per DB: the pairs are ``eth`` on binance and okx (the stream tests use
+btc) and the worker id carries a session token; the pair keys and the worker key are deleted at
+the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import secrets
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+_TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_TESTS / "sim"))
+sys.path.insert(0, str(_TESTS / "history"))
+
+from history_helpers import run_fetch  # noqa: E402
+from simutil import start_sim  # noqa: E402
+
+from p9cli.config import load_settings  # noqa: E402
+from p9cli.publish import STATUS  # noqa: E402
+from p9cli.publish.channels import PAIR_KINDS, worker_channel  # noqa: E402
+
+#: the recorded pairs: (exchange, canonical symbol, channel symbol)
+EXCHANGES = ("binance", "okx")
+SYMBOL = "eth"
+RUN_S = 13.0
+#: the suite's test DB (tests/conftest.py)
+REDIS_TEST_DB = int(os.environ.get("P9_TEST_REDIS_DB", "9"))
+
+
+class Subscriber(threading.Thread):
+    """SUBSCRIBE in a thread; keeps every message per channel (raw bytes)."""
+
+    def __init__(self, url: str, channels: list[str]):
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(*channels)
+        self.messages: dict[str, list[bytes]] = defaultdict(list)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            m = self.pubsub.get_message(timeout=0.2)
+            if m and m["type"] == "message":
+                self.messages[m["channel"].decode()].append(m["data"])
+
+    def close(self) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        self.join(5)
+        self.pubsub.close()
+        self.client.close()
+
+
+@dataclass
+class Recorded:
+    pairs: list[tuple[str, str]]  # (exchange, channel symbol)
+    messages: dict[str, list[dict]]
+    last: dict[str, dict]
+    redis_url: str
+    token: str
+    settings: object
+    sim: object  # the running SimHandle (env(), control_url)
+    data_dir: Path
+    recorded_at_ms: int = field(default_factory=lambda: time.time_ns() // 1_000_000)
+
+    def pair(self, i: int = 0) -> dict[str, dict]:
+        """``{kind: newest payload}`` of pair ``i`` (the four per-pair kinds)."""
+        ex, sym = self.pairs[i]
+        return {k: self.last[f"{k}:{ex}:{sym}"] for k in PAIR_KINDS if f"{k}:{ex}:{sym}" in self.last}
+
+
+@pytest.fixture(scope="session")
+def ui_token() -> str:
+    return "ui" + secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def stream_payloads(tmp_path_factory, redis_server_url, ui_token) -> Recorded:
+    data_dir = tmp_path_factory.mktemp("ui-stream")
+    url = f"{redis_server_url}/{REDIS_TEST_DB}"
+    thread, handle = start_sim(speed=1.0, start_ms=None)
+    pairs = [(ex, f"{SYMBOL}usdt") for ex in EXCHANGES]
+    channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in PAIR_KINDS] + [STATUS]
+    worker_id = f"w-{ui_token}"
+    sub = Subscriber(url, channels)
+    client = redis.Redis.from_url(url)
+    try:
+        settings = load_settings(
+            {"data_dir": str(data_dir), "symbols": SYMBOL, "exchanges": ",".join(EXCHANGES), "candles": 300,
+             "redis_url": url, "worker_id": worker_id},
+            env=handle.env(), config_path=None,
+        )  # fmt: skip
+        _, fetched, _ = asyncio.run(run_fetch(settings))
+        assert fetched.ok
+        from p9cli.services import analyze, stream
+
+        assert analyze.run(settings, out=io.StringIO()) == 0
+        sub.start()
+        out = io.StringIO()
+        rc = stream.run(settings, duration=RUN_S, out=out)
+        assert rc == 0, out.getvalue()
+        time.sleep(0.3)  # the last flush's messages reach the subscriber
+        sub.close()
+        messages = {ch: [orjson.loads(m) for m in raw] for ch, raw in sub.messages.items()}
+        # the system status merges every live worker on this server: keep the ones this stream wrote
+        messages[STATUS] = [
+            m for m in messages.get(STATUS, []) if any(w.get("worker_id") == worker_id for w in m.get("workers", []))
+        ]
+        last = {ch: msgs[-1] for ch, msgs in messages.items() if msgs}
+        missing = [ch for ch in channels if ch not in last]
+        assert not missing, f"the stream published nothing on {missing}: {out.getvalue()}"
+        yield Recorded(pairs, messages, last, url, ui_token, settings, handle, data_dir)
+    finally:
+        sub.close()
+        for ex, sym in pairs:
+            for k in PAIR_KINDS:
+                client.delete(f"{k}:{ex}:{sym}")
+        client.delete(worker_channel(worker_id))
+        for key in client.scan_iter(match=f"*{ui_token}*", count=1000):
+            client.delete(key)
+        client.close()
+        thread.stop()
