@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 
 from p9cli.publish.channels import (
@@ -59,7 +60,9 @@ def validate_message(channel: str, message: bytes | str | dict[str, Any]) -> dic
     Raises :class:`SchemaViolation` naming the channel, the failing path and the reason.
     """
     payload = orjson.loads(message) if isinstance(message, bytes | str) else message
-    err = next(iter(sorted(validator_for(kind_of(channel)).iter_errors(payload), key=lambda e: e.path)), None)
+    # best_match descends into oneOf/anyOf alternatives, so a bad field inside a nullable object is
+    # named by its own path ("book/update_id") rather than as "book: not valid under any schema"
+    err = best_match(validator_for(kind_of(channel)).iter_errors(payload))
     if err is not None:
         path = "/".join(str(p) for p in err.absolute_path) or "(top)"
         raise SchemaViolation(f"{channel}: {path}: {err.message[:300]}")
