@@ -1,10 +1,13 @@
 """The coalescing Redis publisher: one dedicated connection, one pipeline per flush, newest value only.
 
 ``offer(channel, payload)`` is synchronous and O(1): it replaces whatever payload of that channel
-is still waiting. Every ``flush_interval_s`` the waiting payloads are numbered (``seq`` per
-channel), encoded with orjson and sent as ONE non-transactional pipeline in which every message
-is ``SET channel value EX ttl`` followed by ``PUBLISH channel value`` (the twin first, so a bot
-that SUBSCRIBEs and then GETs never misses the newest value).
+is still waiting and wakes the flush loop. The loop flushes as soon as something waits (offers made
+in the same event-loop turn, or while a flush is in flight, coalesce into the next pipeline;
+``flush_interval_s`` is only the longest the loop sleeps when nothing is offered, the cadence of
+its ``on_tick`` hook). A flush numbers the waiting payloads (``seq`` per channel), encodes them
+with orjson and sends them as ONE non-transactional pipeline in which every message is ``SET
+channel value EX ttl`` followed by ``PUBLISH channel value`` (the twin first, so a bot that
+SUBSCRIBEs and then GETs never misses the newest value).
 
 A slow or absent Redis never builds a backlog: while a flush is stuck or Redis is down, the
 waiting dict holds at most one payload per channel. An outage prints one line when it starts and
@@ -52,6 +55,10 @@ class PublisherStats:
     outage_ms: int = 0  # total time without Redis, finished outages
     coalesced: int = 0  # payloads replaced by a newer one before they were sent
     connected: bool = False
+    #: thread CPU seconds spent in flushes (encoding + pipeline + replies; ``time.thread_time``
+    #: deltas on the publisher's task: the pipeline's await may include other coroutines' CPU that
+    #: ran meanwhile on the same thread, so this is an upper bound)
+    cpu_s: float = 0.0
 
     def by_kind(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -81,7 +88,8 @@ class Publisher:
     """Latest-value publisher to one Redis (see the module docstring).
 
     ``url``               redis://, rediss:// or unix:// (password and ACL username allowed).
-    ``flush_interval_s``  cadence of the flushes (0.1-0.25 s: fusion_data <= 4/s needs <= 0.25 s).
+    ``flush_interval_s``  longest wait between two flushes when nothing is offered (an offer wakes the
+                          loop at once); also the cadence of ``on_tick``.
     ``ttl_s``             per-kind overrides of the twins' expiry (``channels.DEFAULT_TTL_S``).
     ``on_start``          optional coroutine run once after the first PING, before the loop starts
                           (the worker heartbeat refuses overlapping workers there).
@@ -91,6 +99,10 @@ class Publisher:
     ``on_close``          optional coroutine run at close after the final flush, before the
                           connection closes (the heartbeat deletes the worker's key there).
     ``log``               where the outage lines go (stderr by default).
+    ``on_flushed``        optional ``callable(stamped, done)`` called after every pipeline Redis
+                          answered: ``stamped`` = ``[(channel, stamp)]`` of the messages in it that
+                          were offered with a ``stamp``, ``done`` = ``time.perf_counter()`` when
+                          the pipeline completed (the stream measures its latency with it).
     """
 
     def __init__(
@@ -103,6 +115,7 @@ class Publisher:
         on_tick: Hook | None = None,
         on_close: Hook | None = None,
         log: Log = log_stderr,
+        on_flushed: Callable[[list[tuple[str, Any]], float], None] | None = None,
         client_name: str = "p9-publish",
         connect_timeout_s: float = 3.0,
         flush_timeout_s: float = 2.0,
@@ -118,6 +131,7 @@ class Publisher:
         self.on_start = on_start
         self.on_tick = on_tick
         self.on_close = on_close
+        self.on_flushed = on_flushed
         self.stats = PublisherStats()
         self._log = log
         self._secrets = url_secrets(url)
@@ -125,8 +139,9 @@ class Publisher:
         self._flush_timeout_s = flush_timeout_s
         self._backoff_initial_s = backoff_initial_s
         self._backoff_cap_s = backoff_cap_s
-        self._pending: dict[str, tuple[dict[str, Any], int]] = {}
-        self._in_flight: dict[str, tuple[dict[str, Any], int]] = {}
+        self._pending: dict[str, tuple[dict[str, Any], int, Any]] = {}
+        self._in_flight: dict[str, tuple[dict[str, Any], int, Any]] = {}
+        self._waiter: asyncio.Future | None = None  # the flush loop waiting for an offer
         self._seq: dict[str, int] = {}
         self._ttl_by_channel: dict[str, int] = {}
         self._seen_errors: set[str] = set()
@@ -183,6 +198,7 @@ class Publisher:
         """Stop the loop; send what is waiting (if Redis answers) and close the connection."""
         self._closing = True
         self._wake.set()
+        self._wake_flush()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
@@ -225,10 +241,12 @@ class Publisher:
 
     # ---- producing ----------------------------------------------------------------------------
 
-    def offer(self, channel: str, payload: dict[str, Any], ttl_s: int | None = None) -> None:
-        """Queue ``payload`` as the newest value of ``channel`` (replaces a waiting one).
+    def offer(self, channel: str, payload: dict[str, Any], ttl_s: int | None = None, stamp: Any = None) -> None:
+        """Queue ``payload`` as the newest value of ``channel`` (replaces a waiting one) and wake the
+        flush loop (it flushes at once, or right after the flush in flight).
 
         The publisher owns ``payload`` from now on: it writes ``seq`` into it when sending.
+        ``stamp``: anything; handed back to ``on_flushed`` once the message is in Redis.
         """
         if ttl_s is None:
             ttl_s = self._ttl_by_channel.get(channel)
@@ -236,7 +254,15 @@ class Publisher:
                 ttl_s = self._ttl_by_channel[channel] = self.ttl_s[kind_of(channel)]
         if channel in self._pending:
             self.stats.coalesced += 1
-        self._pending[channel] = (payload, ttl_s)
+        self._pending[channel] = (payload, ttl_s, stamp)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _wake_flush(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
 
     def pending_count(self) -> int:
         """Payloads waiting for the next flush: at most one per channel, whatever Redis does."""
@@ -263,46 +289,57 @@ class Publisher:
         """
         if not self._pending:
             return True
+        thread_time = time.thread_time
+        cpu0 = thread_time()
         batch, self._pending = self._pending, {}
         self._in_flight = batch
         pipe = self.redis.pipeline(transaction=False)
-        sent: list[tuple[str, int]] = []
+        sent: list[tuple[str, int, Any]] = []
         seqs = self._seq
         dumps = orjson.dumps
-        for ch, (payload, ttl) in batch.items():
+        for ch, (payload, ttl, stamp) in batch.items():
             seq = seqs.get(ch, 0) + 1
             seqs[ch] = seq  # a number is used once, even if this flush fails: a gap is honest
             payload["seq"] = seq
             data = dumps(payload)
             pipe.set(ch, data, ex=ttl)
             pipe.publish(ch, data)
-            sent.append((ch, len(data)))
+            sent.append((ch, len(data), stamp))
         try:
-            replies = await asyncio.wait_for(pipe.execute(raise_on_error=False), self._flush_timeout_s)
+            async with asyncio.timeout(self._flush_timeout_s):  # no extra task (wait_for makes one)
+                replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
             self._restore(batch)
             raise
         except (TimeoutError, RedisError, OSError) as exc:
             self._restore(batch)
             await self._on_failure(exc)
+            self.stats.cpu_s += thread_time() - cpu0
             return False
         finally:
             self._in_flight = {}
             with contextlib.suppress(Exception):
                 await pipe.reset()
+        done = time.perf_counter()
         self.stats.flushes += 1
         published = self.stats.published
-        for i, (ch, size) in enumerate(sent):
+        stamped = []
+        for i, (ch, size, stamp) in enumerate(sent):
             r_set, r_pub = replies[2 * i], replies[2 * i + 1]
             if isinstance(r_set, Exception) or isinstance(r_pub, Exception):
                 self._command_error(ch, r_set if isinstance(r_set, Exception) else r_pub)
                 continue
             published[ch] = published.get(ch, 0) + 1
             self.stats.bytes += size
+            if stamp is not None:
+                stamped.append((ch, stamp))
         self._on_success()
+        self.stats.cpu_s += thread_time() - cpu0
+        if stamped and self.on_flushed is not None:
+            self.on_flushed(stamped, done)
         return True
 
-    def _restore(self, batch: dict[str, tuple[dict[str, Any], int]]) -> None:
+    def _restore(self, batch: dict[str, tuple[dict[str, Any], int, Any]]) -> None:
         newer = self._pending
         self._pending = batch
         for ch, item in newer.items():
@@ -348,19 +385,16 @@ class Publisher:
         return step * random.uniform(0.5, 1.0)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
         while not self._closing:
-            next_at += self.flush_interval_s
             # In an outage only a PING goes out until Redis answers: payloads written into a stalled
             # server's socket could be executed late, after newer ones.
             if self._outage_since is not None and not await self._probe():
                 await self._sleep(self.backoff_s())
-                next_at = loop.time()
                 continue
             if self.on_tick is not None:
                 try:
-                    await asyncio.wait_for(self.on_tick(self), self._flush_timeout_s)
+                    async with asyncio.timeout(self._flush_timeout_s):
+                        await self.on_tick(self)
                 except asyncio.CancelledError:
                     raise
                 except ResponseError as exc:  # a command refused (ACL, OOM): the connection is fine
@@ -369,12 +403,22 @@ class Publisher:
                     await self._on_failure(exc)
             if self._outage_since is not None or not await self.flush():
                 await self._sleep(self.backoff_s())
-                next_at = loop.time()
                 continue
-            now = loop.time()
-            if next_at < now:  # fell behind (loaded machine): no burst of catch-up flushes
-                next_at = now
-            await self._sleep(next_at - now)
+            await self._wait_offer(self.flush_interval_s)
+
+    async def _wait_offer(self, seconds: float) -> None:
+        """Sleep until something is offered (or ``seconds`` at most): a future + a timer handle,
+        cheaper than ``wait_for`` on an Event (which makes a task every time)."""
+        if self._pending or self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        fut = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def _probe(self) -> bool:
         try:
@@ -395,6 +439,11 @@ class Publisher:
     async def _disconnect(self) -> None:
         with contextlib.suppress(Exception):
             await self.redis.connection_pool.disconnect(inuse_connections=True)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _error_text(exc: BaseException) -> str:
