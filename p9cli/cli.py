@@ -388,6 +388,37 @@ def stream(
     )
 
 
+@app.command("status")
+def status(
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            metavar="URL",
+            help="Redis the streams publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
+            show_default="127.0.0.1:6379 (P9_REDIS_PROBE); never starts one",
+        ),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep the table live (refresh every second) until Ctrl-C.")
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option("--json", help="Machine-readable report (with --follow: one per line); see docs/status.md."),
+    ] = False,
+) -> None:
+    """Health of the whole system from Redis: Redis itself, every stream worker, every
+    exchange:symbol (feed state, last price, age of the last trade / book update / context,
+    messages/s, book resyncs, reconnects). Stale or missing data is flagged in words.
+
+    Exit codes (for cron and monitoring): 0 healthy, 1 some feed stale or down, 2 bad input, 3 nothing publishing or Redis unreachable. --follow exits 0 on Ctrl-C. See docs/status.md.
+    """
+    settings = _settings(SettingsFlags(redis_url=redis_url), uses=(Use.REDIS_URL,))
+    from p9cli.services import status as service
+
+    raise typer.Exit(_run(service.run, settings, follow=follow, as_json=json_out))
+
+
 @app.command("sim")
 def sim(
     host: Annotated[
