@@ -1,0 +1,251 @@
+"""The channel schemas are the public contract (p9cli/schemas/, docs/channels.md).
+
+One short real run records what bots receive: ``p9 sim`` (real time) + history fetched from it +
+``analyze`` + ``p9 stream`` on all three exchanges into the suite's Redis. Every message of the
+five channels (and the worker status keys) validates, so do the structure documents ``analyze``
+wrote and the example payloads of docs/channels.md. Mutations of those real messages (wrong
+type, missing field, unknown timeframe, extra field in a closed object) are rejected: the
+schemas are tight enough to catch a producer's mistake."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import json
+import re
+import sys
+import threading
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from jsonschema import Draft202012Validator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
+
+from history_helpers import run_fetch  # noqa: E402
+from simutil import start_sim  # noqa: E402
+
+from p9cli.config import load_settings  # noqa: E402
+from p9cli.fusion import position as pos  # noqa: E402
+from p9cli.fusion.level_events import LevelEvents  # noqa: E402
+from p9cli.publish import STATUS, SchemaViolation, validate_message  # noqa: E402
+from p9cli.publish.channels import CHANNEL_KINDS, PAIR_KINDS, SCHEMA_IDS, worker_channel  # noqa: E402
+from p9cli.publish.validate import validator_for  # noqa: E402
+from p9cli.services import analyze  # noqa: E402
+from p9cli.services import stream as service  # noqa: E402
+
+EXCHANGES = ("binance", "bybit", "okx")
+SYMBOL = "solusdt"  # not used by the other stream tests (pub/sub channels are not per DB)
+RUN_S = 7
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
+
+
+def _schema_docs() -> dict[str, dict]:
+    out = {}
+    for f in resources.files("p9cli.schemas").iterdir():
+        if f.name.endswith(".schema.json"):
+            out[f.name] = json.loads(f.read_text(encoding="utf-8"))
+    return out
+
+
+# ---------------------------------------------------------------- the schema files themselves
+
+def test_schema_files_are_valid_draft_2020_12_and_every_object_is_closed_deliberately():
+    docs = _schema_docs()
+    assert {"envelope.schema.json", "structure_message.schema.json"} <= set(docs)
+    open_objects = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if "properties" in node and not {"additionalProperties", "unevaluatedProperties"} & set(node):
+                open_objects.append(where)
+            for k, v in node.items():
+                walk(v, f"{where}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+
+    for name, doc in docs.items():
+        Draft202012Validator.check_schema(doc)
+        assert doc["$id"].endswith("/" + name)
+        if name != "envelope.schema.json":
+            walk(doc, name)
+    # the shared envelope parts are closed by the channel schema that uses them (unevaluatedProperties)
+    env = docs["envelope.schema.json"]["$defs"]
+    for d, node in env.items():
+        if "properties" in node and d not in ("pair_envelope", "status_envelope"):
+            assert node.get("additionalProperties") is False, f"envelope $defs/{d} is open"
+    assert not open_objects, open_objects
+    for kind in CHANNEL_KINDS:
+        title = docs[f"{kind}.schema.json"]["title"] if kind != "structure" else docs["structure.schema.json"]["title"]
+        assert title == SCHEMA_IDS[kind]
+
+
+# ---------------------------------------------------------------- one real run
+
+class _Recorder(threading.Thread):
+    def __init__(self, url: str, channels: list[str], worker_key: str):
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(*channels, worker_key)
+        self.messages: dict[str, list[bytes]] = defaultdict(list)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            m = self.pubsub.get_message(timeout=0.2)
+            if m and m["type"] == "message":
+                self.messages[m["channel"].decode()].append(m["data"])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(5)
+        self.pubsub.close()
+        self.client.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, redis_server_url):
+    """(messages per channel as raw bytes, structure documents analyze wrote, worker status key)."""
+    url = f"{redis_server_url}/9"
+    data = tmp_path_factory.mktemp("schemas")
+    token = data.name[-6:].replace("_", "")
+    worker = f"w-schemas-{token}"
+    channels = [f"{k}:{ex}:{SYMBOL}" for ex in EXCHANGES for k in PAIR_KINDS] + [STATUS]
+    thread, handle = start_sim(speed=1.0, start_ms=None)
+    rec = _Recorder(url, channels, worker_channel(worker))
+    client = redis.Redis.from_url(url)
+    try:
+        settings = load_settings(
+            {"data_dir": str(data), "symbols": "sol", "exchanges": ",".join(EXCHANGES), "candles": 300,
+             "redis_url": url, "worker_id": worker},
+            env=handle.env(), config_path=None,
+        )  # fmt: skip
+        _, fetched, _ = asyncio.run(run_fetch(settings))
+        assert fetched.ok
+        assert analyze.run(settings, out=io.StringIO()) == 0
+        rec.start()
+        out = io.StringIO()
+        assert service.run(settings, duration=RUN_S, quick_test=False, out=out) == 0, out.getvalue()
+    finally:
+        rec.close()
+        for ch in channels[:-1]:
+            client.delete(ch)
+        client.close()
+        thread.stop()
+    docs = [json.loads(p.read_text()) for p in sorted((data / "context").glob("*/*.json"))
+            if not p.name.endswith(".failed.json")]  # fmt: skip
+    # the system status merges every live worker of the Redis: keep the messages this run wrote
+    msgs = dict(rec.messages)
+    msgs[STATUS] = [m for m in msgs.get(STATUS, []) if orjson.loads(m)["writer"] == worker]
+    return msgs, docs, worker_channel(worker)
+
+
+def _latest(recorded, kind: str, exchange: str = "okx") -> tuple[str, dict]:
+    msgs = recorded[0]
+    ch = STATUS if kind == STATUS else recorded[2] if kind == "worker" else f"{kind}:{exchange}:{SYMBOL}"
+    return ch, orjson.loads(msgs[ch][-1])
+
+
+def test_every_real_message_and_structure_document_validates(recorded):
+    msgs, docs, worker_key = recorded
+    expected = [f"{k}:{ex}:{SYMBOL}" for ex in EXCHANGES for k in PAIR_KINDS] + [STATUS, worker_key]
+    missing = [ch for ch in expected if not msgs.get(ch)]
+    assert not missing, f"nothing recorded on {missing}"
+    n = 0
+    for ch in expected:
+        for raw in msgs[ch]:
+            validate_message(ch, raw)
+            n += 1
+    assert n >= 3 * (RUN_S * 4)  # fusion_data alone is offered on change, up to 4/s
+    # what the run proves beyond the types: every pair had a structure and a live book
+    for ex in EXCHANGES:
+        fd = [orjson.loads(m) for m in msgs[f"fusion_data:{ex}:{SYMBOL}"]]
+        assert any(m["book"] and m["position"] for m in fd), ex
+    assert len(docs) == len(EXCHANGES)
+    for doc in docs:  # a document as analyze wrote it is the structure message minus the envelope
+        assert not list(validator_for("structure").iter_errors(dict(doc, seq=0, stale=False)))
+        with pytest.raises(SchemaViolation, match="'seq' is a required property"):
+            validate_message(f"structure:{doc['exchange']}:{doc['symbol']}", doc)
+
+
+def test_level_events_and_size_hints_from_the_producers_validate(recorded):
+    """Shapes a 7 s run does not reach (a level event, the size hint needs 30 s of trades): the
+    producing functions on the run's real structure document, inside real messages."""
+    ch, fd = _latest(recorded, "fusion_data", "binance")
+    doc = orjson.loads(recorded[0][f"structure:binance:{SYMBOL}"][-1])
+    level = next(lv for lv in doc["levels"] if lv["price"] < fd["price"])
+    ev = LevelEvents()
+    atr = pos.atr_of(doc, "1h")
+    ev.update(doc["levels"], fd["price"], fd["price"], fd["price"], 0.1 * atr, 0.5 * atr, fd["event_ts"])
+    lo = level["price"] - atr
+    ev.update(doc["levels"], lo, fd["price"], lo, 0.1 * atr, 0.5 * atr, fd["event_ts"] + 250)
+    assert ev.recent() and {e["type"] for e in ev.recent()} == {"break"}
+    validate_message(ch, dict(fd, events=ev.recent()))
+    ch, pc = _latest(recorded, "precision9_context", "binance")
+    sup, res = pos.nearest_levels(doc, pc["price"])
+    hints = pos.hints(doc, sup, res, 40.0)
+    assert hints["size"] is not None and hints["stop"] is not None
+    validate_message(ch, dict(pc, hints=hints))
+
+
+MUTATIONS = [
+    # (kind, exchange, mutation, expected path in the message)
+    ("fusion_data", lambda m: m["book"].update(update_id=str(m["book"]["update_id"])), "book/update_id"),
+    ("fusion_data", lambda m: m["book"].update(update_id=m["book"]["update_id"] + 0.5), "book/update_id"),
+    ("fusion_data", lambda m: m["book"].update(spred_bps=1.0), "book"),
+    ("fusion_data", lambda m: m["candles"].update({"2m": next(iter(m["candles"].values()))}), "candles"),
+    ("fusion_data", lambda m: next(iter(m["candles"].values()))["forming"].pop("closed"), "forming"),
+    ("fusion_data", lambda m: next(iter(m["candles"].values()))["forming"].update(open_time=1.5e12 + 0.5),
+     "open_time"),
+    ("fusion_data", lambda m: m["flow"].update(cvd=None), "flow/cvd"),
+    ("fusion_data", lambda m: m.pop("seq"), "(top)"),
+    ("fusion_data", lambda m: m.update(latency_ms=3), "(top)"),
+    ("fusion_data", lambda m: m["position"].update(value_area="inside_va"), "position/value_area"),
+    ("fusion_data", lambda m: m["freshness"].update(stale_sources=["bok"]), "stale_sources"),
+    ("precision9_context", lambda m: m["bias"].update(sign=2), "bias/sign"),
+    ("precision9_context", lambda m: m["bias"].update(confidence=1.5), "bias/confidence"),
+    ("precision9_context", lambda m: m["atr"].update({"2d": 1.0}), "atr"),
+    ("precision9_context", lambda m: m["regime"].update(label="calm"), "regime/label"),
+    ("precision9_context", lambda m: (m["levels"]["support"] or m["levels"]["resistance"])["distance_atr"].pop("1h"),
+     "distance_atr"),
+    ("precision9_context", lambda m: m["hints"]["stop"].pop("atr_mult"), "hints/stop"),
+    ("precision9_context", lambda m: m.update(exchange="kraken"), "exchange"),
+    ("market_context", lambda m: m["structure"]["levels"][0].update(price="1"), "structure/levels/0/price"),
+    ("market_context", lambda m: m["live"].update(trades_per_s=3), "live"),
+    ("market_context", lambda m: m["fusion"]["bias"].update(tf_alignment={"1h": 0.5}), "tf_alignment"),
+    (STATUS, lambda m: m["workers"][0]["feeds"][0].update(state="ok"), "state"),
+    (STATUS, lambda m: m["workers"][0]["publisher"].update(flushes=-1), "flushes"),
+    (STATUS, lambda m: m.update(symbol="solusdt"), "(top)"),
+    ("worker", lambda m: m.pop("publisher"), "(top)"),
+    ("structure", lambda m: m.update(levels_=[]), "(top)"),
+]
+
+
+@pytest.mark.parametrize("kind,mutate,path", MUTATIONS, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(MUTATIONS)])
+def test_schemas_reject_what_a_bot_could_not_rely_on(recorded, kind, mutate, path):
+    ch, good = _latest(recorded, kind)
+    validate_message(ch, good)
+    bad = copy.deepcopy(good)
+    mutate(bad)
+    with pytest.raises(SchemaViolation) as err:
+        validate_message(ch, bad)
+    assert f"{ch}: " in str(err.value) and path in str(err.value), str(err.value)
+
+
+def test_docs_channels_examples_are_real_and_valid():
+    """Every example in docs/channels.md marked ``<!-- example: CHANNEL -->`` validates."""
+    text = DOCS.read_text(encoding="utf-8")
+    found = re.findall(r"<!-- example: (\S+) -->\s*```json\n(.*?)```", text, flags=re.S)
+    kinds = set()
+    for ch, body in found:
+        validate_message(ch, body.encode())
+        kinds.add(ch.split(":")[0])
+    assert kinds >= {"market_context", "fusion_data", "precision9_context", STATUS}, kinds
