@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import time
+from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
@@ -85,51 +87,36 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-# ---- valid sample payloads (what the stream service will fill with real values) -----------------
+# ---- valid sample payloads: real recorded ones (tests/publish/recorded_payloads.json) ---------------
+# The channel schemas are closed (docs/channels.md), so a sample is a real message of p9 stream
+# against p9 sim with its envelope replaced. The sample counter ``n`` is carried in ``event_ts``
+# (T0 + n): read it back with ``n_of(message)``.
 
-def candle(open_time: int, closed: bool) -> dict:
-    return {"open_time": open_time, "open": 100.0, "high": 101.5, "low": 99.5, "close": 100.5,
-            "volume": 12.25, "closed": closed}
+T0 = 1_796_000_000_000
+_RECORDED = orjson.loads((Path(__file__).with_name("recorded_payloads.json")).read_bytes())["payloads"]
+
+
+def n_of(message: dict) -> int:
+    """The sample counter of a message built by ``sample(..., n)``."""
+    return message["event_ts"] - T0
+
+
+def _recorded(kind: str, exchange: str, symbol: str, n: int) -> dict:
+    fields = {k: v for k, v in copy.deepcopy(_RECORDED[kind]).items()
+              if k not in ("schema", "exchange", "symbol", "ts", "event_ts", "seq", "stale")}  # fmt: skip
+    return envelope(kind, exchange=exchange, symbol=symbol, event_ts=T0 + n, **fields)
 
 
 def fusion_data(exchange: str, symbol: str, n: int = 0) -> dict:
-    t = 1_796_000_000_000
-    return envelope(
-        FUSION_DATA, exchange=exchange, symbol=symbol, event_ts=t + n,
-        price=100.5 + n,
-        book={"bid": 100.4, "ask": 100.6, "bid_size": 1.5, "ask_size": 2.0, "mid": 100.5, "spread_bps": 19.9,
-              "update_id": 123456 + n},
-        candles={"1m": {"forming": candle(t, False), "last_closed": candle(t - 60_000, True)},
-                 "1h": {"forming": candle(t - 3_600_000 + 60_000, False), "last_closed": None}},
-        position=None, n=n,
-    )
+    return _recorded(FUSION_DATA, exchange, symbol, n)
 
 
 def precision9_context(exchange: str, symbol: str, n: int = 0) -> dict:
-    return envelope(
-        PRECISION9_CONTEXT, exchange=exchange, symbol=symbol, event_ts=1_796_000_000_000 + n,
-        price=100.5,
-        bias={"sign": 1, "confidence": 0.62, "score": 0.4, "tf_alignment": {"1h": 1, "4h": 0, "1d": -1}},
-        atr={"1h": 0.8, "4h": 1.9, "1d": 4.2}, atr_pct={"1h": 0.8, "4h": 1.89, "1d": 4.18},
-        regime={"label": "normal", "rv_pct": 41.0, "percentile_pct": 55.0},
-        levels={"support": {"price": 99.0, "distance_pct": -1.49, "distance_atr": {"1h": -1.88, "4h": -0.79, "1d": -0.36},
-                            "kind": "swing_low", "strength": 0.7, "timeframes": ["1h", "4h"]},
-                "resistance": None},
-        value_area={"position": "inside", "poc": 100.2, "vah": 101.0, "val": 99.4, "above_poc": True},
-        zone=None,
-        hints={"stop": {"atr_mult": 2.0, "atr_timeframe": "1h", "long": 97.4, "short": None},
-               "size": {"scalar": 0.39, "target_vol_pct": 16.0, "max_scalar": 1.0}},
-        freshness={"trade_age_ms": 120, "book_age_ms": 40, "structure_age_ms": 30_000, "book_valid": True,
-                   "stale_sources": []},
-        n=n,
-    )
+    return _recorded(PRECISION9_CONTEXT, exchange, symbol, n)
 
 
 def market_context(exchange: str, symbol: str, n: int = 0) -> dict:
-    return envelope(
-        MARKET_CONTEXT, exchange=exchange, symbol=symbol, event_ts=1_796_000_000_000 + n,
-        structure=None, live={"price": 100.5, "trades_per_s": {"1s": 3, "10s": 2.5, "60s": 2.1}}, fusion=None, n=n,
-    )
+    return _recorded(MARKET_CONTEXT, exchange, symbol, n)
 
 
 SAMPLES = {FUSION_DATA: fusion_data, PRECISION9_CONTEXT: precision9_context, MARKET_CONTEXT: market_context}

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from publish_helpers import Subscriber, sample, wait_until
+from publish_helpers import Subscriber, n_of, sample, wait_until
 
 from p9cli.publish import (
     FUSION_DATA,
@@ -35,7 +35,7 @@ async def test_subscriber_gets_every_message_twin_holds_newest_seq_increases(red
         client = aioredis.Redis.from_url(redis_url)
         try:
             for ch, msgs in sub.messages.items():
-                assert [m["n"] for m in msgs] == list(range(6)), ch
+                assert [n_of(m) for m in msgs] == list(range(6)), ch
                 assert [m["seq"] for m in msgs] == list(range(1, 7)), ch
                 for m in msgs:
                     validate_message(ch, m)  # every published message matches its schema
@@ -57,9 +57,9 @@ async def test_offers_between_flushes_coalesce_to_the_newest(redis_url, redis_to
         for n in range(1000):  # far faster than the cadence: only the newest may be sent
             pub.offer(ch, sample(FUSION_DATA, "bybit", symbol, n)[1])
             assert pub.pending_count() == 1
-        await sub.wait_for(lambda: sub.messages[ch] and sub.messages[ch][-1]["n"] == 999)
+        await sub.wait_for(lambda: sub.messages[ch] and n_of(sub.messages[ch][-1]) == 999)
         await asyncio.sleep(0.3)
-    ns = [m["n"] for m in sub.messages[ch]]
+    ns = [n_of(m) for m in sub.messages[ch]]
     assert ns[-1] == 999 and len(ns) <= 3, ns  # a flush may have caught an early one, never a backlog
     assert [m["seq"] for m in sub.messages[ch]] == list(range(1, len(ns) + 1))
     assert pub.stats.coalesced >= 997

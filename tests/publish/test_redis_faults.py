@@ -9,7 +9,7 @@ import signal
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from publish_helpers import Subscriber, sample, wait_until
+from publish_helpers import Subscriber, n_of, sample, wait_until
 
 from p9cli.errors import EXIT_UNAVAILABLE, ServiceUnavailable
 from p9cli.publish import FUSION_DATA, MARKET_CONTEXT, Publisher
@@ -49,15 +49,15 @@ async def test_stalled_redis_keeps_only_the_newest_payload_per_channel(private_r
             assert pub.pending_count() == len(chans)
         finally:
             os.kill(server.pid, signal.SIGCONT)
-        await sub.wait_for(lambda: all(sub.messages[c][-1]["n"] == 1999 for c in chans), 15)
+        await sub.wait_for(lambda: all(n_of(sub.messages[c][-1]) == 1999 for c in chans), 15)
         await wait_until(lambda: not pub.in_outage, 10, "the publisher to come back")
     for ch in chans:
-        after_stall = [m["n"] for m in sub.messages[ch] if m["n"] >= 0]
+        after_stall = [n_of(m) for m in sub.messages[ch] if n_of(m) >= 0]
         # a flush stuck at the stall may carry one early value; the rest was coalesced away
         assert after_stall[-1] == 1999 and len(after_stall) <= 2, after_stall
         seqs = [m["seq"] for m in sub.messages[ch]]
         assert seqs == sorted(set(seqs))  # increasing (a gap marks the lost flush)
-        assert (await _get(server.url, ch))["n"] == 1999
+        assert n_of(await _get(server.url, ch)) == 1999
     assert pub.stats.outages == 1
     assert len([ln for ln in lines if "reconnecting" in ln]) == 1, lines
     assert len([ln for ln in lines if "is back after" in ln]) == 1, lines
@@ -102,7 +102,7 @@ async def test_redis_restarted_mid_run_resumes_with_one_outage_and_bounded_memor
         await task
         for ch in channels:
             twin = await _get(restarted.url, ch)
-            assert twin is not None and twin["n"] >= mark, ch  # publishing resumed with new data
+            assert twin is not None and n_of(twin) >= mark, ch  # publishing resumed with new data
     assert pub.stats.outages == 1 and pub.stats.outage_ms > 0
     starts = [ln for ln in lines if "reconnecting" in ln]
     ends = [ln for ln in lines if "is back after" in ln]
@@ -127,7 +127,7 @@ async def test_password_and_acl_urls_work_and_no_secret_is_ever_printed(private_
             await wait_until(lambda p=pub, c=ch: p.stats.published.get(c) == 1, 10, f"{what} publish")
             assert admin_pw not in pub.safe_url and "al1ce" not in pub.safe_url
             assert admin_pw not in repr(pub.redis) and user_pw not in repr(pub.redis)
-        assert (await _get(url, ch))["n"] == 7
+        assert n_of(await _get(url, ch)) == 7
 
     # wrong password / wrong user: one clear line, exit code 69, no secret in it
     for url in (f"redis://:wrong-{admin_pw}@127.0.0.1:{server.port}/0",
@@ -199,7 +199,7 @@ async def test_rediss_url_with_password_publishes_over_tls(private_redis, tmp_pa
         pub.offer(ch, payload)
         await wait_until(lambda: pub.stats.published.get(ch) == 1, 10, "TLS publish")
     plain = f"redis://:tls-Secret-1@127.0.0.1:{server.port}/0"
-    assert (await _get(plain, ch))["n"] == 3  # the same server, read over its plain port
+    assert n_of(await _get(plain, ch)) == 3  # the same server, read over its plain port
     assert pub.safe_url.startswith("rediss://:***@127.0.0.1:") and not lines
 
 

@@ -24,7 +24,8 @@ from p9cli.publish import (
 
 def _feeds(worker: WorkerInfo):
     return lambda: {
-        "feeds": [{"exchange": e, "symbol": s, "state": "live"} for e in worker.exchanges for s in worker.symbols],
+        "feeds": [{"exchange": e, "symbol": s, "state": "live", "stale_sources": [], "messages": 10, "trades": 3,
+                   "reconnects": 0} for e in worker.exchanges for s in worker.symbols],
         "stale": False,
         "event_ts": 1_796_000_000_000,
     }
