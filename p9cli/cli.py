@@ -419,6 +419,41 @@ def status(
     raise typer.Exit(_run(service.run, settings, follow=follow, as_json=json_out))
 
 
+
+@app.command("watch")
+def watch(
+    pairs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="EXCHANGE:SYMBOL",
+            help="binance:btcusdt, binance:btc, or a symbol alone (BTCUSDT: every exchange publishing it).",
+            show_default=False,
+        ),
+    ],
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            "--redis-url",
+            metavar="URL",
+            help="Redis the streams publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
+            show_default="127.0.0.1:6379 (P9_REDIS_PROBE); never starts one",
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame and exit (also when stdout is not a terminal).")
+    ] = False,
+) -> None:
+    """Live full-screen view of pairs from Redis: price, change, spread, flow, top of book,
+    the nearest key levels and zones (distance in % and ATR), trend and volatility per
+    timeframe, level events. Stale data is flagged in words.
+
+    Exit codes: 0 quit (Ctrl-C), 2 bad input (unknown pair), 3 no data for a pair or Redis unreachable. See docs/watch.md.
+    """
+    settings = _settings(SettingsFlags(redis_url=redis_url), uses=(Use.REDIS_URL, Use.EXCHANGES))
+    from p9cli.services import watch as service
+
+    raise typer.Exit(_run(service.run, settings, pairs, once=once))
+
 @app.command("sim")
 def sim(
     host: Annotated[
