@@ -34,7 +34,9 @@ class PairState:
         self.symbol = symbol
         self.channel_symbol = channel_symbol
         self.flow = TradeFlow()
-        self.book: dict | None = None
+        self._book_src = None  # the newest in-sync BookState (its ``book`` is the live book)
+        self._book_fig: dict | None = None  # figures of the newest state they were built for
+        self._book_fig_src = None
         self.book_seq: int | None = None
         self.book_recv_ms: int | None = None
         self.book_ts_ms: int | None = None
@@ -43,6 +45,8 @@ class PairState:
         self.last_closed: dict[str, dict | None] = {}
         self.structure = structure
         self.structure_ms: int | None = None
+        #: the structure document is older than its timeframes allow (set by the stream service)
+        self.structure_stale = False
         self.event_ts = 0
         #: receive time (ms) of the newest input not yet published in fusion_data
         self.pending_recv_ms: int | None = None
@@ -56,22 +60,54 @@ class PairState:
             self.pending_recv_ms = recv_ms
 
     def on_book(self, bids, asks, update_id, seq, ts_ms: int | None, recv_ms: int | None) -> None:
+        """A book state as plain levels (best first): the figures are built at once."""
         fig = book_figures(bids, asks, update_id)
         if fig is None:
             return
         if seq is not None:
             fig["seq"] = seq
-        self.book = fig
+        self._book_src = self._book_fig_src = object()
+        self._book_fig = fig
+        self._on_book_times(ts_ms, recv_ms)
+
+    def on_book_state(self, state) -> None:
+        """The hot path: a :class:`p9cli.live.BookState` is only referenced; its figures
+        (200 levels per side) are built when a payload is (:attr:`book`)."""
+        self._book_src = state
+        self._on_book_times(state.ts_ms, state.recv_ms)
+
+    def _on_book_times(self, ts_ms, recv_ms) -> None:
         self.book_ts_ms = ts_ms
         self.book_recv_ms = recv_ms
-        if ts_ms:
-            self.event_ts = max(self.event_ts, ts_ms)
+        if ts_ms and ts_ms > self.event_ts:
+            self.event_ts = ts_ms
         if recv_ms is not None and self.pending_recv_ms is None:
             self.pending_recv_ms = recv_ms
 
+    @property
+    def book(self) -> dict | None:
+        """Figures of the newest in-sync book state, or ``None`` while the book is out of sync."""
+        src = self._book_src
+        if src is None:
+            return None
+        if src is not self._book_fig_src:
+            live = src.book
+            bid, ask = live.bids.best(), live.asks.best()
+            # the live book is the handed-on state until the feed hands on the next one; if it
+            # moved on without one (a connection switchover), keep the last consistent figures
+            if bid is None or ask is None or (float(bid[0]), float(bid[1]), float(ask[0]), float(ask[1])) != (
+                src.bid, src.bid_size, src.ask, src.ask_size
+            ):
+                return self._book_fig
+            fig = book_figures(live.bids.top(BOOK_LEVELS), live.asks.top(BOOK_LEVELS), src.update_id)
+            if fig is not None and src.seq is not None:
+                fig["seq"] = src.seq
+            self._book_fig, self._book_fig_src = fig, src
+        return self._book_fig
+
     def book_invalid(self) -> None:
         """The book is out of sync until the next BookState: publish ``book: null``."""
-        self.book = None
+        self._book_src = self._book_fig = self._book_fig_src = None
         self.book_recv_ms = None
 
     def on_candle(self, c) -> None:
@@ -106,9 +142,9 @@ class PairState:
         last_trade = self.flow.last_ts_ms
         if last_trade is None or now_ms - last_trade > STALE_AFTER_MS:
             out.append("trades")
-        if self.book is None:
+        if self._book_src is None:
             out.append("book")
-        if self.structure is None:
+        if self.structure is None or self.structure_stale:
             out.append("structure")
         return out
 
@@ -118,7 +154,7 @@ class PairState:
             "trade_age_ms": None if lt is None else int(now_ms - lt),
             "book_age_ms": None if self.book_recv_ms is None else int(now_ms - self.book_recv_ms),
             "structure_age_ms": None if self.structure_ms is None else int(now_ms - self.structure_ms),
-            "book_valid": self.book is not None,
+            "book_valid": self._book_src is not None,
             "stale_sources": self.stale_sources(now_ms),
         }
 

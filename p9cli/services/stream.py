@@ -1,12 +1,21 @@
 """``p9 stream``: the live market placed inside its history, published to Redis for bots.
 
 Per (exchange, symbol): the live feeds (trades, in-sync books, live candles of all 11
-timeframes) feed a :class:`p9cli.fusion.state.PairState`; a 250 ms tick offers
-``fusion_data`` (only when changed), every 1 s ``market_context`` and ``precision9_context``;
-``structure`` is published at start and whenever a closed candle made a timeframe recompute
-(``analyze_timeframe`` + ``build_structure(per_timeframe=...)`` in a worker thread, at most one
-per tick, never on the event path). The heartbeat ``precision9_fusion_status`` is the
-publisher's (status source: the feeds' statistics).
+timeframes) feed a :class:`p9cli.fusion.state.PairState`. ``fusion_data`` is event-driven with a
+leading-edge throttle per channel: an input (trade, in-sync book, book invalid, closed candle)
+whose channel last published >= 250 ms ago is published at once (built right after the frame
+that carried it, so one frame's trades go out together); inputs inside the window mark the pair
+dirty and one trailing publish at the window's end sends the newest state (<= 4/s per channel).
+Every 1 s ``market_context`` and ``precision9_context``; ``structure`` at start and whenever a
+closed candle made a timeframe recompute (``analyze_timeframe`` + ``build_structure(
+per_timeframe=...)`` in a worker thread, one at a time, never on the event path). The heartbeat
+``precision9_fusion_status`` is the publisher's (status source: the feeds' statistics).
+
+Latency (``report["latency"]``, quick-test p50/p99): per published ``fusion_data`` message, the
+time its pipeline completed minus the ``time.perf_counter()`` stamp taken in the event handler for
+the newest exchange input it reflects (the feed layer's ``recv_ms`` has only ms resolution; the
+handler runs synchronously right after the frame's decode, so the stamp is later than the
+socket read by the decode/book-apply time of that frame, a few µs).
 
 Exit codes: 0 done (with ``--quick-test``: every feed delivered data and every channel was
 published), 1 the quick test failed, 2 bad input, 69 a configured Redis that does not answer.
@@ -31,6 +40,8 @@ from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 TICK_S = 0.25
 CONTEXT_EVERY_TICKS = 4
+#: fusion_data: at most one publish per channel per window (leading edge + one trailing)
+THROTTLE_S = 0.25
 QUICK_TEST_S = 120.0
 
 
@@ -125,14 +136,28 @@ def load_history(settings: Settings, out: TextIO) -> dict[tuple[str, str], Histo
 
 
 class Counters:
+    MAX_SAMPLES = 200_000
+
     def __init__(self):
+        #: newest input reflected -> pipeline completed, ms, per exchange
         self.latency_ms: dict[str, list[float]] = defaultdict(list)
+        #: oldest input not yet published when the payload was built -> pipeline completed
+        #: (includes the throttle's wait)
+        self.window_ms: dict[str, list[float]] = defaultdict(list)
         self.ticks = 0
 
     def add_latency(self, exchange: str, ms: float) -> None:
         lst = self.latency_ms[exchange]
-        if len(lst) < 200_000:
+        if len(lst) < self.MAX_SAMPLES:
             lst.append(ms)
+
+    def on_flushed(self, stamped: list, done: float) -> None:
+        """Publisher hook: ``stamped`` = [(channel, (exchange, newest_perf, oldest_perf))]."""
+        for _ch, (ex, newest, oldest) in stamped:
+            lst = self.latency_ms[ex]
+            if len(lst) < self.MAX_SAMPLES:
+                lst.append((done - newest) * 1000.0)
+                self.window_ms[ex].append((done - oldest) * 1000.0)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -201,6 +226,11 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
     builders: dict[tuple[str, str], CandleBuilder] = {}
     counters = Counters()
     feeds_ref: list = []
+    loop = asyncio.get_running_loop()
+    perf = time.perf_counter
+    pub_ref: list = []
+    # per pair: [last publish perf, scheduled?, newest input perf, oldest unpublished input perf]
+    throttle = {key: [-1e9, False, 0.0, 0.0] for key in states}
 
     def candles_for(exchange: str, symbol: str) -> CandleBuilder:
         venue = get_venue(exchange)
@@ -211,27 +241,72 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         builders[(exchange, symbol)] = b
         return b
 
+    def publish_fusion(key, st: PairState, stamp) -> bool:
+        """Build and offer the pair's fusion_data now (False: nothing changed)."""
+        b = builders.get(key)
+        if b is not None:
+            st.on_forming(b.forming_all())
+        now = _now_ms()
+        fields = st.fusion_fields(now)
+        if fields is None or not pub_ref:
+            return False
+        pub_ref[0].offer(channel(FUSION_DATA, key[0], st.channel_symbol),
+                         envelope(FUSION_DATA, exchange=key[0], symbol=st.channel_symbol,
+                                  event_ts=int(st.event_ts or now), stale=bool(st.stale_sources(now)), **fields),
+                         stamp=stamp)  # fmt: skip
+        st.pending_recv_ms = None
+        return True
+
+    def fire(key) -> None:
+        """The throttle's publish: leading edge (right after the input's frame) or trailing."""
+        th = throttle[key]
+        th[1] = False
+        if publish_fusion(key, states[key], (key[0], th[2], th[3])):
+            th[0] = perf()
+
+    def touched(key, t: float) -> None:
+        """An input changed the pair's state at ``t`` (perf_counter): publish now or at the
+        end of the throttle window. O(1); the payload is built only when it is published."""
+        th = throttle[key]
+        th[2] = t
+        if th[1]:
+            return
+        th[1] = True
+        th[3] = t
+        wait = th[0] + THROTTLE_S - t
+        if wait <= 0:
+            loop.call_soon(fire, key)
+        else:
+            loop.call_later(wait, fire, key)
+
     def handler(ev) -> None:
         kind = type(ev)
         if kind is Trade:
-            st = states.get((ev.exchange, ev.symbol))
+            key = (ev.exchange, ev.symbol)
+            st = states.get(key)
             if st is not None:
-                st.on_trade(ev.ts_ms, ev.price, ev.size, ev.side == "buy", getattr(ev, "recv_ms", None))
+                st.on_trade(ev.ts_ms, ev.price, ev.size, ev.side == "buy", ev.recv_ms)
+                touched(key, perf())
         elif kind is BookState:
-            st = states.get((ev.exchange, ev.symbol))
+            key = (ev.exchange, ev.symbol)
+            st = states.get(key)
             if st is not None:
-                bids, asks = ev.top(200)
-                st.on_book(bids, asks, ev.update_id, ev.seq, ev.ts_ms, ev.recv_ms)
+                st.on_book_state(ev)
+                touched(key, perf())
         elif kind is FeedEvent and ev.kind == BOOK_INVALID:
-            st = states.get((ev.exchange, ev.symbol))
+            key = (ev.exchange, ev.symbol)
+            st = states.get(key)
             if st is not None:
                 st.book_invalid()
+                touched(key, perf())
         elif kind is LiveCandle:
-            st = states.get((ev.exchange, ev.symbol))
+            key = (ev.exchange, ev.symbol)
+            st = states.get(key)
             if st is not None:
                 st.on_candle(ev)
                 if ev.closed:
-                    histories[(ev.exchange, ev.symbol)].add_closed(ev.timeframe, ev.candle)
+                    histories[key].add_closed(ev.timeframe, ev.candle)
+                    touched(key, perf())
 
     def status() -> dict:
         stats = feeds_ref[0].stats() if feeds_ref else {}
@@ -249,17 +324,19 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         return {"feeds": feeds, "stale": stale, "event_ts": int(event_ts or now)}
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
     worker = WorkerInfo.create(settings.worker_id, exchanges, tuple(channel_symbol(s) for s in symbols))
     stats_out: dict = {}
-    async with publishing(url, worker, source=status, flush_interval_s=0.25) as pub:
+    async with publishing(url, worker, source=status, flush_interval_s=0.25,
+                          on_flushed=counters.on_flushed) as pub:  # fmt: skip
+        pub_ref.append(pub)
 
         def offer_structure(st: PairState, doc: dict) -> None:
-            msg = dict(doc, symbol=st.channel_symbol, event_ts=int(st.event_ts or _now_ms()), stale=False)
+            msg = dict(doc, symbol=st.channel_symbol, event_ts=int(st.event_ts or _now_ms()),
+                       stale=bool(st.structure_stale))
             pub.offer(channel(STRUCTURE, st.exchange, st.channel_symbol), msg)
 
         for st in states.values():
@@ -279,28 +356,24 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
                 await feeds.wait(TICK_S)
                 tick += 1
                 now = _now_ms()
+                context_tick = tick % CONTEXT_EVERY_TICKS == 0
                 for key, st in states.items():
-                    b = builders.get(key)
-                    if b is not None:
-                        st.on_forming(b.forming_all())
                     st.tick_levels(st.event_ts or now)
+                    if not context_tick:
+                        continue
+                    # a change no exchange input announced (a recompute, level events, staleness):
+                    # published here, without a latency sample (no input triggered it)
+                    th = throttle[key]
+                    if not th[1] and perf() - th[0] >= THROTTLE_S and publish_fusion(key, st, None):
+                        th[0] = perf()
                     stale = bool(st.stale_sources(now))
-                    fields = st.fusion_fields(now)
                     event_ts = int(st.event_ts or now)
-                    if fields is not None:
-                        pub.offer(channel(FUSION_DATA, key[0], st.channel_symbol),
-                                  envelope(FUSION_DATA, exchange=key[0], symbol=st.channel_symbol,
-                                           event_ts=event_ts, stale=stale, **fields))
-                        if st.pending_recv_ms is not None:
-                            counters.add_latency(key[0], now - st.pending_recv_ms)
-                            st.pending_recv_ms = None
-                    if tick % CONTEXT_EVERY_TICKS == 0:
-                        pub.offer(channel(MARKET_CONTEXT, key[0], st.channel_symbol),
-                                  envelope(MARKET_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
-                                           event_ts=event_ts, stale=stale, **st.market_context_fields(now)))
-                        pub.offer(channel(PRECISION9_CONTEXT, key[0], st.channel_symbol),
-                                  envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
-                                           event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
+                    pub.offer(channel(MARKET_CONTEXT, key[0], st.channel_symbol),
+                              envelope(MARKET_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
+                                       event_ts=event_ts, stale=stale, **st.market_context_fields(now)))
+                    pub.offer(channel(PRECISION9_CONTEXT, key[0], st.channel_symbol),
+                              envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
+                                       event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
                 # structure recompute: one pair at a time, in a thread, off the event path
                 if recompute is not None and recompute.done():
                     st = states[recompute_key]
@@ -329,7 +402,10 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
             stats_out["feeds"] = feeds.stats()
         await asyncio.sleep(0.3)  # a last flush
         stats_out["published"] = dict(pub.stats.published)
+        stats_out["publish_cpu_s"] = pub.stats.cpu_s
+        stats_out["flushes"] = pub.stats.flushes
     stats_out["latency"] = dict(counters.latency_ms)
+    stats_out["latency_window"] = dict(counters.window_ms)
     stats_out["pairs"] = [f"{ex}:{channel_symbol(s)}" for ex, s in states]
     return stats_out
 
@@ -342,7 +418,7 @@ def print_summary(report: dict, out: TextIO) -> bool:
     from p9cli.publish import FUSION_DATA, MARKET_CONTEXT, PRECISION9_CONTEXT, STATUS, STRUCTURE
 
     published = report.get("published", {})
-    table = Table(title="p9 stream")
+    table = Table(title="p9 stream (latency: input received -> its fusion_data written to Redis)")
     for col in ("feed", "messages", "trades", "book resyncs", "reconnects", "publishes", "p50 ms", "p99 ms",
                 "verdict"):
         table.add_column(col)
@@ -363,7 +439,7 @@ def print_summary(report: dict, out: TextIO) -> bool:
         table.add_row(
             ex, str(s.get("messages", 0)), str(s.get("trades", 0)), str(resyncs), str(s.get("reconnects", 0)),
             " ".join(f"{k}={v}" for k, v in sorted(by_kind.items())),
-            "-" if p50 is None else f"{p50:.0f}", "-" if p99 is None else f"{p99:.0f}",
+            "-" if p50 is None else f"{p50:.2f}", "-" if p99 is None else f"{p99:.2f}",
             "PASS" if ok else "FAIL" + (f" (no {','.join(missing)})" if missing else ""),
         )
     if not report.get("feeds"):
