@@ -31,7 +31,7 @@ from thirdparty_harness import TF_MS, running_sim_process
 
 pytestmark = pytest.mark.timeout(120)
 
-WS_SECONDS = 8.0  # wall seconds each WebSocket client listens inside its window
+WS_SECONDS = 3.0  # wall seconds each WebSocket client listens inside its window (12 s of sim time)
 SPEED = 4.0
 
 
