@@ -1,0 +1,133 @@
+"""`p9 status`: the pure health evaluation and the view, on real payloads recorded from `p9 stream`
+against `p9 sim` (fixture `stream_payloads`, tests/ui/conftest.py), aged by moving `now_ms`."""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+
+from rich.console import Console
+
+from p9cli.publish import FUSION_DATA, PRECISION9_CONTEXT, STATUS, STRUCTURE
+from p9cli.ui.status import (
+    EXIT_HEALTHY,
+    EXIT_NOTHING,
+    EXIT_UNHEALTHY,
+    evaluate,
+    fmt_price,
+    snapshot_from_payloads,
+    status_view,
+)
+
+
+def _snapshot(rec) -> dict:
+    """The recorded stream as `p9 status` would read it: its worker (the merged status may list
+    other tests' workers on the shared server) and the newest payload per pair key."""
+    worker_id = f"w-{rec.token}"
+    status = copy.deepcopy(rec.last[STATUS])
+    status["workers"] = [w for w in status["workers"] if w["worker_id"] == worker_id]
+    assert status["workers"], "the recorded status does not list the recording worker"
+    pairs = {}
+    for ex, sym in rec.pairs:
+        pairs[f"{ex}:{sym}"] = {
+            FUSION_DATA: copy.deepcopy(rec.last[f"{FUSION_DATA}:{ex}:{sym}"]),
+            PRECISION9_CONTEXT: copy.deepcopy(rec.last[f"{PRECISION9_CONTEXT}:{ex}:{sym}"]),
+            STRUCTURE: rec.last[f"{STRUCTURE}:{ex}:{sym}"],
+        }
+    return snapshot_from_payloads(status, pairs, workers=status["workers"],
+                                  redis={"url": "redis://***@127.0.0.1:6379/9", "ok": True, "error": None,
+                                         "server": "redis", "version": "7.0.15", "ping_ms": 0.4,
+                                         "used_memory_human": "1.2M"})  # fmt: skip
+
+
+def _newest_ts(snap: dict) -> int:
+    ts = [int(w["ts"]) for w in snap["workers"]]
+    for kinds in snap["pairs"].values():
+        ts += [int(kinds[k]["ts"]) for k in (FUSION_DATA, PRECISION9_CONTEXT)]
+    return max(ts)
+
+
+def _render(snap: dict, now_ms: int, width: int = 80) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(status_view(snap, now_ms))
+    return buf.getvalue()
+
+
+def test_recorded_stream_is_healthy_then_flagged_stale_in_words(stream_payloads):
+    rec = stream_payloads
+    snap = _snapshot(rec)
+    now = _newest_ts(snap)
+    report = evaluate(snap, now)
+    assert report["exit_code"] == EXIT_HEALTHY, report
+    assert [p["pair"] for p in report["pairs"]] == sorted(f"{ex}:{sym}" for ex, sym in rec.pairs)
+    (worker,) = report["workers"]
+    assert worker["worker_id"] == f"w-{rec.token}"
+    assert set(worker["pairs"]) == {f"{ex}:{sym}" for ex, sym in rec.pairs}
+    for p in report["pairs"]:
+        fusion = snap["pairs"][p["pair"]][FUSION_DATA]
+        assert p["health"] == "ok" and not p["problems"], p
+        assert p["worker"] == worker["worker_id"]
+        assert p["price"] == fusion["price"] is not None
+        # ages carried forward from the payload's own freshness to now
+        assert p["trade_age_ms"] == fusion["freshness"]["trade_age_ms"] + (now - fusion["ts"])
+        assert p["context_age_ms"] == now - snap["pairs"][p["pair"]][PRECISION9_CONTEXT]["ts"]
+
+    text = _render(snap, now)
+    assert "HEALTHY" in text and worker["worker_id"] in text
+    for p in report["pairs"]:
+        assert p["pair"] in text and fmt_price(p["price"]) in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+    # 42 s later with nothing new: every pair is stale, in words, and the verdict is exit 1
+    later = now + 42_000
+    stale = evaluate(snap, later)
+    assert stale["exit_code"] == EXIT_UNHEALTHY and stale["health"] == "degraded"
+    for p in stale["pairs"]:
+        assert p["health"] == "stale"
+        assert any(re.fullmatch(r"trades stale 4\d s", w) for w in p["problems"]), p["problems"]
+        assert any(re.fullmatch(r"context stale 4\d s", w) for w in p["problems"]), p["problems"]
+    assert stale["workers"][0]["problems"] and stale["workers"][0]["problems"][0].startswith("silent 4")
+    text = _render(snap, later)
+    assert "DEGRADED" in text and "STALE" in text
+    assert re.search(r"trades stale 4\d s", text) and re.search(r"context stale 4\d s", text)
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_missing_data_and_stopped_worker_are_flagged(stream_payloads):
+    rec = stream_payloads
+    snap = _snapshot(rec)
+    now = _newest_ts(snap)
+    first, second = sorted(snap["pairs"])
+
+    # one pair's fusion_data twin expired, the other's book out of sync
+    gone = copy.deepcopy(snap)
+    gone["pairs"][first][FUSION_DATA] = None
+    gone["pairs"][second][FUSION_DATA]["book"] = None
+    report = evaluate(gone, now)
+    by = {p["pair"]: p for p in report["pairs"]}
+    assert report["exit_code"] == EXIT_UNHEALTHY
+    assert by[first]["health"] == "down" and "no data" in by[first]["problems"]
+    assert by[second]["health"] == "stale" and "book out of sync" in by[second]["problems"]
+    text = _render(gone, now)
+    assert "no data" in text and "book out of sync" in text
+
+    # the worker stopped (its key gone), its pair keys still there: its pairs are down; nothing
+    # publishes at all -> exit 3
+    stopped = copy.deepcopy(snap)
+    stopped["workers"] = []
+    stopped["status"] = None
+    report = evaluate(stopped, now + 5_000)
+    assert report["exit_code"] == EXIT_NOTHING and report["health"] == "nothing publishing"
+    assert all(p["health"] == "down" and p["worker"] is None for p in report["pairs"])
+    assert all(p["problems"][0].startswith("no worker publishes it (last data") for p in report["pairs"])
+    text = _render(stopped, now + 5_000)
+    assert "NOTHING PUBLISHING" in text and "no worker publishes it" in text
+
+
+def test_view_exports_svg(stream_payloads):
+    snap = _snapshot(stream_payloads)
+    console = Console(record=True, width=80, file=io.StringIO())
+    console.print(status_view(snap, _newest_ts(snap) + 15_000))
+    svg = console.export_svg(title="p9 status")
+    assert svg.startswith("<svg") and "trades" in svg and "stale" in svg
