@@ -13,14 +13,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
+import os
+import re
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
+import pytest
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
@@ -28,11 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from history_helpers import run_fetch  # noqa: E402
 from simutil import start_sim  # noqa: E402
-from streamutil import SimWallClock, Subscriber  # noqa: E402
+from streamutil import SimWallClock, Subscriber, pid_alive, port_open  # noqa: E402
 
 from p9cli.config import load_settings  # noqa: E402
 from p9cli.publish import STATUS, Publisher, validate_message  # noqa: E402
-from p9cli.publish.embedded import EmbeddedRedis  # noqa: E402
+from p9cli.publish.embedded import EmbeddedRedis, free_port  # noqa: E402
+from p9cli.publish.worker import LEASE_KEY  # noqa: E402
 from p9cli.services import analyze  # noqa: E402
 from p9cli.services import stream as service  # noqa: E402
 
@@ -209,3 +217,259 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
                 chaos.restarted.stop()
         server.stop()
         thread.stop()
+
+
+# ------------------------------------------------------------------ the real CLI in subprocesses
+# A real-time simulator and a fetched + analyzed history (bnb, used by no other stream test, so its
+# channels cannot clash with concurrent runs on the shared Redis), once for the module.
+
+CLI_SYMBOL = "bnb"
+CLI_EXCHANGES = ("binance", "bybit")
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    thread, handle = start_sim(speed=1.0, start_ms=None)
+    try:
+        data = tmp_path_factory.mktemp("stream_faults")
+        settings = load_settings(
+            {"data_dir": str(data), "symbols": CLI_SYMBOL, "exchanges": ",".join(CLI_EXCHANGES), "candles": 300},
+            env=handle.env(), config_path=None,
+        )  # fmt: skip
+        _, fetched, _ = asyncio.run(run_fetch(settings))
+        assert fetched.ok
+        assert analyze.run(settings, out=io.StringIO()) == 0
+        yield SimpleNamespace(handle=handle, data_dir=data)
+    finally:
+        thread.stop()
+
+
+def _p9_env(handle, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("P9_")}
+    env.update(handle.env())
+    env.update(extra)
+    return env
+
+
+def _spawn(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "p9cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)  # fmt: skip
+
+
+class Lines(threading.Thread):
+    """Collects a pipe's lines as they come."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.lines: list[str] = []
+
+    def run(self) -> None:
+        for line in self.pipe:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _stream_args(market, exchange: str, worker_id: str, duration: float) -> list[str]:
+    return ["stream", "--endpoints", "sim", "--exchanges", exchange, "--symbols", CLI_SYMBOL,
+            "--data-dir", str(market.data_dir), "--worker-id", worker_id, "--duration", str(duration)]  # fmt: skip
+
+
+def test_embedded_default_through_the_cli(market, tmp_path, redis_token):
+    """No URL configured and nothing on the probe address: `p9 stream` starts a private server,
+    prints its URL, serves on it, and the server (process, port, directory) is gone after exit."""
+    probe_port = free_port()
+    env = _p9_env(market.handle, P9_REDIS_PROBE=f"127.0.0.1:{probe_port}")
+    assert "P9_REDIS_URL" not in env
+    proc = _spawn(_stream_args(market, "binance", f"w-{redis_token}-emb", 9), env, tmp_path)
+    err = Lines(proc.stderr)
+    err.start()
+    sub = None
+    try:
+        deadline = time.monotonic() + 30
+        url = None
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            m = re.search(r"started a private .* at (redis://127\.0\.0\.1:(\d+)/0) for this run; "
+                          r"bots: P9_REDIS_URL=\1 ", err.text())  # fmt: skip
+            url = m and m.group(1)
+            time.sleep(0.05)
+        assert url, f"no private-server line (rc={proc.poll()}):\n{err.text()}"
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert port != 6379 and port != probe_port
+        client = redis.Redis.from_url(url)
+        info = client.info("server")
+        server_pid = int(info["process_id"])
+        server_dir = client.config_get("dir")["dir"]
+        client.close()
+        assert pid_alive(server_pid) and Path(server_dir).is_dir()
+        ch = f"fusion_data:binance:{CLI_SYMBOL}usdt"
+        sub = Subscriber(url, [ch, STATUS])
+        sub.start()
+        sub.wait_for(lambda: sub.of(ch) and sub.of(STATUS), 20, "messages from the private server")
+        validate_message(ch, sub.of(ch)[-1].msg)
+        assert proc.wait(30) == 0, err.text()
+        sub.close()
+        err.join(5)
+        # gone after exit: the process, the port, the temporary directory
+        assert not pid_alive(server_pid), "the private server outlived p9"
+        assert not port_open(port), f"port {port} still open after p9 exited"
+        assert not Path(server_dir).exists(), server_dir
+    finally:
+        if sub is not None:
+            sub.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _worker_key(worker_id: str) -> str:
+    return f"{STATUS}:{worker_id}"
+
+
+class Monitor(threading.Thread):
+    """MONITOR on its own connection; ``CLIENT LIST`` polled meanwhile maps each command's client
+    address to the connection's name (the publisher names it ``p9:{worker_id}``)."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        self.names: dict[str, str] = {}
+        self.commands: list[tuple[str, list[str]]] = []  # (client addr, [COMMAND, arg1, arg2])
+        self.stop_event = threading.Event()
+        self._mon = self.client.monitor()
+        self._mon.__enter__()
+        self._poller = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        c = redis.Redis.from_url(self.url)
+        try:
+            while not self.stop_event.is_set():
+                for entry in c.client_list():
+                    if entry.get("name", "").startswith("p9:"):
+                        self.names[entry["addr"]] = entry["name"][3:]
+                time.sleep(0.1)
+        finally:
+            c.close()
+
+    def run(self) -> None:
+        self._poller.start()
+        with contextlib.suppress(Exception):
+            while not self.stop_event.is_set():
+                cmd = self._mon.next_command()
+                addr = f"{cmd['client_address']}:{cmd['client_port']}"
+                self.commands.append((addr, cmd["command"].split(" ", 4)[:4]))
+
+    def close(self) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(Exception):
+            self.client.ping()  # one more command ends the wait
+        self.join(5)
+        self._poller.join(5)
+        with contextlib.suppress(Exception):
+            self._mon.connection.disconnect()
+        self.client.close()
+
+    def written_by(self) -> dict[str, set[str]]:
+        """Keys each named worker wrote (SET/DEL/EXPIRE, and the keys its scripts were given)."""
+        out: dict[str, set[str]] = {}
+        for addr, parts in self.commands:
+            worker = self.names.get(addr)
+            if worker is None or len(parts) < 2:
+                continue
+            op = parts[0].upper()
+            if op in ("SET", "DEL", "EXPIRE", "PEXPIRE", "GETSET", "SETEX"):
+                out.setdefault(worker, set()).add(parts[1])
+            elif op in ("EVAL", "EVALSHA") and len(parts) >= 3 and parts[2] != "0":
+                out.setdefault(worker, set()).add(self._script_key(addr, parts))
+        return out
+
+    def published_by(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for addr, parts in self.commands:
+            worker = self.names.get(addr)
+            if worker is not None and len(parts) >= 2 and parts[0].upper() == "PUBLISH":
+                out.setdefault(worker, set()).add(parts[1])
+        return out
+
+    @staticmethod
+    def _script_key(addr: str, parts: list[str]) -> str:
+        return parts[3] if len(parts) > 3 else f"<script keys of {addr}>"
+
+
+def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, redis_url, redis_token):
+    """Two `p9 stream` workers (binance, bybit) on one Redis: both in the status, no key written by
+    both except the documented shared ones (the merged status and its lease); a third worker with
+    an overlapping exchange is refused with one line and exit 2; clean exits delete worker keys."""
+    ids = {ex: f"w-{redis_token}-{ex}" for ex in CLI_EXCHANGES}
+    env = _p9_env(market.handle, P9_REDIS_URL=redis_url)
+    client = redis.Redis.from_url(redis_url)
+    mon = Monitor(redis_url)
+    mon.start()
+    procs: dict[str, subprocess.Popen] = {}
+    errs: dict[str, Lines] = {}
+    try:
+        for ex in CLI_EXCHANGES:
+            procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 10), env, tmp_path)
+            errs[ex] = Lines(procs[ex].stderr)
+            errs[ex].start()
+        deadline = time.monotonic() + 30
+        while not all(client.get(_worker_key(w)) for w in ids.values()):
+            assert time.monotonic() < deadline, {ex: (p.poll(), errs[ex].text()) for ex, p in procs.items()}
+            assert all(p.poll() is None for p in procs.values()), {ex: errs[ex].text() for ex in procs}
+            time.sleep(0.1)
+
+        # a third worker overlapping binance: refused, one clear line, exit 2
+        third = subprocess.run([sys.executable, "-m", "p9cli", *_stream_args(market, "binance", f"w-{redis_token}-x", 5)],
+                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)  # fmt: skip
+        assert third.returncode == 2, (third.returncode, third.stderr)
+        lines = third.stderr.strip().splitlines()
+        assert len(lines) == 1, third.stderr
+        assert "already publishes" in lines[0] and f"binance:{CLI_SYMBOL}usdt" in lines[0] and ids["binance"] in lines[0]
+        assert "Traceback" not in third.stderr
+
+        # both workers in the merged status (whichever live worker holds the lease writes it)
+        deadline = time.monotonic() + 15
+        while True:
+            raw = client.get(STATUS)
+            status = validate_message(STATUS, raw) if raw else {"workers": []}
+            listed = {w["worker_id"]: w for w in status["workers"]}
+            if set(ids.values()) <= set(listed):
+                break
+            assert time.monotonic() < deadline, sorted(listed)
+            time.sleep(0.2)
+        for ex, w in ids.items():
+            assert listed[w]["exchanges"] == [ex] and listed[w]["symbols"] == [f"{CLI_SYMBOL}usdt"]
+
+        for ex, p in procs.items():
+            assert p.wait(40) == 0, errs[ex].text()
+        for e in errs.values():
+            e.join(5)
+        time.sleep(0.3)
+    finally:
+        mon.close()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+    try:
+        # a clean exit deletes the worker's key at once
+        assert all(client.get(_worker_key(w)) is None for w in ids.values())
+        written, published = mon.written_by(), mon.published_by()
+        assert set(ids.values()) <= set(written), sorted(written)  # (other tests' workers may be there too)
+        shared = {STATUS, LEASE_KEY}  # docs/redis.md: the merged status, written by the lease holder
+        both = written[ids["binance"]] & written[ids["bybit"]]
+        assert both <= shared, sorted(both)
+        assert published[ids["binance"]] & published[ids["bybit"]] <= {STATUS}
+        for ex, w in ids.items():
+            mine = {f"{k}:{ex}:{CLI_SYMBOL}usdt" for k in KINDS} | {_worker_key(w)}
+            assert mine <= written[w], (ex, sorted(mine - written[w]))
+            others = {k for k in written[w] if k not in shared}
+            assert others == mine, (ex, sorted(others - mine))  # nothing but its own pair and worker keys
+    finally:
+        for ex in CLI_EXCHANGES:
+            for k in KINDS:
+                client.delete(f"{k}:{ex}:{CLI_SYMBOL}usdt")
+        client.close()
