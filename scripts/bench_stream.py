@@ -201,19 +201,25 @@ def child_cryptofeed(cfg_path: str) -> int:
                 kwargs["checksum_validation"] = False  # the replay's OKX frames carry checksum 0
             fh.add_feed(cls(**kwargs))
         fh.run(start_loop=False, install_signal_handlers=False)
+
+        def queued() -> int:
+            return sum(b.queue.qsize() for b in backends if hasattr(b, "queue"))
+
         try:
             await asyncio.sleep(cfg["warm_s"])
+            q0 = queued()
             m0, c0, t0 = counts["trades"] + counts["books"], time.process_time(), time.monotonic()
             await asyncio.sleep(cfg["measure_s"])
             m1, c1, t1 = counts["trades"] + counts["books"], time.process_time(), time.monotonic()
-            backlog = sum(b.queue.qsize() for b in backends if hasattr(b, "queue"))
+            backlog = queued()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(fh.stop_async(), 10)
         n = m1 - m0
         return {"messages": n, "seconds": t1 - t0, "rate": n / (t1 - t0), "cpu_s": c1 - c0,
                 "cpu_us_per_msg": 1e6 * (c1 - c0) / max(1, n), "trades": counts["trades"],
-                "books": counts["books"], "backlog": backlog}
+                "books": counts["books"], "backlog": backlog, "backlog_start": q0,
+                "written": n - (backlog - q0)}
 
     r = asyncio.run(main())
     Path(cfg["report"]).write_text(json.dumps(r))
@@ -228,6 +234,17 @@ def proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / CLK_TCK
+
+
+def proc_wait_s(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a core (schedstat), seconds:
+    what other processes on the machine took from it."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+    return total / 1e9
 
 
 def proc_rss_mb(pid: int) -> float:
@@ -256,6 +273,8 @@ class Subscriber:
         self.fusion: list[tuple[float, float]] = []  # (receive ms, lag ms = receive - event_ts)
         self.books: dict[str, tuple[int | None, float]] = {}  # channel -> (update_id or None, receive ms)
         self.updates: dict[str, set] = {}
+        #: channel -> (cumulative trades, book update_id): handled messages seen from the payloads
+        self.progress: dict[str, tuple[int, int]] = {}
         self.errors = 0
         self._task: asyncio.Task | None = None
         self.ready = asyncio.Event()
@@ -289,6 +308,10 @@ class Subscriber:
                     self.books[ch] = (uid, now)
                     if uid is not None:
                         self.updates.setdefault(ch, set()).add(uid)
+                    trades = (doc.get("flow") or {}).get("trades")
+                    old = self.progress.get(ch, (0, 0))
+                    self.progress[ch] = (trades if isinstance(trades, int) else old[0],
+                                         uid if isinstance(uid, int) else old[1])
                 else:
                     self.status.append((float(doc.get("ts") or now), status_messages(doc)))
         finally:
@@ -307,6 +330,11 @@ class Subscriber:
 
     def messages_at(self) -> tuple[float, int] | None:
         return self.status[-1] if self.status else None
+
+    def handled(self) -> int:
+        """Trades + book deltas handled so far, summed over pairs, as the newest fusion_data
+        payloads show them (the replay server numbers each depth frame +1)."""
+        return sum(t + u for t, u in self.progress.values())
 
     def lag(self, t_from: float, t_to: float) -> float:
         return pct([lag for t, lag in self.fusion if t_from <= t < t_to], 0.5)
@@ -449,7 +477,8 @@ class Bench:
             await asyncio.sleep(warm_s)
             await self._next_status(sub)
             m0 = sub.messages_at()
-            c0, w0 = proc_cpu_s(child.pid), time.time() * 1000
+            f0 = sub.handled()
+            c0, w0, q0 = proc_cpu_s(child.pid), time.time() * 1000, proc_wait_s(child.pid)
             rss.append((0.0, proc_rss_mb(child.pid)))
             t_end = time.monotonic() + measure_s
             next_rss = time.monotonic() + rss_every_s if rss_every_s else None
@@ -464,7 +493,8 @@ class Bench:
                     next_rss += rss_every_s
             await self._next_status(sub)
             m1 = sub.messages_at()
-            c1, w1 = proc_cpu_s(child.pid), time.time() * 1000
+            f1 = sub.handled()
+            c1, w1, q1 = proc_cpu_s(child.pid), time.time() * 1000, proc_wait_s(child.pid)
             rss.append(((w1 - w0) / 1000, proc_rss_mb(child.pid)))
             synced, advancing = sub.books_in_sync(w1 - 2000)
         finally:
@@ -472,17 +502,19 @@ class Bench:
             self.stop(server)
             await sub.stop()
         report = json.loads(Path(cfg["report"]).read_text()) if Path(cfg["report"]).exists() else {}
-        n = m1[1] - m0[1]
-        secs = (m1[0] - m0[0]) / 1000
         wall = (w1 - w0) / 1000
+        if m0 is not None and m1 is not None and m1[0] > m0[0]:
+            n, secs, source = m1[1] - m0[1], (m1[0] - m0[0]) / 1000, "heartbeat"
+        else:  # no heartbeat in the window: count from the fusion_data payloads
+            n, secs, source = f1 - f0, wall, "fusion_data"
         cpu = c1 - c0
         e2e = [lag for t, lag in sub.fusion if w0 <= t < w1]
         svc_lat = [x for v in (report.get("latency") or {}).values() for x in v]
         pub = report.get("publisher") or {}
         pub_cpu = report.get("publish_cpu_s", pub.get("cpu_s") if isinstance(pub, dict) else None)
         return {
-            "rate_target": rate, "messages": n, "seconds": secs, "rate": n / secs if secs else float("nan"),
-            "cpu_s": cpu, "wall_s": wall, "cpu_share": cpu / wall, "cpu_us_per_msg": 1e6 * cpu / max(1, n),
+            "rate_target": rate, "count_source": source, "fusion_count": f1 - f0, "messages": n, "seconds": secs, "rate": n / secs if secs else float("nan"),
+            "cpu_s": cpu, "wall_s": wall, "cpu_share": cpu / wall, "wait_share": (q1 - q0) / wall, "cpu_us_per_msg": 1e6 * cpu / max(1, n),
             "lag_start_ms": sub.lag(w0, w0 + 2000), "lag_end_ms": sub.lag(w1 - 2000, w1),
             "synced": synced, "advancing": advancing, "e2e": e2e, "svc_lat": svc_lat,
             "pub_cpu_s": pub_cpu, "child_wall_s": report.get("wall_s"), "report": report, "rss": rss,
@@ -544,7 +576,9 @@ def rss_summary(rss: list[tuple[float, float]]) -> dict:
 
 def line(r: dict, name: str) -> str:
     return (f"  {name}: {r['messages']:,} msgs in {r['seconds']:.1f} s = {r['rate']:,.0f} msgs/s; CPU {r['cpu_s']:.2f} s "
-            f"({100 * r['cpu_share']:.0f}% of core 0), {r['cpu_us_per_msg']:.1f} us/msg; books with data "
+            f"({100 * r['cpu_share']:.0f}% of core 0; waited for it {100 * r['wait_share']:.0f}%), {r['cpu_us_per_msg']:.1f} us/msg = "
+            f"{1e6 / r['cpu_us_per_msg']:,.0f} msgs per CPU-second; counted by {r['count_source']} "
+            f"(fusion_data shows {r['fusion_count'] / r['wall_s']:,.0f}/s); books with data "
             f"{r['synced']}/15, update_id advancing {r['advancing']}/15; lag p50 start {r['lag_start_ms']:.1f} ms, "
             f"end {r['lag_end_ms']:.1f} ms; load {r['load']}")
 
@@ -615,13 +649,15 @@ async def run_all(bench: Bench, args, phases: set[str]) -> int:
         print(line(r, "p9 stream over wss, max rate"), flush=True)
         res["cf"] = r = await bench.cryptofeed_phase(0, args.warm, args.seconds)
         print(f"  cryptofeed -> Redis over wss, max rate: {r['messages']:,} msgs in {r['seconds']:.1f} s = "
-              f"{r['rate']:,.0f} msgs/s, CPU {r['cpu_s']:.2f} s, {r['cpu_us_per_msg']:.1f} us/msg; writer backlog "
-              f"{r['backlog']}; redis keys {r['redis_keys']}; load {r['load']}", flush=True)
+              f"{r['rate']:,.0f} msgs/s, CPU {r['cpu_s']:.2f} s, {r['cpu_us_per_msg']:.1f} us/msg; written to Redis "
+              f"{r['written'] / r['seconds']:,.0f}/s, writer backlog {r['backlog_start']} -> {r['backlog']}; "
+              f"redis keys {r['redis_keys']}; load {r['load']}", flush=True)
         res["p9tls_slow"] = r = await bench.stream_phase(args.rate, args.warm, args.seconds, tls=True)
         print(line(r, f"p9 stream over wss, {args.rate:,.0f}/s"), flush=True)
         res["cf_slow"] = r = await bench.cryptofeed_phase(args.rate, args.warm, args.seconds)
         print(f"  cryptofeed -> Redis over wss, {args.rate:,.0f}/s: {r['messages']:,} msgs = {r['rate']:,.0f} msgs/s, "
-              f"{r['cpu_us_per_msg']:.1f} us/msg; backlog {r['backlog']}; load {r['load']}", flush=True)
+              f"{r['cpu_us_per_msg']:.1f} us/msg; backlog {r['backlog_start']} -> {r['backlog']}; load {r['load']}",
+              flush=True)
     print_table(res, args)
     return 0
 
@@ -634,8 +670,13 @@ def print_table(res: dict, args) -> None:
     if "max" in res:
         r = res["max"]
         flat = r["lag_end_ms"] <= r["lag_start_ms"] + 50
-        rows.append(("max sustained msgs/s through fusion into Redis, one core", f"{r['rate']:,.0f}", ">= 50,000",
+        cap = 1e6 / r["cpu_us_per_msg"]
+        rows.append(("max sustained msgs/s through fusion into Redis (observed, core 0 shared)",
+                     f"{r['rate']:,.0f} using {100 * r['cpu_share']:.0f} % of core 0 (runnable but waiting "
+                     f"{100 * r['wait_share']:.0f} %)", ">= 50,000",
                      met(r["rate"] >= 50_000)))
+        rows.append(("  = msgs per CPU-second at max rate (one full core's capacity)", f"{cap:,.0f}", ">= 50,000",
+                     met(cap >= 50_000)))
         rows.append(("  CPU µs per exchange message at max rate", f"{r['cpu_us_per_msg']:.1f}", "<= 20 (implied)",
                      met(r["cpu_us_per_msg"] <= 20)))
         rows.append(("  books in sync / update_id advancing (of 15)", f"{r['synced']} / {r['advancing']}", "15 / 15",
@@ -649,6 +690,10 @@ def print_table(res: dict, args) -> None:
         rows.append((f"event-to-publish p50 / p99 at {args.rate:,.0f} msgs/s (service, ms)",
                      f"{pct(s, 0.5):.2f} / {p99:.2f}" if s else "no data", "p99 <= 5",
                      met(None if p99 is None else p99 <= 5)))
+        w = [x for v in (r["report"].get("latency_window") or {}).values() for x in v]
+        if w:
+            rows.append(("  oldest unpublished input -> pipeline completed p50 / p99 (ms, incl. the 250 ms throttle)",
+                         f"{pct(w, 0.5):.2f} / {pct(w, 0.99):.2f}", "(context)", ""))
         e = r["e2e"]
         rows.append(("  exchange time -> subscriber receive p50 / p99 (ms, +0..1 truncation)",
                      f"{pct(e, 0.5):.1f} / {pct(e, 0.99):.1f}" if e else "no data", "(context)", ""))
