@@ -43,8 +43,8 @@ from cryptofeed.defines import L2_BOOK, TRADES  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
-RUN_SECONDS = 12.0
-SPEED = 4.0
+RUN_SECONDS = 7.0
+SPEED = 7.0
 SYMBOLS = {"BTC-USDT": "btc", "ETH-USDT": "eth", "SOL-USDT": "sol"}
 EXCHANGES = ("binance", "bybit", "okx")
 TOP = 20
@@ -268,7 +268,7 @@ def test_cryptofeed_detects_injected_gaps_and_bad_checksums_then_resyncs(faulty_
         recorders, records, _ = asyncio.run(
             run_feeds(
                 faulty_sim,
-                12.0,
+                8.0,  # two Bybit restarts (every 4 s), gaps/bad checksums every 40 book frames
                 tmp_path / "feeds.log",
                 exchanges=EXCHANGES,
                 symbols={"BTC-USDT": "btc"},
