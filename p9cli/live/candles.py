@@ -37,6 +37,15 @@ Rules
   the first live candle is the next one. Minutes before it never reach that timeframe (no
   overlap); when the first interval the feed observes starts later, one :class:`CandleGap`
   names the missing ones (no silent gap).
+* **Seeding from stored minutes**: ``continuing`` keeps the stored 1m candles; when they reach
+  the minute right before the live start (contiguous: the stored 1m candle of ``start - 1m``
+  exists and, where empty minutes are stored, every minute of the bar is there), every higher
+  timeframe's first (forming) bar is seeded with the stored minutes of its interval before the
+  live start: open/high/low/close/volumes/trade count merged by the same rules as live minutes
+  (only minutes that had trades, volumes as integer units). So the forming 5m..1d candle is the
+  true one from the first second, apart from the live start minute's trades before the feed
+  listened (that minute is never in the stored series), which is why the bar stays incomplete
+  and is still completed from the exchange's own candle when it closes.
 * **First partial candle**: the feed starts mid-interval (``start(listen_from_ms)``; by
   default the first trade's time), so every timeframe's first candle lacks the trades before
   that instant. It is built from the trades seen but marked incomplete; when it closes, the
@@ -83,6 +92,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
 from p9cli.candles import Candles
 from p9cli.universe import MINUTE_MS, TIMEFRAME_MS, TIMEFRAMES
@@ -265,6 +275,7 @@ class CandleBuilder:
         "_q",
         "_n",
         "_longest",
+        "_seed_minutes",
     )
 
     def __init__(
@@ -282,6 +293,7 @@ class CandleBuilder:
         max_feed_lag_ms: int = 5000,
         completion_wait_ms: int = 15_000,
         timeframes: Iterable[str] = TIMEFRAMES,
+        seed_minutes: Candles | None = None,
     ):
         if empty not in EMPTY_RULES:
             raise ValueError(f"empty must be one of {', '.join(EMPTY_RULES)}, not {empty!r}")
@@ -330,6 +342,8 @@ class CandleBuilder:
         #: per timeframe: exchange closed candles that came before ours closed
         self._xpending: list[dict[int, object]] = [{} for _ in range(n)]
         self._blind: list[tuple[int, int]] = []
+        #: stored 1m candles that seed the higher timeframes' first bars at start (then dropped)
+        self._seed_minutes = seed_minutes if seed_minutes is not None and len(seed_minutes) else None
         self._started = False
         self._last = last_close
         #: the current minute [_mo, _me); _fe == _me once it has a trade (fast path), else _mo
@@ -362,7 +376,8 @@ class CandleBuilder:
         """A builder that continues ``history`` (``{timeframe: stored Candles}``, e.g. from
         ``DataStore.read_series(...).candles``; a missing or empty series starts that timeframe
         at the feed's first interval): seeded with each series' last ``open_time`` and the close
-        of the newest stored candle. ``options`` as for the constructor (``empty``,
+        of the newest stored candle; the stored 1m candles seed the higher timeframes' first
+        bars (see "Seeding" in the module doc). ``options`` as for the constructor (``empty``,
         ``counts_trades`` from the venue; ``timeframes`` defaults to all 11)."""
         seed: dict[str, int] = {}
         newest_end, last_close = None, None
@@ -374,6 +389,7 @@ class CandleBuilder:
             end = t + TIMEFRAME_MS[tf]
             if newest_end is None or end > newest_end:
                 newest_end, last_close = end, float(c.close[-1])
+        options.setdefault("seed_minutes", history.get("1m"))
         return cls(exchange, symbol, seed=seed, last_close=last_close, **options)
 
     # ------------------------------------------------------------------------------ input
@@ -399,7 +415,49 @@ class CandleBuilder:
                 out.append(CandleGap(self.exchange, self.symbol, tf, nxt, first - length))
                 self.stats["gaps"] += 1
                 self._next[i] = first
+        self._seed_from_minutes(mo)
         return out
+
+    def _seed_from_minutes(self, mo: int) -> None:
+        """Seed each higher timeframe's first bar with the stored minutes of its interval
+        before the live start minute ``mo`` (module doc, "Seeding")."""
+        m, self._seed_minutes = self._seed_minutes, None
+        if m is None:
+            return
+        ot = m.open_time
+        j = int(np.searchsorted(ot, mo))  # stored minutes [.. j) are before the live start
+        if j == 0 or int(ot[j - 1]) != mo - MINUTE_MS:
+            return  # the stored minutes do not reach the live start: nothing exact to seed with
+        vs, qs = self._vs, self._qs
+        rows = None
+        for i, length in enumerate(self._tfms):
+            bo = _floor(mo, length, self._off[i])
+            if bo == mo or bo < self._next[i] or int(ot[0]) > bo:
+                continue  # no stored minute of this bar before the start / a stored bar / not covered
+            k = int(np.searchsorted(ot, bo))
+            if self.empty == PREVIOUS_CLOSE and j - k != (mo - bo) // MINUTE_MS:
+                continue  # a minute of the bar is missing from the stored series
+            if rows is None:
+                rows = (ot.tolist(), m.open.tolist(), m.high.tolist(), m.low.tolist(), m.close.tolist(),
+                        m.volume.tolist(), m.quote_volume.tolist(), m.trades.tolist())
+            acc = [bo, 0.0, 0.0, 0.0, 0.0, 0, 0, 0]
+            for r in range(k, j):
+                v = rows[5][r]
+                if not v > 0:  # a minute without trades: open/high/low are the trades' own
+                    continue
+                o, h, lo, c = rows[1][r], rows[2][r], rows[3][r], rows[4][r]
+                n = rows[7][r]
+                n = int(n) if n == n and n > 0 else 1  # no stored count: 1 marks "had trades"
+                if acc[7]:
+                    acc[2] = max(acc[2], h)
+                    acc[3] = min(acc[3], lo)
+                    acc[4] = c
+                else:
+                    acc[1:5] = o, h, lo, c
+                acc[5] += int(v * vs + 0.5)
+                acc[6] += int(rows[6][r] * qs + 0.5)
+                acc[7] += n
+            self._acc[i] = acc
 
     def on_trade(self, ts_ms: int, price: float, size: float, count: int = 1) -> list | None:
         """One trade (exchange time, price, base size; ``count`` trades it aggregates, e.g.
