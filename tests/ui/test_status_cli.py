@@ -92,6 +92,19 @@ def test_status_json_exit_codes_two_workers(stream_payloads, redis_token):
             assert isinstance(p["price"], float) and p["price"] > 0
             assert p["trade_age_ms"] is not None and p["context_age_ms"] is not None
 
+        # --follow --json: one report per second (messages/s known once two reads were made);
+        # Ctrl-C exits 0
+        follow = subprocess.Popen([sys.executable, "-m", "p9cli", "status", "--follow", "--json", "--redis-url", url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        lines = [orjson.loads(follow.stdout.readline()) for _ in range(3)]
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(10) == 0, follow.stderr.read()
+        follow.stdout.close()
+        follow.stderr.close()
+        assert all(r["exit_code"] == 0 for r in lines), lines
+        rates = [p["messages_per_s"] for r in lines[1:] for p in r["pairs"]]
+        assert any(v is not None and v > 0 for v in rates), rates
+
         # 2. the okx worker stops (Ctrl-C, clean exit: its worker key is deleted at once): its pair
         # is down, named in words; the binance pair stays ok; exit 1
         _stop(procs["okx"])
