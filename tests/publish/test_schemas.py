@@ -249,3 +249,20 @@ def test_docs_channels_examples_are_real_and_valid():
         validate_message(ch, body.encode())
         kinds.add(ch.split(":")[0])
     assert kinds >= {"market_context", "fusion_data", "precision9_context", STATUS}, kinds
+    # the field tables are generated from the schemas: every field name of the channel schemas is there
+    names: set[str] = set()
+
+    def collect(node):
+        if isinstance(node, dict):
+            names.update(node.get("properties", {}))
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    for name, doc in _schema_docs().items():
+        if name not in ("structure.schema.json", "structure_message.schema.json"):
+            collect(doc)
+    missing = sorted(n for n in names if f"`{n}`" not in text and f".{n}`" not in text)
+    assert not missing, f"fields missing from docs/channels.md: {missing}"
