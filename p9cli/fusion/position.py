@@ -110,18 +110,80 @@ def regime(doc: dict | None, rv_pct: float | None, tf: str = "1h") -> dict | Non
     return {"label": label, "rv_pct": _num(rv_pct), "percentile_pct": pct}
 
 
-def bias(doc: dict | None) -> dict:
-    """Sign and confidence from the structure's trend alignment (+ = bullish)."""
+def live_emas(trend: dict, price: float) -> dict[int, float | None]:
+    """The stored EMAs (``trend.ema.{20,50,200}.value``) advanced one bar closing at ``price``."""
+    from p9cli.analysis.trend import EMA_PERIODS
+
+    ema = trend.get("ema") or {}
+    out: dict[int, float | None] = {}
+    for p in EMA_PERIODS:
+        v = _num((ema.get(str(p)) or {}).get("value"))
+        out[p] = None if v is None else v + 2.0 / (p + 1) * (price - v)
+    return out
+
+
+def live_trend(trend: dict | None, price: float | None) -> dict | None:
+    """One timeframe's stored trend (``timeframes.{tf}.trend``) re-evaluated with the live close.
+
+    The forming candle closes at ``price`` for the purpose of the trend: each EMA (20/50/200)
+    advances one bar, ``ema + 2/(p+1) * (price - ema)``, and the label rule of
+    :func:`p9cli.analysis.trend.trend_label` runs again on that close and those EMAs (the stack:
+    close vs EMA20, EMA20 vs EMA50, EMA50 vs EMA200). The EMA50 slope, the last swing labels and
+    ADX stay those of the last closed candle (they change when a candle closes, and the
+    timeframe is then recomputed). ``None`` when the section has no EMA value or no price.
+    Returns ``{"label", "strength", "score"}`` like the stored section."""
+    from p9cli.analysis.trend import trend_label
+
+    if not trend or _num(price) is None:
+        return None
+    ema = trend.get("ema") or {}
+    values = live_emas(trend, price)
+    if all(v is None for v in values.values()):
+        return None
+    swings = trend.get("swings") or {}
+    label, strength, score = trend_label(
+        float(price),
+        values,
+        _num((ema.get("50") or {}).get("slope_atr")),
+        (swings.get("last_high") or {}).get("label"),
+        (swings.get("last_low") or {}).get("label"),
+        _num(trend.get("adx")),
+    )
+    return {"label": label, "strength": strength, "score": score}
+
+
+def bias(doc: dict | None, price: float | None = None) -> dict:
+    """Sign and confidence of the multi-timeframe trend alignment (+ = bullish).
+
+    With the live ``price`` every timeframe's trend is re-evaluated with it (:func:`live_trend`;
+    a timeframe where that is not possible keeps its stored trend) and the alignment score is
+    :func:`p9cli.analysis.trend.trend_alignment` of those trends (the structure's own rule and
+    weights); without a price, the structure's stored ``alignment.score``. ``tf_alignment``:
+    per timeframe the sign of its (live) direction score; ``structure_score``: the stored
+    document's ``alignment.score`` for comparison."""
+    from p9cli.analysis.trend import trend_alignment
+    from p9cli.universe import TIMEFRAME_MS
+
+    sections = (doc or {}).get("timeframes") or {}
     tf_align: dict[str, int | None] = {}
-    for tf, sec in ((doc or {}).get("timeframes") or {}).items():
-        score = _num((sec.get("trend") or {}).get("score"))
+    trends: dict[str, dict] = {}
+    for tf, sec in sections.items():
+        stored = sec.get("trend") or {}
+        live = live_trend(stored, price) if price is not None else None
+        t = live or stored
+        score = _num(t.get("score"))
         tf_align[tf] = None if score is None else (1 if score > 0 else -1 if score < 0 else 0)
-    score = _num(((doc or {}).get("alignment") or {}).get("score"))
+        if tf in TIMEFRAME_MS and t.get("label") is not None and _num(t.get("strength")) is not None:
+            trends[tf] = t
+    structure_score = _num(((doc or {}).get("alignment") or {}).get("score"))
+    score = structure_score
+    if price is not None and trends:
+        score = trend_alignment(trends, TIMEFRAME_MS)
     if score is not None:
         score = max(-1.0, min(1.0, score))
     sign = 0 if score is None or abs(score) < 0.1 else (1 if score > 0 else -1)
     return {"sign": sign, "confidence": abs(score) if score is not None else 0.0, "score": score,
-            "tf_alignment": tf_align}
+            "tf_alignment": tf_align, "structure_score": structure_score}
 
 
 def hints(doc: dict | None, support: dict | None, resistance: dict | None, rv_pct: float | None) -> dict:

@@ -212,7 +212,7 @@ class PairState:
         rv = flow.get("realized_vol_300s_pct")
         fusion = None
         if doc:
-            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": pos.bias(doc),
+            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": pos.bias(doc, price),
                       "events": self.events.recent()}
         return {"structure": summary, "live": {"price": price, "flow": flow, "book": self.book,
                                                 "candles": self.candles()},
@@ -225,7 +225,7 @@ class PairState:
         support, resistance = pos.nearest_levels(doc, price)
         return {
             "price": price,
-            "bias": pos.bias(doc),
+            "bias": pos.bias(doc, price),
             "atr": pos.atrs(doc),
             "atr_pct": pos.atr_pcts(doc),
             "regime": pos.regime(doc, rv),
