@@ -269,6 +269,9 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
                 flag(STALE, f"book stale {_secs(book_age)}")
             if structure_age is None and "structure" in (fresh.get("stale_sources") or []):
                 flag(STALE, "no structure")
+        if state == "stale" and not problems:  # the worker's own verdict, when no age above explains it
+            sources = [str(x) for x in feed.get("stale_sources") or []]
+            flag(STALE, "stale: " + (", ".join(sources) if sources else "reported by its worker"))
         if context_age is None:
             flag(STALE, "no context")
         elif context_age > CONTEXT_STALE_MS:
