@@ -196,6 +196,34 @@ def test_level_events_and_size_hints_from_the_producers_validate(recorded):
     validate_message(ch, dict(pc, hints=hints))
 
 
+def test_payloads_without_structure_and_with_the_book_out_of_sync_validate(recorded):
+    """The producer's payloads before a structure document exists and while the book resyncs
+    (``PairState`` fed the recorded run's real trade and book top): structure fields null."""
+    from p9cli.fusion.state import PairState
+    from p9cli.publish.channels import FUSION_DATA, MARKET_CONTEXT, PRECISION9_CONTEXT, envelope
+
+    _, fd = _latest(recorded, "fusion_data", "okx")
+    b = fd["book"]
+    st = PairState("okx", "sol", SYMBOL, None)
+    st.on_trade(fd["event_ts"], fd["price"], 0.5, True, None)
+    st.on_book([(b["bid"], b["bid_size"])], [(b["ask"], b["ask_size"])], b["update_id"], None, fd["event_ts"], None)
+    now = fd["event_ts"] + 100
+    for book_valid in (True, False):
+        if not book_valid:
+            st.book_invalid()
+        fields = {
+            FUSION_DATA: st.fusion_fields(now) or {},
+            MARKET_CONTEXT: st.market_context_fields(now),
+            PRECISION9_CONTEXT: st.precision9_fields(now),
+        }
+        assert fields[FUSION_DATA], "nothing changed?"
+        assert fields[FUSION_DATA]["position"] is None and fields[MARKET_CONTEXT]["structure"] is None
+        assert (fields[FUSION_DATA]["book"] is None) is (not book_valid)
+        for kind, f in fields.items():
+            validate_message(f"{kind}:okx:{SYMBOL}", envelope(kind, exchange="okx", symbol=SYMBOL,
+                                                              event_ts=fd["event_ts"], stale=True, **f))
+
+
 MUTATIONS = [
     # (kind, exchange, mutation, expected path in the message)
     ("fusion_data", lambda m: m["book"].update(update_id=str(m["book"]["update_id"])), "book/update_id"),
