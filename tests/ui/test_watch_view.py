@@ -135,7 +135,7 @@ def test_bad_input_no_data_and_no_redis(stream_payloads):
     assert r.exit_code == 2
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and "unknown pair 'kraken:btc'" in lines[0] and "okx:xrpusdt" in lines[0]
-    # a pair nobody publishes on this Redis DB (the fixture's stream published eth and stopped)
+    # a pair nobody publishes on this Redis (the fixture's stream published eth and stopped)
     r = runner.invoke(app, ["watch", "bybit:xrpusdt", "--redis-url", stream_payloads.redis_url])
     assert r.exit_code == 3, r.output
     assert r.output.strip() == "p9: no data for bybit:xrpusdt — is p9 stream running?"
