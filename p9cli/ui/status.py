@@ -108,7 +108,13 @@ def _resyncs(v: Any) -> int | None:
 
 
 def _secs(ms: int) -> str:
-    return f"{ms / 1000:.0f} s"
+    """An age in words: ``42 s``, ``5 min``, ``3 h``."""
+    s = int(ms // 1000)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h"
 
 
 # --------------------------------------------------------------------------- health (pure)
@@ -230,6 +236,9 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
     book_valid = fresh.get("book_valid") if fusion is not None else None
     if fusion is not None and "book" in fusion:
         book_valid = fusion.get("book") is not None
+    elif fusion is None and isinstance(feed.get("stale_sources"), list):
+        book_valid = "book" not in feed["stale_sources"]
+    has_data = fusion is not None or price is not None or trade_age is not None
 
     rate = feed.get("messages_per_s")
     if rate is None and name in prev_feeds and feed.get("messages") is not None and wts is not None:
@@ -256,22 +265,23 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
             flag(DOWN, f"feed {state}")
         elif state and state not in _FINE_STATES:
             flag(STALE, f"feed {state}")
-        if fusion is None:
+        if not has_data:
             flag(DOWN, "no data")
         else:
             if trade_age is None:
                 flag(STALE, "no trades")
             elif trade_age > TRADE_STALE_MS:
                 flag(STALE, f"trades stale {_secs(trade_age)}")
-            if not book_valid:
+            if book_valid is False:
                 flag(STALE, "book out of sync")
             elif book_age is not None and book_age > BOOK_STALE_MS:
                 flag(STALE, f"book stale {_secs(book_age)}")
-            if structure_age is None and "structure" in (fresh.get("stale_sources") or []):
+            sources = fresh.get("stale_sources") if fusion is not None else feed.get("stale_sources")
+            if structure_age is None and "structure" in (sources or []):
                 flag(STALE, "no structure")
         if state == "stale" and not problems:  # the worker's own verdict, when no age above explains it
-            sources = [str(x) for x in feed.get("stale_sources") or []]
-            flag(STALE, "stale: " + (", ".join(sources) if sources else "reported by its worker"))
+            why = [str(x) for x in feed.get("stale_sources") or []]
+            flag(STALE, "stale: " + (", ".join(why) if why else "reported by its worker"))
         if context_age is None:
             flag(STALE, "no context")
         elif context_age > CONTEXT_STALE_MS:
@@ -381,7 +391,7 @@ def _header(report: dict, now_ms: int) -> Text:
 
 
 def _workers_table(report: dict) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, expand=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False, expand=False)
     table.add_column("worker", overflow="fold", ratio=3)
     table.add_column("host", overflow="fold", ratio=2)
     table.add_column("up", no_wrap=True)
@@ -400,7 +410,8 @@ def _workers_table(report: dict) -> Table:
 
 
 def _pairs_table(report: dict) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False, expand=False)
+    # one space between columns (the box's separator): 10 columns fit 80 with the feed state "degraded"
+    table = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False, expand=False)  # the box draws a space
     table.add_column("pair", no_wrap=True)
     table.add_column("feed", overflow="ellipsis", max_width=8)
     table.add_column("price", justify="right", no_wrap=True)
@@ -450,12 +461,12 @@ def report_view(report: dict) -> RenderableType:
     """The view of an :func:`evaluate` report."""
     parts: list[RenderableType] = [_header(report, report["ts"])]
     if report["workers"]:
-        parts.append(_workers_table(report))
+        parts += [Text(""), _workers_table(report)]
     if report["pairs"]:
-        parts.append(_pairs_table(report))
+        parts += [Text(""), _pairs_table(report)]
     probs = _problems(report)
     if probs is not None:
-        parts.append(probs)
+        parts += [Text(""), probs]
     return Group(*parts)
 
 
