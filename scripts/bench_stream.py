@@ -48,7 +48,7 @@ it starts (server, Redis, children) is stopped at the end, also on Ctrl-C / SIGT
     .venv/bin/python scripts/bench_stream.py                        # full: 10-minute RSS phase
     .venv/bin/python scripts/bench_stream.py --rss-minutes 1        # quick (~4 min)
     .venv/bin/python scripts/bench_stream.py --seconds 10 --rate 5000 --no-cryptofeed
-    .venv/bin/python scripts/bench_stream.py --profile /tmp/stream.prof --only max
+    .venv/bin/python scripts/bench_stream.py --profile /tmp/stream.prof --only max   # /tmp/stream.prof.max
 
 Last figures: see the end of this docstring (filled in by hand after a run).
 """
@@ -409,8 +409,11 @@ class Bench:
         def pin() -> None:
             os.sched_setaffinity(0, {core})
 
+        log = open(self.dir / f"{path.stem}.log", "w")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), mode, str(path)],
-                                preexec_fn=pin, env=env or os.environ.copy())
+                                preexec_fn=pin, env=env or os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        proc.log_path = self.dir / f"{path.stem}.log"  # type: ignore[attr-defined]
         self.procs.append(proc)
         return proc
 
@@ -426,7 +429,7 @@ class Bench:
             self.procs.remove(proc)
 
     def close(self) -> None:
-        for p in list(self.procs):
+        for p in reversed(self.procs):  # children before the server they read from
             self.stop(p, wait_s=5)
         if self.redis is not None:
             self.redis.stop()
@@ -502,6 +505,7 @@ class Bench:
             self.stop(server)
             await sub.stop()
         report = json.loads(Path(cfg["report"]).read_text()) if Path(cfg["report"]).exists() else {}
+        notes = child_notes(child)
         wall = (w1 - w0) / 1000
         if m0 is not None and m1 is not None and m1[0] > m0[0]:
             n, secs, source = m1[1] - m0[1], (m1[0] - m0[0]) / 1000, "heartbeat"
@@ -518,7 +522,7 @@ class Bench:
             "lag_start_ms": sub.lag(w0, w0 + 2000), "lag_end_ms": sub.lag(w1 - 2000, w1),
             "synced": synced, "advancing": advancing, "e2e": e2e, "svc_lat": svc_lat,
             "pub_cpu_s": pub_cpu, "child_wall_s": report.get("wall_s"), "report": report, "rss": rss,
-            "sub_errors": sub.errors, "load": loadavg(),
+            "sub_errors": sub.errors, "load": loadavg(), "notes": notes,
         }
 
     async def _next_status(self, sub: Subscriber, timeout: float = 5.0) -> None:
@@ -543,7 +547,7 @@ class Bench:
             self.stop(child)
             self.stop(server)
         if child.returncode != 0 or not Path(cfg["report"]).exists():
-            raise SystemExit(f"cryptofeed child failed (exit {child.returncode})")
+            raise SystemExit(f"cryptofeed child failed (exit {child.returncode}): {child_notes(child)}")
         r = json.loads(Path(cfg["report"]).read_text())
         r["redis_keys"] = self.redis_call("DBSIZE")
         r["load"] = loadavg()
@@ -554,6 +558,17 @@ class Bench:
         from p9cli.sim.tls import ensure_tls_files
 
         return Path(ensure_tls_files(str(self.dir / "tls"), "127.0.0.1").bundle)
+
+
+def child_notes(child: subprocess.Popen) -> str:
+    """What a child printed (its log): a line count and the last lines, or ''."""
+    try:
+        lines = Path(child.log_path).read_text(errors="replace").splitlines()
+    except (OSError, AttributeError):
+        return ""
+    if not lines:
+        return ""
+    return f"{len(lines)} lines printed, last: " + " / ".join(ln.strip()[:160] for ln in lines[-2:])
 
 
 # ---------------------------------------------------------------------------- report
@@ -580,7 +595,7 @@ def line(r: dict, name: str) -> str:
             f"{1e6 / r['cpu_us_per_msg']:,.0f} msgs per CPU-second; counted by {r['count_source']} "
             f"(fusion_data shows {r['fusion_count'] / r['wall_s']:,.0f}/s); books with data "
             f"{r['synced']}/15, update_id advancing {r['advancing']}/15; lag p50 start {r['lag_start_ms']:.1f} ms, "
-            f"end {r['lag_end_ms']:.1f} ms; load {r['load']}")
+            f"end {r['lag_end_ms']:.1f} ms; load {r['load']}" + (f"\n    service log: {r['notes']}" if r.get("notes") else ""))
 
 
 def main() -> int:
@@ -596,7 +611,8 @@ def main() -> int:
     ap.add_argument("--no-cryptofeed", action="store_true", help="skip the cryptofeed comparison")
     ap.add_argument("--only", choices=("max", "latency", "rss", "cryptofeed"), action="append",
                     help="run only these phases (repeatable)")
-    ap.add_argument("--profile", default="", help="cProfile the service during the max-rate phase into this file")
+    ap.add_argument("--profile", default="", help="cProfile the service (main thread) in the max-rate and latency "
+                    "phases into FILE.max / FILE.latency")
     ap.add_argument("--history-candles", type=int, default=HISTORY_CANDLES)
     ap.add_argument("--verbose", action="store_true", help="print RSS samples as they come")
     args = ap.parse_args()
@@ -635,11 +651,18 @@ async def run_all(bench: Bench, args, phases: set[str]) -> int:
     bench.start_redis()
     print(f"redis: {bench.redis.version} ({bench.redis.origin}) at {bench.redis.url}", flush=True)
     res: dict = {}
+
+    def prof(phase: str) -> str:
+        return f"{args.profile}.{phase}" if args.profile else ""
+
+    if args.profile:
+        print(f"profiling (cProfile, main thread): the figures of profiled phases are not representative; "
+              f"stats in {args.profile}.max / .latency", flush=True)
     if "max" in phases:
-        res["max"] = r = await bench.stream_phase(0, args.warm, args.seconds, profile=args.profile)
+        res["max"] = r = await bench.stream_phase(0, args.warm, args.seconds, profile=prof("max"))
         print(line(r, "max rate"), flush=True)
     if "latency" in phases:
-        res["lat"] = r = await bench.stream_phase(args.rate, args.warm, args.seconds)
+        res["lat"] = r = await bench.stream_phase(args.rate, args.warm, args.seconds, profile=prof("latency"))
         print(line(r, f"paced {args.rate:,.0f}/s"), flush=True)
     if "rss" in phases:
         res["rss"] = r = await bench.stream_phase(args.rss_rate, args.warm, 60 * args.rss_minutes, rss_every_s=10)
