@@ -98,7 +98,7 @@ def _age(base_ms: int | None, at_ms: Any, now_ms: int) -> int | None:
     base, at = _int(base_ms), _int(at_ms)
     if base is None or at is None:
         return None
-    return max(0, base + max(0, now_ms - at))
+    return max(0, base) + max(0, now_ms - at)  # a negative age = clocks apart: 0
 
 
 def _resyncs(v: Any) -> int | None:

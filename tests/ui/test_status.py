@@ -69,9 +69,18 @@ def test_recorded_stream_is_healthy_then_flagged_stale_in_words(stream_payloads)
         assert p["health"] == "ok" and not p["problems"], p
         assert p["worker"] == worker["worker_id"]
         assert p["price"] == fusion["price"] is not None
-        # ages carried forward from the payload's own freshness to now
-        assert p["trade_age_ms"] == fusion["freshness"]["trade_age_ms"] + (now - fusion["ts"])
-        assert p["context_age_ms"] == now - snap["pairs"][p["pair"]][PRECISION9_CONTEXT]["ts"]
+        # ages carried forward to now from the worker's status entry when it has them, else from
+        # the fusion_data / precision9_context twins
+        w = snap["workers"][0]
+        feed = next(f for f in w["feeds"] if f"{f['exchange']}:{f['symbol']}" == p["pair"])
+        if feed.get("trade_age_ms") is not None:
+            assert p["trade_age_ms"] == max(0, feed["trade_age_ms"]) + (now - w["ts"])
+        else:
+            assert p["trade_age_ms"] == max(0, fusion["freshness"]["trade_age_ms"]) + (now - fusion["ts"])
+        if feed.get("context_age_ms") is not None:
+            assert p["context_age_ms"] == feed["context_age_ms"] + (now - w["ts"])
+        else:
+            assert p["context_age_ms"] == now - snap["pairs"][p["pair"]][PRECISION9_CONTEXT]["ts"]
 
     text = _render(snap, now)
     assert "HEALTHY" in text and worker["worker_id"] in text
