@@ -18,6 +18,7 @@ import gc
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -143,6 +144,8 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
         back = [ln for ln in err.splitlines() if "is back after" in ln]
         assert len(down) == 1 and len(back) == 1, err
         assert "(outage 1;" in back[0], back
+        assert len([ln for ln in err.splitlines() if "redis at" in ln]) == 2, err
+        assert "Traceback" not in err and "recompute failed" not in err, err
 
         # -- memory bounded: while Redis was away at most one payload per channel waited, and the
         # stream kept offering (coalesced grew) instead of queueing
@@ -279,11 +282,12 @@ def _stream_args(market, exchange: str, worker_id: str, duration: float) -> list
 
 def test_embedded_default_through_the_cli(market, tmp_path, redis_token):
     """No URL configured and nothing on the probe address: `p9 stream` starts a private server,
-    prints its URL, serves on it, and the server (process, port, directory) is gone after exit."""
+    prints its URL, serves on it; SIGTERM stops p9 cleanly (exit 0, its summary) and the server
+    (process, port, directory) is gone after exit. (The --duration exit: the workers test.)"""
     probe_port = free_port()
     env = _p9_env(market.handle, P9_REDIS_PROBE=f"127.0.0.1:{probe_port}")
     assert "P9_REDIS_URL" not in env
-    proc = _spawn(_stream_args(market, "binance", f"w-{redis_token}-emb", 9), env, tmp_path)
+    proc = _spawn(_stream_args(market, "binance", f"w-{redis_token}-emb", 60), env, tmp_path)
     err = Lines(proc.stderr)
     err.start()
     sub = None
@@ -309,9 +313,13 @@ def test_embedded_default_through_the_cli(market, tmp_path, redis_token):
         sub.start()
         sub.wait_for(lambda: sub.of(ch) and sub.of(STATUS), 20, "messages from the private server")
         validate_message(ch, sub.of(ch)[-1].msg)
+        assert proc.poll() is None, err.text()
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, err.text()
         sub.close()
         err.join(5)
+        assert "verdict" in err.text() and "│ binance" in err.text(), err.text()  # the summary table
+        assert "Traceback" not in err.text(), err.text()
         # gone after exit: the process, the port, the temporary directory
         assert not pid_alive(server_pid), "the private server outlived p9"
         assert not port_open(port), f"port {port} still open after p9 exited"
