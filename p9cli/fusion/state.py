@@ -15,6 +15,43 @@ from p9cli.fusion.level_events import LevelEvents, distances
 BOOK_LEVELS = 200
 #: a feed silent this long (ms, exchange time vs wall clock) marks the payloads stale
 STALE_AFTER_MS = 10_000
+#: the structure document is stale when a candle of one of its timeframes closed this long ago
+#: (ms) and is not in it yet (a recompute normally follows a close within seconds)
+STRUCTURE_GRACE_MS = 60_000
+
+
+def structure_as_of(doc: dict | None) -> int | None:
+    """The exchange time (ms) a structure document reflects: its ``event_ts`` (the newest candle
+    close in it), else the newest ``timeframes.{tf}.last_close_ms``."""
+    if not doc:
+        return None
+    t = doc.get("event_ts")
+    if isinstance(t, int) and not isinstance(t, bool) and t > 0:
+        return t
+    closes = [sec.get("last_close_ms") for sec in (doc.get("timeframes") or {}).values()]
+    closes = [c for c in closes if isinstance(c, int) and not isinstance(c, bool)]
+    return max(closes) if closes else None
+
+
+def structure_stale(doc: dict | None, now_ms: int) -> bool:
+    """True when the document is older than its timeframes allow: for some timeframe, the candle
+    after the document's last one (``last_open_ms``) closed more than :data:`STRUCTURE_GRACE_MS`
+    ago (``now > last_open_ms + 2 * tf + grace``: for 1m, the newest 1m candle in it closed
+    more than 2 minutes ago), or it says nothing about any timeframe."""
+    from p9cli.universe import TIMEFRAME_MS
+
+    if not doc:
+        return True
+    seen = False
+    for tf, sec in (doc.get("timeframes") or {}).items():
+        last = (sec or {}).get("last_open_ms")
+        length = TIMEFRAME_MS.get(tf)
+        if not isinstance(last, int) or length is None:
+            continue
+        seen = True
+        if now_ms > last + 2 * length + STRUCTURE_GRACE_MS:
+            return True
+    return not seen
 
 
 def candle_dict(c) -> dict | None:
@@ -104,6 +141,13 @@ class PairState:
                 fig["seq"] = src.seq
             self._book_fig, self._book_fig_src = fig, src
         return self._book_fig
+
+    def set_structure(self, doc: dict | None, now_ms: int) -> None:
+        """A (new) structure document: its age counts from the exchange time it reflects."""
+        self.structure = doc
+        as_of = structure_as_of(doc)
+        self.structure_ms = None if doc is None else (as_of if as_of is not None else now_ms)
+        self.structure_stale = doc is not None and structure_stale(doc, now_ms)
 
     def book_invalid(self) -> None:
         """The book is out of sync until the next BookState: publish ``book: null``."""

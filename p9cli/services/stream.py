@@ -35,7 +35,7 @@ import orjson
 
 from p9cli.config import Settings
 from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError
-from p9cli.fusion.state import PairState
+from p9cli.fusion.state import PairState, structure_stale
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 TICK_S = 0.25
@@ -220,9 +220,9 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
     states = {
         key: PairState(key[0], key[1], channel_symbol(key[1]), h.doc) for key, h in histories.items()
     }
+    wall = clock.wall_ms if clock is not None else _now_ms  # the exchange wall clock (feeds' seam)
     for st in states.values():
-        if st.structure is not None:
-            st.structure_ms = _now_ms()
+        st.set_structure(st.structure, wall())
     builders: dict[tuple[str, str], CandleBuilder] = {}
     counters = Counters()
     feeds_ref: list = []
@@ -246,7 +246,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         b = builders.get(key)
         if b is not None:
             st.on_forming(b.forming_all())
-        now = _now_ms()
+        now = wall()
         fields = st.fusion_fields(now)
         if fields is None or not pub_ref:
             return False
@@ -310,7 +310,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
 
     def status() -> dict:
         stats = feeds_ref[0].stats() if feeds_ref else {}
-        now = _now_ms()
+        now = wall()
         feeds = []
         for (ex, _sym), st in states.items():
             s = stats.get(ex, {})
@@ -335,7 +335,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         pub_ref.append(pub)
 
         def offer_structure(st: PairState, doc: dict) -> None:
-            msg = dict(doc, symbol=st.channel_symbol, event_ts=int(st.event_ts or _now_ms()),
+            msg = dict(doc, symbol=st.channel_symbol, event_ts=int(st.event_ts or wall()),
                        stale=bool(st.structure_stale))
             pub.offer(channel(STRUCTURE, st.exchange, st.channel_symbol), msg)
 
@@ -355,12 +355,15 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
             while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
                 await feeds.wait(TICK_S)
                 tick += 1
-                now = _now_ms()
+                now = wall()
                 context_tick = tick % CONTEXT_EVERY_TICKS == 0
                 for key, st in states.items():
                     st.tick_levels(st.event_ts or now)
                     if not context_tick:
                         continue
+                    if st.structure is not None and structure_stale(st.structure, now) != st.structure_stale:
+                        st.structure_stale = not st.structure_stale  # flipped: say it on structure: too
+                        offer_structure(st, st.structure)
                     # a change no exchange input announced (a recompute, level events, staleness):
                     # published here, without a latency sample (no input triggered it)
                     th = throttle[key]
@@ -385,8 +388,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
                         doc = None
                     if doc is not None:
                         histories[recompute_key].doc = doc
-                        st.structure = doc
-                        st.structure_ms = _now_ms()
+                        st.set_structure(doc, wall())
                         offer_structure(st, doc)
                     recompute = None
                 if recompute is None:

@@ -1,7 +1,10 @@
 """`p9 stream` end to end: p9 sim (real time) + history fetched from it + analyze + the real
 Redis server. A subscriber receives all five channels for every pair, every message validates
 against its schema, seq increases per channel, the SET twin holds the newest message, and every
-sampled fusion_data.book equals the simulator's true book at its update_id."""
+sampled fusion_data.book equals the simulator's true book at its update_id. fusion_data keeps its
+throttle (<= 4/s per channel), structure messages are fresh (not stale, age from the document's
+newest candle), and a forming higher-timeframe candle seeded from the stored minutes is the
+simulator's true candle so far."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from p9cli.config import load_settings  # noqa: E402
 from p9cli.publish import STATUS, validate_message  # noqa: E402
 from p9cli.services import analyze  # noqa: E402
 from p9cli.services import stream as service  # noqa: E402
+from p9cli.store import DataStore  # noqa: E402
 
 EXCHANGES = ("binance", "bybit")
 KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
@@ -112,8 +116,40 @@ def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_url, redi
                 positions += 1
             assert positions, f"no position in fusion_data:{ex}:{sym}"
 
+        # throttle: <= 4/s per channel (builds >= 250 ms apart; ts is the build time in ms)
+        # and structure freshness: a just-analysed document recomputed on every close
+        for ex, sym in pairs:
+            fusion = [orjson.loads(m) for m in sub.messages[f"fusion_data:{ex}:{sym}"]]
+            gaps = [b["ts"] - a["ts"] for a, b in zip(fusion, fusion[1:], strict=False)]
+            assert min(gaps) >= 249, (ex, sorted(gaps)[:5])
+            assert len(fusion) <= 4 * RUN_S + 4
+            ages = [d["freshness"]["structure_age_ms"] for d in fusion]
+            assert all(a is not None and -5_000 <= a <= 180_000 for a in ages), (ex, min(ages), max(ages))
+            assert not any(orjson.loads(m)["stale"] for m in sub.messages[f"structure:{ex}:{sym}"])
+
         checked = 0
+        seeded = 0
         with httpx.Client(timeout=10) as http:
+            # seeding: when the stored minutes reach the live start, the first forming 1h candle
+            # opens with the true 1h open and stays inside the true range
+            store = DataStore(tmp_path)
+            for ex, sym in pairs:
+                stored_last = int(store.read_series(ex, "btc", "1m").candles.open_time[-1])
+                fusion = [orjson.loads(m) for m in sub.messages[f"fusion_data:{ex}:{sym}"]]
+                first = next(d for d in fusion if (d["candles"].get("1m") or {}).get("forming"))
+                if stored_last != first["candles"]["1m"]["forming"]["open_time"] - 60_000:
+                    continue  # a minute went by between fetch-history and the stream: nothing to seed with
+                hour = first["candles"]["1h"]["forming"]
+                r = http.get(f"{handle.control_url}/truth/candles", params={
+                    "exchange": ex, "symbol": "btc", "interval": "1h", "start": hour["open_time"],
+                    "end": hour["open_time"]})  # fmt: skip
+                [truth] = r.json()["candles"]
+                assert float(truth["open"]) == hour["open"], (ex, truth, hour)
+                assert float(truth["low"]) <= hour["low"] and hour["high"] <= float(truth["high"])
+                assert hour["volume"] <= float(truth["volume"]) + 1e-9
+                seeded += 1
+            print(f"seeded forming 1h candles checked: {seeded} of {len(pairs)}")
+
             for ex, sym in pairs:
                 books = [orjson.loads(m)["book"] for m in sub.messages[f"fusion_data:{ex}:{sym}"]]
                 books = [b for b in books if b is not None]
