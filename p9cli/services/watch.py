@@ -27,7 +27,7 @@ import orjson
 from p9cli.config import Settings
 from p9cli.errors import EXIT_OK, ConfigError, P9Error
 from p9cli.publish.channels import PAIR_KINDS
-from p9cli.publish.redact import redact, redact_url, url_secrets
+from p9cli.publish.redact import redact, url_secrets
 from p9cli.ui.watch import PairPayloads, WatchScreen
 from p9cli.universe import EXCHANGES, QUOTE, SYMBOLS
 
@@ -84,18 +84,12 @@ def redis_url_of(settings: Settings) -> str:
 
 
 def describe_failure(url: str, exc: BaseException) -> str:
-    """One line for a Redis that cannot be read; never contains a secret."""
-    what = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    safe = redact_url(url)
-    if any(t in what for t in ("NOAUTH", "Authentication required")):
-        line = f"redis at {safe} requires authentication; put the user and password in --redis-url / P9_REDIS_URL"
-    elif "WRONGPASS" in what or "invalid username-password" in what:
-        line = f"redis at {safe} refused authentication ({what}); check the user and password"
-    elif "NOPERM" in what:
-        line = f"redis at {safe} refused a command to this user ({what}); p9 watch needs +subscribe +get +mget"
-    else:
-        line = (f"redis at {safe} is not reachable ({what}); is p9 stream running? (a stream on a private "
-                "Redis prints its URL: pass it with --redis-url)")  # fmt: skip
+    """One line for a Redis that cannot be read (the publisher's wording); never contains a secret."""
+    from p9cli.publish.publisher import Publisher
+
+    line = Publisher(url).describe_failure(exc)
+    if " is not reachable " in line or " did not answer " in line:
+        line += "; is p9 stream running? (a stream on a private Redis prints its URL: pass it with --redis-url)"
     return redact(line, url_secrets(url))
 
 

@@ -28,7 +28,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from p9cli.universe import TIMEFRAMES
+from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 FUSION_DATA = "fusion_data"
 MARKET_CONTEXT = "market_context"
@@ -184,13 +184,35 @@ def candles_of(pair: PairPayloads) -> dict:
     return max(cands, key=lambda c: c[0])[1] if cands else {}
 
 
-def day_change_pct(pair: PairPayloads, price: float | None) -> float | None:
-    """Change since the open of the forming 1d candle (the UTC day), in %."""
-    c = _get(candles_of(pair), "1d", "forming")
-    o = _num(_get(c, "open"))
-    if price is None or not o:
+def candle_change_pct(pair: PairPayloads, tf: str, price: float | None, now_ms: int | None = None) -> float | None:
+    """Change of the current ``tf`` candle in %: the live price against the previous candle's
+    close (the structure document's or the stream's last closed candle, when it is the one just
+    before), else against the forming candle's open (which, for a stream started mid-candle, is
+    its first live trade)."""
+    if price is None:
         return None
-    return (price - o) / o * 100
+    candles = candles_of(pair).get(tf) or {}
+    forming = candles.get("forming") or {}
+    tf_ms = TIMEFRAME_MS[tf]
+    start = forming.get("open_time")
+    if start is None and now_ms is not None:
+        start = now_ms // tf_ms * tf_ms
+    sec = _get(pair.payloads.get(STRUCTURE), "timeframes", tf) or {}
+    last = candles.get("last_closed") or {}
+    base = None
+    if start is not None:
+        if isinstance(sec.get("last_open_ms"), int) and sec["last_open_ms"] + tf_ms == start:
+            base = _num(sec.get("close"))
+        if base is None and isinstance(last.get("open_time"), int) and last["open_time"] + tf_ms == start:
+            base = _num(last.get("close"))
+    if base is None:
+        base = _num(forming.get("open"))
+    return (price - base) / base * 100 if base else None
+
+
+def day_change_pct(pair: PairPayloads, price: float | None, now_ms: int | None = None) -> float | None:
+    """Change of the UTC day in % (see :func:`candle_change_pct`)."""
+    return candle_change_pct(pair, "1d", price, now_ms)
 
 
 def atr_of(pair: PairPayloads, tf: str) -> float | None:
@@ -334,7 +356,7 @@ def header(pair: PairPayloads, now_ms: int, compact: bool = False) -> Text:
     """Line 1: pair, price, change, spread, bias, regime; line 2: the state in words."""
     price = live_price(pair)
     dec = price_decimals(price, tick_of(pair))
-    chg = day_change_pct(pair, price)
+    chg = day_change_pct(pair, price, now_ms)
     book = book_of(pair) or {}
     p9 = pair.payloads.get(PRECISION9_CONTEXT) or {}
     t = Text()
@@ -441,13 +463,13 @@ def ladder_table(pair: PairPayloads, rows: int) -> Table:
     return t
 
 
-def trend_table(pair: PairPayloads, rows: int, width: int = 80) -> Table:
+def trend_table(pair: PairPayloads, rows: int, width: int = 80, now_ms: int | None = None) -> Table:
     """Trend and volatility per timeframe (all 11 when ``rows`` allow, else SHORT_TFS); columns
     str/ADX only when ``width`` (inside the panel) has room."""
     tfs = TIMEFRAMES if rows >= len(TIMEFRAMES) else SHORT_TFS[: max(1, rows)]
     doc = pair.payloads.get(STRUCTURE) or {}
     summary = _get(pair.payloads.get(MARKET_CONTEXT), "structure") or {}
-    candles = candles_of(pair)
+    price = live_price(pair)
     t = Table(box=None, padding=(0, 1), collapse_padding=True, expand=True, show_edge=False, header_style="dim")
     cols = [("tf", "left"), ("trend", "left"), ("str", "right"), ("ADX", "right"), ("ATR%", "right"),
             ("pctl", "right"), ("live", "right")]
@@ -462,9 +484,7 @@ def trend_table(pair: PairPayloads, rows: int, width: int = 80) -> Table:
         vol = _get(doc, "timeframes", tf, "volatility") or {}
         atr_pct = _num(_get(summary, "atr_pct", tf)) or _num(vol.get("atr_pct"))
         pctl = _num(vol.get("atr_percentile_pct"))
-        forming = _get(candles, tf, "forming") or {}
-        o, c = _num(forming.get("open")), _num(forming.get("close"))
-        live = (c - o) / o * 100 if o and c is not None else None
+        live = candle_change_pct(pair, tf, price, now_ms)
         cells = {
             "tf": tf,
             "trend": Text(f"{_arrow(score) if label in ('up', 'down') else '↔'} {label or '–'}",
@@ -549,7 +569,7 @@ def full_pair(pair: PairPayloads, now_ms: int, width: int, height: int) -> Layou
         trend_rows = len(TIMEFRAMES) if bh >= len(TIMEFRAMES) + 3 + 6 else len(SHORT_TFS)
         trend_h = min(trend_rows + 3, bh - 4)
         right.split_column(
-            Layout(_panel(trend_table(pair, trend_h - 3, width - left_w - 4), "trend & volatility", border),
+            Layout(_panel(trend_table(pair, trend_h - 3, width - left_w - 4, now_ms), "trend & volatility", border),
                    size=trend_h, name="trend"),
             Layout(_panel(events_table(pair, bh - trend_h - 2, now_ms), "context & level events", border),
                    name="events"),
@@ -575,7 +595,7 @@ def compact_table(pairs: Sequence[PairPayloads], now_ms: int, width: int = 80) -
     for pair in pairs:
         price = live_price(pair)
         dec = price_decimals(price, tick_of(pair))
-        chg = day_change_pct(pair, price)
+        chg = day_change_pct(pair, price, now_ms)
         book = book_of(pair) or {}
         flow = flow_of(pair) or {}
         rungs = ladder(pair, price, 1, 1)

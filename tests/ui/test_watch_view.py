@@ -53,9 +53,10 @@ def test_view_shows_the_payloads_numbers(stream_payloads):
         book = book["book"] if book is fd else book["live"]["book"]
         assert f"spread {book['spread']:,.{dec}f} ({book['spread_bps']:.2f} bp)" in text
         assert f"{book['bid']:,.{dec}f}" in text and f"{book['ask']:,.{dec}f}" in text
-        # change since the UTC day's open, from the live 1d candle
-        o = fd["candles"]["1d"]["forming"]["open"]
-        assert f"{(price - o) / o * 100:+.2f}% 1d" in text
+        # change of the UTC day: vs the previous 1d close of the structure when it is yesterday's
+        sec, forming = p["structure"]["timeframes"]["1d"], fd["candles"]["1d"]["forming"]
+        base = sec["close"] if sec["last_open_ms"] + 86_400_000 == forming["open_time"] else forming["open"]
+        assert f"{(price - base) / base * 100:+.2f}% 1d" in text
         # ladder: the nearest support / resistance of the payload with distances from the live price
         atr = p9["atr"][LADDER_ATR_TF]
         for side in ("support", "resistance"):
