@@ -202,6 +202,12 @@ def _follow(url: str, configured: bool, as_json: bool, out: TextIO, refresh_s: f
         from rich.live import Live
 
         console = Console(file=out)
+        if not console.is_terminal:  # a pipe or a file: one table after the other
+            while True:
+                console.print(report_view(snapshot()))
+                console.print()
+                out.flush()
+                time.sleep(refresh_s)
         with Live(report_view(snapshot()), console=console, auto_refresh=False, screen=False,
                   redirect_stdout=False, redirect_stderr=False) as live:  # fmt: skip
             while True:
