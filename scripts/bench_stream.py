@@ -236,6 +236,14 @@ def proc_cpu_s(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / CLK_TCK
 
 
+def thread_cpu_s(pid: int) -> float:
+    """CPU of the process's main thread (the event loop), seconds; the rest of proc_cpu_s is
+    its other threads (publisher, structure recompute, resolver)."""
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / CLK_TCK
+
+
 def proc_wait_s(pid: int) -> float:
     """Time the process's threads spent runnable but waiting for a core (schedstat), seconds:
     what other processes on the machine took from it."""
@@ -482,6 +490,7 @@ class Bench:
             m0 = sub.messages_at()
             f0 = sub.handled()
             c0, w0, q0 = proc_cpu_s(child.pid), time.time() * 1000, proc_wait_s(child.pid)
+            l0 = thread_cpu_s(child.pid)
             rss.append((0.0, proc_rss_mb(child.pid)))
             t_end = time.monotonic() + measure_s
             next_rss = time.monotonic() + rss_every_s if rss_every_s else None
@@ -498,6 +507,7 @@ class Bench:
             m1 = sub.messages_at()
             f1 = sub.handled()
             c1, w1, q1 = proc_cpu_s(child.pid), time.time() * 1000, proc_wait_s(child.pid)
+            l1 = thread_cpu_s(child.pid)
             rss.append(((w1 - w0) / 1000, proc_rss_mb(child.pid)))
             synced, advancing = sub.books_in_sync(w1 - 2000)
         finally:
@@ -518,7 +528,8 @@ class Bench:
         pub_cpu = report.get("publish_cpu_s", pub.get("cpu_s") if isinstance(pub, dict) else None)
         return {
             "rate_target": rate, "count_source": source, "fusion_count": f1 - f0, "messages": n, "seconds": secs, "rate": n / secs if secs else float("nan"),
-            "cpu_s": cpu, "wall_s": wall, "cpu_share": cpu / wall, "wait_share": (q1 - q0) / wall, "cpu_us_per_msg": 1e6 * cpu / max(1, n),
+            "cpu_s": cpu, "wall_s": wall, "cpu_share": cpu / wall, "wait_share": (q1 - q0) / wall,
+            "loop_cpu_s": l1 - l0, "cpu_us_per_msg": 1e6 * cpu / max(1, n),
             "lag_start_ms": sub.lag(w0, w0 + 2000), "lag_end_ms": sub.lag(w1 - 2000, w1),
             "synced": synced, "advancing": advancing, "e2e": e2e, "svc_lat": svc_lat,
             "pub_cpu_s": pub_cpu, "child_wall_s": report.get("wall_s"), "report": report, "rss": rss,
@@ -591,7 +602,9 @@ def rss_summary(rss: list[tuple[float, float]]) -> dict:
 
 def line(r: dict, name: str) -> str:
     return (f"  {name}: {r['messages']:,} msgs in {r['seconds']:.1f} s = {r['rate']:,.0f} msgs/s; CPU {r['cpu_s']:.2f} s "
-            f"({100 * r['cpu_share']:.0f}% of core 0; waited for it {100 * r['wait_share']:.0f}%), {r['cpu_us_per_msg']:.1f} us/msg = "
+            f"({100 * r['cpu_share']:.0f}% of core 0, event-loop thread {100 * r['loop_cpu_s'] / r['wall_s']:.0f}%, "
+            f"other threads {100 * (r['cpu_s'] - r['loop_cpu_s']) / r['wall_s']:.0f}%; waited for the core "
+            f"{100 * r['wait_share']:.0f}%), {r['cpu_us_per_msg']:.1f} us/msg = "
             f"{1e6 / r['cpu_us_per_msg']:,.0f} msgs per CPU-second; counted by {r['count_source']} "
             f"(fusion_data shows {r['fusion_count'] / r['wall_s']:,.0f}/s); books with data "
             f"{r['synced']}/15, update_id advancing {r['advancing']}/15; lag p50 start {r['lag_start_ms']:.1f} ms, "
