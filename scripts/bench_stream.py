@@ -30,6 +30,9 @@ Phases:
 1. **max rate**: the server writes as fast as TCP lets it (the feeds' bounded read-ahead pushes
    back, so the rate is what the service processes). msgs/s, CPU us/msg, books in sync, the lag
    at the start and end of the window (flat = no growing backlog).
+1b. **sustained** (``--sustain-rate``, default the 50,000 target) paced: the delivered rate and
+   the lag at the start and end of the window (kept up = the rate is delivered and the lag
+   stays flat; a service that cannot keep up shows a lag growing by the second).
 2. **5,000 msgs/s** paced: event-to-publish p50/p99 as the service reports it (receive of the
    newest input reflected -> completion of the Redis pipeline that wrote it), plus the
    subscriber's end-to-end view (exchange time -> subscriber receive, +0..1 ms truncation);
@@ -634,7 +637,9 @@ def main() -> int:
     ap.add_argument("--rss-minutes", type=float, default=10.0, help="length of the RSS phase (default 10)")
     ap.add_argument("--rss-rate", type=float, default=5000.0, help="msgs/s during the RSS phase (default 5000)")
     ap.add_argument("--no-cryptofeed", action="store_true", help="skip the cryptofeed comparison")
-    ap.add_argument("--only", choices=("max", "latency", "rss", "cryptofeed"), action="append",
+    ap.add_argument("--sustain-rate", type=float, default=50000.0,
+                    help="paced rate that must be kept up with, lag flat (default 50000)")
+    ap.add_argument("--only", choices=("max", "sustain", "latency", "rss", "cryptofeed"), action="append",
                     help="run only these phases (repeatable)")
     ap.add_argument("--profile", default="", help="cProfile the service (main thread) in the max-rate and latency "
                     "phases into FILE.max / FILE.latency")
@@ -650,7 +655,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    phases = set(args.only or ("max", "latency", "rss", "cryptofeed"))
+    phases = set(args.only or ("max", "sustain", "latency", "rss", "cryptofeed"))
     if args.no_cryptofeed:
         phases.discard("cryptofeed")
     bench = Bench(args)
@@ -686,6 +691,9 @@ async def run_all(bench: Bench, args, phases: set[str]) -> int:
     if "max" in phases:
         res["max"] = r = await bench.stream_phase(0, args.warm, args.seconds, profile=prof("max"))
         print(line(r, "max rate"), flush=True)
+    if "sustain" in phases:
+        res["sustain"] = r = await bench.stream_phase(args.sustain_rate, args.warm, args.seconds)
+        print(line(r, f"paced {args.sustain_rate:,.0f}/s (sustained?)"), flush=True)
     if "latency" in phases:
         res["lat"] = r = await bench.stream_phase(args.rate, args.warm, args.seconds, profile=prof("latency"))
         print(line(r, f"paced {args.rate:,.0f}/s"), flush=True)
@@ -731,6 +739,14 @@ def print_table(res: dict, args) -> None:
                      met(r["synced"] == 15 and r["advancing"] == 15)))
         rows.append(("  lag p50 window start -> end (ms)", f"{r['lag_start_ms']:.0f} -> {r['lag_end_ms']:.0f}",
                      "not growing", met(flat)))
+    if "sustain" in res:
+        r = res["sustain"]
+        want = args.sustain_rate
+        ok = r["rate"] >= 0.97 * want and r["lag_end_ms"] <= max(100.0, r["lag_start_ms"] + 50)
+        rows.append((f"paced {want:,.0f} msgs/s: delivered msgs/s, lag p50 start -> end (ms)",
+                     f"{r['rate']:,.0f}, {r['lag_start_ms']:.0f} -> {r['lag_end_ms']:.0f} "
+                     f"({100 * r['cpu_share']:.0f} % of core 0, waited {100 * r['wait_share']:.0f} %)",
+                     f">= {want:,.0f} kept up, lag flat", met(ok)))
     if "lat" in res:
         r = res["lat"]
         s = r["svc_lat"]
