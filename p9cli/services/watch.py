@@ -240,8 +240,8 @@ def _no_echo(stream):
     try:
         termios.tcsetattr(fd, termios.TCSADRAIN, new)
         yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+    finally:  # keys typed meanwhile are dropped, not handed to the shell
+        termios.tcsetattr(fd, termios.TCSAFLUSH, old)
 
 
 def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: TextIO | None = None,
@@ -250,7 +250,10 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
     from rich.live import Live
 
     out = out or sys.stdout
-    feed, pairs = open_feed(settings, specs)
+    try:
+        feed, pairs = open_feed(settings, specs)
+    except KeyboardInterrupt:  # Ctrl-C before the first frame: still a plain quit
+        return EXIT_OK
     console = Console(file=out)
     try:
         if once or not console.is_terminal:
@@ -258,7 +261,8 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
             return EXIT_OK
         old = {s: signal.signal(s, _raise_quit) for s in (signal.SIGTERM, signal.SIGHUP)}
         resized = [False]
-        old_winch = signal.signal(signal.SIGWINCH, lambda *_: resized.__setitem__(0, True))
+        winch = getattr(signal, "SIGWINCH", None)  # redraw at once on a resize (else within 250 ms)
+        old_winch = signal.signal(winch, lambda *_: resized.__setitem__(0, True)) if winch else None
         note: str | None = None
         backoff = 0.5
         end = None if duration is None else time.monotonic() + duration
@@ -272,7 +276,7 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
                             feed.connect(_channels(pairs))
                             note, backoff = None, 0.5
                         except P9Error as exc:
-                            note = f"Redis connection lost ({exc}); retrying in {backoff:g} s — data below is old"
+                            note = f"Redis connection lost, retrying in {backoff:g} s (the data below is old): {exc}"
                             live.update(WatchScreen(pair_payloads(feed.latest, pairs), _now_ms(), note), refresh=True)
                             time.sleep(backoff)
                             backoff = min(backoff * 2, 5.0)
@@ -281,7 +285,7 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
                         feed.poll(REFRESH_S)
                     except (feed._redis.RedisError, OSError) as exc:
                         feed.close_pubsub()
-                        note = f"Redis connection lost ({describe_failure(feed.url, exc)}); reconnecting"
+                        note = f"Redis connection lost, reconnecting (the data below is old): {describe_failure(feed.url, exc)}"
                     now = time.monotonic()
                     if resized[0] or now - last_draw >= REFRESH_S:
                         resized[0] = False
@@ -292,7 +296,8 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-            signal.signal(signal.SIGWINCH, old_winch)
+            if winch:
+                signal.signal(winch, old_winch)
         return EXIT_OK
     finally:
         feed.close()
