@@ -196,7 +196,10 @@ class _Value:
 def _check_url(v: _Value, schemes: tuple[str, ...]) -> str:
     url = _text(v).strip()
     expected = " or ".join(s + "://HOST[:PORT]" for s in schemes)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise ConfigError(f"{v.shown} is not a base URL ({exc}); expected {expected}") from None
     if parts.scheme not in schemes or not parts.hostname:
         raise ConfigError(f"{v.shown} is not a base URL; expected {expected}")
     try:
@@ -366,10 +369,14 @@ def load_settings(
         if v.value is not None:
             url = _text(v).strip()
             # the value is not repeated in the message: a Redis URL may carry a password
-            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-                raise ConfigError(
-                    f"{v.name} is not a Redis URL; expected redis://HOST[:PORT][/DB], rediss:// or unix://"
-                )
+            expected = "expected redis://HOST[:PORT][/DB], rediss:// or unix://"
+            try:
+                parts = urlsplit(url)
+                parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+            except ValueError:  # an unclosed [ of an IPv6 host, a bad port (no text: it may hold a secret)
+                raise ConfigError(f"{v.name} is not a Redis URL (bad host or port); {expected}") from None
+            if parts.scheme not in ("redis", "rediss", "unix"):
+                raise ConfigError(f"{v.name} is not a Redis URL; {expected}")
             out["redis_url"] = url
         v = pick("redis_probe")
         if v.value is not None:
