@@ -109,9 +109,13 @@ def test_missing_data_and_stopped_worker_are_flagged(stream_payloads):
     now = _newest_ts(snap)
     first, second = sorted(snap["pairs"])
 
-    # one pair's fusion_data twin expired, the other's book out of sync
+    # one pair never delivered (no fusion_data twin, no price nor trade age from its worker), the
+    # other's book out of sync
     gone = copy.deepcopy(snap)
     gone["pairs"][first][FUSION_DATA] = None
+    for f in gone["workers"][0]["feeds"]:
+        if f"{f['exchange']}:{f['symbol']}" == first:
+            f.update(price=None, trade_age_ms=None)
     gone["pairs"][second][FUSION_DATA]["book"] = None
     report = evaluate(gone, now)
     by = {p["pair"]: p for p in report["pairs"]}
@@ -140,3 +144,37 @@ def test_view_exports_svg(stream_payloads):
     console.print(status_view(snap, _newest_ts(snap) + 15_000))
     svg = console.export_svg(title="p9 status")
     assert svg.startswith("<svg") and "trades" in svg and "stale" in svg
+
+
+def test_feed_states_and_worker_figures(stream_payloads):
+    snap = _snapshot(stream_payloads)
+    now = _newest_ts(snap)
+    first, second = sorted(snap["pairs"])
+    worker = snap["workers"][0]
+    feeds = {f"{f['exchange']}:{f['symbol']}": f for f in worker["feeds"]}
+
+    # the worker's feed state counts: down -> DOWN, syncing -> STALE, in words
+    states = copy.deepcopy(snap)
+    sfeeds = {f"{f['exchange']}:{f['symbol']}": f for f in states["workers"][0]["feeds"]}
+    sfeeds[first]["state"] = "down"
+    sfeeds[second]["state"] = "syncing"
+    by = {p["pair"]: p for p in evaluate(states, now)["pairs"]}
+    assert by[first]["health"] == "down" and "feed down" in by[first]["problems"]
+    assert by[second]["health"] == "stale" and "feed syncing" in by[second]["problems"]
+
+    # the twins expired but the worker reports price and ages: that is data, judged by those ages
+    bare = copy.deepcopy(snap)
+    for name in bare["pairs"]:
+        bare["pairs"][name] = {FUSION_DATA: None, PRECISION9_CONTEXT: None, STRUCTURE: True}
+    bfeeds = {f"{f['exchange']}:{f['symbol']}": f for f in bare["workers"][0]["feeds"]}
+    for name, f in bfeeds.items():
+        fusion = snap["pairs"][name][FUSION_DATA]
+        f.update(price=fusion["price"], trade_age_ms=0, book_age_ms=0, context_age_ms=0, stale_sources=[])
+    report = evaluate(bare, int(worker["ts"]) + 500)
+    assert report["exit_code"] == EXIT_HEALTHY, report["pairs"]
+    for p in report["pairs"]:
+        assert p["price"] == snap["pairs"][p["pair"]][FUSION_DATA]["price"] and p["trade_age_ms"] == 500
+    bfeeds[first]["trade_age_ms"] = 41_500
+    by = {p["pair"]: p for p in evaluate(bare, int(worker["ts"]) + 500)["pairs"]}
+    assert by[first]["problems"] == ["trades stale 42 s"] and by[second]["health"] == "ok"
+    assert feeds  # the recorded worker reported its feeds
