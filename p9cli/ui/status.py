@@ -277,8 +277,8 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
             elif book_age is not None and book_age > BOOK_STALE_MS:
                 flag(STALE, f"book stale {_secs(book_age)}")
             sources = fresh.get("stale_sources") if fusion is not None else feed.get("stale_sources")
-            if structure_age is None and "structure" in (sources or []):
-                flag(STALE, "no structure")
+            if "structure" in (sources or []):  # the stream's rule (missing, or a closed candle not in it)
+                flag(STALE, "no structure" if structure_age is None else f"structure stale {_secs(structure_age)}")
         if state == "stale" and not problems:  # the worker's own verdict, when no age above explains it
             why = [str(x) for x in feed.get("stale_sources") or []]
             flag(STALE, "stale: " + (", ".join(why) if why else "reported by its worker"))
