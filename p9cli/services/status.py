@@ -15,6 +15,8 @@ publishing / Redis unreachable or refusing us.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from typing import TextIO
@@ -152,6 +154,15 @@ def run(
     refresh_s: float = REFRESH_S,
 ) -> int:
     out = out or sys.stdout
+    try:
+        return _run(settings, follow, as_json, out, refresh_s)
+    except BrokenPipeError:  # `p9 status --follow --json | head`: the reader left; not an error
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 0
+
+
+def _run(settings: Settings, follow: bool, as_json: bool, out: TextIO, refresh_s: float) -> int:
     url, configured = resolve_url(settings)
     if follow:
         return _follow(url, configured, as_json, out, refresh_s)
@@ -175,10 +186,15 @@ def run(
 
 
 def _follow(url: str, configured: bool, as_json: bool, out: TextIO, refresh_s: float) -> int:
-    """Redraw every ``refresh_s`` until Ctrl-C (exit 0); a Redis that goes away is shown, not fatal.
+    """Redraw every ``refresh_s`` until Ctrl-C (exit 0); a Redis that goes away later is shown and
+    retried, not fatal (unusable at the start: one line, exit 3, as without --follow).
     With --json: one report per line."""
     client = connect(url)
-    previous: dict | None = None
+    try:
+        previous: dict | None = read_snapshot(client, url)
+    except _redis_errors() as exc:
+        client.close()
+        raise NothingThere(describe(url, configured, exc)) from None
 
     def snapshot() -> dict:
         nonlocal client, previous
@@ -189,7 +205,7 @@ def _follow(url: str, configured: bool, as_json: bool, out: TextIO, refresh_s: f
             client = connect(url)
             snap = {"taken_ms": _now_ms(), "status": None, "workers": [], "pairs": {},
                     "redis": {"url": redact_url(url), "ok": False, "error": describe(url, configured, exc)}}  # fmt: skip
-        prev, previous = previous, snap
+        prev, previous = previous, snap if snap["redis"].get("ok") else previous
         return evaluate(snap, _now_ms(), prev)
 
     try:
