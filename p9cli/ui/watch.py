@@ -136,19 +136,21 @@ def newest_ts(pair: PairPayloads) -> int | None:
     return max(ts) if ts else None
 
 
+def _newest_field(pair: PairPayloads, *sources: tuple[str, tuple[str, ...]]) -> Any:
+    """The value at ``path`` in the newest (by ``ts``) of the given ``(kind, path)`` sources that has one."""
+    best: tuple[int, Any] | None = None
+    for kind, path in sources:
+        p = pair.payloads.get(kind)
+        v = _get(p, *path)
+        if p is not None and v is not None and (best is None or (p.get("ts") or 0) > best[0]):
+            best = (p.get("ts") or 0, v)
+    return None if best is None else best[1]
+
+
 def live_price(pair: PairPayloads) -> float | None:
     """The newest price among fusion_data, precision9_context and market_context.live."""
-    best: tuple[int, float] | None = None
-    for kind, path in ((FUSION_DATA, ("price",)), (PRECISION9_CONTEXT, ("price",)),
-                       (MARKET_CONTEXT, ("live", "price"))):  # fmt: skip
-        p = pair.payloads.get(kind)
-        v = _num(_get(p, *path))
-        if p is None or v is None:
-            continue
-        ts = p.get("ts") or 0
-        if best is None or ts > best[0]:
-            best = (ts, v)
-    return None if best is None else best[1]
+    return _num(_newest_field(pair, (FUSION_DATA, ("price",)), (PRECISION9_CONTEXT, ("price",)),
+                              (MARKET_CONTEXT, ("live", "price"))))  # fmt: skip
 
 
 def _newest_with(pair: PairPayloads, key: str, kinds: Sequence[str]) -> dict | None:
@@ -161,27 +163,20 @@ def _newest_with(pair: PairPayloads, key: str, kinds: Sequence[str]) -> dict | N
 
 
 def book_of(pair: PairPayloads) -> dict | None:
-    fd = pair.payloads.get(FUSION_DATA)
-    mc = pair.payloads.get(MARKET_CONTEXT)
-    cands = [(fd.get("ts") or 0, fd.get("book")) for fd in [fd] if fd] + [
-        (mc.get("ts") or 0, _get(mc, "live", "book")) for mc in [mc] if mc
-    ]
-    cands.sort(key=lambda c: c[0], reverse=True)
-    return cands[0][1] if cands else None
+    """The newest book figures; ``None`` while the stream says the book is out of sync."""
+    fd, mc = pair.payloads.get(FUSION_DATA), pair.payloads.get(MARKET_CONTEXT)
+    newest = max((p for p in (fd, mc) if p), key=lambda p: p.get("ts") or 0, default=None)
+    if newest is None:
+        return None
+    return newest.get("book") if newest is fd else _get(newest, "live", "book")
 
 
 def flow_of(pair: PairPayloads) -> dict | None:
-    fd = pair.payloads.get(FUSION_DATA)
-    mc = pair.payloads.get(MARKET_CONTEXT)
-    cands = [(p.get("ts") or 0, f) for p, f in ((fd, _get(fd, "flow")), (mc, _get(mc, "live", "flow"))) if p and f]
-    return max(cands, key=lambda c: c[0])[1] if cands else None
+    return _newest_field(pair, (FUSION_DATA, ("flow",)), (MARKET_CONTEXT, ("live", "flow")))
 
 
 def candles_of(pair: PairPayloads) -> dict:
-    fd = pair.payloads.get(FUSION_DATA)
-    mc = pair.payloads.get(MARKET_CONTEXT)
-    cands = [(p.get("ts") or 0, c) for p, c in ((fd, _get(fd, "candles")), (mc, _get(mc, "live", "candles"))) if p and c]
-    return max(cands, key=lambda c: c[0])[1] if cands else {}
+    return _newest_field(pair, (FUSION_DATA, ("candles",)), (MARKET_CONTEXT, ("live", "candles"))) or {}
 
 
 def candle_change_pct(pair: PairPayloads, tf: str, price: float | None, now_ms: int | None = None) -> float | None:
@@ -366,7 +361,8 @@ def header(pair: PairPayloads, now_ms: int, compact: bool = False) -> Text:
     t.append("  ")
     t.append(f"{_arrow(chg)} {fmt_signed(chg, 2, '%')} 1d", style=_signed_style(chg))
     spread = _num(book.get("spread"))
-    t.append(f"  spread {fmt_price(spread, dec)} ({fmt_signed(book.get('spread_bps'), 2)[1:] if book else '–'} bp)")
+    bps = _num(book.get("spread_bps"))
+    t.append(f"  spread {fmt_price(spread, dec)} ({'–' if bps is None else f'{bps:.2f}'} bp)")
     bias = p9.get("bias") or _get(pair.payloads.get(MARKET_CONTEXT), "fusion", "bias") or {}
     sign = bias.get("sign")
     if sign is not None and not compact:
