@@ -16,6 +16,7 @@ unreachable. Never starts a Redis of its own.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -257,7 +258,12 @@ def run(settings: Settings, specs: Sequence[str], *, once: bool = False, out: Te
     console = Console(file=out)
     try:
         if once or not console.is_terminal:
-            console.print(WatchScreen(pair_payloads(feed.latest, pairs), _now_ms()))
+            try:
+                console.print(WatchScreen(pair_payloads(feed.latest, pairs), _now_ms()))
+                out.flush()
+            except BrokenPipeError:  # `p9 watch btc --once | head`: the reader left; not an error
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
             return EXIT_OK
         old = {s: signal.signal(s, _raise_quit) for s in (signal.SIGTERM, signal.SIGHUP)}
         resized = [False]
