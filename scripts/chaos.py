@@ -42,25 +42,23 @@ from p9cli.universe import TIMEFRAMES  # noqa: E402
 EXCHANGES = ("binance", "bybit", "okx")
 KINDS = ("fusion_data", "structure")
 STATUS = "precision9_fusion_status"
-HISTORY_CANDLES = 300
 #: the faults on for the whole run (POST /faults/...; 0 = off). High rates: every kind fires
 #: many times a minute.
 FAULTS = {
     "all": {
         "ws_malformed_every": 120,
-        "depth_gap_every": 180,
-        "ws_drop_every_seconds": 21,
+        "depth_gap_every": 60,
         "rest_429_every": 7,
         "rest_5xx_every": 5,
         "rest_drop_every": 11,
         "rest_timeout_every": 17,
         "rest_timeout_seconds": 4,
-        "ws_drop_every_messages": 1500,
     },
-    "binance": {"binance_server_shutdown_every_seconds": 13, "binance_server_shutdown_grace_seconds": 4},
-    "bybit": {"bybit_reset_every_seconds": 11},
-    "okx": {"okx_notice_every_seconds": 13, "okx_notice_grace_seconds": 4, "okx_bad_checksum_every": 40,
-            "okx_seq_reset_every_seconds": 29},
+    "binance": {"ws_drop_every_messages": 600, "binance_server_shutdown_every_seconds": 25,
+                "binance_server_shutdown_grace_seconds": 4},
+    "bybit": {"ws_drop_every_seconds": 21, "bybit_reset_every_seconds": 11},
+    "okx": {"ws_drop_every_messages": 500, "okx_notice_every_seconds": 25, "okx_notice_grace_seconds": 4,
+            "okx_bad_checksum_every": 40, "okx_seq_reset_every_seconds": 17},
 }
 #: every WebSocket fault set to 0 (the quiet seconds before a measurement boundary)
 QUIET = {"ws_malformed_every": 0, "ws_drop_every_messages": 0, "depth_gap_every": 0, "ws_drop_every_seconds": 0,
@@ -96,6 +94,16 @@ def free_port_block(n: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
+def _child_setup() -> None:
+    """In the child: a session of its own (killable as a group, out of reach of the terminal's
+    Ctrl-C) and, on Linux, SIGKILL when this script dies, however it dies."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Procs:
     """Every process this run starts (own session each); all killed on exit, whatever happens."""
 
@@ -106,7 +114,7 @@ class Procs:
     def start(self, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.workdir,
-                             start_new_session=True)
+                             preexec_fn=_child_setup)
         log.close()
         p.name = name  # type: ignore[attr-defined]
         self.procs.append(p)
@@ -346,9 +354,15 @@ class BookChecker(threading.Thread):
         elif depth:
             self.broken_depth += 1
         if (top or depth) and len(self.examples) < 20:
-            self.examples.append({"exchange": ex, "symbol": sym, "update_id": uid, "differs": top or depth[:6],
-                                  "published": {k: book.get(k) for k in ("bid", "bid_size", "ask", "ask_size")},
-                                  "truth_top": [t["bids"][:1], t["asks"][:1]]})
+            ex_ = {"exchange": ex, "symbol": sym, "update_id": uid, "differs": top or depth[:8],
+                   "published": {k: book.get(k) for k in ("bid", "bid_size", "ask", "ask_size", "levels")},
+                   "truth_top": [t["bids"][:1], t["asks"][:1]], "truth_levels": [len(t["bids"]), len(t["asks"])]}
+            if fig is not None and depth:
+                ex_["depth_published_minus_truth"] = {
+                    f"{band}.{k}": (book["depth"][band][k] or 0) - (v or 0)
+                    for band, vals in fig["depth"].items() for k, v in vals.items()
+                    if k.endswith("size") and book["depth"][band][k] != v}
+            self.examples.append(ex_)
 
 
 # ------------------------------------------------------------------------------------- history
@@ -415,20 +429,23 @@ def series_vs_truth(data_dir: Path, sim: Sim, exchanges, symbols) -> dict:
     return {"rows": rows, "differ": differ, "gaps": gaps, "examples": examples}
 
 
-def fetch_history_with_kill(procs: Procs, sim: Sim, env: dict, data_dir: Path, exchanges, symbols) -> dict:
+def fetch_history_with_kill(procs: Procs, sim: Sim, env: dict, data_dir: Path, exchanges, symbols,
+                            candles: int) -> dict:
     """fetch-history killed (SIGKILL) the moment a file is being written; check; rerun; check."""
-    cmd = [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(HISTORY_CANDLES), "--data-dir", str(data_dir)]
+    cmd = [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(candles), "--data-dir", str(data_dir)]
     p = procs.start("fetch1", cmd, env=env)
     hist = data_dir / "history"
-    killed_at = None
+    killed_at, mid_write = None, False
     deadline = time.monotonic() + 120
     while p.poll() is None and time.monotonic() < deadline:
-        if hist.exists() and (any(hist.rglob("*.tmp")) or sum(1 for _ in hist.rglob("*.parquet")) >= 4):
+        n = sum(1 for _ in hist.rglob("*.parquet")) if hist.exists() else 0
+        if (n >= 3 and any(hist.rglob("*.tmp"))) or n >= 12:  # mid-run, and mid-write when we catch one
             procs.kill9(p)
             killed_at = time.time()
+            mid_write = n < 12
             break
         time.sleep(0.002)
-    out = {"killed": killed_at is not None, "first_rc": p.wait(30)}
+    out = {"killed": killed_at is not None, "mid_write": mid_write, "first_rc": p.wait(30)}
     after_kill = check_store(data_dir, exchanges, symbols)
     out["after_kill"] = after_kill
     p2 = procs.start("fetch2", cmd, env=env)
@@ -556,7 +573,7 @@ def rss_peak_kb(pid: int) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ run
-def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, keep: bool) -> int:
+def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, keep: bool, candles: int = 300) -> int:
     t_begin = time.time()
     workdir = Path(tempfile.mkdtemp(prefix="p9-chaos-"))
     procs = Procs(workdir)
@@ -581,9 +598,9 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
                     "P9_EXCHANGES": ",".join(EXCHANGES), "P9_WORKER_ID": f"chaos-{os.getpid()}"})
         env["PYTHONUNBUFFERED"] = "1"
 
-        log("fetch-history, killed mid-write, then rerun")
-        report["history"] = fetch_history_with_kill(procs, sim, env, data_dir, EXCHANGES, symbols)
-        log(f"history: {report['history']['after_rerun']} truth {report['history']['truth']['differ']} differ")
+        log("fetch-history (the stream's history)")
+        f = procs.start("fetch0", [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(candles)], env=env)
+        report["fetch_rc"] = f.wait(300)
         a = procs.start("analyze", [*p9_cmd(), "analyze", "--data-dir", str(data_dir)], env=env)
         report["analyze_rc"] = a.wait(300)
 
@@ -594,7 +611,26 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         sub.start()
         sub.ready.wait(10)
 
+        def kill_test() -> None:  # into a data directory of its own, no fault on
+            log("fetch-history, killed mid-write, then rerun")
+            try:
+                report["history"] = fetch_history_with_kill(procs, sim, env, workdir / "data-kill", EXCHANGES,
+                                                            symbols, candles)
+            except Exception as exc:  # noqa: BLE001 - reported as a failure
+                report["history"] = {"ok": False, "error": repr(exc), "corrupt": -1}
+
         total_s = minutes * 60.0
+        kill_test_first = True
+        if total_s < 120:  # a short run: long enough for a minute to close (+ 18 s to complete it)
+            to_boundary = 60.0 - (time.time() + 3.0) % 60.0
+            kill_test_first = to_boundary + 18.0 > total_s  # the test's ~8 s bring the minute closer
+            if kill_test_first:
+                kill_test()
+            to_boundary = 60.0 - (time.time() + 3.0) % 60.0
+            total_s = max(total_s * 0.9, min(to_boundary + 18.0, total_s * 1.6))
+        elif kill_test_first:
+            kill_test()
+        report["stream_s"] = round(total_s, 1)
         sim.set_faults(FAULTS)
         stream = procs.start("stream", [*p9_cmd(), "stream", "--quick-test", "--duration", str(total_s)], env=env)
         t0 = time.time()
@@ -643,6 +679,8 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
             rss = max(rss, rss_peak_kb(stream.pid) or 0)
             time.sleep(0.2)
         windows.append((seg_start, time.time(), "after the simulator restart"))
+        if "history" not in report:
+            kill_test()
         rc = stream.poll()
         if rc is None:
             procs.kill9(stream)
@@ -671,7 +709,7 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         report["faults"] = dict(sorted(faults.items()))
         report["faults_extra"] = {"redis_restarts": sum(e["action"] == "redis restart" for e in events),
                                   "sim_kills": sum(e["action"] == "sim kill" for e in events),
-                                  "fetch_history_kill9": int(report["history"]["killed"])}
+                                  "fetch_history_kill9": int(bool(report["history"].get("killed")))}
         report["books"] = {"fusion_data_messages": checker.published, "distinct_books_checked": checker.checked,
                            "broken_top": checker.broken_top, "broken_depth": checker.broken_depth,
                            "unverifiable": checker.unverifiable, "book_null": checker.books_null,
@@ -729,13 +767,16 @@ def verdict(report: dict) -> None:
     report["must"] = {
         "broken_books": report["books"]["broken_top"] + report["books"]["broken_depth"],
         "crashes": report["crashes"],
-        "corrupt_files": report["history"]["corrupt"],
+        "corrupt_files": report["history"].get("corrupt", -1),
         "replayable_trades_lost": replayable_lost,
         "trades_duplicated": dup,
         "live_candles_differ": report["candles"]["differ"],
     }
     report["trades_lost_not_replayable"] = unreplayable
-    report["ok"] = (all(v == 0 for v in report["must"].values()) and report["history"]["ok"]
+    measured = {pair for pair, rows in tr.items() if any("diff" in r for r in rows)}
+    report["trade_pairs_measured"] = sorted(measured)
+    report["ok"] = (all(v == 0 for v in report["must"].values()) and report["history"].get("ok")
+                    and len(measured) == len(report["exchanges"]) * len(report["symbols"])
                     and report["books"]["distinct_books_checked"] > 0 and report["candles"]["closed_candles"] > 0
                     and all(n > 0 for n in report["fusion_data_last_15s"].values())
                     and len(report["fusion_data_last_15s"]) == len(report["exchanges"]) * len(report["symbols"]))
@@ -785,11 +826,14 @@ def print_table(report: dict) -> None:
     row("stream exit code / traceback", f"{s.get('exit_code')} / {s.get('traceback')}", "0 / False")
     row("crashes", m.get("crashes"), "0")
     h = report.get("history", {})
+    if "after_kill" not in h:
+        row("fetch-history kill test", h.get("error", "did not run"), "ok")
+        h = {"after_kill": {}, "after_rerun": {}, "truth": {}}
     row("fetch-history kill -9: files after kill / corrupt / temp left",
-        f"{h['after_kill']['files']} / {h['after_kill']['corrupt']} / {h['after_kill']['temp_files']}")
+        f"{h['after_kill'].get('files')} / {h['after_kill'].get('corrupt')} / {h['after_kill'].get('temp_files')}")
     row("fetch-history rerun: exit / files / stored candles differing from truth",
-        f"{h['rerun_rc']} / {h['after_rerun']['files']}/{h['expected_files']} / {h['truth']['differ']}"
-        f" of {h['truth']['rows']}", "0 / all / 0")
+        f"{h.get('rerun_rc')} / {h['after_rerun'].get('files')}/{h.get('expected_files')} / "
+        f"{h['truth'].get('differ')} of {h['truth'].get('rows')}", "0 / all / 0")
     row("corrupt files", m.get("corrupt_files"), "0")
     alive = report.get("fusion_data_last_15s", {})
     row("fusion_data messages in the last 15 s, per pair (alive after it all)",
@@ -806,13 +850,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--symbols", default="btc,eth")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    ap.add_argument("--candles", type=int, default=300, help="history depth fetched before the stream")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = ap.parse_args()
     if not args.minutes > 0:
         print("chaos: --minutes must be > 0", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup
-    return run(args.minutes, args.seed, [s for s in args.symbols.split(",") if s], args.out, args.keep)
+    return run(args.minutes, args.seed, [s for s in args.symbols.split(",") if s], args.out, args.keep, args.candles)
 
 
 if __name__ == "__main__":
