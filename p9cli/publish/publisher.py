@@ -391,6 +391,10 @@ class Publisher:
             if self._outage_since is not None and not await self._probe():
                 await self._sleep(self.backoff_s())
                 continue
+            # what waits goes first: the heartbeat's round trips (1/s) never delay an offered payload
+            if not await self.flush():
+                await self._sleep(self.backoff_s())
+                continue
             if self.on_tick is not None:
                 try:
                     async with asyncio.timeout(self._flush_timeout_s):
@@ -401,9 +405,9 @@ class Publisher:
                     self._command_error("the status heartbeat", exc)
                 except (TimeoutError, RedisError, OSError) as exc:
                     await self._on_failure(exc)
-            if self._outage_since is not None or not await self.flush():
-                await self._sleep(self.backoff_s())
-                continue
+                if self._outage_since is not None:
+                    await self._sleep(self.backoff_s())
+                    continue
             await self._wait_offer(self.flush_interval_s)
 
     async def _wait_offer(self, seconds: float) -> None:
