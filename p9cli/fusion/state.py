@@ -197,7 +197,7 @@ class PairState:
         return {
             "trade_age_ms": None if lt is None else int(now_ms - lt),
             "book_age_ms": None if self.book_recv_ms is None else int(now_ms - self.book_recv_ms),
-            "structure_age_ms": None if self.structure_ms is None else int(now_ms - self.structure_ms),
+            "structure_age_ms": None if self.structure_ms is None else max(0, int(now_ms - self.structure_ms)),
             "book_valid": self._book_src is not None,
             "stale_sources": self.stale_sources(now_ms),
         }

@@ -144,6 +144,10 @@ class Counters:
         #: oldest input not yet published when the payload was built -> pipeline completed
         #: (includes the throttle's wait)
         self.window_ms: dict[str, list[float]] = defaultdict(list)
+        #: payload built -> pipeline completed (the publishing part of the latency)
+        self.build_ms: dict[str, list[float]] = defaultdict(list)
+        #: when each latency sample's pipeline completed (wall clock, s), same order
+        self.at_s: dict[str, list[float]] = defaultdict(list)
         self.ticks = 0
 
     def add_latency(self, exchange: str, ms: float) -> None:
@@ -152,12 +156,16 @@ class Counters:
             lst.append(ms)
 
     def on_flushed(self, stamped: list, done: float) -> None:
-        """Publisher hook: ``stamped`` = [(channel, (exchange, newest_perf, oldest_perf))]."""
-        for _ch, (ex, newest, oldest) in stamped:
+        """Publisher hook: ``stamped`` = [(channel, (exchange, newest, oldest, built))] (perf_counter
+        of the newest input reflected, the oldest unpublished one, and the payload's build)."""
+        wall_s = time.time() - (time.perf_counter() - done)
+        for _ch, (ex, newest, oldest, built) in stamped:
             lst = self.latency_ms[ex]
             if len(lst) < self.MAX_SAMPLES:
                 lst.append((done - newest) * 1000.0)
                 self.window_ms[ex].append((done - oldest) * 1000.0)
+                self.build_ms[ex].append((done - built) * 1000.0)
+                self.at_s[ex].append(wall_s)
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -231,6 +239,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
     pub_ref: list = []
     # per pair: [last publish perf, scheduled?, newest input perf, oldest unpublished input perf]
     throttle = {key: [-1e9, False, 0.0, 0.0] for key in states}
+    context_ms: dict[tuple[str, str], int] = {}  # when precision9_context was last offered (wall ms)
 
     def candles_for(exchange: str, symbol: str) -> CandleBuilder:
         venue = get_venue(exchange)
@@ -261,7 +270,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         """The throttle's publish: leading edge (right after the input's frame) or trailing."""
         th = throttle[key]
         th[1] = False
-        if publish_fusion(key, states[key], (key[0], th[2], th[3])):
+        if publish_fusion(key, states[key], (key[0], th[2], th[3], perf())):
             th[0] = perf()
 
     def touched(key, t: float) -> None:
@@ -314,11 +323,19 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         feeds = []
         for (ex, _sym), st in states.items():
             s = stats.get(ex, {})
-            stale_sources = st.stale_sources(now)
+            fresh = st.freshness(now)
+            stale_sources = fresh["stale_sources"]
+            ctx = context_ms.get((ex, _sym))
             feeds.append({"exchange": ex, "symbol": st.channel_symbol,
                           "state": "stale" if stale_sources else str(s.get("state") or "live"),
                           "stale_sources": stale_sources, "messages": s.get("messages"),
-                          "trades": st.flow.trades, "reconnects": s.get("reconnects")})
+                          "trades": st.flow.trades, "reconnects": s.get("reconnects"),
+                          "messages_per_s": float(s.get("messages_per_s") or 0.0),
+                          "book_resyncs": int(sum((s.get("book_resyncs") or {}).values())),
+                          "price": st.flow.last_price,
+                          "trade_age_ms": fresh["trade_age_ms"], "book_age_ms": fresh["book_age_ms"],
+                          "structure_age_ms": fresh["structure_age_ms"],
+                          "context_age_ms": None if ctx is None else int(_now_ms() - ctx)})
         event_ts = max((st.event_ts for st in states.values()), default=0)
         stale = not feeds or any(f["stale_sources"] for f in feeds)
         return {"feeds": feeds, "stale": stale, "event_ts": int(event_ts or now)}
@@ -377,6 +394,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
                     pub.offer(channel(PRECISION9_CONTEXT, key[0], st.channel_symbol),
                               envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
                                        event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
+                    context_ms[key] = _now_ms()
                 # structure recompute: one pair at a time, in a thread, off the event path
                 if recompute is not None and recompute.done():
                     st = states[recompute_key]
@@ -408,6 +426,8 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         stats_out["flushes"] = pub.stats.flushes
     stats_out["latency"] = dict(counters.latency_ms)
     stats_out["latency_window"] = dict(counters.window_ms)
+    stats_out["latency_at"] = dict(counters.at_s)
+    stats_out["latency_publish"] = dict(counters.build_ms)
     stats_out["pairs"] = [f"{ex}:{channel_symbol(s)}" for ex, s in states]
     return stats_out
 
