@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 from typer.exceptions import TyperException
 
 from p9cli import __version__
@@ -25,10 +25,13 @@ from p9cli.universe import EXCHANGE_TITLES, SYMBOLS, TIMEFRAMES
 
 def _untyped_flags(params: Iterable) -> None:
     """On/off flags (``--full``, ``--help``, ``--version``, completion) show no ``<bool>`` label in
-    help; options that take a value show their ``metavar`` (``LIST``, ``N``, ``URL`` ...)."""
+    help; options that take a value show their ``metavar`` (``LIST``, ``N``, ``URL`` ...); an
+    argument with a ``metavar`` (``EXCHANGE:SYMBOL``) shows only that, no ``<list[str]>``."""
     for param in params:
         if param is not None and getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        if isinstance(param, TyperArgument) and param.metavar:
+            param.display_type_rich = lambda ctx: None
 
 
 class _Group(TyperGroup):
