@@ -122,15 +122,21 @@ def read_snapshot(client, url: str) -> dict:
     except (NoPermissionError, ResponseError):  # no SCAN for this user: the merged status's list
         workers = None
     names: dict[str, dict] = {}
-    for kind in (FUSION_DATA, PRECISION9_CONTEXT):
-        keys = [k for k in _scan(client, f"{kind}:*") if k.count(":") == 2]
+    declared = sorted({f"{e}:{s}" for w in (workers if workers is not None else (status or {}).get("workers") or [])
+                       for e in w.get("exchanges") or [] for s in w.get("symbols") or []})  # fmt: skip
+    for kind in (FUSION_DATA, PRECISION9_CONTEXT, STRUCTURE):
+        try:
+            keys, scanned = [k for k in _scan(client, f"{kind}:*") if k.count(":") == 2], True
+        except (NoPermissionError, ResponseError):  # no SCAN: the keys of the pairs the workers declare
+            keys, scanned = [f"{kind}:{p}" for p in declared], False
+        if kind == STRUCTURE:  # only whether it exists (the documents are large)
+            for key in keys if scanned else [k for k in keys if client.exists(k)]:
+                names.setdefault(key.split(":", 1)[1], {})[STRUCTURE] = True
+            continue
         for key, raw in zip(keys, client.mget(keys) if keys else [], strict=True):
             payload = _loads(raw)
             if payload is not None:
                 names.setdefault(key.split(":", 1)[1], {})[kind] = payload
-    for key in _scan(client, f"{STRUCTURE}:*"):
-        if key.count(":") == 2:
-            names.setdefault(key.split(":", 1)[1], {})[STRUCTURE] = True
     pairs = {
         name: {FUSION_DATA: d.get(FUSION_DATA), PRECISION9_CONTEXT: d.get(PRECISION9_CONTEXT),
                STRUCTURE: bool(d.get(STRUCTURE))}
