@@ -55,14 +55,16 @@ def structure_stale(doc: dict | None, now_ms: int) -> bool:
 
 
 def candle_dict(c) -> dict | None:
-    """A LiveCandle as the payload's candle (``None`` while it holds no trade yet)."""
+    """A LiveCandle as the payload's candle (``None`` while it holds no trade yet). ``complete``:
+    False when the bar lacks part of its interval (the feed's first, partial bar; trades missed)
+    and, for a closed one, was handed on without the exchange's own candle."""
     if c is None:
         return None
     vals = (c.open, c.high, c.low, c.close, c.volume)
     if not all(math.isfinite(v) for v in vals):
         return None
     return {"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low, "close": c.close,
-            "volume": c.volume, "closed": bool(c.closed)}
+            "volume": c.volume, "closed": bool(c.closed), "complete": bool(c.complete)}
 
 
 class PairState:

@@ -34,7 +34,7 @@ from typing import TextIO
 import orjson
 
 from p9cli.config import Settings
-from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError
+from p9cli.errors import EXIT_FAILURE, EXIT_OK, ConfigError, P9Error
 from p9cli.fusion.state import PairState, structure_stale
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
@@ -118,15 +118,16 @@ def load_history(settings: Settings, out: TextIO) -> dict[tuple[str, str], Histo
                     old.append(tf)
                     continue
                 candles[tf] = s.candles
-                if int(s.candles.open_time[-1]) + 2 * TIMEFRAME_MS[tf] < now:
-                    old.append(tf)
+                behind = (now - int(s.candles.open_time[-1])) // TIMEFRAME_MS[tf] - 1  # closed candles missing
+                if behind >= 1:
+                    old.append(f"{tf} ({behind} candle{'s' if behind > 1 else ''} behind)")
             try:
                 doc = store.read_structure(ex, sym)
             except Exception as exc:  # noqa: BLE001
                 print(f"p9 stream: {ex} {sym}: {exc}", file=out)
                 doc = None
             if old or doc is None:
-                what = f"history missing or old for {','.join(old)}" if old else ""
+                what = f"history missing or old for {', '.join(old)}" if old else ""
                 if doc is None:
                     what = (what + "; " if what else "") + "no structure document"
                 print(f"p9 stream: {ex} {sym}: {what} (run with --bootstrap, or p9 fetch-history && p9 analyze)",
@@ -189,16 +190,14 @@ def run(
     if quick_test and duration is None:
         duration = QUICK_TEST_S
     out = out or sys.stderr
-    if bootstrap:
-        from p9cli.services import analyze, fetch_history
-
-        fetch_history.run(settings, out=out)
-        analyze.run(settings, out=out)
     from p9cli.publish import open_redis
 
-    histories = load_history(settings, out)
     target = open_redis(settings.redis_url, settings.redis_probe)
     try:
+        asyncio.run(_check_redis(target.url))  # a bad Redis is one line (exit 69) before anything else
+        if bootstrap:
+            _bootstrap(settings, out)
+        histories = load_history(settings, out)
         report = asyncio.run(_stream(settings, histories, target.url, duration, clock))
     finally:
         target.close()
@@ -206,6 +205,34 @@ def run(
     if quick_test and not ok:
         return EXIT_FAILURE
     return EXIT_OK
+
+
+async def _check_redis(url: str) -> None:
+    """Connect and PING once (ServiceUnavailable: one redacted line, exit 69)."""
+    from p9cli.publish import Publisher
+
+    pub = Publisher(url, client_name="p9-stream-check")
+    await pub.start()
+    await pub.close(final_flush=False)
+
+
+def _bootstrap(settings: Settings, out: TextIO) -> None:
+    """``--bootstrap``: fetch-history then analyze; a failure is one line and the stream still
+    starts with what is stored (structure fields null where nothing could be analysed)."""
+    from p9cli.services import analyze, fetch_history
+
+    try:
+        rc = fetch_history.run(settings, out=out)
+    except P9Error as exc:
+        print(f"p9 stream: --bootstrap: fetch-history failed: {exc}; streaming with what is stored", file=out)
+        rc = None
+    if rc not in (None, EXIT_OK):
+        print(f"p9 stream: --bootstrap: fetch-history did not complete (exit {rc}); streaming with what is "
+              "stored", file=out)  # fmt: skip
+    try:
+        analyze.run(settings, out=out)
+    except P9Error as exc:
+        print(f"p9 stream: --bootstrap: analyze: {exc}; structure fields stay null until it can run", file=out)
 
 
 async def _stream(settings, histories, url, duration, clock) -> dict:
@@ -369,6 +396,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
             recompute_key = None
             t_end = None if duration is None else time.monotonic() + duration
             tick = 0
+            outages_seen = 0
             while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
                 await feeds.wait(TICK_S)
                 tick += 1
@@ -395,6 +423,13 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
                               envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
                                        event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
                     context_ms[key] = _now_ms()
+                # Redis came back after an outage: a restarted server is empty, and structure is
+                # offered only on change: offer every pair's document again for its SET twin
+                if context_tick and pub.stats.outages != outages_seen and not pub.in_outage:
+                    outages_seen = pub.stats.outages
+                    for st in states.values():
+                        if st.structure is not None:
+                            offer_structure(st, st.structure)
                 # structure recompute: one pair at a time, in a thread, off the event path
                 if recompute is not None and recompute.done():
                     st = states[recompute_key]
