@@ -25,7 +25,9 @@ from p9cli.publish import (
 def _feeds(worker: WorkerInfo):
     return lambda: {
         "feeds": [{"exchange": e, "symbol": s, "state": "live", "stale_sources": [], "messages": 10, "trades": 3,
-                   "reconnects": 0} for e in worker.exchanges for s in worker.symbols],
+                   "reconnects": 0, "messages_per_s": 4.0, "book_resyncs": 0, "price": 100.5, "trade_age_ms": 120,
+                   "book_age_ms": 40, "structure_age_ms": 30_000, "context_age_ms": 500}
+                  for e in worker.exchanges for s in worker.symbols],
         "stale": False,
         "event_ts": 1_796_000_000_000,
     }
