@@ -222,17 +222,21 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
     fresh = (fusion or {}).get("freshness") or {}
     fts = _int((fusion or {}).get("ts"))
 
-    def pick(field: str) -> int | None:  # the worker's newer figure first, else the fusion_data twin's
-        v = _age(feed.get(field), wts, now_ms)
-        return v if v is not None else _age(fresh.get(field), fts, now_ms)
+    # each figure from the newer of the worker's status entry and the fusion_data twin
+    twin_first = fts is not None and (wts is None or fts > wts)
+
+    def pick(field: str) -> int | None:
+        a, b = _age(feed.get(field), wts, now_ms), _age(fresh.get(field), fts, now_ms)
+        if twin_first:
+            a, b = b, a
+        return a if a is not None else b
 
     trade_age, book_age, structure_age = pick("trade_age_ms"), pick("book_age_ms"), pick("structure_age_ms")
     context_age = _age(feed.get("context_age_ms"), wts, now_ms)
     if context_age is None and ctx is not None and _int(ctx.get("ts")) is not None:
         context_age = max(0, now_ms - int(ctx["ts"]))
-    price = feed.get("price")
-    if price is None and fusion is not None:
-        price = fusion.get("price")
+    prices = [feed.get("price"), (fusion or {}).get("price")]
+    price = next((p for p in (prices[::-1] if twin_first else prices) if p is not None), None)
     book_valid = fresh.get("book_valid") if fusion is not None else None
     if fusion is not None and "book" in fusion:
         book_valid = fusion.get("book") is not None

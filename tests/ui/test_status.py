@@ -22,12 +22,18 @@ from p9cli.ui.status import (
 
 
 def _snapshot(rec) -> dict:
-    """The recorded stream as `p9 status` would read it: its worker (the merged status may list
-    other tests' workers on the shared server) and the newest payload per pair key."""
+    """The recorded stream as `p9 status` reads it while the stream runs: the newest status whose
+    feeds were all live (the very last ones were sent while stopping: state "stopped"), with only
+    the recording worker, and the newest payload per pair key."""
     worker_id = f"w-{rec.token}"
-    status = copy.deepcopy(rec.last[STATUS])
-    status["workers"] = [w for w in status["workers"] if w["worker_id"] == worker_id]
-    assert status["workers"], "the recorded status does not list the recording worker"
+
+    def mine(msg: dict) -> list[dict]:
+        return [w for w in msg["workers"] if w["worker_id"] == worker_id]
+
+    running = [m for m in rec.messages[STATUS] if mine(m) and all(f["state"] == "live" for f in mine(m)[0]["feeds"])]
+    assert running, "no recorded status with every feed live"
+    status = copy.deepcopy(running[-1])
+    status["workers"] = mine(status)
     pairs = {}
     for ex, sym in rec.pairs:
         pairs[f"{ex}:{sym}"] = {
@@ -68,12 +74,13 @@ def test_recorded_stream_is_healthy_then_flagged_stale_in_words(stream_payloads)
         fusion = snap["pairs"][p["pair"]][FUSION_DATA]
         assert p["health"] == "ok" and not p["problems"], p
         assert p["worker"] == worker["worker_id"]
-        assert p["price"] == fusion["price"] is not None
-        # ages carried forward to now from the worker's status entry when it has them, else from
-        # the fusion_data / precision9_context twins
+        # price and ages (carried forward to now) from the newer of the worker's status entry and
+        # the fusion_data twin; the context age from the worker, else the precision9_context twin
         w = snap["workers"][0]
         feed = next(f for f in w["feeds"] if f"{f['exchange']}:{f['symbol']}" == p["pair"])
-        if feed.get("trade_age_ms") is not None:
+        worker_newer = feed.get("trade_age_ms") is not None and w["ts"] >= fusion["ts"]
+        assert p["price"] == (feed["price"] if worker_newer else fusion["price"]) is not None
+        if worker_newer:
             assert p["trade_age_ms"] == max(0, feed["trade_age_ms"]) + (now - w["ts"])
         else:
             assert p["trade_age_ms"] == max(0, fusion["freshness"]["trade_age_ms"]) + (now - fusion["ts"])
@@ -124,6 +131,14 @@ def test_missing_data_and_stopped_worker_are_flagged(stream_payloads):
     assert by[second]["health"] == "stale" and "book out of sync" in by[second]["problems"]
     text = _render(gone, now)
     assert "no data" in text and "book out of sync" in text
+
+    # the stream's last status, sent while it stopped: every feed "stopped" -> DOWN, in words
+    last = copy.deepcopy(snap)
+    last["workers"] = [w for w in rec.last[STATUS]["workers"] if w["worker_id"] == f"w-{rec.token}"]
+    assert {f["state"] for f in last["workers"][0]["feeds"]} == {"stopped"}
+    report = evaluate(last, max(now, int(last["workers"][0]["ts"])))
+    assert report["exit_code"] == EXIT_UNHEALTHY
+    assert all(p["health"] == "down" and "feed stopped" in p["problems"] for p in report["pairs"])
 
     # the worker stopped (its key gone), its pair keys still there: its pairs are down; nothing
     # publishes at all -> exit 3
