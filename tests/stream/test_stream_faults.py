@@ -8,6 +8,12 @@
    verdict), prints one outage line (not one per message), resumes publishing on every channel
    kind with seq still increasing per channel, counts the outage in the status, and holds at
    most one waiting payload per channel while Redis is away (coalescing, not a backlog).
+2. The embedded default through the real CLI (subprocess; nothing on the probe address, no URL):
+   a private server is started and announced, serves, and is gone after p9 stops on SIGTERM.
+3. Two CLI workers with disjoint exchanges on the suite's Redis: both in the merged status, no
+   key written by both except the documented shared status + lease (seen with MONITOR),
+   overlapping / same-id workers refused with one line and exit 2.
+Channels of 2 and 3 use the symbol bnb (no other stream test uses it); 1 has private servers.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -136,6 +143,8 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
         assert chaos.t_up is not None, "the server was never restarted"
         time.sleep(0.3)
         sub.close()
+        with redis.Redis.from_url(chaos.restarted.url) as c:
+            twins = dict(zip(channels, c.mget(channels), strict=True))
 
         # -- survived: exit 0, a passing verdict, one outage (a line when it starts, one when it ends)
         assert rc == 0, summary + err
@@ -168,6 +177,9 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
             seqs = [r.msg["seq"] for r in got]
             assert all(b > a for a, b in zip(seqs, seqs[1:], strict=False)), (ch, seqs)
             assert after[0].msg["seq"] > before[-1].msg["seq"], ch
+            # the restarted (empty) server holds the newest message again as the SET twin
+            twin = twins.get(ch)
+            assert twin is not None and orjson.loads(twin) == got[-1].msg, (ch, twin and orjson.loads(twin)["seq"])
         # the outage is counted in the status the worker publishes after it
         mine = [w for r in sub.of(STATUS) if r.at > chaos.t_up for w in r.msg["workers"]
                 if w["worker_id"] == worker_id]  # fmt: skip
