@@ -22,7 +22,6 @@ docs/status.md) with the exit code; :func:`status_view` draws the same report.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from rich import box
@@ -492,7 +491,7 @@ def render_text(snapshot: dict, now_ms: int, width: int = 80, color: bool = Fals
     return buf.getvalue()
 
 
-__all__: Iterable[str] = [
+__all__ = [
     "EXIT_HEALTHY", "EXIT_NOTHING", "EXIT_UNHEALTHY", "EXIT_USAGE", "evaluate", "render_text", "report_view",
     "snapshot_from_payloads", "status_view",
 ]
