@@ -77,11 +77,13 @@ CANDLES_BUCKET = "okx:candles"
 HISTORY_CANDLES_BUCKET = "okx:history-candles"
 TIME_BUCKET = "okx:time"
 BOOKS_BUCKET = "okx:books"
+TRADES_BUCKET = "okx:trades"
 RATE_BUCKETS: tuple[RateBucket, ...] = (
     RateBucket(CANDLES_BUCKET, 40, 2.0, "sliding"),
     RateBucket(HISTORY_CANDLES_BUCKET, 20, 2.0, "sliding"),
     RateBucket(TIME_BUCKET, 10, 2.0, "sliding"),
     RateBucket(BOOKS_BUCKET, 40, 2.0, "sliding"),
+    RateBucket(TRADES_BUCKET, 100, 2.0, "sliding"),
 )
 #: concurrent REST requests of one client (keep-alive connections in its pool)
 REST_MAX_IN_FLIGHT = 40
@@ -324,6 +326,63 @@ def parse_books_snapshot(body: bytes, symbol: str) -> BookSnapshot:
         raise MalformedResponse(f"books: expected one data item, got {len(env.data)}", exchange=NAME)
     d = env.data[0]
     return BookSnapshot(NAME, symbol, d.seqId, d.bids, d.asks, int(d.ts) if d.ts else None, True)
+
+
+# --------------------------------------------------------------------------------------------
+# Recent trades (REST): the replay of a trade hole
+
+TRADES_PATH = "/api/v5/market/trades"
+#: the most ``market/trades`` returns (reference 4.3: max 500, default 100)
+TRADES_MAX_LIMIT = 500
+
+
+def trades_request(symbol: str, from_id: int = 0, limit: int = TRADES_MAX_LIMIT) -> RestRequest:
+    """``GET /api/v5/market/trades?instId=BTC-USDT&limit=500`` (100 requests per 2 s): the newest
+    trades, one row per fill (``tradeId``, no ``count``). The replay of a hole in the ``trades``
+    channel's numbering: OKX numbers its trades contiguously per instrument, so a hole
+    ``from_id..`` that lies within the newest 500 fills is recovered; an older one cannot be
+    (``history-trades`` pages backwards by ``after`` only 100 at a time and is 5x scarcer).
+    ``from_id`` is not a parameter of the endpoint: the caller keeps the rows it wants."""
+    if not 1 <= limit <= TRADES_MAX_LIMIT:
+        raise ValueError(f"OKX trades limit must be 1..{TRADES_MAX_LIMIT}, got {limit}")
+    return RestRequest(TRADES_PATH, (("instId", symbol_code(symbol)), ("limit", str(limit))), TRADES_BUCKET, 1)
+
+
+class _RestTrade(msgspec.Struct):
+    tradeId: str
+    px: str
+    sz: str
+    side: str
+    ts: str
+
+
+class _RestTrades(msgspec.Struct):
+    code: str
+    data: list[_RestTrade] = []
+    msg: str = ""
+
+
+_rest_trades_decoder = msgspec.json.Decoder(_RestTrades)
+
+
+def parse_recent_trades(body: bytes, symbol: str) -> list[Trade]:
+    """``{"code":"0","data":[{"tradeId","px","sz","side","ts",...}]}`` (newest first) -> trades
+    ascending by ``tradeId``, each one fill (``first == last == tradeId``)."""
+    try:
+        env = _rest_trades_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedResponse(f"trades: {exc} in {body_snippet(body)!r}", exchange=NAME) from None
+    if env.code != "0":
+        raise error_from_envelope({"code": env.code, "msg": env.msg}, status=None)
+    out = []
+    for t in env.data:
+        side = _SIDES.get(t.side)
+        if side is None:
+            raise MalformedResponse(f"trades: unknown side {t.side!r}", exchange=NAME)
+        n = int(t.tradeId)
+        out.append(Trade(NAME, symbol, int(t.ts), float(t.px), float(t.sz), side, t.tradeId, n, n, fills=1))
+    out.sort(key=lambda t: t.id_last)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,8 +655,8 @@ VENUE = Venue(
     snapshot_request=lambda symbol: books_request(symbol, SNAPSHOT_DEPTH),
     parse_snapshot=parse_books_snapshot,
     book_resubscribe=book_resubscribe,
-    trade_replay_request=None,
-    parse_trade_replay=None,
+    trade_replay_request=trades_request,
+    parse_trade_replay=parse_recent_trades,
     candle_timeframe="1m",
     empty_candle="previous_close",  # reference 4.2: O/H/L/C default to the previous close (Doc)
     candle_trade_counts=False,

@@ -84,6 +84,8 @@ class FeedOptions:
     stable_after_s: float = 10.0
     #: an open hole in the trade numbering is final (counted as missing) after this long
     trade_settle_s: float = 3.0
+    #: how much longer a trade hole stays open while its REST replay is still being retried
+    replay_hold_s: float = 30.0
     #: larger holes are not replayed over REST (a renumbering, or too long an outage)
     max_replay_trades: int = 5000
     #: subscribe to the exchange's own candle stream (cross-check of live candles)
@@ -625,9 +627,14 @@ class ExchangeFeed:
         now = self.clock.monotonic()
         stats = self.stats
         stats.tick(now)
+        rest = self.rest
         for symbol, tape in self.tapes.items():
-            lost_holes = [h for h in tape.holes if now - h[2] >= tape.settle_s]
-            lost = tape.settle(now)
+            if not tape.holes:
+                continue
+            # a replay still being tried (REST faults, a restarting exchange) keeps its holes open
+            hold = self.options.replay_hold_s if rest is not None and rest.replay_pending(symbol) else 0.0
+            lost_holes = [h for h in tape.holes if now - h[2] >= tape.settle_s + hold]
+            lost = tape.settle(now, hold)
             if lost:
                 builder = self.candles.get(symbol)
                 if builder is not None:

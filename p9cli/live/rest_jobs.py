@@ -31,6 +31,8 @@ log = logging.getLogger("p9cli.live")
 SNAPSHOT = "snapshot"
 REPLAY = "replay"
 KLINE = "kline"
+#: how long the exchange's closed candle is asked for (retried with back-off) before giving up
+KLINE_RETRY_S = 75.0
 
 
 def rest_adapter(venue: Venue):
@@ -185,22 +187,47 @@ class RestJobs:
             body = await self.client.send(venue.trade_replay_request(symbol, from_id))
             trades = venue.parse_trade_replay(body, symbol)
         except (ExchangeError, OSError) as exc:
+            # the trades are still at the exchange: try again after a back-off while the hole
+            # is open (the feed holds a hole open while its replay is pending, up to a bound)
             log.info("%s %s: trade replay from %s failed (%s)", venue.name, symbol, from_id, exc)
             self.on_error(REPLAY, symbol, str(exc))
+            delay = self._backoff.setdefault(key, Backoff(0.5, 5.0)).next_delay()
+            await asyncio.sleep(delay)
             self._pending.discard(key)
+            if self.replay_span(symbol) is not None:
+                self.want_replay(symbol)
+            else:
+                self._backoff.pop(key, None)
             return
+        self._backoff.pop(key, None)
         self._pending.discard(key)
-        wanted = [t for t in trades if t.id_first is None or t.id_first <= to_id]
+        # only the trades inside the holes' span (OKX answers with the newest trades, not from
+        # ``from_id``; what the feed already has would only count as duplicates)
+        wanted = [
+            t
+            for t in trades
+            if (t.id_first is None or t.id_first <= to_id) and (t.id_last is None or t.id_last >= from_id)
+        ]
         self.on_replay(symbol, wanted)
         # the holes reach beyond this page: ask for the next one
         last = max((t.id_last for t in trades if t.id_last is not None), default=None)
         if last is not None and from_id <= last < to_id:
             self.want_replay(symbol)
 
+    def replay_pending(self, symbol: str) -> bool:
+        """A replay of ``symbol``'s trade holes is queued, in flight or waiting to be retried."""
+        return (REPLAY, symbol) in self._pending
+
     async def _kline(self, key: tuple) -> None:
         _, symbol, timeframe, open_time = key
         adapter = rest_adapter(self.venue)
-        for attempt in range(3):
+        # tried for up to ~KLINE_RETRY_S (the candle builder waits completion_wait_ms for it):
+        # under REST faults or an exchange restart a few tries are not enough
+        backoff = Backoff(1.0, 8.0)
+        deadline = asyncio.get_running_loop().time() + KLINE_RETRY_S
+        attempt = 0
+        while asyncio.get_running_loop().time() < deadline:
+            attempt += 1
             now = self.server_now_ms()
             try:
                 req = adapter.klines_request(symbol, timeframe, open_time, open_time, now)
@@ -216,13 +243,13 @@ class RestJobs:
                     exc,
                 )
                 self.on_error(KLINE, symbol, str(exc))
-                await asyncio.sleep(Backoff(1.0, 10.0).next_delay() * (attempt + 1))
+                await asyncio.sleep(backoff.next_delay())
                 continue
             if len(bars):
                 self._pending.discard(key)
                 self.on_klines(symbol, timeframe, bars)
                 return
-            await asyncio.sleep(1.0 + attempt)  # not closed at the exchange yet
+            await asyncio.sleep(min(1.0 + attempt, 5.0))  # not closed at the exchange yet
         self._pending.discard(key)
 
     async def aclose(self) -> None:

@@ -118,12 +118,14 @@ class TradeTape:
     def open_holes(self) -> list[tuple[int, int]]:
         return [(h[0], h[1]) for h in self.holes]
 
-    def settle(self, now: float) -> int:
-        """Close the holes older than ``settle_s``; returns how many trades they lost."""
+    def settle(self, now: float, hold_s: float = 0.0) -> int:
+        """Close the holes older than ``settle_s`` (+ ``hold_s``: while a replay of them is still
+        being tried); returns how many trades they lost."""
         lost = 0
         keep = []
+        after = self.settle_s + hold_s
         for hole in self.holes:
-            if now - hole[2] >= self.settle_s:
+            if now - hole[2] >= after:
                 lost += hole[1] - hole[0] + 1
             else:
                 keep.append(hole)

@@ -94,5 +94,41 @@ def test_server_time_and_buckets():
         "okx:history-candles": (20, 2.0),
         "okx:time": (10, 2.0),
         "okx:books": (40, 2.0),
+        "okx:trades": (100, 2.0),  # market/trades (reference 4.1)
     }
     assert okx.used_weight({}) == {}
+
+
+# --- market/trades: the replay of a hole in the trades channel's numbering ---------------------
+
+
+def test_recent_trades_request_and_rows_ascending_one_fill_each():
+    from p9cli.exchanges import okx
+    from p9cli.exchanges.venue import get_venue
+
+    req = okx.trades_request("btc", 674510800)
+    assert req.path == "/api/v5/market/trades" and dict(req.params) == {"instId": "BTC-USDT", "limit": "500"}
+    assert get_venue("okx").trade_replay_request is okx.trades_request
+    # the documented row (reference 4.3), newest first as OKX sends it
+    body = (
+        b'{"code":"0","msg":"","data":['
+        b'{"instId":"BTC-USDT","side":"sell","sz":"0.00011194","px":"95635.3","source":"0",'
+        b'"tradeId":"674510827","ts":"1740394561686"},'
+        b'{"instId":"BTC-USDT","side":"buy","sz":"0.00011186","px":"95634.9","source":"0",'
+        b'"tradeId":"674510826","ts":"1740394561685"}]}'
+    )
+    trades = okx.parse_recent_trades(body, "btc")
+    assert [(t.trade_id, t.id_first, t.id_last, t.fills, t.side, t.price, t.size, t.ts_ms) for t in trades] == [
+        ("674510826", 674510826, 674510826, 1, "buy", 95634.9, 0.00011186, 1740394561685),
+        ("674510827", 674510827, 674510827, 1, "sell", 95635.3, 0.00011194, 1740394561686),
+    ]
+
+
+def test_recent_trades_error_envelope_and_garbage_raise_exchange_errors():
+    from p9cli.exchanges import okx
+    from p9cli.exchanges.base import ExchangeError
+
+    for body in (b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}', b"<html>502</html>",
+                 b'{"code":"0","data":[{"tradeId":"1","px":"1","sz":"1","side":"up","ts":"1"}]}'):
+        with pytest.raises(ExchangeError):
+            okx.parse_recent_trades(body, "btc")
