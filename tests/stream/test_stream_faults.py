@@ -63,7 +63,8 @@ def _find_publisher(url: str, timeout_s: float = 10.0) -> Publisher:
     """The stream's own Publisher object (read-only inspection of its held payloads)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = [o for o in gc.get_objects() if isinstance(o, Publisher) and o.url == url]
+        found = [o for o in gc.get_objects()
+                 if isinstance(o, Publisher) and o.url == url and o.on_tick is not None]  # fmt: skip
         if found:
             return found[0]
         time.sleep(0.2)
@@ -437,6 +438,7 @@ def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, r
     mon.start()
     procs: dict[str, subprocess.Popen] = {}
     errs: dict[str, Lines] = {}
+    refused: dict[str, subprocess.Popen] = {}
     try:
         for ex in CLI_EXCHANGES:
             procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 9), env, tmp_path)
@@ -447,6 +449,19 @@ def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, r
             assert time.monotonic() < deadline, {ex: (p.poll(), errs[ex].text()) for ex, p in procs.items()}
             assert all(p.poll() is None for p in procs.values()), {ex: errs[ex].text() for ex in procs}
             time.sleep(0.1)
+
+        # both workers in the merged status (whichever live worker holds the lease writes it)
+        deadline = time.monotonic() + 15
+        while True:
+            raw = client.get(STATUS)
+            status = validate_message(STATUS, raw) if raw else {"workers": []}
+            listed = {w["worker_id"]: w for w in status["workers"]}
+            if set(ids.values()) <= set(listed):
+                break
+            assert time.monotonic() < deadline, sorted(listed)
+            time.sleep(0.2)
+        for ex, w in ids.items():
+            assert listed[w]["exchanges"] == [ex] and listed[w]["symbols"] == [f"{CLI_SYMBOL}usdt"]
 
         # a third worker overlapping binance, and one reusing a live worker's id (on a free
         # exchange): both refused with one clear line and exit 2 (run side by side)
@@ -467,27 +482,16 @@ def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, r
             else:
                 assert f"worker id {ids['bybit']!r} is in use" in lines[0], lines
 
-        # both workers in the merged status (whichever live worker holds the lease writes it)
-        deadline = time.monotonic() + 15
-        while True:
-            raw = client.get(STATUS)
-            status = validate_message(STATUS, raw) if raw else {"workers": []}
-            listed = {w["worker_id"]: w for w in status["workers"]}
-            if set(ids.values()) <= set(listed):
-                break
-            assert time.monotonic() < deadline, sorted(listed)
-            time.sleep(0.2)
-        for ex, w in ids.items():
-            assert listed[w]["exchanges"] == [ex] and listed[w]["symbols"] == [f"{CLI_SYMBOL}usdt"]
-
         for ex, p in procs.items():
             assert p.wait(40) == 0, errs[ex].text()
         for e in errs.values():
             e.join(5)
+        for e in errs.values():
+            assert "Traceback" not in e.text(), e.text()
         time.sleep(0.3)
     finally:
         mon.close()
-        for p in procs.values():
+        for p in [*procs.values(), *refused.values()]:
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
