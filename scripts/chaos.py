@@ -357,6 +357,18 @@ class BookChecker(threading.Thread):
             ex_ = {"exchange": ex, "symbol": sym, "update_id": uid, "differs": top or depth[:8],
                    "published": {k: book.get(k) for k in ("bid", "bid_size", "ask", "ask_size", "levels")},
                    "truth_top": [t["bids"][:1], t["asks"][:1]], "truth_levels": [len(t["bids"]), len(t["asks"])]}
+            # which true state does it equal? (off by a few updates: a bridging or ordering error)
+            near = []
+            for k in (-3, -2, -1, 1, 2, 3):
+                with contextlib.suppress(Exception):
+                    rk = self.http.get(f"{self.sim.control}/truth/book",
+                                       params={"exchange": ex, "symbol": sym, "update_id": uid + k})
+                    if rk.status_code == 200:
+                        tk = rk.json()
+                        fk = book_figures(tk["bids"][:nb], tk["asks"][:na], book["update_id"])
+                        if fk and all(fk[x] == book[x] for x in ("bid", "bid_size", "ask", "ask_size")):
+                            near.append(k)
+            ex_["top_equals_truth_at_offsets"] = near
             if fig is not None and depth:
                 ex_["depth_published_minus_truth"] = {
                     f"{band}.{k}": (book["depth"][band][k] or 0) - (v or 0)
@@ -473,8 +485,9 @@ def closed_candles(messages: dict, sim: Sim) -> dict:
                 lc = (c or {}).get("last_closed")
                 if lc and lc.get("closed"):
                     published[(ex, csym.removesuffix("usdt"), tf)].add(
-                        (lc["open_time"], lc["open"], lc["high"], lc["low"], lc["close"], lc["volume"]))
-    total = differ = versions = 0
+                        (lc["open_time"], lc["open"], lc["high"], lc["low"], lc["close"], lc["volume"],
+                         lc.get("complete")))
+    total = differ = versions = flagged = 0
     examples = []
     by_tf: dict[str, int] = defaultdict(int)
     for (ex, sym, tf), cs in published.items():
@@ -493,14 +506,16 @@ def closed_candles(messages: dict, sim: Sim) -> dict:
             for c in variants:
                 ok = b is not None and b["closed"] and all(
                     math.isclose(float(b[k]), float(v), rel_tol=1e-9, abs_tol=1e-12)
-                    for k, v in zip(("open", "high", "low", "close", "volume"), c[1:], strict=True))
+                    for k, v in zip(("open", "high", "low", "close", "volume"), c[1:6], strict=True))
                 if not ok:
                     differ += 1
+                    flagged += c[6] is False
                     if len(examples) < 10:
                         examples.append({"pair": f"{ex} {sym} {tf}", "published": c,
                                          "truth": None if b is None else [b[k] for k in
                                                                           ("open", "high", "low", "close", "volume")]})
     return {"closed_candles": total, "by_timeframe": dict(by_tf), "differ": differ,
+            "differ_flagged_incomplete": flagged,
             "republished_with_other_values": versions, "examples": examples}
 
 
@@ -831,8 +846,8 @@ def print_table(report: dict) -> None:
     row("trades lost, not replayable (bybit: no trade numbers; none while the sim was down are counted)",
         report.get("trades_lost_not_replayable"))
     c = report.get("candles", {})
-    row("closed live candles published / differing from truth", f"{c.get('closed_candles')} / {c.get('differ')}",
-        "0 differ")
+    row("closed live candles published / differing from truth (of which flagged complete=false)",
+        f"{c.get('closed_candles')} / {c.get('differ')} ({c.get('differ_flagged_incomplete')})", "0 differ")
     s = report.get("stream", {})
     row("stream exit code / traceback", f"{s.get('exit_code')} / {s.get('traceback')}", "0 / False")
     row("crashes", m.get("crashes"), "0")
@@ -869,12 +884,17 @@ def main() -> int:
     ap.add_argument("--candles", type=int, default=300, help="history depth fetched before the stream")
     ap.add_argument("--no-fetch-kill", action="store_true",
                     help="skip the fetch-history kill -9 test (the test suite has its own)")
+    ap.add_argument("--no-rest-faults", action="store_true",
+                    help="diagnosis: WebSocket faults only (no REST 429/5xx/drop/timeout)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = ap.parse_args()
     if not args.minutes > 0:
         print("chaos: --minutes must be > 0", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the cleanup
+    if args.no_rest_faults:
+        for k in ("rest_429_every", "rest_5xx_every", "rest_drop_every", "rest_timeout_every"):
+            FAULTS["all"][k] = 0
     return run(args.minutes, args.seed, [s for s in args.symbols.split(",") if s], args.out, args.keep, args.candles,
                not args.no_fetch_kill)
 
