@@ -351,6 +351,57 @@ def test_embedded_default_through_the_cli(market, tmp_path, redis_token):
             proc.wait(10)
 
 
+def test_a_fast_redis_restart_puts_every_twin_back(market, tmp_path, redis_token):
+    """Redis restarted within milliseconds (a supervisor restart, nothing kept on disk): the new,
+    empty server must hold every pair key again at once, structure included (a late joiner
+    SUBSCRIBEs then GETs), not only after the next recompute (a 1m close, up to a minute away at
+    this real-time simulator)."""
+    server = EmbeddedRedis.start()
+    settings = load_settings(
+        {"data_dir": str(market.data_dir), "symbols": CLI_SYMBOL, "exchanges": "binance",
+         "redis_url": server.url, "worker_id": f"w-{redis_token}-fast"},
+        env=market.handle.env(), config_path=None,
+    )  # fmt: skip
+    keys = [f"{k}:binance:{CLI_SYMBOL}usdt" for k in KINDS]
+    result: dict = {}
+
+    def chaos() -> None:
+        try:
+            with redis.Redis.from_url(server.url) as c:
+                deadline = time.monotonic() + 20
+                while not all(c.mget(keys)):
+                    assert time.monotonic() < deadline, "the twins never appeared"
+                    time.sleep(0.05)
+            server.proc.kill()
+            server.proc.wait()
+            result["restarted"] = EmbeddedRedis.start(port=server.port)
+            t = time.monotonic()
+            with redis.Redis.from_url(server.url) as c:
+                while time.monotonic() < t + 4 and not all(result.get(k) for k in keys):
+                    for k, v in zip(keys, c.mget(keys), strict=True):
+                        if v is not None and k not in result:
+                            result[k] = round(time.monotonic() - t, 2)
+                    time.sleep(0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            result["error"] = exc
+
+    th = threading.Thread(target=chaos, daemon=True)
+    th.start()
+    try:
+        rc = service.run(settings, duration=9, out=io.StringIO())
+        th.join(10)
+        assert rc == 0
+        assert "error" not in result, repr(result.get("error"))
+        missing = [k for k in keys if k not in result]
+        back = {k: result[k] for k in keys if k in result}
+        assert not missing, f"not back within 4 s of the restart: {missing}; back after (s): {back}"
+    finally:
+        th.join(10)
+        if result.get("restarted") is not None:
+            result["restarted"].stop()
+        server.stop()
+
+
 def _worker_key(worker_id: str) -> str:
     return f"{STATUS}:{worker_id}"
 
