@@ -90,6 +90,8 @@ class PairState:
         #: receive time (ms) of the newest input not yet published in fusion_data
         self.pending_recv_ms: int | None = None
         self._last_fusion_key: tuple | None = None
+        self._snap_cache: tuple = (None, None)
+        self._bias_cache: tuple = (None, None)
 
     # ------------------------------------------------------------------ inputs
     def on_trade(self, ts_ms: int, price: float, size: float, is_buy: bool, recv_ms: int | None) -> None:
@@ -169,6 +171,16 @@ class PairState:
         for tf, c in forming.items():
             self.forming[tf] = candle_dict(c)
 
+    def on_forming_rows(self, rows: dict) -> None:
+        """``CandleBuilder.forming_rows()``: the forming candles as plain tuples."""
+        fin = math.isfinite
+        for tf, r in rows.items():
+            if r is None or not all(fin(x) for x in r[1:6]):
+                self.forming[tf] = None
+            else:
+                self.forming[tf] = {"open_time": r[0], "open": r[1], "high": r[2], "low": r[3], "close": r[4],
+                                    "volume": r[5], "closed": False, "complete": bool(r[6])}
+
     def tick_levels(self, now_ms: int) -> None:
         """Advance the level-event machine by the range traded since the previous tick."""
         rng = self.flow.take_range()
@@ -219,6 +231,22 @@ class PairState:
                 "above_poc": va["above_poc"] if va else None,
                 "zone": pos.zone_at(self.structure, price)}
 
+    def _snapshot(self, now_ms: int) -> dict:
+        """The flow figures at ``now_ms`` (computed once per instant and trade count: the payloads
+        built together share them). A fresh dict each call: payloads own their parts."""
+        key = (now_ms, self.flow.trades)
+        if self._snap_cache[0] != key:
+            self._snap_cache = (key, self.flow.snapshot(now_ms))
+        return dict(self._snap_cache[1])
+
+    def _bias(self, price: float | None) -> dict:
+        """``position.bias`` with the live price, once per (document, price)."""
+        doc, (key, b) = self.structure, self._bias_cache
+        if key is None or key[0] is not doc or key[1] != price:
+            b = pos.bias(doc, price)
+            self._bias_cache = ((doc, price), b)
+        return {**b, "tf_alignment": dict(b["tf_alignment"])}
+
     # ------------------------------------------------------------------ payloads
     def fusion_fields(self, now_ms: int) -> dict | None:
         """The fusion_data fields, or ``None`` when nothing changed since the last call."""
@@ -233,7 +261,7 @@ class PairState:
         return {
             "price": self.flow.last_price,
             "book": book,
-            "flow": self.flow.snapshot(now_ms),
+            "flow": self._snapshot(now_ms),
             "candles": self.candles(),
             "position": self.position(),
             "events": self.events.recent(),
@@ -253,12 +281,12 @@ class PairState:
                 "value_area": ((doc.get("sessions") or {}).get("day") or {}).get("previous"),
                 "liquidity_zones": (doc.get("liquidity_zones") or [])[:10],
             }
-        flow = self.flow.snapshot(now_ms)
+        flow = self._snapshot(now_ms)
         price = self.flow.last_price
         rv = flow.get("realized_vol_300s_pct")
         fusion = None
         if doc:
-            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": pos.bias(doc, price),
+            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": self._bias(price),
                       "events": self.events.recent()}
         return {"structure": summary, "live": {"price": price, "flow": flow, "book": self.book,
                                                 "candles": self.candles()},
@@ -267,11 +295,11 @@ class PairState:
     def precision9_fields(self, now_ms: int) -> dict:
         doc = self.structure
         price = self.flow.last_price
-        rv = self.flow.snapshot(now_ms).get("realized_vol_300s_pct")
+        rv = self._snapshot(now_ms).get("realized_vol_300s_pct")
         support, resistance = pos.nearest_levels(doc, price)
         return {
             "price": price,
-            "bias": pos.bias(doc, price),
+            "bias": self._bias(price),
             "atr": pos.atrs(doc),
             "atr_pct": pos.atr_pcts(doc),
             "regime": pos.regime(doc, rv),

@@ -291,7 +291,7 @@ class CandleBuilder:
         size_decimals: int = 8,
         close_delay_ms: int = 1000,
         max_feed_lag_ms: int = 5000,
-        completion_wait_ms: int = 15_000,
+        completion_wait_ms: int = 60_000,
         timeframes: Iterable[str] = TIMEFRAMES,
         seed_minutes: Candles | None = None,
     ):
@@ -574,9 +574,29 @@ class CandleBuilder:
     def forming(self, timeframe: str) -> LiveCandle | None:
         """The forming candle of ``timeframe`` now (``closed=False``), or None before the first
         trade when no price is known yet."""
+        f = self._forming(self.timeframes.index(timeframe))
+        if f is None:
+            return None
+        bo, o, h, lo, c, v, q, n, complete = f
+        return self._candle(timeframe, bo, o, h, lo, c, v / self._vs, q / self._qs, n, False, complete)
+
+    def forming_all(self) -> dict[str, LiveCandle | None]:
+        return {tf: self.forming(tf) for tf in self.timeframes}
+
+    def forming_rows(self) -> dict[str, tuple | None]:
+        """The forming candles of every timeframe as plain tuples ``(open_time, open, high, low,
+        close, volume, complete)`` (or None): what :meth:`forming` says, without building a
+        :class:`LiveCandle` (a payload reads these a few times a second per pair)."""
+        out: dict[str, tuple | None] = {}
+        vs = self._vs
+        for i, tf in enumerate(self.timeframes):
+            f = self._forming(i)
+            out[tf] = None if f is None else (f[0], f[1], f[2], f[3], f[4], f[5] / vs, f[8])
+        return out
+
+    def _forming(self, i: int) -> tuple | None:
         if not self._started:
             return None
-        i = self.timeframes.index(timeframe)
         length, off = self._tfms[i], self._off[i]
         acc = self._acc[i]
         bo = _floor(self._mo, length, off)
@@ -595,10 +615,7 @@ class CandleBuilder:
         else:
             return None
         complete = not self._blind_overlaps(bo, bo + length)
-        return self._candle(timeframe, bo, o, h, lo, c, v / self._vs, q / self._qs, n, False, complete)
-
-    def forming_all(self) -> dict[str, LiveCandle | None]:
-        return {tf: self.forming(tf) for tf in self.timeframes}
+        return bo, o, h, lo, c, v, q, n, complete
 
     # ------------------------------------------------------------------------------ internals
 

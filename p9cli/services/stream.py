@@ -281,7 +281,7 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
         """Build and offer the pair's fusion_data now (False: nothing changed)."""
         b = builders.get(key)
         if b is not None:
-            st.on_forming(b.forming_all())
+            st.on_forming_rows(b.forming_rows())
         now = wall()
         fields = st.fusion_fields(now)
         if fields is None or not pub_ref:
@@ -423,6 +423,9 @@ async def _stream(settings, histories, url, duration, clock) -> dict:
                               envelope(PRECISION9_CONTEXT, exchange=key[0], symbol=st.channel_symbol,
                                        event_ts=event_ts, stale=stale, **st.precision9_fields(now)))
                     context_ms[key] = _now_ms()
+                    # ~1 ms per pair: let frames, throttle timers and the publisher run in between,
+                    # so the 1 s context burst never holds the event loop for all pairs at once
+                    await asyncio.sleep(0)
                 # Redis came back after an outage: a restarted server is empty, and structure is
                 # offered only on change: offer every pair's document again for its SET twin
                 if context_tick and pub.stats.outages != outages_seen and not pub.in_outage:

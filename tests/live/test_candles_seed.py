@@ -85,6 +85,11 @@ def test_forming_higher_timeframes_include_the_stored_minutes(start_offset):
             assert s.quote_volume == pytest.approx(t.quote_volume, rel=1e-12)
             checked += 1
     assert checked > 100
+    # the payload's plain rows say what forming() says
+    rows = seeded.forming_rows()
+    for tf in TFS:
+        c = seeded.forming(tf)
+        assert rows[tf] == (c.open_time, c.open, c.high, c.low, c.close, c.volume, c.complete), tf
     # the seeded bars still wait for the exchange's own candle (the start minute was partial)
     assert not seeded.forming("1h").complete
     # when they close without it, the seeded values are handed on (flagged incomplete)
