@@ -10,10 +10,13 @@
    most one waiting payload per channel while Redis is away (coalescing, not a backlog).
 2. The embedded default through the real CLI (subprocess; nothing on the probe address, no URL):
    a private server is started and announced, serves, and is gone after p9 stops on SIGTERM.
-3. Two CLI workers with disjoint exchanges on the suite's Redis: both in the merged status, no
+3. A Redis restarted within milliseconds (real-time simulator): every pair key, structure
+   included, is back on the new empty server at once (a late joiner's GET), not only after the
+   next recompute.
+4. Two CLI workers with disjoint exchanges on the suite's Redis: both in the merged status, no
    key written by both except the documented shared status + lease (seen with MONITOR),
    overlapping / same-id workers refused with one line and exit 2.
-Channels of 2 and 3 use the symbol bnb (no other stream test uses it); 1 has private servers.
+Channels of 4 use the symbol bnb (no other stream test uses it); 1-3 have private servers.
 """
 
 from __future__ import annotations
@@ -388,7 +391,7 @@ def test_a_fast_redis_restart_puts_every_twin_back(market, tmp_path, redis_token
     th = threading.Thread(target=chaos, daemon=True)
     th.start()
     try:
-        rc = service.run(settings, duration=9, out=io.StringIO())
+        rc = service.run(settings, duration=7, out=io.StringIO())
         th.join(10)
         assert rc == 0
         assert "error" not in result, repr(result.get("error"))
@@ -492,7 +495,7 @@ def test_two_workers_with_disjoint_exchanges_share_one_redis(market, tmp_path, r
     refused: dict[str, subprocess.Popen] = {}
     try:
         for ex in CLI_EXCHANGES:
-            procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 9), env, tmp_path)
+            procs[ex] = _spawn(_stream_args(market, ex, ids[ex], 8), env, tmp_path)
             errs[ex] = Lines(procs[ex].stderr)
             errs[ex].start()
         deadline = time.monotonic() + 30
