@@ -59,6 +59,9 @@ class PublisherStats:
     #: deltas on the publisher's task: the pipeline's await may include other coroutines' CPU that
     #: ran meanwhile on the same thread, so this is an upper bound)
     cpu_s: float = 0.0
+    #: distinct server connections seen by the heartbeat (a changed HELLO client id): a silent
+    #: reconnect (e.g. the server restarted within milliseconds) bumps it, an outage may not
+    sessions: int = 0
 
     def by_kind(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from p9cli.errors import ConfigError
 from p9cli.publish.channels import STATUS, WORKER_STATUS, envelope, now_ms, worker_channel
@@ -95,6 +96,7 @@ class Heartbeat:
         self._next = 0.0
         self._lease = None
         self._release = None
+        self._client_id: object = None  # HELLO's id of our connection; False: HELLO unsupported
 
     def worker_status(self, pub: Publisher) -> dict[str, Any]:
         src = self.source() if self.source is not None else {}
@@ -118,6 +120,7 @@ class Heartbeat:
         if now < self._next:
             return
         self._next = now + self.interval_s
+        await self._check_session(pub)
         pub.offer(self.key, self.worker_status(pub), ttl_s=self.worker_ttl_s)
         if not await pub.flush():  # own status visible before anyone merges
             return
@@ -136,6 +139,29 @@ class Heartbeat:
                     workers=workers,
                 ),
             )
+
+    async def _check_session(self, pub: Publisher) -> None:
+        """Count a new server connection in ``pub.stats.sessions``: redis-py reconnects silently
+        when the old socket is dead before a command (a server restarted within milliseconds),
+        and a restarted server is empty. ``HELLO 2`` (RESP2, in p9's ACL) answers with our
+        connection's client id; a different id is a new connection."""
+        if self._client_id is False:
+            return
+        try:
+            reply = await pub.redis.execute_command("HELLO", "2")
+        except ResponseError:  # Redis < 6 or a proxy without HELLO: no check
+            self._client_id = False
+            return
+        if isinstance(reply, dict):
+            cid = reply.get(b"id", reply.get("id"))
+        else:
+            items = list(reply or [])
+            pairs = dict(zip(items[::2], items[1::2], strict=False))
+            cid = pairs.get(b"id", pairs.get("id"))
+        if cid is not None and cid != self._client_id:
+            if self._client_id is not None:
+                pub.stats.sessions += 1
+            self._client_id = cid
 
     async def claim(self, pub: Publisher) -> None:
         """Refuse (ConfigError, exit 2) when a live worker already publishes one of our pairs or
