@@ -17,6 +17,8 @@ Banned               IP banned / blocked (Binance 418, HTTP 403)     only after
                                                                      ``retry_after_s``
 ServerError          5xx or an exchange-side "system busy" code      yes
 RequestTimeout       the request timed out (raised by the I/O layer) yes
+GeoBlocked           the exchange refuses this location (Binance     no
+                     451, Bybit 403 with a CloudFront page)
 BadRequest           4xx or an error envelope that will not change   no
                      on retry (unknown symbol, bad interval, ...)
 MalformedResponse    a body that cannot be parsed as the expected    yes, a few
@@ -291,6 +293,23 @@ class RequestTimeout(ExchangeError):
     """No answer in time (raised by the I/O layer); the request may be retried."""
 
     retryable = True
+
+
+class GeoBlocked(ExchangeError):
+    """The exchange refuses requests from this location (Binance HTTP 451 "restricted location",
+    Bybit HTTP 403 with a CloudFront page for the US / Mainland China): permanent for this IP,
+    so it is reported once and never retried."""
+
+    retryable = False
+
+    def __init__(self, status: int, *, exchange: str, detail: str = ""):
+        hint = f"; run p9 from an allowed location or leave {exchange} out (--exchanges / P9_EXCHANGES)"
+        super().__init__(
+            f"geo-blocked: {exchange} refuses requests from this location{hint}"
+            + (f" ({detail})" if detail else ""),
+            exchange=exchange,
+            status=status,
+        )
 
 
 class BadRequest(ExchangeError):

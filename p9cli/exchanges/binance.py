@@ -23,6 +23,7 @@ from p9cli.exchanges.base import (
     BadRequest,
     Banned,
     ExchangeError,
+    GeoBlocked,
     KlinesPage,
     MalformedResponse,
     RateBucket,
@@ -187,7 +188,7 @@ def error_from_body(obj: dict, status: int | None, retry_after_s: float | None =
 def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None:
     """Raise the right :class:`ExchangeError` for a failed response; return for a 2xx.
 
-    429 -> RateLimited, 418 -> Banned (both with ``Retry-After``), 403 -> Banned (WAF block),
+    451 -> GeoBlocked, 429 -> RateLimited, 418 -> Banned (both with ``Retry-After``), 403 -> Banned (WAF block),
     408 -> RequestTimeout, 5xx -> ServerError, other 4xx -> BadRequest (or RateLimited/
     ServerError by the body's code). A 2xx body is checked by the parsers.
     """
@@ -198,6 +199,8 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
     detail = obj if isinstance(obj, dict) and "code" in obj else None
     msg = str(detail.get("msg", "")) if detail else body_snippet(body)
     code = str(detail.get("code")) if detail else None
+    if status == 451:  # reference 2.1: a request from a restricted location
+        raise GeoBlocked(status, exchange=NAME, detail=msg[:160])
     if status == 418:
         raise Banned(retry_after, msg or "IP banned", exchange=NAME, status=status, code=code)
     if status == 403:

@@ -24,6 +24,7 @@ from p9cli.exchanges.base import (
     BadRequest,
     Banned,
     ExchangeError,
+    GeoBlocked,
     KlinesPage,
     MalformedResponse,
     RateBucket,
@@ -219,7 +220,8 @@ def error_from_envelope(env: dict, status: int | None, retry_after_s: float | No
 def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None:
     """Raise the right :class:`ExchangeError`; return for a 2xx success envelope.
 
-    403 -> Banned (IP limit; ``retry_after_s`` = 600 unless a ``Retry-After`` says otherwise),
+    403 with an HTML (CloudFront) page -> GeoBlocked; other 403 -> Banned (IP limit;
+    ``retry_after_s`` = 600 unless a ``Retry-After`` says otherwise),
     429 -> RateLimited (system-level protection), 5xx -> ServerError, other 4xx -> BadRequest;
     on 200 an envelope with ``retCode != 0`` -> RateLimited (10006/10018/10429), ServerError
     (10000/10016/10019) or BadRequest; a non-JSON 2xx body -> MalformedResponse.
@@ -239,6 +241,10 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
     detail = env if isinstance(env, dict) and "retCode" in env else None
     msg = str(detail.get("retMsg", "")) if detail else body_snippet(body)
     code = str(detail.get("retCode")) if detail else None
+    if status == 403 and detail is None and _is_html(body):
+        # reference 3.1: the geo-block (US, Mainland China) is a CloudFront page, not JSON;
+        # the IP limit's 403 says "access too frequent"
+        raise GeoBlocked(status, exchange=NAME, detail="HTTP 403 with a CloudFront page")
     if status == 403:
         wait = retry_after if retry_after is not None else IP_BAN_WAIT_S
         raise Banned(
@@ -254,6 +260,11 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
         else None
     )
     raise status_error(NAME, status, msg, code, retry_after, client_error)
+
+
+def _is_html(body: bytes) -> bool:
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"cloudfront" in body[:4096].lower()
 
 
 def used_weight(headers: Mapping[str, str]) -> dict[str, int]:

@@ -230,3 +230,28 @@ def test_bare_statuses_classify_alike_on_every_exchange(adapter, status, cls):
     line = str(err)
     assert line.startswith(f"{adapter.NAME}: HTTP {status}") and "\n" not in line
     assert err.retry_after_s == (3.0 if cls in (RateLimited, ServerError) else None)
+
+
+def test_geo_blocks_are_told_apart_from_bans_and_never_retried():
+    """Binance 451 and Bybit's CloudFront 403 are a location refusal (reference 2.1, 3.1):
+    GeoBlocked, not retryable, one line that says what to do; Bybit's JSON/plain 403 stays the
+    IP-limit ban."""
+    from p9cli.exchanges import binance, bybit
+    from p9cli.exchanges.base import Banned, GeoBlocked
+
+    body_451 = (b'{"code":0,"msg":"Service unavailable from a restricted location according to '
+                b"'b. Eligibility' in https://www.binance.com/en/terms.\"}")
+    with pytest.raises(GeoBlocked) as e:
+        binance.check_response(451, {}, body_451)
+    assert not e.value.retryable and e.value.status == 451
+    assert "geo-blocked: binance refuses requests from this location" in str(e.value)
+    assert "\n" not in str(e.value)
+    cloudfront = (b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01 Transitional//EN" '
+                  b'"http://www.w3.org/TR/html4/loose.dtd"><HTML><HEAD><TITLE>ERROR: The request could not be '
+                  b"satisfied</TITLE></HEAD><BODY>The Amazon CloudFront distribution is configured to block access "
+                  b"from your country.</BODY></HTML>")
+    with pytest.raises(GeoBlocked) as e:
+        bybit.check_response(403, {}, cloudfront)
+    assert not e.value.retryable and "leave bybit out" in str(e.value)
+    with pytest.raises(Banned):
+        bybit.check_response(403, {}, b"access too frequent")
