@@ -729,7 +729,7 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         for run_counters in sim.counters:
             for ex, cs in run_counters.items():
                 for k, v in cs.items():
-                    if k.startswith("fault.") or k in ("ws.notice_closes", "ws.slow_consumer_closes"):
+                    if k.startswith(("fault.", "limit.")) or k in ("ws.notice_closes", "ws.slow_consumer_closes"):
                         faults[f"{ex} {k.removeprefix('fault.')}"] += v
         report["faults"] = dict(sorted(faults.items()))
         report["faults_extra"] = {"redis_restarts": sum(e["action"] == "redis restart" for e in events),
