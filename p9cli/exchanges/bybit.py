@@ -244,7 +244,7 @@ def check_response(status: int, headers: Mapping[str, str], body: bytes) -> None
     if status == 403 and detail is None and _is_html(body):
         # reference 3.1: the geo-block (US, Mainland China) is a CloudFront page, not JSON;
         # the IP limit's 403 says "access too frequent"
-        raise GeoBlocked(status, exchange=NAME, detail="HTTP 403 with a CloudFront page")
+        raise GeoBlocked(status, exchange=NAME, detail="a CloudFront page")
     if status == 403:
         wait = retry_after if retry_after is not None else IP_BAN_WAIT_S
         raise Banned(
