@@ -54,9 +54,9 @@ FAULTS = {
         "rest_timeout_every": 17,
         "rest_timeout_seconds": 4,
     },
-    "binance": {"ws_drop_every_messages": 600, "binance_server_shutdown_every_seconds": 25,
-                "binance_server_shutdown_grace_seconds": 4},
-    "bybit": {"ws_drop_every_seconds": 21, "bybit_reset_every_seconds": 11},
+    "binance": {"ws_drop_every_messages": 2000, "binance_server_shutdown_every_seconds": 8,
+                "binance_server_shutdown_grace_seconds": 3},
+    "bybit": {"ws_drop_every_seconds": 21, "bybit_reset_every_seconds": 6},
     "okx": {"ws_drop_every_messages": 500, "okx_notice_every_seconds": 25, "okx_notice_grace_seconds": 4,
             "okx_bad_checksum_every": 40, "okx_seq_reset_every_seconds": 17},
 }
