@@ -15,20 +15,18 @@ import io
 import json
 import re
 import sys
-import threading
-from collections import defaultdict
 from importlib import resources
 from pathlib import Path
 
 import orjson
 import pytest
-import redis
 from jsonschema import Draft202012Validator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
 
 from history_helpers import run_fetch  # noqa: E402
+from redis_subscriber import ThreadSubscriber  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
 from p9cli.config import load_settings  # noqa: E402
@@ -89,28 +87,6 @@ def test_schema_files_are_valid_draft_2020_12_and_every_object_is_closed_deliber
 
 # ---------------------------------------------------------------- one real run
 
-class _Recorder(threading.Thread):
-    def __init__(self, url: str, channels: list[str], worker_key: str):
-        super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(*channels, worker_key)
-        self.messages: dict[str, list[bytes]] = defaultdict(list)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            m = self.pubsub.get_message(timeout=0.2)
-            if m and m["type"] == "message":
-                self.messages[m["channel"].decode()].append(m["data"])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.pubsub.close()
-        self.client.close()
-
-
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """(messages per channel as raw bytes, structure documents analyze wrote, worker status key).
@@ -126,7 +102,7 @@ def recorded(tmp_path_factory):
     thread = rec = None
     try:
         thread, handle = start_sim(speed=1.0, start_ms=None)
-        rec = _Recorder(url, channels, worker_channel(worker))
+        rec = ThreadSubscriber(url, [*channels, worker_channel(worker)])
         settings = load_settings(
             {"data_dir": str(data), "symbols": "sol", "exchanges": ",".join(EXCHANGES), "candles": 300,
              "redis_url": url, "worker_id": worker},

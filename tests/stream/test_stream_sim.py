@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-import threading
-from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -23,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
 
 from history_helpers import run_fetch  # noqa: E402
+from redis_subscriber import ThreadSubscriber  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
 from p9cli.config import load_settings  # noqa: E402
@@ -36,33 +35,11 @@ KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
 RUN_S = 22
 
 
-class Subscriber(threading.Thread):
-    def __init__(self, url: str, channels: list[str]):
-        super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(*channels)
-        self.messages: dict[str, list[bytes]] = defaultdict(list)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            m = self.pubsub.get_message(timeout=0.2)
-            if m and m["type"] == "message":
-                self.messages[m["channel"].decode()].append(m["data"])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.pubsub.close()
-        self.client.close()
-
-
 def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_url, redis_token):
     thread, handle = start_sim(speed=1.0, start_ms=None)
     pairs = [(ex, "btcusdt") for ex in EXCHANGES]
     channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in KINDS] + [STATUS]
-    sub = Subscriber(redis_url, channels)
+    sub = ThreadSubscriber(redis_url, channels)
     client = redis.Redis.from_url(redis_url)
     try:
         settings = load_settings(

@@ -21,9 +21,7 @@ import asyncio
 import io
 import secrets
 import sys
-import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +34,7 @@ sys.path.insert(0, str(_TESTS / "sim"))
 sys.path.insert(0, str(_TESTS / "history"))
 
 from history_helpers import run_fetch  # noqa: E402
+from redis_subscriber import ThreadSubscriber  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
 from p9cli.config import load_settings  # noqa: E402
@@ -46,32 +45,6 @@ from p9cli.publish.channels import PAIR_KINDS, worker_channel  # noqa: E402
 EXCHANGES = ("binance", "okx")
 SYMBOL = "eth"
 RUN_S = 13.0
-
-
-class Subscriber(threading.Thread):
-    """SUBSCRIBE in a thread; keeps every message per channel (raw bytes)."""
-
-    def __init__(self, url: str, channels: list[str]):
-        super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(*channels)
-        self.messages: dict[str, list[bytes]] = defaultdict(list)
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            m = self.pubsub.get_message(timeout=0.2)
-            if m and m["type"] == "message":
-                self.messages[m["channel"].decode()].append(m["data"])
-
-    def close(self) -> None:
-        if self.stop.is_set():
-            return
-        self.stop.set()
-        self.join(5)
-        self.pubsub.close()
-        self.client.close()
 
 
 @dataclass
@@ -117,7 +90,7 @@ def stream_payloads(tmp_path_factory, ui_redis_url, ui_token) -> Recorded:
     pairs = [(ex, f"{SYMBOL}usdt") for ex in EXCHANGES]
     channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in PAIR_KINDS] + [STATUS]
     worker_id = f"w-{ui_token}"
-    sub = Subscriber(url, channels)
+    sub = ThreadSubscriber(url, channels)
     client = redis.Redis.from_url(url)
     try:
         settings = load_settings(
