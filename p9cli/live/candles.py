@@ -291,7 +291,7 @@ class CandleBuilder:
         size_decimals: int = 8,
         close_delay_ms: int = 1000,
         max_feed_lag_ms: int = 5000,
-        completion_wait_ms: int = 60_000,
+        completion_wait_ms: int = 180_000,
         timeframes: Iterable[str] = TIMEFRAMES,
         seed_minutes: Candles | None = None,
     ):

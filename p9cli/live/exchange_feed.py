@@ -84,8 +84,9 @@ class FeedOptions:
     stable_after_s: float = 10.0
     #: an open hole in the trade numbering is final (counted as missing) after this long
     trade_settle_s: float = 3.0
-    #: how much longer a trade hole stays open while its REST replay is still being retried
-    replay_hold_s: float = 30.0
+    #: how much longer a trade hole stays open while its REST replay is still being retried (a
+    #: Binance 429 asks for up to 60 s of silence from all REST; several can come in a row)
+    replay_hold_s: float = 180.0
     #: larger holes are not replayed over REST (a renumbering, or too long an outage)
     max_replay_trades: int = 5000
     #: subscribe to the exchange's own candle stream (cross-check of live candles)

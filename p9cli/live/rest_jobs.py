@@ -32,7 +32,7 @@ SNAPSHOT = "snapshot"
 REPLAY = "replay"
 KLINE = "kline"
 #: how long the exchange's closed candle is asked for (retried with back-off) before giving up
-KLINE_RETRY_S = 75.0
+KLINE_RETRY_S = 200.0
 
 
 def rest_adapter(venue: Venue):
