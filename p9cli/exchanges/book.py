@@ -35,7 +35,7 @@ farthest levels are dropped; the top of the book is unaffected).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable
 
@@ -55,6 +55,7 @@ CROSSED = "crossed"
 RESET = "reset"
 MALFORMED = "malformed"
 OVERFLOW = "overflow"
+HORIZON = "horizon"
 
 #: Statuses after which the book is valid and may be handed on.
 VALID_STATUSES = frozenset({SNAPSHOT, APPLIED, STALE})
@@ -66,7 +67,7 @@ DEFAULT_MAX_LEVELS = 5_000
 class BookSide:
     """One side of a book: ``levels`` maps exact price string -> exact size string."""
 
-    __slots__ = ("descending", "levels", "_keys", "_by_key", "max_levels")
+    __slots__ = ("descending", "levels", "_keys", "_by_key", "max_levels", "horizon")
 
     def __init__(self, descending: bool, max_levels: int = DEFAULT_MAX_LEVELS):
         self.descending = descending
@@ -74,6 +75,10 @@ class BookSide:
         self.levels: dict[str, str] = {}
         self._keys: list[float] = []  # sort keys, best first (bids store -price)
         self._by_key: dict[float, str] = {}  # sort key -> the price string stored
+        #: sort key of the farthest level known to be complete up to (``None``: all of it).
+        #: Levels beyond it were never seen (beyond a snapshot's depth, or trimmed) except the
+        #: ones a delta set since: a gap-free view stops here (``top``, ``best``).
+        self.horizon: float | None = None
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -82,6 +87,12 @@ class BookSide:
         self.levels.clear()
         self._keys.clear()
         self._by_key.clear()
+        self.horizon = None
+
+    def known(self) -> int:
+        """How many levels lie within the horizon (all of them without one)."""
+        h = self.horizon
+        return len(self._keys) if h is None else bisect_right(self._keys, h)
 
     def set(self, price: str, size: str) -> None:
         """Insert, replace or (size zero) delete one level."""
@@ -121,9 +132,14 @@ class BookSide:
             price = self._by_key.pop(worst)
             if price in self.levels:
                 del self.levels[price]
+        # what lies beyond the last level kept is unknown from now on
+        if keys and (self.horizon is None or keys[-1] < self.horizon):
+            self.horizon = keys[-1]
 
-    def load(self, levels: list) -> None:
-        """Replace the side with ``levels`` (a snapshot, any order; zero sizes skipped)."""
+    def load(self, levels: list, limit: int | None = None) -> None:
+        """Replace the side with ``levels`` (a snapshot, any order; zero sizes skipped). A
+        snapshot cut at ``limit`` levels (it sent that many) is known only up to its farthest
+        level: that becomes the horizon."""
         self.clear()
         by_key, stored = self._by_key, self.levels
         sign = -1.0 if self.descending else 1.0
@@ -138,22 +154,28 @@ class BookSide:
             by_key[key] = price
             stored[price] = size
         self._keys = sorted(by_key)
+        if limit is not None and len(levels) >= limit and self._keys:
+            self.horizon = self._keys[-1]
         if len(self._keys) > self.max_levels:
             self._trim()
 
     def top(self, n: int) -> list[tuple[str, str]]:
         """The best ``n`` levels as ``(price, size)`` strings, best first."""
         by_key, levels = self._by_key, self.levels
+        keys = self._keys
+        h = self.horizon
+        end = min(n, len(keys)) if h is None else bisect_right(keys, h, 0, min(n, len(keys)))
         out = []
-        for key in self._keys[:n]:
+        for key in keys[:end]:
             price = by_key[key]
             out.append((price, levels[price]))
         return out
 
     def best(self) -> tuple[str, str] | None:
-        if not self._keys:
+        keys = self._keys
+        if not keys or (self.horizon is not None and keys[0] > self.horizon):
             return None
-        price = self._by_key[self._keys[0]]
+        price = self._by_key[keys[0]]
         return price, self.levels[price]
 
     def best_key(self) -> float | None:
@@ -173,9 +195,9 @@ class OrderBook:
         self.bids.clear()
         self.asks.clear()
 
-    def load(self, bids: list, asks: list) -> None:
-        self.bids.load(bids)
-        self.asks.load(asks)
+    def load(self, bids: list, asks: list, limit: int | None = None) -> None:
+        self.bids.load(bids, limit)
+        self.asks.load(asks, limit)
 
     def apply(self, bids: list, asks: list) -> None:
         set_bid, set_ask = self.bids.set, self.asks.set
@@ -257,9 +279,9 @@ class BookSync:
             self.stats["buffer_dropped"] += 1
         return BUFFERED
 
-    def _load(self, event: BookSnapshot) -> bool:
+    def _load(self, event: BookSnapshot, limit: int | None = None) -> bool:
         try:
-            self.book.load(event.bids, event.asks)
+            self.book.load(event.bids, event.asks, limit)
         except (TypeError, ValueError, IndexError):
             self._invalid(MALFORMED)
             return False
@@ -302,22 +324,100 @@ class BinanceBookSync(BookSync):
     applied. Futures (``futures=True``): after the snapshot, diffs with ``u < lastUpdateId`` are
     stale, the first applied one must have ``U <= lastUpdateId <= u``, then each ``pu`` must equal
     the previous ``u``. After a gap the offending diff starts a new buffer.
+
+    **Snapshot depth.** The REST snapshot carries ``snapshot_limit`` levels a side; levels beyond
+    its farthest one are unknown until they change (reference 2.6 step 7), so each side is known
+    only up to that price (its *horizon*): ``top``/``best`` never reach past it. As the price
+    moves the known part of a side shrinks; when it holds fewer than ``min_known`` levels a fresh
+    snapshot is wanted while the book stays valid (``stats["refreshes"]``): a shadow machine
+    buffers the same diffs, is bridged by the snapshot like a first sync, and its book replaces
+    this one once both stand at the same update id. A side with no known level left is invalid
+    (cause ``horizon``): its best level is unknown.
     """
 
     exchange = "binance"
 
-    def __init__(self, symbol: str, futures: bool = False, **kw):
+    def __init__(
+        self, symbol: str, futures: bool = False, snapshot_limit: int | None = 1000, min_known: int = 200, **kw
+    ):
         super().__init__(symbol, **kw)
         self.futures = futures
+        self.snapshot_limit = snapshot_limit
+        self.min_known = min_known
+        self.stats["refreshes"] = 0
         self._first_pending = False
+        self._refresh: BinanceBookSync | None = None
 
     def on_event(self, event: BookSnapshot | BookDelta) -> str:
         if type(event) is BookSnapshot:
+            if self.valid and self._refresh is not None:
+                return self._on_refresh_snapshot(event)
             return self._on_snapshot(event)
         if not self.valid:
             self.wants_snapshot = True
             return self._keep(event)
-        return self._on_diff(event)
+        shadow = self._refresh
+        if shadow is not None:
+            shadow.on_event(event)
+        status = self._on_diff(event)
+        if status == APPLIED:
+            if shadow is not None and self._refresh is shadow:
+                self._adopt_if_level()
+            else:
+                status = self._check_horizon(status)
+        return status
+
+    def _invalid(self, cause: str) -> str:
+        self._refresh = None
+        return super()._invalid(cause)
+
+    def _check_horizon(self, status: str) -> str:
+        """After a change of a valid book: still a best level on each side? deep enough?"""
+        bids, asks = self.book.bids, self.book.asks
+        if bids.horizon is None and asks.horizon is None:
+            return status
+        nb, na = bids.known(), asks.known()
+        if (nb == 0 and bids.horizon is not None) or (na == 0 and asks.horizon is not None):
+            self._invalid(HORIZON)
+            self.buffer.clear()
+            self.wants_snapshot = True
+            return INVALID
+        if self._refresh is None and min(
+            nb if bids.horizon is not None else self.min_known, na if asks.horizon is not None else self.min_known
+        ) < self.min_known:
+            self._refresh = BinanceBookSync(
+                self.symbol,
+                self.futures,
+                self.snapshot_limit,
+                min_known=0,
+                max_buffer=self.max_buffer,
+                max_levels=self.book.bids.max_levels,
+            )
+            self.wants_snapshot = True
+            self.stats["refreshes"] += 1
+        return status
+
+    def _on_refresh_snapshot(self, snap: BookSnapshot) -> str:
+        shadow = self._refresh
+        status = shadow.on_event(snap)
+        if shadow.valid:
+            self.wants_snapshot = False
+            if self._adopt_if_level():
+                return SNAPSHOT
+            return STALE  # the snapshot is ahead of the diffs received: adopted when they catch up
+        self.wants_snapshot = shadow.wants_snapshot
+        return SNAPSHOT_TOO_OLD if status == SNAPSHOT_TOO_OLD else STALE
+
+    def _adopt_if_level(self) -> bool:
+        """Take the refreshed book once the shadow stands where this one does."""
+        shadow = self._refresh
+        if shadow is None or not shadow.valid or shadow.update_id != self.update_id:
+            return False
+        self.book = shadow.book
+        self._refresh = None
+        self.wants_snapshot = False
+        self.stats["snapshots"] += 1
+        return True
 
     def _on_snapshot(self, snap: BookSnapshot) -> str:
         snap_id = snap.update_id
@@ -329,7 +429,7 @@ class BinanceBookSync(BookSync):
         if buf and snap_id < buf[0].first_id - (0 if self.futures else 1):
             self.wants_snapshot = True
             return SNAPSHOT_TOO_OLD
-        if not self._load(snap):
+        if not self._load(snap, self.snapshot_limit):
             self.wants_snapshot = True
             return INVALID
         self._first_pending = True
@@ -340,6 +440,8 @@ class BinanceBookSync(BookSync):
             if status == INVALID:
                 buf.extend(pending[i + 1 :])
                 return INVALID
+        if self._check_horizon(SNAPSHOT) == INVALID:
+            return INVALID
         return SNAPSHOT
 
     def _on_diff(self, diff: BookDelta) -> str:

@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from p9cli.exchanges.book import INVALID
+from p9cli.exchanges.book import INVALID, SNAPSHOT_TOO_OLD
 from p9cli.exchanges.venue import (
     BOOKS,
     ERROR,
@@ -493,7 +493,10 @@ class ExchangeFeed:
         if seq is not None:
             link.book_seq[symbol] = seq
         if m.valid:
-            if status == "stale":
+            if m.wants_snapshot and self.rest is not None:
+                # a valid book that wants a deeper one (Binance: its known depth ran short)
+                self.rest.want_snapshot(link, symbol)
+            if status == "stale" or status == SNAPSHOT_TOO_OLD:
                 return
             if link.primary:
                 if not link.handed_valid.get(symbol):
