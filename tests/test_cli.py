@@ -14,6 +14,15 @@ def run_p9(*args, env=None, cwd=None):
     )
 
 
+def run_p9_from_bash(*args, env=None):
+    """``p9`` started by an interactive-like bash, as a user runs it: Typer detects the shell from
+    the parent processes (shellingham), which under pytest may be anything (timeout, cron, CI)."""
+    return subprocess.run(
+        ["bash", "-c", '"$@"; exit $?', "bash", sys.executable, "-m", "p9cli", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
 @pytest.mark.parametrize("cmd", [[], ["sim"], ["fetch-history"], ["analyze"]])
 def test_every_command_has_help(cmd):
     r = run_p9(*cmd, "--help")
@@ -110,7 +119,7 @@ def test_fetch_history_help_shows_defaults_and_the_valid_values():
 def test_shell_completion_is_offered_and_works():
     r = run_p9("--help", env=clean_env())
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
-    script = run_p9("--show-completion", "bash", env=clean_env())
+    script = run_p9_from_bash("--show-completion", env=clean_env())
     assert script.returncode == 0 and "_p9_completion" in script.stdout and "complete " in script.stdout
     # what the installed script runs when the user presses TAB after `p9 fet`
     words = run_p9(env=clean_env(_P9_COMPLETE="complete_bash", COMP_WORDS="p9 fet", COMP_CWORD="1"))
@@ -222,7 +231,7 @@ def test_p9_config_naming_a_missing_file_is_one_line_exit_2(cmd, tmp_path):
 
 
 def test_install_completion_writes_the_script_for_the_users_shell(tmp_path):
-    r = run_p9("--install-completion", "bash", env=clean_env(HOME=str(tmp_path), SHELL="/bin/bash"))
+    r = run_p9_from_bash("--install-completion", env=clean_env(HOME=str(tmp_path), SHELL="/bin/bash"))
     assert r.returncode == 0, r.stderr
     script = tmp_path / ".bash_completions" / "p9.sh"
     assert "_p9_completion" in script.read_text()
