@@ -66,8 +66,10 @@ def _find_publisher(url: str, timeout_s: float = 10.0) -> Publisher:
     """The stream's own Publisher object (read-only inspection of its held payloads)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        # type(), not isinstance(): isinstance() dereferences a dead weakref.proxy among the
+        # objects (ReferenceError); type() of a proxy is the proxy type
         found = [o for o in gc.get_objects()
-                 if isinstance(o, Publisher) and o.url == url and o.on_tick is not None]  # fmt: skip
+                 if type(o) is Publisher and o.url == url and o.on_tick is not None]  # fmt: skip
         if found:
             return found[0]
         time.sleep(0.2)
