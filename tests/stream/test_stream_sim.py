@@ -32,7 +32,7 @@ from p9cli.store import DataStore  # noqa: E402
 
 EXCHANGES = ("binance", "bybit")
 KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
-RUN_S = 22
+RUN_S = 14
 
 
 def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_url, redis_token):
