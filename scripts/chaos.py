@@ -655,9 +655,11 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         report["stream_s"] = round(total_s, 1)
         quiet_s = QUIET_S if total_s < 120 else QUIET_LONG_S
         report["quiet_s"] = quiet_s
+        kill_at = 0.45
         if total_s < 120:  # a Binance 429 pauses its REST up to 60 s: longer than the short run's quiet
             FAULTS["binance"]["rest_429_every"] = 0
-        sim.set_faults(FAULTS)
+            FAULTS["all"].update(ws_malformed_every=40, depth_gap_every=30)  # more of them in less time
+            kill_at = 0.5
         stream = procs.start("stream", [*p9_cmd(), "stream", "--quick-test", "--duration", str(total_s)], env=env)
         t0 = time.time()
         rss = 0
@@ -666,16 +668,22 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         # the schedule, as fractions of the run: (at, action)
         schedule = [
             (0.10, "stall bybit"), (0.20, "redis restart"), (0.27, "stall okx"),
-            (0.45 - quiet_s / total_s, "quiet"), (0.45, "sim kill"), (0.55, "stall binance"),
+            (kill_at - quiet_s / total_s, "quiet"), (kill_at, "sim kill"), (0.55, "stall binance"),
             (0.70, "redis restart"), (1.0 - quiet_s / total_s - 2 / total_s, "quiet"),
         ]
         if total_s < 300:  # a stalled Binance connection is replaced after 60 s of silence: only in long runs
             schedule = [s for s in schedule if s[1] != "stall binance"]
         events = []
-        seg_start = t0 + 8.0
+        # A window's first checkpoint falls in fault-free seconds (the faults come on 1 s later), so
+        # no trade hole opened before it can be replayed into the window late
+        seg_start = t0 + 6.0
+        faults_on_at = t0 + 7.0
         for at, action in schedule:
             when = t0 + at * total_s
             while time.time() < when and stream.poll() is None:
+                if faults_on_at and time.time() >= faults_on_at:
+                    sim.set_faults(FAULTS)
+                    faults_on_at = 0.0
                 rss = max(rss, rss_peak_kb(stream.pid) or 0)
                 time.sleep(0.2)
             if stream.poll() is not None:
@@ -702,8 +710,8 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
                 sim.kill9()
                 time.sleep(2.0)
                 sim.start("no-snapshot")
-                sim.set_faults(FAULTS)
-                seg_start = time.time() + 12.0
+                seg_start = time.time() + 6.0
+                faults_on_at = seg_start + 1.0
         while stream.poll() is None and time.time() < t0 + total_s + 60:
             rss = max(rss, rss_peak_kb(stream.pid) or 0)
             time.sleep(0.2)
