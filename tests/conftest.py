@@ -71,3 +71,18 @@ def redis_url(redis_server_url, redis_token):
             client.delete(key)
     finally:
         client.close()
+
+
+# --- two workers (pytest-xdist, `-n 2` in pyproject's addopts) -----------------------------------
+# Each test file runs whole on one worker (its module fixtures, e.g. a simulator, once). The
+# end-to-end tests of the live half (live feeds and a real p9 stream against p9 sim, with timing
+# rules of their own: "healthy" means a trade within 10 s) form one group, so two of them never share the two
+# cores at once; they run beside the lighter tests of the other worker.
+_LIVE_GROUP = ("tests/ui/", "tests/stream/", "tests/live/", "tests/test_chaos.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "live" if path.startswith(_LIVE_GROUP) else path
+        item.add_marker(pytest.mark.xdist_group(group))

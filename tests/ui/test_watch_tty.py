@@ -109,7 +109,14 @@ def test_watch_in_a_terminal_live_resize_ctrl_c(stream_payloads, tmp_path):
             time.sleep(0.5)  # our subscriber may take the same message a moment after p9 watch did
             recent = {p for t, p in prices.prices if t_cap - 3.0 <= t <= t_cap + 0.5}
             assert shown in recent, (shown, sorted(recent), first)
-        assert "levels (distance % and ATR 1h)" in screen and "trend & volatility" in screen
+        # a capture can fall in the middle of a redraw (seen under load): wait for the whole frame
+        # (the ladder's title is "levels (distance % and ATR 1h)" or, when the trend table takes
+        # more of the width, "levels (ATR 1h)": content decides, so either)
+        try:
+            screen = wait_for(lambda: pane_with("─ levels ("), 5, "the levels panel")
+        except AssertionError:
+            raise AssertionError(f"no levels panel ({fmt('window_width')}x{fmt('window_height')}):\n{pane()}") from None
+        assert "trend & volatility" in screen
         # resize: redrawn to the new size (80x24: narrow titles, nothing wider than 80)
         subprocess.run([*tmux, "resize-window", "-t", "w", "-x", "80", "-y", "24"], check=True)
         small = wait_for(lambda: pane_with("levels (ATR 1h)"), 5, "the redraw at 80x24")
