@@ -160,6 +160,16 @@ RedisUrlOpt = Annotated[
         show_default="127.0.0.1:6379 if it answers, else an embedded Redis",
     ),
 ]
+#: the readers' (status, watch) Redis: the same resolution, but they never start a server
+ReadRedisUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        metavar="URL",
+        help="Redis the streams publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
+        show_default="127.0.0.1:6379 (P9_REDIS_PROBE); never starts one",
+    ),
+]
 WorkerIdOpt = Annotated[
     str | None,
     typer.Option(
@@ -393,15 +403,7 @@ def stream(
 
 @app.command("status")
 def status(
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            metavar="URL",
-            help="Redis the streams publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
-            show_default="127.0.0.1:6379 (P9_REDIS_PROBE); never starts one",
-        ),
-    ] = None,
+    redis_url: ReadRedisUrlOpt = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep the table live (refresh every second) until Ctrl-C.")
     ] = False,
@@ -433,15 +435,7 @@ def watch(
             show_default=False,
         ),
     ],
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            "--redis-url",
-            metavar="URL",
-            help="Redis the streams publish to (redis://HOST:PORT/DB, rediss://, unix://). Env: P9_REDIS_URL.",
-            show_default="127.0.0.1:6379 (P9_REDIS_PROBE); never starts one",
-        ),
-    ] = None,
+    redis_url: ReadRedisUrlOpt = None,
     once: Annotated[
         bool, typer.Option("--once", help="Print one frame and exit (also when stdout is not a terminal).")
     ] = False,
