@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from p9cli.fusion.state import STALE_AFTER_MS
+from p9cli.ui.numbers import fmt_age, fmt_price
 
 REPORT_SCHEMA = "p9.status/1"
 
@@ -106,16 +107,6 @@ def _resyncs(v: Any) -> int | None:
     return _int(v)
 
 
-def _secs(ms: int) -> str:
-    """An age in words: ``42 s``, ``5 min``, ``3 h``."""
-    s = int(ms // 1000)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    return f"{s // 3600} h"
-
-
 # --------------------------------------------------------------------------- health (pure)
 def evaluate(snapshot: dict, now_ms: int, previous: dict | None = None) -> dict:
     """The health report of a snapshot at ``now_ms``: per worker and per pair the figures, the
@@ -140,7 +131,7 @@ def evaluate(snapshot: dict, now_ms: int, previous: dict | None = None) -> dict:
         pairs = [pair_name(e, s) for e in exchanges for s in symbols]
         problems = []
         if age is not None and age > WORKER_SILENT_MS:
-            problems.append(f"silent {_secs(age)}")
+            problems.append(f"silent {fmt_age(age)}")
         pub = w.get("publisher") or {}
         workers.append({
             "worker_id": wid,
@@ -261,7 +252,7 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
 
     if worker is None:
         state = "down"
-        last = f" (last data {_secs(max(0, now_ms - fts))} ago)" if fts is not None else ""
+        last = f" (last data {fmt_age(max(0, now_ms - fts))} ago)" if fts is not None else ""
         flag(DOWN, f"no worker publishes it{last}")
     else:
         if state in _DOWN_STATES:
@@ -274,21 +265,21 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
             if trade_age is None:
                 flag(STALE, "no trades")
             elif trade_age > TRADE_STALE_MS:
-                flag(STALE, f"trades stale {_secs(trade_age)}")
+                flag(STALE, f"trades stale {fmt_age(trade_age)}")
             if book_valid is False:
                 flag(STALE, "book out of sync")
             elif book_age is not None and book_age > BOOK_STALE_MS:
-                flag(STALE, f"book stale {_secs(book_age)}")
+                flag(STALE, f"book stale {fmt_age(book_age)}")
             sources = fresh.get("stale_sources") if fusion is not None else feed.get("stale_sources")
             if "structure" in (sources or []):  # the stream's rule (missing, or a closed candle not in it)
-                flag(STALE, "no structure" if structure_age is None else f"structure stale {_secs(structure_age)}")
+                flag(STALE, "no structure" if structure_age is None else f"structure stale {fmt_age(structure_age)}")
         if state == "stale" and not problems:  # the worker's own verdict, when no age above explains it
             why = [str(x) for x in feed.get("stale_sources") or []]
             flag(STALE, "stale: " + (", ".join(why) if why else "reported by its worker"))
         if context_age is None:
             flag(STALE, "no context")
         elif context_age > CONTEXT_STALE_MS:
-            flag(STALE, f"context stale {_secs(context_age)}")
+            flag(STALE, f"context stale {fmt_age(context_age)}")
     return {
         "pair": name,
         "exchange": exchange,
@@ -314,19 +305,6 @@ def _pair(name: str, owner: tuple[dict, dict | None] | None, keys: dict, now_ms:
 _NONE = Text("–", style="dim")
 
 
-def fmt_age(ms: int | None) -> str:
-    if ms is None:
-        return "–"
-    if ms < 10_000:
-        return f"{ms / 1000:.1f}s"
-    s = ms // 1000
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    return f"{s // 3600}h"
-
-
 def fmt_uptime(s: int | None) -> str:
     if s is None:
         return "–"
@@ -339,23 +317,10 @@ def fmt_uptime(s: int | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def fmt_price(p: Any) -> str:
-    if not isinstance(p, int | float) or isinstance(p, bool):
-        return "–"
-    a = abs(p)
-    if a >= 10_000:
-        return f"{p:.1f}"
-    if a >= 100:
-        return f"{p:.2f}"
-    if a >= 1:
-        return f"{p:.4f}"
-    return f"{p:.6g}"
-
-
 def _age_cell(ms: int | None, limit: int) -> Text:
     if ms is None:
         return _NONE
-    return Text(fmt_age(ms), style="yellow" if ms > limit else "")
+    return Text(fmt_age(ms, compact=True), style="yellow" if ms > limit else "")
 
 
 def _count_cell(v: Any, bad_if_positive: bool = False) -> Text:

@@ -15,7 +15,6 @@ trend and volatility per timeframe, the latest level events.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from p9cli.ui.numbers import fmt_age, fmt_price, fmt_qty, fmt_signed, num, price_decimals
 from p9cli.universe import TIMEFRAME_MS, TIMEFRAMES
 
 FUSION_DATA = "fusion_data"
@@ -66,59 +66,6 @@ class PairPayloads:
 # ---------------------------------------------------------------------------------------- numbers
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
-def price_decimals(price: float | None, tick: float | None = None) -> int:
-    """Decimals to show a price with: the tick's (structure document) or, without one, by magnitude."""
-    t = _num(tick)
-    if t and t > 0:
-        return max(0, min(8, round(-math.log10(t)) if t < 1 else 0))
-    p = abs(_num(price) or 0.0)
-    return 2 if p >= 100 else 4 if p >= 1 else 6
-
-
-def fmt_price(x: Any, decimals: int) -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:,.{decimals}f}"
-
-
-def fmt_signed(x: Any, decimals: int = 2, suffix: str = "") -> str:
-    v = _num(x)
-    return "–" if v is None else f"{v:+,.{decimals}f}{suffix}"
-
-
-def fmt_qty(x: Any) -> str:
-    v = _num(x)
-    if v is None:
-        return "–"
-    a = abs(v)
-    if a >= 1_000_000:
-        return f"{v / 1_000_000:,.2f}M"
-    if a >= 10_000:
-        return f"{v / 1_000:,.1f}k"
-    if a >= 100:
-        return f"{v:,.1f}"
-    return f"{v:,.4f}"
-
-
-def fmt_age(ms: Any) -> str:
-    v = _num(ms)
-    if v is None:
-        return "never"
-    s = max(0.0, v / 1000)
-    if s < 10:
-        return f"{s:.1f} s"
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
 # ---------------------------------------------------------------------------------------- derived
 
 
@@ -149,7 +96,7 @@ def _newest_field(pair: PairPayloads, *sources: tuple[str, tuple[str, ...]]) -> 
 
 def live_price(pair: PairPayloads) -> float | None:
     """The newest price among fusion_data, precision9_context and market_context.live."""
-    return _num(_newest_field(pair, (FUSION_DATA, ("price",)), (PRECISION9_CONTEXT, ("price",)),
+    return num(_newest_field(pair, (FUSION_DATA, ("price",)), (PRECISION9_CONTEXT, ("price",)),
                               (MARKET_CONTEXT, ("live", "price"))))  # fmt: skip
 
 
@@ -197,11 +144,11 @@ def candle_change_pct(pair: PairPayloads, tf: str, price: float | None, now_ms: 
     base = None
     if start is not None:
         if isinstance(sec.get("last_open_ms"), int) and sec["last_open_ms"] + tf_ms == start:
-            base = _num(sec.get("close"))
+            base = num(sec.get("close"))
         if base is None and isinstance(last.get("open_time"), int) and last["open_time"] + tf_ms == start:
-            base = _num(last.get("close"))
+            base = num(last.get("close"))
     if base is None:
-        base = _num(forming.get("open"))
+        base = num(forming.get("open"))
     return (price - base) / base * 100 if base else None
 
 
@@ -213,14 +160,14 @@ def day_change_pct(pair: PairPayloads, price: float | None, now_ms: int | None =
 def atr_of(pair: PairPayloads, tf: str) -> float | None:
     for kind, path in ((PRECISION9_CONTEXT, ("atr", tf)), (MARKET_CONTEXT, ("structure", "atr", tf)),
                        (STRUCTURE, ("timeframes", tf, "volatility", "atr"))):  # fmt: skip
-        v = _num(_get(pair.payloads.get(kind), *path))
+        v = num(_get(pair.payloads.get(kind), *path))
         if v:
             return v
     return None
 
 
 def tick_of(pair: PairPayloads) -> float | None:
-    return _num(_get(pair.payloads.get(STRUCTURE), "tick"))
+    return num(_get(pair.payloads.get(STRUCTURE), "tick"))
 
 
 @dataclass
@@ -253,7 +200,7 @@ def pair_state(pair: PairPayloads, now_ms: int) -> State:
     fresh = (fresh_src or {}).get("freshness") or {}
     since = now_ms - ((fresh_src or {}).get("ts") or now_ms)
     sources = set(fresh.get("stale_sources") or [])
-    trade_age = _num(fresh.get("trade_age_ms"))
+    trade_age = num(fresh.get("trade_age_ms"))
     if "trades" in sources or (trade_age is not None and trade_age + since > TRADE_OLD_MS):
         reasons.append("no trade yet" if trade_age is None else f"last trade {fmt_age(trade_age + since)} ago")
     if "book" in sources or fresh.get("book_valid") is False:
@@ -292,7 +239,7 @@ def ladder(pair: PairPayloads, price: float | None, above: int, below: int) -> l
     rungs: dict[float, Rung] = {}
 
     def add_level(lv: Mapping, note: str = "") -> None:
-        p = _num(lv.get("price"))
+        p = num(lv.get("price"))
         if p is None:
             return
         kind = str(lv.get("kind") or "level")
@@ -317,7 +264,7 @@ def ladder(pair: PairPayloads, price: float | None, above: int, below: int) -> l
         if isinstance(lv, Mapping):
             add_level(lv, f"nearest {side}")
     for z in zones:
-        lo, hi = _num(_get(z, "low")), _num(_get(z, "high"))
+        lo, hi = num(_get(z, "low")), num(_get(z, "high"))
         if lo is None or hi is None:
             continue
         edge = lo if lo > price else hi if hi < price else price
@@ -326,7 +273,7 @@ def ladder(pair: PairPayloads, price: float | None, above: int, below: int) -> l
         rungs.setdefault(edge + 1e-12 * (hi - lo), Rung(edge, kind, detail, "zone", lo, hi))
     va = summary.get("value_area") or _get(pair.payloads.get(PRECISION9_CONTEXT), "value_area") or {}
     for key, label in (("vah", "VA high"), ("poc", "POC"), ("val", "VA low")):
-        p = _num(va.get(key))
+        p = num(va.get(key))
         if p is not None and p not in rungs:
             rungs[p] = Rung(p, label, "prev. day", "va")
     up = sorted((r for r in rungs.values() if r.price > price), key=lambda r: r.price)[:above]
@@ -360,14 +307,14 @@ def header(pair: PairPayloads, now_ms: int, compact: bool = False) -> Text:
     t.append(fmt_price(price, dec), style="bold")
     t.append("  ")
     t.append(f"{_arrow(chg)} {fmt_signed(chg, 2, '%')} 1d", style=_signed_style(chg))
-    spread = _num(book.get("spread"))
-    bps = _num(book.get("spread_bps"))
+    spread = num(book.get("spread"))
+    bps = num(book.get("spread_bps"))
     t.append(f"  spread {fmt_price(spread, dec)} ({'–' if bps is None else f'{bps:.2f}'} bp)")
     bias = p9.get("bias") or _get(pair.payloads.get(MARKET_CONTEXT), "fusion", "bias") or {}
     sign = bias.get("sign")
     if sign is not None and not compact:
         word = "bullish" if sign > 0 else "bearish" if sign < 0 else "neutral"
-        conf = _num(bias.get("confidence"))
+        conf = num(bias.get("confidence"))
         t.append(f"  bias {word}" + (f" {conf * 100:.0f}%" if conf is not None else ""), style=_signed_style(sign))
     regime = p9.get("regime") or _get(pair.payloads.get(MARKET_CONTEXT), "fusion", "regime") or {}
     if regime.get("label") and not compact:
@@ -394,7 +341,7 @@ def book_flow_table(pair: PairPayloads) -> Table:
     if book:
         t.add_row("bid", Text(f"{fmt_price(book.get('bid'), dec)} × {fmt_qty(book.get('bid_size'))}", style="green"))
         t.add_row("ask", Text(f"{fmt_price(book.get('ask'), dec)} × {fmt_qty(book.get('ask_size'))}", style="red"))
-        imb = _num(book.get("imbalance_top"))
+        imb = num(book.get("imbalance_top"))
         depth = book.get("depth") or {}
         bands = " ".join(
             f"{label} {fmt_signed(_get(depth, key, 'imbalance'), 2)}"
@@ -409,18 +356,18 @@ def book_flow_table(pair: PairPayloads) -> Table:
     t.add_row("trades/s", f"{_n1(flow.get('trades_per_s_1s'))} 1s  {_n1(flow.get('trades_per_s_10s'))} 10s  "
                           f"{_n1(flow.get('trades_per_s_60s'))} 60s")  # fmt: skip
     t.add_row("buy/sell", f"{fmt_qty(flow.get('buy_volume_60s'))}/{fmt_qty(flow.get('sell_volume_60s'))} 60s"
-                              + (f" {flow['buy_share_60s'] * 100:.0f}% buy" if _num(flow.get('buy_share_60s')) is not None else ""))  # fmt: skip
-    d60, cvd = _num(flow.get("delta_60s")), _num(flow.get("cvd"))
+                              + (f" {flow['buy_share_60s'] * 100:.0f}% buy" if num(flow.get('buy_share_60s')) is not None else ""))  # fmt: skip
+    d60, cvd = num(flow.get("delta_60s")), num(flow.get("cvd"))
     t.add_row("Δ 60s", Text(_sq(d60), style=_signed_style(d60)))
     t.add_row("cum. Δ", Text(_sq(cvd), style=_signed_style(cvd)))
-    vwap = _num(flow.get("vwap_60s"))
+    vwap = num(flow.get("vwap_60s"))
     if vwap is not None:
         t.add_row("vwap 60s", fmt_price(vwap, dec))
     return t
 
 
 def _n1(x: Any) -> str:
-    v = _num(x)
+    v = num(x)
     return "–" if v is None else f"{v:.1f}"
 
 
@@ -476,10 +423,10 @@ def trend_table(pair: PairPayloads, rows: int, width: int = 80, now_ms: int | No
     for tf in tfs:
         trend = _get(summary, "trend", tf) or _get(doc, "timeframes", tf, "trend") or {}
         label = trend.get("label")
-        score = _num(trend.get("score"))
+        score = num(trend.get("score"))
         vol = _get(doc, "timeframes", tf, "volatility") or {}
-        atr_pct = _num(_get(summary, "atr_pct", tf)) or _num(vol.get("atr_pct"))
-        pctl = _num(vol.get("atr_percentile_pct"))
+        atr_pct = num(_get(summary, "atr_pct", tf)) or num(vol.get("atr_pct"))
+        pctl = num(vol.get("atr_percentile_pct"))
         live = candle_change_pct(pair, tf, price, now_ms)
         cells = {
             "tf": tf,
@@ -496,7 +443,7 @@ def trend_table(pair: PairPayloads, rows: int, width: int = 80, now_ms: int | No
 
 
 def _pct0(x: Any) -> str:
-    v = _num(x)
+    v = num(x)
     return "–" if v is None else f"{v * 100:.0f}%"
 
 
@@ -523,7 +470,7 @@ def events_table(pair: PairPayloads, rows: int, now_ms: int) -> RenderableType:
     if not events:
         lines.append("no level event yet", style="dim")
     for ev in events[: max(1, rows)]:
-        ts = _num(ev.get("event_ts"))
+        ts = num(ev.get("event_ts"))
         when = time.strftime("%H:%M:%S", time.gmtime(ts / 1000)) if ts else "--:--:--"
         ago = f" ({fmt_age(now_ms - ts)} ago)" if ts else ""
         d = ev.get("direction")
@@ -598,12 +545,12 @@ def compact_table(pairs: Sequence[PairPayloads], now_ms: int, width: int = 80) -
         above = next((r for r in rungs if price is not None and r.price > price), None)
         below = next((r for r in rungs if r.kind != "price" and price is not None and r.price <= price), None)
         st = pair_state(pair, now_ms)
-        d60 = _num(flow.get("delta_60s"))
+        d60 = num(flow.get("delta_60s"))
         cells = {
             "pair": pair.name,
             "price": fmt_price(price, dec),
             "1d": Text(fmt_signed(chg, 2, "%"), style=_signed_style(chg)),
-            "spread bp": "–" if _num(book.get("spread_bps")) is None else f"{book['spread_bps']:.2f}",
+            "spread bp": "–" if num(book.get("spread_bps")) is None else f"{book['spread_bps']:.2f}",
             "imb": fmt_signed(book.get("imbalance_top"), 2),
             "tr/s": _n1(flow.get("trades_per_s_10s")),
             "Δ60s": Text(_sq(d60), style=_signed_style(d60)),

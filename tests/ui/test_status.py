@@ -10,12 +10,12 @@ import re
 from rich.console import Console
 
 from p9cli.publish import FUSION_DATA, PRECISION9_CONTEXT, STATUS, STRUCTURE
+from p9cli.ui.numbers import fmt_price
 from p9cli.ui.status import (
     EXIT_HEALTHY,
     EXIT_NOTHING,
     EXIT_UNHEALTHY,
     evaluate,
-    fmt_price,
     snapshot_from_payloads,
     status_view,
 )
