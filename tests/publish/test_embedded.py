@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from publish_helpers import pid_alive
+from e2e_helpers import pid_alive
 
 from p9cli.publish import open_redis
 from p9cli.publish.embedded import EmbeddedRedis, find_server_binary, free_port, ping

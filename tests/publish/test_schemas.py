@@ -9,7 +9,6 @@ schemas are tight enough to catch a producer's mistake."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import io
 import json
@@ -25,17 +24,14 @@ from jsonschema import Draft202012Validator
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
 
-from history_helpers import run_fetch  # noqa: E402
-from redis_subscriber import ThreadSubscriber  # noqa: E402
+from e2e_helpers import ThreadSubscriber, fetched_and_analyzed  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
-from p9cli.config import load_settings  # noqa: E402
 from p9cli.fusion import position as pos  # noqa: E402
 from p9cli.fusion.level_events import LevelEvents  # noqa: E402
 from p9cli.publish import STATUS, SchemaViolation, validate_message  # noqa: E402
 from p9cli.publish.channels import CHANNEL_KINDS, PAIR_KINDS, SCHEMA_IDS, worker_channel  # noqa: E402
 from p9cli.publish.validate import validator_for  # noqa: E402
-from p9cli.services import analyze  # noqa: E402
 from p9cli.services import stream as service  # noqa: E402
 
 EXCHANGES = ("binance", "bybit", "okx")
@@ -103,14 +99,8 @@ def recorded(tmp_path_factory):
     try:
         thread, handle = start_sim(speed=1.0, start_ms=None)
         rec = ThreadSubscriber(url, [*channels, worker_channel(worker)])
-        settings = load_settings(
-            {"data_dir": str(data), "symbols": "sol", "exchanges": ",".join(EXCHANGES), "candles": 300,
-             "redis_url": url, "worker_id": worker},
-            env=handle.env(), config_path=None,
-        )  # fmt: skip
-        _, fetched, _ = asyncio.run(run_fetch(settings))
-        assert fetched.ok
-        assert analyze.run(settings, out=io.StringIO()) == 0
+        settings = fetched_and_analyzed(handle, data, symbols="sol", exchanges=EXCHANGES, redis_url=url,
+                                        worker_id=worker)
         rec.start()
         out = io.StringIO()
         assert service.run(settings, duration=RUN_S, quick_test=False, out=out) == 0, out.getvalue()

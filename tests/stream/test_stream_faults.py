@@ -21,7 +21,6 @@ Channels of 4 use the symbol bnb (no other stream test uses it); 1-3 have privat
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import io
@@ -44,15 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from history_helpers import run_fetch  # noqa: E402
+from e2e_helpers import fetched_and_analyzed, pid_alive  # noqa: E402
 from simutil import start_sim  # noqa: E402
-from streamutil import SimWallClock, Subscriber, pid_alive, port_open  # noqa: E402
+from streamutil import SimWallClock, Subscriber, port_open  # noqa: E402
 
 from p9cli.config import load_settings  # noqa: E402
 from p9cli.publish import STATUS, Publisher, validate_message  # noqa: E402
 from p9cli.publish.embedded import EmbeddedRedis, free_port  # noqa: E402
 from p9cli.publish.worker import LEASE_KEY  # noqa: E402
-from p9cli.services import analyze  # noqa: E402
 from p9cli.services import stream as service  # noqa: E402
 
 KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
@@ -127,14 +125,8 @@ def test_stream_candles_are_true_and_a_redis_restart_is_survived(tmp_path, redis
     channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in KINDS]
     sub = chaos = None
     try:
-        settings = load_settings(
-            {"data_dir": str(tmp_path), "symbols": "btc", "exchanges": ",".join(FAST_EXCHANGES), "candles": 300,
-             "redis_url": server.url, "worker_id": worker_id},
-            env=handle.env(), config_path=None,
-        )  # fmt: skip
-        _, fetched, _ = asyncio.run(run_fetch(settings))
-        assert fetched.ok
-        assert analyze.run(settings, out=io.StringIO()) == 0
+        settings = fetched_and_analyzed(handle, tmp_path, symbols="btc", exchanges=FAST_EXCHANGES,
+                                        redis_url=server.url, worker_id=worker_id)
         sub = Subscriber(server.url, [*channels, STATUS])
         sub.start()
         chaos = Chaos(server, sub, channels)
@@ -259,13 +251,7 @@ def market(tmp_path_factory):
     thread, handle = start_sim(speed=1.0, start_ms=None)
     try:
         data = tmp_path_factory.mktemp("stream_faults")
-        settings = load_settings(
-            {"data_dir": str(data), "symbols": CLI_SYMBOL, "exchanges": ",".join(CLI_EXCHANGES), "candles": 300},
-            env=handle.env(), config_path=None,
-        )  # fmt: skip
-        _, fetched, _ = asyncio.run(run_fetch(settings))
-        assert fetched.ok
-        assert analyze.run(settings, out=io.StringIO()) == 0
+        fetched_and_analyzed(handle, data, symbols=CLI_SYMBOL, exchanges=CLI_EXCHANGES)
         yield SimpleNamespace(handle=handle, data_dir=data)
     finally:
         thread.stop()

@@ -8,7 +8,6 @@ simulator's true candle so far."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import sys
 from pathlib import Path
@@ -20,13 +19,11 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sim"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "history"))
 
-from history_helpers import run_fetch  # noqa: E402
-from redis_subscriber import ThreadSubscriber  # noqa: E402
+from e2e_helpers import ThreadSubscriber, fetched_and_analyzed  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
-from p9cli.config import load_settings  # noqa: E402
 from p9cli.publish import STATUS, validate_message  # noqa: E402
-from p9cli.services import analyze  # noqa: E402
+from p9cli.publish.embedded import EmbeddedRedis  # noqa: E402
 from p9cli.services import stream as service  # noqa: E402
 from p9cli.store import DataStore  # noqa: E402
 
@@ -35,21 +32,26 @@ KINDS = ("market_context", "fusion_data", "precision9_context", "structure")
 RUN_S = 14
 
 
-def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_url, redis_token):
+def test_stream_publishes_all_channels_with_true_books(tmp_path, redis_token):
+    # a Redis server of its own: pub/sub channels are server-wide, and this test uses the real
+    # channel names (fusion_data:binance:btcusdt ...) that another stream on a shared server may
+    # publish too (seen: a demo run broke the seq check)
+    server = EmbeddedRedis.start()
+    try:
+        _run(tmp_path, server.url, redis_token)
+    finally:
+        server.stop()
+
+
+def _run(tmp_path, redis_url, redis_token):
     thread, handle = start_sim(speed=1.0, start_ms=None)
     pairs = [(ex, "btcusdt") for ex in EXCHANGES]
     channels = [f"{k}:{ex}:{sym}" for ex, sym in pairs for k in KINDS] + [STATUS]
     sub = ThreadSubscriber(redis_url, channels)
     client = redis.Redis.from_url(redis_url)
     try:
-        settings = load_settings(
-            {"data_dir": str(tmp_path), "symbols": "btc", "exchanges": ",".join(EXCHANGES), "candles": 300,
-             "redis_url": redis_url, "worker_id": f"w-{redis_token}"},
-            env=handle.env(), config_path=None,
-        )  # fmt: skip
-        _, fetched, _ = asyncio.run(run_fetch(settings))
-        assert fetched.ok
-        assert analyze.run(settings, out=io.StringIO()) == 0
+        settings = fetched_and_analyzed(handle, tmp_path, symbols="btc", exchanges=EXCHANGES, redis_url=redis_url,
+                                        worker_id=f"w-{redis_token}")
         sub.start()
         out = io.StringIO()
         rc = service.run(settings, duration=RUN_S, quick_test=True, out=out)

@@ -17,7 +17,6 @@ test session). The server and the simulator stop at the end of the session.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import secrets
 import sys
@@ -33,11 +32,9 @@ _TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_TESTS / "sim"))
 sys.path.insert(0, str(_TESTS / "history"))
 
-from history_helpers import run_fetch  # noqa: E402
-from redis_subscriber import ThreadSubscriber  # noqa: E402
+from e2e_helpers import ThreadSubscriber, fetched_and_analyzed  # noqa: E402
 from simutil import start_sim  # noqa: E402
 
-from p9cli.config import load_settings  # noqa: E402
 from p9cli.publish import STATUS  # noqa: E402
 from p9cli.publish.channels import PAIR_KINDS, worker_channel  # noqa: E402
 
@@ -93,16 +90,10 @@ def stream_payloads(tmp_path_factory, ui_redis_url, ui_token) -> Recorded:
     sub = ThreadSubscriber(url, channels)
     client = redis.Redis.from_url(url)
     try:
-        settings = load_settings(
-            {"data_dir": str(data_dir), "symbols": SYMBOL, "exchanges": ",".join(EXCHANGES), "candles": 300,
-             "redis_url": url, "worker_id": worker_id},
-            env=handle.env(), config_path=None,
-        )  # fmt: skip
-        _, fetched, _ = asyncio.run(run_fetch(settings))
-        assert fetched.ok
-        from p9cli.services import analyze, stream
+        settings = fetched_and_analyzed(handle, data_dir, symbols=SYMBOL, exchanges=EXCHANGES, redis_url=url,
+                                        worker_id=worker_id)
+        from p9cli.services import stream
 
-        assert analyze.run(settings, out=io.StringIO()) == 0
         sub.start()
         out = io.StringIO()
         rc = stream.run(settings, duration=RUN_S, out=out)
