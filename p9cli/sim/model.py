@@ -1054,6 +1054,62 @@ class MarketModel:
             return _empty_trades()
         return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
 
+    def trades_newest(
+        self,
+        exchange: str,
+        symbol: str,
+        end_ms: int,
+        limit: int,
+        below_id: int | None = None,
+        above_id: int | None = None,
+    ) -> Trades:
+        """The newest ``limit`` trades with ``time < end_ms`` and ``above_id < id < below_id``
+        (a bound of ``None`` is open), ascending: OKX ``history-trades`` (``after`` =
+        ``below_id`` / a timestamp as ``end_ms``, ``before`` = ``above_id``). Starts at the
+        minute of trade ``below_id - 1`` and walks back in doubling windows, stopping at the
+        live start or once it has passed ``above_id``."""
+        hi = int(end_ms)
+        floor = self.live_start_ms
+        if limit <= 0 or hi <= floor:
+            return _empty_trades()
+        if below_id is not None:
+            below_id = int(below_id)
+            if below_id <= self.first_trade_id(exchange, symbol):
+                return _empty_trades()
+            end_day = (hi - 1) // DAY_MS
+            self._daily.ensure(self._live_day - 1, end_day + 1)
+            e, s = EX_INDEX[exchange], SYM_INDEX[symbol]
+            # an id from a later day than end_ms bounds nothing (and would cost days of counts)
+            if below_id <= int(self._day_first_ids(end_day + 1)[e, s]):
+                hi = min(hi, self.trade_minute(exchange, symbol, below_id - 1) + MINUTE_MS)
+        parts: list[tuple] = []
+        got, step = 0, MINUTE_MS
+        while hi > floor and got < limit:
+            lo = max(floor, hi - step)
+            tr = self.trades(exchange, symbol, lo, hi)
+            a = 0 if above_id is None else int(np.searchsorted(tr.id, int(above_id), "right"))
+            b = len(tr) if below_id is None else int(np.searchsorted(tr.id, below_id, "left"))
+            first = max(a, b - (limit - got))
+            if b > first:
+                parts.append(
+                    (
+                        tr.id[first:b],
+                        tr.time[first:b],
+                        tr.price[first:b],
+                        tr.qty[first:b],
+                        tr.taker_buy[first:b],
+                    )
+                )
+                got += b - first
+            if a > 0:
+                break
+            hi = lo
+            step = min(step * 2, 6 * 60 * MINUTE_MS)
+        if not parts:
+            return _empty_trades()
+        parts.reverse()
+        return Trades(*(np.concatenate(col) for col in zip(*parts, strict=True)))
+
     def last_trade_price(self, exchange: str, symbol: str, now_ms: int) -> int:
         """Price (ticks) of the last trade at or before now_ms; before any live trade, the
         close of the last historical minute."""

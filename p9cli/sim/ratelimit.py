@@ -182,7 +182,7 @@ OKX_ENDPOINT_LIMITS: dict[str, str] = {
     "public/time": "okx_time_per_2s",
 }
 #: Endpoints whose limit is not in LimitSettings: the published numbers.
-OKX_FIXED_LIMITS: dict[str, int] = {"market/trades": 100}
+OKX_FIXED_LIMITS: dict[str, int] = {"market/trades": 100, "market/history-trades": 20}
 
 
 class OkxLimiter:

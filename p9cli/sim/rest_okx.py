@@ -2,7 +2,7 @@
 
 Endpoints: ``market/candles``, ``market/history-candles``, ``market/books`` (with the
 ``books`` channel's ``seqId``, OKX changelog 2026-02-12; ``source`` 0/1 accepted),
-``market/trades``, ``public/instruments``, ``public/time``. Envelope
+``market/trades``, ``market/history-trades``, ``public/instruments``, ``public/time``. Envelope
 ``{"code": "0", "msg": "", "data": [...]}`` (``code`` is a string); errors keep it with a
 non-zero code: 50014 (parameter empty, HTTP 400), 51000 (parameter error, HTTP 400), 51001
 (instrument does not exist, HTTP 200). Rate limits are per endpoint, N requests per 2 s;
@@ -14,6 +14,14 @@ the newest ``limit`` bars of that window. ``market/candles`` only reaches the ne
 ``okx_candles_window`` (1,440) bars; ``market/history-candles`` reaches every bar back to the
 start of history and, like ``candles``, includes the newest (forming, ``confirm "0"``) bar
 (see docs/sim.md for why).
+
+History trades (``market/history-trades``, OKX docs: "the last 3 months with pagination"):
+``type`` ``1`` (default) pages by ``tradeId``, ``2`` by ``ts``; ``after`` = records earlier
+than (id or ts, exclusive), ``before`` = newer than (tradeId only: OKX "does not support
+timestamp" there, so ``type=2`` with ``before`` answers 51000); the newest ``limit`` (default
+and max 100, more is capped) of that window, newest first, rows as ``market/trades``. Only
+trades that have happened (``ts <= now``) and only live ones (the simulator has no trades
+before its start, so ``after`` at or below the first trade id answers an empty list).
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ BOOKS_DEFAULT_SZ = 1
 BOOKS_MAX_SZ = 400
 TRADES_DEFAULT_LIMIT = 100
 TRADES_MAX_LIMIT = 500
+HISTORY_TRADES_MAX_LIMIT = 100  # also the default
+HISTORY_TRADES_TYPES = ("1", "2")  # 1: by tradeId (default), 2: by timestamp
 #: listing time published for every simulated instrument (BTC-USDT's real listTime)
 LIST_TIME = "1548133413000"
 
@@ -238,23 +248,36 @@ class OkxRest(ExchangeRest):
             raise bad_param("limit")
         limit = min(limit, TRADES_MAX_LIMIT)
         now = self.sim.clock.now_ms()
-        ids, times, prices, qtys, buys = recent_trades(self.sim.model, EXCHANGE, symbol, now, limit)
-        inst = http.instrument_of(self.sim, EXCHANGE, symbol)
-        price, qty = inst.price_str, inst.qty_str
-        rows = [
-            {
-                "instId": inst.code,
-                "side": "buy" if b else "sell",
-                "sz": qty(s),
-                "px": price(p),
-                "source": "0",
-                "tradeId": str(i),
-                "ts": str(t),
-            }
-            for i, t, p, s, b in zip(ids, times, prices, qtys, buys, strict=True)
-        ]
-        rows.reverse()
-        return self.ok(rows)
+        cols = recent_trades(self.sim.model, EXCHANGE, symbol, now, limit)
+        return self.ok(trade_rows_desc(http.instrument_of(self.sim, EXCHANGE, symbol), *cols))
+
+    async def history_trades(self, request: web.Request) -> web.StreamResponse:
+        q = request.query
+        symbol = parse_inst(q)
+        kind = q.get("type") or "1"
+        if kind not in HISTORY_TRADES_TYPES:
+            raise bad_param("type")
+        after, before, limit = ints(q, "after", "before", "limit")
+        for name, value in (("after", after), ("before", before)):
+            if value is not None and value < 0:
+                raise bad_param(name)
+        if kind == "2" and before is not None:
+            raise bad_param("before")
+        limit = HISTORY_TRADES_MAX_LIMIT if limit is None else limit
+        if limit < 1:
+            raise bad_param("limit")
+        limit = min(limit, HISTORY_TRADES_MAX_LIMIT)
+        end = self.sim.clock.now_ms() + 1  # only trades that have happened
+        model = self.sim.model
+        if kind == "2":
+            if after is not None:
+                end = min(end, after)
+            job = (model.trades_newest, EXCHANGE, symbol, end, limit)
+        else:
+            job = (model.trades_newest, EXCHANGE, symbol, end, limit, after, before)
+        tr = await http.offload(*job)
+        cols = (tr.id.tolist(), tr.time.tolist(), tr.price.tolist(), tr.qty.tolist(), tr.taker_buy.tolist())
+        return self.ok(trade_rows_desc(http.instrument_of(self.sim, EXCHANGE, symbol), *cols))
 
     async def instruments(self, request: web.Request) -> web.StreamResponse:
         q = request.query
@@ -277,6 +300,25 @@ class OkxRest(ExchangeRest):
 
     async def time(self, request: web.Request) -> web.StreamResponse:
         return self.ok([{"ts": str(self.sim.clock.now_ms())}])
+
+
+def trade_rows_desc(inst: Any, ids: list, times: list, prices: list, qtys: list, buys: list) -> list[dict]:
+    """``market/trades`` / ``market/history-trades`` rows, newest first, from ascending columns."""
+    price, qty = inst.price_str, inst.qty_str
+    rows = [
+        {
+            "instId": inst.code,
+            "side": "buy" if b else "sell",
+            "sz": qty(s),
+            "px": price(p),
+            "source": "0",
+            "tradeId": str(i),
+            "ts": str(t),
+        }
+        for i, t, p, s, b in zip(ids, times, prices, qtys, buys, strict=True)
+    ]
+    rows.reverse()
+    return rows
 
 
 def books_view(sim: Simulator, symbol: str, depth: int) -> tuple[int, list, list, int] | None:
@@ -355,6 +397,7 @@ def setup(app: web.Application, sim: Simulator, state: ExchangeState) -> OkxRest
         "/api/v5/market/history-candles": rest.history_candles,
         "/api/v5/market/books": rest.books,
         "/api/v5/market/trades": rest.trades,
+        "/api/v5/market/history-trades": rest.history_trades,
         "/api/v5/public/instruments": rest.instruments,
         "/api/v5/public/time": rest.time,
     }

@@ -418,6 +418,48 @@ def test_trades_from_id_finds_the_minute_directly():
         assert len(m.trades_from_id(ex, sym, int(whole.id[-1]) + 1, 5, end)) == 0
 
 
+def test_trades_newest_equals_a_filter_of_all_trades():
+    """``trades_newest`` (OKX history-trades) against a brute-force filter of every trade,
+    across a day boundary, with id bounds, time bounds and both."""
+    start = (START // DAY_MS + 1) * DAY_MS - 20 * MINUTE_MS + 5_000  # live day turns after 20 minutes
+    m = new_model(start)
+    end = start + 60 * MINUTE_MS
+    for ex, sym in (("okx", "btc"), ("okx", "bnb"), ("binance", "xrp")):
+        whole = m.trades(ex, sym, m.live_start_ms, end)
+        first, last = int(whole.id[0]), int(whole.id[-1])
+        rnd = random.Random(5)
+        cases = [(end, None, None), (end, first + 1, None), (end, first, None), (end, last + 10**9, None)]
+        cases += [
+            (end, None, last - 3),
+            (end, None, last),
+            (whole.time[0], None, None),
+            (m.live_start_ms, None, None),
+        ]
+        for _ in range(12):
+            below = rnd.randint(first - 5, last + 5)
+            above = rnd.choice([None, below - rnd.randint(-3, 600)])
+            t_end = rnd.choice([end, int(whole.time[rnd.randrange(len(whole))]) + rnd.randint(0, 1)])
+            cases.append((t_end, rnd.choice([None, below]), above))
+        for t_end, below, above in cases:
+            for limit in (1, 100, 1000):
+                keep = whole.time < t_end
+                if below is not None:
+                    keep &= whole.id < below
+                if above is not None:
+                    keep &= whole.id > above
+                want = np.flatnonzero(keep)[-limit:]
+                got = m.trades_newest(ex, sym, int(t_end), limit, below, above)
+                for f in ("id", "time", "price", "qty", "taker_buy"):
+                    assert np.array_equal(getattr(got, f), getattr(whole, f)[want]), (
+                        ex,
+                        sym,
+                        t_end,
+                        below,
+                        above,
+                        f,
+                    )
+
+
 def test_same_market_in_another_process(model):
     """Nothing depends on process state (hash seeds, import order): a fresh interpreter
     computes the same bars and trades for the same seed and start."""

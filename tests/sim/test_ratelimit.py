@@ -110,6 +110,8 @@ def test_okx_per_endpoint_windows():
     assert lim.check(T0 + 2_000, "market/candles").outcome == OK
     assert lim.check(T0, "public/nothing-limited").outcome == OK
     assert [lim.check(T0, "market/trades").outcome for _ in range(101)][-2:] == [OK, LIMITED]
+    assert [lim.check(T0, "market/history-trades").outcome for _ in range(21)][-2:] == [OK, LIMITED]
+    assert lim.check(T0 + 2_000, "market/history-trades").outcome == OK
 
 
 # ------------------------------------------------------------------------------ over HTTP
