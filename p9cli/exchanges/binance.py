@@ -297,9 +297,13 @@ def parse_rest_trades(body: bytes, symbol: str) -> list[Trade]:
         raise MalformedResponse(f"trades: bad row ({exc!r})", exchange=NAME) from None
 
 
-def agg_trades_request(symbol: str, from_id: int, limit: int = 1000) -> RestRequest:
+def agg_trades_request(
+    symbol: str, from_id: int, to_id: int | None = None, page: int = 0, limit: int = 1000
+) -> RestRequest:
     """``GET /api/v3/aggTrades?symbol=BTCUSDT&fromId=N&limit=1000`` (weight 4): the aggregate
-    trades from id ``from_id`` on (the replay after a reconnect)."""
+    trades from id ``from_id`` on (the replay of a hole ``from_id..to_id``). The venue's
+    ``trade_replay_request(symbol, from_id, to_id, page)``: ``to_id`` and ``page`` are not
+    needed (every page starts at the bottom of what is still missing)."""
     params = (("symbol", symbol_code(symbol)), ("fromId", str(int(from_id))), ("limit", str(limit)))
     return RestRequest(AGG_TRADES_PATH, params, WEIGHT_BUCKET, AGG_TRADES_WEIGHT)
 

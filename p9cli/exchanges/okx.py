@@ -78,12 +78,14 @@ HISTORY_CANDLES_BUCKET = "okx:history-candles"
 TIME_BUCKET = "okx:time"
 BOOKS_BUCKET = "okx:books"
 TRADES_BUCKET = "okx:trades"
+HISTORY_TRADES_BUCKET = "okx:history-trades"
 RATE_BUCKETS: tuple[RateBucket, ...] = (
     RateBucket(CANDLES_BUCKET, 40, 2.0, "sliding"),
     RateBucket(HISTORY_CANDLES_BUCKET, 20, 2.0, "sliding"),
     RateBucket(TIME_BUCKET, 10, 2.0, "sliding"),
     RateBucket(BOOKS_BUCKET, 40, 2.0, "sliding"),
     RateBucket(TRADES_BUCKET, 100, 2.0, "sliding"),
+    RateBucket(HISTORY_TRADES_BUCKET, 20, 2.0, "sliding"),
 )
 #: concurrent REST requests of one client (keep-alive connections in its pool)
 REST_MAX_IN_FLIGHT = 40
@@ -329,23 +331,50 @@ def parse_books_snapshot(body: bytes, symbol: str) -> BookSnapshot:
 
 
 # --------------------------------------------------------------------------------------------
-# Recent trades (REST): the replay of a trade hole
+# Recent and history trades (REST): the replay of a trade hole
 
 TRADES_PATH = "/api/v5/market/trades"
 #: the most ``market/trades`` returns (reference 4.3: max 500, default 100)
 TRADES_MAX_LIMIT = 500
+HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
+#: the most ``market/history-trades`` returns (OKX docs: maximum and default 100)
+HISTORY_TRADES_MAX_LIMIT = 100
 
 
-def trades_request(symbol: str, from_id: int = 0, limit: int = TRADES_MAX_LIMIT) -> RestRequest:
+def trades_request(symbol: str, limit: int = TRADES_MAX_LIMIT) -> RestRequest:
     """``GET /api/v5/market/trades?instId=BTC-USDT&limit=500`` (100 requests per 2 s): the newest
-    trades, one row per fill (``tradeId``, no ``count``). The replay of a hole in the ``trades``
-    channel's numbering: OKX numbers its trades contiguously per instrument, so a hole
-    ``from_id..`` that lies within the newest 500 fills is recovered; an older one cannot be
-    (``history-trades`` pages backwards by ``after`` only 100 at a time and is 5x scarcer).
-    ``from_id`` is not a parameter of the endpoint: the caller keeps the rows it wants."""
+    trades, one row per fill (``tradeId``, no ``count``)."""
     if not 1 <= limit <= TRADES_MAX_LIMIT:
         raise ValueError(f"OKX trades limit must be 1..{TRADES_MAX_LIMIT}, got {limit}")
-    return RestRequest(TRADES_PATH, (("instId", symbol_code(symbol)), ("limit", str(limit))), TRADES_BUCKET, 1)
+    return RestRequest(
+        TRADES_PATH, (("instId", symbol_code(symbol)), ("limit", str(limit))), TRADES_BUCKET, 1
+    )
+
+
+def history_trades_request(symbol: str, after_id: int, limit: int = HISTORY_TRADES_MAX_LIMIT) -> RestRequest:
+    """``GET /api/v5/market/history-trades?instId=BTC-USDT&type=1&after=N&limit=100`` (20 requests
+    per 2 s, the last three months): the newest ``limit`` trades with ``tradeId < after_id``
+    (``after`` is exclusive), newest first, rows as ``market/trades``."""
+    if not 1 <= limit <= HISTORY_TRADES_MAX_LIMIT:
+        raise ValueError(f"OKX history-trades limit must be 1..{HISTORY_TRADES_MAX_LIMIT}, got {limit}")
+    params = (
+        ("instId", symbol_code(symbol)),
+        ("type", "1"),
+        ("after", str(int(after_id))),
+        ("limit", str(limit)),
+    )
+    return RestRequest(HISTORY_TRADES_PATH, params, HISTORY_TRADES_BUCKET, 1)
+
+
+def trade_replay_request(symbol: str, from_id: int, to_id: int, page: int) -> RestRequest:
+    """The replay of a hole ``from_id..to_id`` (inclusive) in the ``trades`` channel's numbering
+    (OKX numbers its trades contiguously per instrument). Page 0: ``market/trades``, the newest
+    500 fills (cheap; recovers a recent hole at once). Page 1 on: ``history-trades`` by id, the
+    100 trades just below ``to_id + 1``; the caller shrinks the span from the top as trades
+    arrive and asks again, so a hole older than the newest 500 is reached 100 at a time."""
+    if page <= 0:
+        return trades_request(symbol, TRADES_MAX_LIMIT)
+    return history_trades_request(symbol, int(to_id) + 1, HISTORY_TRADES_MAX_LIMIT)
 
 
 class _RestTrade(msgspec.Struct):
@@ -366,8 +395,9 @@ _rest_trades_decoder = msgspec.json.Decoder(_RestTrades)
 
 
 def parse_recent_trades(body: bytes, symbol: str) -> list[Trade]:
-    """``{"code":"0","data":[{"tradeId","px","sz","side","ts",...}]}`` (newest first) -> trades
-    ascending by ``tradeId``, each one fill (``first == last == tradeId``)."""
+    """``{"code":"0","data":[{"tradeId","px","sz","side","ts",...}]}`` (newest first; the body of
+    ``market/trades`` and of ``market/history-trades``) -> trades ascending by ``tradeId``, each
+    one fill (``first == last == tradeId``)."""
     try:
         env = _rest_trades_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -426,7 +456,9 @@ def checksum(bids: list, asks: list) -> int:
     return crc - (1 << 32) if crc >= (1 << 31) else crc
 
 
-def subscribe_message(args: list[dict[str, str]], request_id: str | None = None, op: str = "subscribe") -> str:
+def subscribe_message(
+    args: list[dict[str, str]], request_id: str | None = None, op: str = "subscribe"
+) -> str:
     """``{"op":"subscribe","args":[{"channel":"trades","instId":"BTC-USDT"}, ...]}``."""
     msg: dict = {"op": op, "args": args}
     if request_id is not None:
@@ -434,7 +466,9 @@ def subscribe_message(args: list[dict[str, str]], request_id: str | None = None,
     return orjson.dumps(msg).decode()
 
 
-def channel_args(symbol: str, channels: tuple[str, ...] = (TRADE_CHANNEL, BOOK_CHANNEL)) -> list[dict[str, str]]:
+def channel_args(
+    symbol: str, channels: tuple[str, ...] = (TRADE_CHANNEL, BOOK_CHANNEL)
+) -> list[dict[str, str]]:
     inst = symbol_code(symbol)
     return [{"channel": ch, "instId": inst} for ch in channels]
 
@@ -655,7 +689,7 @@ VENUE = Venue(
     snapshot_request=lambda symbol: books_request(symbol, SNAPSHOT_DEPTH),
     parse_snapshot=parse_books_snapshot,
     book_resubscribe=book_resubscribe,
-    trade_replay_request=trades_request,
+    trade_replay_request=trade_replay_request,
     parse_trade_replay=parse_recent_trades,
     candle_timeframe="1m",
     empty_candle="previous_close",  # reference 4.2: O/H/L/C default to the previous close (Doc)

@@ -257,9 +257,13 @@ class Venue:
     #: ``book_resubscribe(symbol) -> (unsubscribe message, subscribe message)`` on the
     #: connection that carries the symbol's book (for ``wants_resubscribe``); ``None``: never.
     book_resubscribe: Callable[[str], tuple[str, str]] | None
-    #: optional trade replay after a reconnect: ``trade_replay_request(symbol, from_id)`` and
-    #: ``parse_trade_replay(body, symbol) -> list[Trade]`` (Binance aggTrades ``fromId``).
-    trade_replay_request: Callable[[str, int], RestRequest] | None
+    #: optional replay of a hole in the trade numbering, paged:
+    #: ``trade_replay_request(symbol, from_id, to_id, page)`` for the open span ``from_id..to_id``
+    #: (inclusive; page 0 the first request of a replay, page k the k-th follow-up while the span
+    #: is still open, recomputed from what arrived) and ``parse_trade_replay(body, symbol) ->
+    #: list[Trade]`` (ascending). Binance: aggTrades ``fromId=from_id`` on every page; OKX: page 0
+    #: ``market/trades`` (newest 500), then ``history-trades`` ``after=to_id+1`` (100 below the top).
+    trade_replay_request: Callable[[str, int, int, int], RestRequest] | None
     parse_trade_replay: Callable[[bytes, str], list] | None
     #: timeframe of the exchange-candle subscription for the cross-check.
     candle_timeframe: str = "1m"

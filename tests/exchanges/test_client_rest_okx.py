@@ -95,20 +95,21 @@ def test_server_time_and_buckets():
         "okx:time": (10, 2.0),
         "okx:books": (40, 2.0),
         "okx:trades": (100, 2.0),  # market/trades (reference 4.1)
+        "okx:history-trades": (20, 2.0),  # market/history-trades (reference 4.1)
     }
     assert okx.used_weight({}) == {}
 
 
-# --- market/trades: the replay of a hole in the trades channel's numbering ---------------------
+# --- market/trades, market/history-trades: the replay of a hole in the trades channel's numbering
 
 
 def test_recent_trades_request_and_rows_ascending_one_fill_each():
     from p9cli.exchanges import okx
     from p9cli.exchanges.venue import get_venue
 
-    req = okx.trades_request("btc", 674510800)
+    req = okx.trades_request("btc")
     assert req.path == "/api/v5/market/trades" and dict(req.params) == {"instId": "BTC-USDT", "limit": "500"}
-    assert get_venue("okx").trade_replay_request is okx.trades_request
+    assert get_venue("okx").trade_replay_request is okx.trade_replay_request
     # the documented row (reference 4.3), newest first as OKX sends it
     body = (
         b'{"code":"0","msg":"","data":['
@@ -118,7 +119,9 @@ def test_recent_trades_request_and_rows_ascending_one_fill_each():
         b'"tradeId":"674510826","ts":"1740394561685"}]}'
     )
     trades = okx.parse_recent_trades(body, "btc")
-    assert [(t.trade_id, t.id_first, t.id_last, t.fills, t.side, t.price, t.size, t.ts_ms) for t in trades] == [
+    assert [
+        (t.trade_id, t.id_first, t.id_last, t.fills, t.side, t.price, t.size, t.ts_ms) for t in trades
+    ] == [
         ("674510826", 674510826, 674510826, 1, "buy", 95634.9, 0.00011186, 1740394561685),
         ("674510827", 674510827, 674510827, 1, "sell", 95635.3, 0.00011194, 1740394561686),
     ]
@@ -128,7 +131,30 @@ def test_recent_trades_error_envelope_and_garbage_raise_exchange_errors():
     from p9cli.exchanges import okx
     from p9cli.exchanges.base import ExchangeError
 
-    for body in (b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}', b"<html>502</html>",
-                 b'{"code":"0","data":[{"tradeId":"1","px":"1","sz":"1","side":"up","ts":"1"}]}'):
+    for body in (
+        b'{"code":"51001","msg":"Instrument ID does not exist","data":[]}',
+        b"<html>502</html>",
+        b'{"code":"0","data":[{"tradeId":"1","px":"1","sz":"1","side":"up","ts":"1"}]}',
+    ):
         with pytest.raises(ExchangeError):
             okx.parse_recent_trades(body, "btc")
+
+
+def test_replay_pages_newest_500_then_history_trades_below_the_top_of_the_span():
+    from p9cli.exchanges import okx
+    from p9cli.exchanges.venue import get_venue
+
+    replay = get_venue("okx").trade_replay_request
+    first = replay("btc", 1000, 1999, 0)
+    assert first.target == "/api/v5/market/trades?instId=BTC-USDT&limit=500"
+    assert (first.bucket, first.cost) == ("okx:trades", 1)
+    for page in (1, 2, 7):
+        req = replay("eth", 1000, 1999, page)
+        # after is exclusive: the 100 trades 1900..1999
+        assert req.target == "/api/v5/market/history-trades?instId=ETH-USDT&type=1&after=2000&limit=100"
+        assert (req.bucket, req.cost) == ("okx:history-trades", 1)
+    assert okx.history_trades_request("sol", 5, limit=3).query == "instId=SOL-USDT&type=1&after=5&limit=3"
+    for bad in (0, 101):
+        with pytest.raises(ValueError):
+            okx.history_trades_request("btc", 5, limit=bad)
+    assert get_venue("okx").parse_trade_replay is okx.parse_recent_trades  # one parser, one row shape

@@ -44,9 +44,12 @@ NOTICE_KINDS = {ACK, PONG, ERROR, SUBSCRIBE_FAILED, RECONNECT_SOON, INFO}
 #: per venue: recorded frames (fixtures), the pong the exchange answers a keepalive ping with
 SAMPLES = {
     "binance": {
-        "frames": [t for _u, t in capture_frames(
-            "binance/spot_ws_combined_depth100ms_bookTicker_kline1m_aggTrade_2021-10-12.capture.txt"
-        )],
+        "frames": [
+            t
+            for _u, t in capture_frames(
+                "binance/spot_ws_combined_depth100ms_bookTicker_kline1m_aggTrade_2021-10-12.capture.txt"
+            )
+        ],
         "pong": None,  # protocol-level pings and pongs: the WebSocket library's business
         "rest_snapshots": "binance/spot_rest_depth_limit1000_snapshots_2021-10-12.capture.txt",
     },
@@ -138,10 +141,16 @@ def test_rest_hooks_come_in_pairs(name):
         req = venue.snapshot_request("btc")
         assert isinstance(req, RestRequest) and req.bucket in {b.name for b in MODULES[name].RATE_BUCKETS}
     if venue.trade_replay_request is not None:
-        req = venue.trade_replay_request("btc", 123)
-        assert isinstance(req, RestRequest) and req.bucket in {b.name for b in MODULES[name].RATE_BUCKETS}
-        # from the id on (Binance fromId), or the newest trades (OKX: market/trades has no id bound)
-        assert "123" in req.query or name == "okx"
+        buckets = {b.name for b in MODULES[name].RATE_BUCKETS}
+        for page in (0, 1, 5):
+            req = venue.trade_replay_request("btc", 123, 456, page)
+            assert isinstance(req, RestRequest) and req.bucket in buckets
+            # from the bottom of the span on (Binance fromId); OKX: the newest trades first
+            # (market/trades has no id bound), then down from the top (history-trades after=457)
+            if name == "okx":
+                assert ("after=457" in req.query) == (page > 0)
+            else:
+                assert "fromId=123" in req.query
     # a book that cannot be bridged by REST must be resubscribable, and the other way round
     assert venue.snapshot_request is not None or venue.book_resubscribe is not None
     if venue.book_resubscribe is not None:

@@ -104,16 +104,28 @@ def test_binance_capture_events_match_raw_frames(path, counts):
             assert type(ev) is Trade
             assert same_number(ev.price, data["p"]) and same_number(ev.size, data["q"])
             assert ev.side == ("sell" if data["m"] else "buy")  # m: the buyer was the maker
-            assert (ev.trade_id, ev.id_first, ev.id_last, ev.ts_ms) == (str(data["a"]), data["a"], data["a"], data["T"])
+            assert (ev.trade_id, ev.id_first, ev.id_last, ev.ts_ms) == (
+                str(data["a"]),
+                data["a"],
+                data["a"],
+                data["T"],
+            )
             assert ev.fills == data["l"] - data["f"] + 1
         elif kind == "depthUpdate":
             assert type(ev) is BookDelta
-            assert (ev.first_id, ev.update_id, ev.prev_id, ev.ts_ms) == (data["U"], data["u"], data.get("pu"), data["E"])
+            assert (ev.first_id, ev.update_id, ev.prev_id, ev.ts_ms) == (
+                data["U"],
+                data["u"],
+                data.get("pu"),
+                data["E"],
+            )
             assert ev.bids == data["b"] and ev.asks == data["a"]
         else:
             k = data["k"]
             assert type(ev) is ExchangeCandle and ev.timeframe == "1m" and stream.endswith("@kline_1m")
-            assert (ev.open_time, ev.closed, ev.trades) == (k["t"], k["x"], k["n"]) and k["T"] == k["t"] + 59_999
+            assert (ev.open_time, ev.closed, ev.trades) == (k["t"], k["x"], k["n"]) and k["T"] == k[
+                "t"
+            ] + 59_999
             for got, key in (
                 (ev.open, "o"),
                 (ev.high, "h"),
@@ -198,7 +210,12 @@ def test_binance_control_frames(frame, expected):
 
 
 def test_binance_unused_streams_decode_to_nothing():
-    assert binance.decode(b'{"stream":"bnbusdt@bookTicker","data":{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}}') == []
+    assert (
+        binance.decode(
+            b'{"stream":"bnbusdt@bookTicker","data":{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}}'
+        )
+        == []
+    )
     assert binance.decode(b'{"e":"somethingNew","E":1}') == []
 
 
@@ -250,7 +267,10 @@ def test_bybit_trades_exact():
             b'{"success":true,"ret_msg":"subscribe","conn_id":"4492c76f","req_id":"10001","op":"subscribe"}',
             Notice("bybit", ACK, None, "subscribe", "10001"),
         ),
-        (b'{"success":true,"ret_msg":"pong","conn_id":"0970e817","op":"ping"}', Notice("bybit", PONG, None, "pong")),
+        (
+            b'{"success":true,"ret_msg":"pong","conn_id":"0970e817","op":"ping"}',
+            Notice("bybit", PONG, None, "pong"),
+        ),
         (
             b'{"success":true,"ret_msg":"pong","conn_id":"0970e817","req_id":"","op":"ping"}',
             Notice("bybit", PONG, None, "pong"),
@@ -273,7 +293,9 @@ def test_bybit_kline_doc_push():
         b'"confirm":false,"timestamp":1672324988882}],"ts":1672324988882,"type":"snapshot"}'
     )
     assert bybit.decode(frame) == [
-        ExchangeCandle("bybit", "btc", "5m", 1672324800000, 16649.5, 16677.0, 16608.0, 16677.0, 2.081, False, 34666.4005)
+        ExchangeCandle(
+            "bybit", "btc", "5m", 1672324800000, 16649.5, 16677.0, 16608.0, 16677.0, 2.081, False, 34666.4005
+        )
     ]
     (bad,) = bybit.decode(frame.replace(b"kline.5.", b"kline.W."))
     assert type(bad) is Malformed and "timeframes" in bad.reason
@@ -307,7 +329,11 @@ def test_okx_2022_capture_matches_raw_frames():
             (d,) = raw["data"]
             assert type(ev) is (BookSnapshot if raw["action"] == "snapshot" else BookDelta)
             assert ev.symbol == _symbol(raw["arg"]["instId"])
-            assert (ev.update_id, ev.checksum, ev.ts_ms) == (None, d["checksum"], int(d["ts"]))  # no seqId in 2022
+            assert (ev.update_id, ev.checksum, ev.ts_ms) == (
+                None,
+                d["checksum"],
+                int(d["ts"]),
+            )  # no seqId in 2022
             assert ev.bids == d["bids"] and ev.asks == d["asks"]
     assert seen == {"ack": 18, "tickers": 28, "trades": 74, "books": 290}
 
@@ -332,7 +358,16 @@ OKX_2026_TRADE = (
 def test_okx_2026_trade_with_count_source_and_seqid():
     assert okx.decode(OKX_2026_TRADE) == [
         Trade(
-            "okx", "btc", 1791369376364, 83753.0, 0.000011, "sell", "1067468269", 1067468267, 1067468269, 82083114838,
+            "okx",
+            "btc",
+            1791369376364,
+            83753.0,
+            0.000011,
+            "sell",
+            "1067468269",
+            1067468267,
+            1067468269,
+            82083114838,
             fills=3,
         )
     ]
@@ -342,7 +377,9 @@ def okx_books_frame(action: str, seq: int, prev: int, bids, asks, checksum: int 
     item = {"asks": asks, "bids": bids, "ts": "1791369376364", "prevSeqId": prev, "seqId": seq}
     if checksum is not None:
         item["checksum"] = checksum
-    return json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [item]}).encode()
+    return json.dumps(
+        {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [item]}
+    ).encode()
 
 
 def test_okx_2026_books_frames():
@@ -362,7 +399,17 @@ def test_okx_candle_doc_push_on_utc_channel():
     )
     assert okx.decode(frame) == [
         ExchangeCandle(
-            "okx", "btc", "1d", 1597026383085, 8533.02, 8553.74, 8527.17, 8548.26, 45247.0, False, 5529.5858061
+            "okx",
+            "btc",
+            "1d",
+            1597026383085,
+            8533.02,
+            8553.74,
+            8527.17,
+            8548.26,
+            45247.0,
+            False,
+            5529.5858061,
         )
     ]
     (bad,) = okx.decode(frame.replace(b"candle1Dutc", b"candle1D"))  # Hong-Kong day: not p9's 1d
@@ -458,7 +505,9 @@ def test_a_huge_frame_gives_a_short_malformed(adapter):
 # ---------------------------------------------------------------------------- REST parsers
 
 
-@pytest.mark.parametrize("path", ["binance/rest/spot_trades_BTCUSDT_limit15.json", "binance/rest/usdm_trades_BTCUSDT_limit5.json"])
+@pytest.mark.parametrize(
+    "path", ["binance/rest/spot_trades_BTCUSDT_limit15.json", "binance/rest/usdm_trades_BTCUSDT_limit5.json"]
+)
 def test_binance_rest_trades(path):
     raw = read_json(path)
     trades = binance.parse_rest_trades(read_bytes(path), "btc")
@@ -470,8 +519,9 @@ def test_binance_rest_trades(path):
 
 
 def test_binance_agg_trades_replay_request_and_parser():
-    req = binance.VENUE.trade_replay_request("btc", 26129)
+    req = binance.VENUE.trade_replay_request("btc", 26129, 26500, 0)
     assert (req.target, req.cost) == ("/api/v3/aggTrades?symbol=BTCUSDT&fromId=26129&limit=1000", 4)
+    assert binance.VENUE.trade_replay_request("btc", 26129, 26500, 3) == req  # to_id and page unused
     body = b'[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true}]'
     assert binance.VENUE.parse_trade_replay(body, "btc") == [
         Trade("binance", "btc", 1498793709153, 0.01633102, 4.70443515, "sell", "26129", 26129, 26129)
@@ -488,7 +538,12 @@ def test_bybit_rest_recent_trades_oldest_first():
     trades = bybit.parse_rest_recent_trades(read_bytes(path))
     assert len(trades) == len(raw)
     for t, r in zip(trades, reversed(raw), strict=True):
-        assert (t.trade_id, t.ts_ms, t.side, t.symbol) == (r["execId"], int(r["time"]), r["side"].lower(), "btc")
+        assert (t.trade_id, t.ts_ms, t.side, t.symbol) == (
+            r["execId"],
+            int(r["time"]),
+            r["side"].lower(),
+            "btc",
+        )
         assert same_number(t.price, r["price"]) and same_number(t.size, r["size"])
 
 
@@ -496,7 +551,9 @@ def test_binance_rest_depth_snapshot():
     path = "binance/rest/usdm_depth_BTCUSDT_limit5.json"
     raw = read_json(path)
     snap = binance.VENUE.parse_snapshot(read_bytes(path), "btc")
-    assert snap == BookSnapshot("binance", "btc", raw["lastUpdateId"], raw["bids"], raw["asks"], raw["T"], True)
+    assert snap == BookSnapshot(
+        "binance", "btc", raw["lastUpdateId"], raw["bids"], raw["asks"], raw["T"], True
+    )
     req = binance.VENUE.snapshot_request("btc")
     assert (req.target, req.cost) == ("/api/v3/depth?symbol=BTCUSDT&limit=1000", 50)
     assert binance.depth_request("btc", 100).cost == 5 and binance.depth_request("btc", 5000).cost == 250
@@ -510,7 +567,10 @@ def test_bybit_rest_orderbook():
     snap = bybit.parse_rest_orderbook(read_bytes("bybit/testnet_spot_rest_v5_orderbook_2023-12-23.json"))
     assert (snap.symbol, snap.update_id, snap.ts_ms, snap.from_rest) == ("btc", 1458765, 1703314210368, True)
     assert snap.bids[0] == ["29714.9", "0.0008"] and snap.asks[0] == ["29727.05", "0.000069"]
-    assert bybit.orderbook_request("btc", 200).target == "/v5/market/orderbook?category=spot&symbol=BTCUSDT&limit=200"
+    assert (
+        bybit.orderbook_request("btc", 200).target
+        == "/v5/market/orderbook?category=spot&symbol=BTCUSDT&limit=200"
+    )
 
 
 def test_okx_rest_books_snapshot_with_seqid():
@@ -521,8 +581,13 @@ def test_okx_rest_books_snapshot_with_seqid():
     )
     snap = okx.VENUE.parse_snapshot(body, "btc")
     assert snap == BookSnapshot(
-        "okx", "btc", 3235823451, [["41006.3", "0.30178218", "0", "2"]], [["41006.8", "0.60038921", "0", "1"]],
-        1629966436396, True,
+        "okx",
+        "btc",
+        3235823451,
+        [["41006.3", "0.30178218", "0", "2"]],
+        [["41006.8", "0.60038921", "0", "1"]],
+        1629966436396,
+        True,
     )
     req = okx.VENUE.snapshot_request("btc")
     assert (req.target, req.bucket) == ("/api/v5/market/books?instId=BTC-USDT&sz=400", okx.BOOKS_BUCKET)
