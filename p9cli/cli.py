@@ -93,6 +93,36 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+#: ``P9_LOG`` values: what p9's own log lines (REST retries, trade replays, book resyncs,
+#: given-up trade holes ...) show on stderr; unset: none
+LOG_LEVELS = ("debug", "info", "warning")
+
+
+def _log_from_env() -> None:
+    """``P9_LOG=info``: p9's log lines on stderr, one per event, UTC-stamped (not a setting:
+    a diagnosis switch, like ``P9_DEBUG``)."""
+    value = os.environ.get("P9_LOG", "").strip().lower()
+    if not value:
+        return
+    if value not in LOG_LEVELS:
+        _fail(
+            f"P9_LOG={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)} (or leave it unset)",
+            EXIT_USAGE,
+        )
+    import logging
+    import time
+
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ p9 %(name)s %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger("p9cli")
+    root.addHandler(handler)
+    root.setLevel(value.upper())
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -101,6 +131,7 @@ def main_options(
     ] = False,
 ) -> None:
     """p9 command line."""
+    _log_from_env()
     if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
         # a bare `p9`: the help, exit 0 (asking what p9 can do is not an error)
         typer.echo(ctx.get_help(), nl=False)
@@ -390,8 +421,15 @@ def stream(
             okx_rest_url=okx_rest_url,
         ),
         uses=(
-            Use.WS_URLS, Use.REST_URLS, Use.SYMBOLS, Use.EXCHANGES, Use.DATA_DIR, Use.REDIS_URL,
-            Use.WORKER_ID, Use.TIMEFRAMES, Use.CANDLES,
+            Use.WS_URLS,
+            Use.REST_URLS,
+            Use.SYMBOLS,
+            Use.EXCHANGES,
+            Use.DATA_DIR,
+            Use.REDIS_URL,
+            Use.WORKER_ID,
+            Use.TIMEFRAMES,
+            Use.CANDLES,
         ),
     )
     from p9cli.services import stream as service
@@ -409,7 +447,9 @@ def status(
     ] = False,
     json_out: Annotated[
         bool,
-        typer.Option("--json", help="Machine-readable report (with --follow: one per line); see docs/status.md."),
+        typer.Option(
+            "--json", help="Machine-readable report (with --follow: one per line); see docs/status.md."
+        ),
     ] = False,
 ) -> None:
     """Health of the whole system from Redis: Redis itself, every stream worker, every
@@ -422,7 +462,6 @@ def status(
     from p9cli.services import status as service
 
     raise typer.Exit(_run(service.run, settings, follow=follow, as_json=json_out))
-
 
 
 @app.command("watch")
@@ -450,6 +489,7 @@ def watch(
     from p9cli.services import watch as service
 
     raise typer.Exit(_run(service.run, settings, pairs, once=once))
+
 
 @app.command("sim")
 def sim(

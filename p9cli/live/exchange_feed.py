@@ -84,9 +84,11 @@ class FeedOptions:
     stable_after_s: float = 10.0
     #: an open hole in the trade numbering is final (counted as missing) after this long
     trade_settle_s: float = 3.0
-    #: how much longer a trade hole stays open while its REST replay is still being retried (a
-    #: Binance 429 asks for up to 60 s of silence from all REST; several can come in a row)
-    replay_hold_s: float = 180.0
+    #: how much longer a trade hole stays open while its REST replay is still being tried (a
+    #: Binance 429 asks for up to 60 s of silence from all REST and several can come in a row;
+    #: Binance keeps its aggregate trades and OKX three months of trades, so the trades are
+    #: there to be had: only a replay failing for this long gives them up)
+    replay_hold_s: float = 600.0
     #: larger holes are not replayed over REST (a renumbering, or too long an outage)
     max_replay_trades: int = 5000
     #: subscribe to the exchange's own candle stream (cross-check of live candles)
@@ -640,6 +642,14 @@ class ExchangeFeed:
             lost_holes = [h for h in tape.holes if now - h[2] >= tape.settle_s + hold]
             lost = tape.settle(now, hold)
             if lost:
+                log.info(
+                    "%s %s: gave up on %d trades (holes %s; replay %s)",
+                    self.name,
+                    symbol,
+                    lost,
+                    ", ".join(f"{h[0]}..{h[1]} open {now - h[2]:.0f} s" for h in lost_holes),
+                    "pending" if hold else "not pending",
+                )
                 builder = self.candles.get(symbol)
                 if builder is not None:
                     for h in lost_holes:

@@ -59,7 +59,7 @@ async def test_drops_malformed_frames_and_depth_gaps(live_sim):
         # a malformed frame is never a reason to reconnect: far fewer reconnects than bad frames
         assert s["reconnects"] < s["malformed"] + s["book_resyncs"]["gap"], s
     assert await check_books_against_truth(sim.control_url, rec.books) >= 9
-    # Binance (aggTrades fromId) and OKX (market/trades, the newest 500) replay a trade-id hole
+    # Binance (aggTrades fromId) and OKX (market/trades, then history-trades) replay a trade-id hole
     # over REST and count what they cannot replay; Bybit has no trade numbering: only "no
     # duplicate, every trade true" can be checked there
     assert stats["binance"]["trades_replayed"] >= 1, stats["binance"]  # holes refilled over REST
