@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from p9cli.fusion.units import RAW, Units
+
 SECOND_MS = 1000
 #: buckets kept: the longest window plus a margin.
 KEEP_SECONDS = 330
@@ -115,7 +117,9 @@ class TradeFlow:
         """Annualised volatility of one-second log returns over the last ``seconds`` complete
         seconds, in percent; ``None`` with fewer than 30 seconds of history."""
         lo = now_sec - seconds
-        closes: list[tuple[int, float]] = [(b[_SEC], b[_LAST]) for b in self.buckets if lo - 1 <= b[_SEC] < now_sec]
+        closes: list[tuple[int, float]] = [
+            (b[_SEC], b[_LAST]) for b in self.buckets if lo - 1 <= b[_SEC] < now_sec
+        ]
         if len(closes) < 2:
             return None
         first_sec = closes[0][0]
@@ -133,8 +137,8 @@ class TradeFlow:
         variance = sum_sq / span
         return 100.0 * math.sqrt(variance * SECONDS_PER_YEAR)
 
-    def snapshot(self, now_ms: int) -> dict:
-        """The flow figures at exchange time ``now_ms`` (JSON-ready)."""
+    def snapshot(self, now_ms: int, units: Units = RAW) -> dict:
+        """The flow figures at exchange time ``now_ms`` (JSON-ready), rounded by ``units``."""
         now_sec = now_ms // SECOND_MS
         out: dict = {"last_price": self.last_price, "last_trade_ms": self.last_ts_ms, "trades": self.trades}
         for w in WINDOWS_S:
@@ -142,14 +146,14 @@ class TradeFlow:
             out[f"trades_per_s_{w}s"] = n / w
         n60, vol60, quote60, buy60, sell60 = self._window(now_sec, 60)
         _, vol300, quote300, _, _ = self._window(now_sec, 300)
-        out["volume_60s"] = vol60
-        out["quote_volume_60s"] = quote60
-        out["vwap_60s"] = quote60 / vol60 if vol60 > 0 else None
-        out["vwap_300s"] = quote300 / vol300 if vol300 > 0 else None
-        out["buy_volume_60s"] = buy60
-        out["sell_volume_60s"] = sell60
-        out["delta_60s"] = buy60 - sell60
-        out["buy_share_60s"] = buy60 / vol60 if vol60 > 0 else None
-        out["cvd"] = self.cvd
+        out["volume_60s"] = units.size(vol60)
+        out["quote_volume_60s"] = units.quote(quote60)
+        out["vwap_60s"] = units.price(quote60 / vol60) if vol60 > 0 else None
+        out["vwap_300s"] = units.price(quote300 / vol300) if vol300 > 0 else None
+        out["buy_volume_60s"] = units.size(buy60)
+        out["sell_volume_60s"] = units.size(sell60)
+        out["delta_60s"] = units.size(buy60 - sell60)
+        out["buy_share_60s"] = units.ratio(buy60 / vol60) if vol60 > 0 else None
+        out["cvd"] = units.size(self.cvd)
         out["realized_vol_300s_pct"] = self.realized_vol_pct(now_sec)
         return out

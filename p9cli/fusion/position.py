@@ -1,11 +1,17 @@
 """The live price against a structure document (``p9.structure/2``): nearest support and
 resistance with distances in % and in ATR of 1h/4h/1d, value-area position, liquidity zone,
 volatility regime and trend bias. Pure functions over plain dicts; ``None`` where the
-structure does not say."""
+structure does not say.
+
+Level, value-area and zone prices are the document's (already on its tick); what is computed here
+is rounded once (:mod:`p9cli.fusion.units`): the stop hints to the nearest multiple of the
+document's ``tick``, ``distance_pct`` and ``distance_atr`` to 6 decimals."""
 
 from __future__ import annotations
 
 import math
+
+from p9cli.fusion.units import Units, units_of
 
 #: ATR timeframes every distance is expressed in
 ATR_TIMEFRAMES = ("1h", "4h", "1d")
@@ -44,14 +50,14 @@ def level_distance(doc: dict | None, level: dict, price: float) -> dict:
     lp = float(level["price"])
     out = {
         "price": lp,
-        "distance_pct": (lp - price) / price * 100.0 if price else None,
+        "distance_pct": Units.ratio((lp - price) / price * 100.0) if price else None,
         "distance_atr": {},
         "kind": level.get("kind"),
         "strength": _num(level.get("strength")),
     }
     for tf in ATR_TIMEFRAMES:
         atr = atr_of(doc, tf)
-        out["distance_atr"][tf] = (lp - price) / atr if atr else None
+        out["distance_atr"][tf] = Units.ratio((lp - price) / atr) if atr else None
     return out
 
 
@@ -182,23 +188,34 @@ def bias(doc: dict | None, price: float | None = None) -> dict:
     if score is not None:
         score = max(-1.0, min(1.0, score))
     sign = 0 if score is None or abs(score) < 0.1 else (1 if score > 0 else -1)
-    return {"sign": sign, "confidence": abs(score) if score is not None else 0.0, "score": score,
-            "tf_alignment": tf_align, "structure_score": structure_score}
+    return {
+        "sign": sign,
+        "confidence": abs(score) if score is not None else 0.0,
+        "score": score,
+        "tf_alignment": tf_align,
+        "structure_score": structure_score,
+    }
 
 
 def hints(doc: dict | None, support: dict | None, resistance: dict | None, rv_pct: float | None) -> dict:
+    """Stop hints (``STOP_ATR_MULT`` x ATR(``STOP_ATR_TF``) beyond the nearest support /
+    resistance, on the document's tick) and the volatility size scalar."""
     atr = atr_of(doc, STOP_ATR_TF)
     stop = None
     if atr:
+        units = units_of(doc)
         stop = {
             "atr_mult": STOP_ATR_MULT,
             "atr_timeframe": STOP_ATR_TF,
-            "long": support["price"] - STOP_ATR_MULT * atr if support else None,
-            "short": resistance["price"] + STOP_ATR_MULT * atr if resistance else None,
+            "long": units.on_tick(support["price"] - STOP_ATR_MULT * atr) if support else None,
+            "short": units.on_tick(resistance["price"] + STOP_ATR_MULT * atr) if resistance else None,
         }
     size = None
     rv = _num(rv_pct)
     if rv and rv > 0:
-        size = {"scalar": min(SIZE_MAX_SCALAR, SIZE_TARGET_VOL_PCT / rv), "target_vol_pct": SIZE_TARGET_VOL_PCT,
-                "max_scalar": SIZE_MAX_SCALAR}
+        size = {
+            "scalar": min(SIZE_MAX_SCALAR, SIZE_TARGET_VOL_PCT / rv),
+            "target_vol_pct": SIZE_TARGET_VOL_PCT,
+            "max_scalar": SIZE_MAX_SCALAR,
+        }
     return {"stop": stop, "size": size}

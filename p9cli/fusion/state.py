@@ -1,6 +1,7 @@
 """One pair's live state (flow, book figures, live candles, level events, structure) and the
 three payloads built from it as plain dicts. No I/O: the stream service feeds events in and
-offers the payloads to the publisher."""
+offers the payloads to the publisher. The numbers computed live are rounded when a payload is
+built, to the increments of the current structure document (:mod:`p9cli.fusion.units`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from p9cli.fusion import position as pos
 from p9cli.fusion.bookstats import book_figures
 from p9cli.fusion.flow import TradeFlow
 from p9cli.fusion.level_events import LevelEvents, distances
+from p9cli.fusion.units import Units, units_of
 
 #: depth read from the live book per state (levels per side)
 BOOK_LEVELS = 200
@@ -63,8 +65,16 @@ def candle_dict(c) -> dict | None:
     vals = (c.open, c.high, c.low, c.close, c.volume)
     if not all(math.isfinite(v) for v in vals):
         return None
-    return {"open_time": c.open_time, "open": c.open, "high": c.high, "low": c.low, "close": c.close,
-            "volume": c.volume, "closed": bool(c.closed), "complete": bool(c.complete)}
+    return {
+        "open_time": c.open_time,
+        "open": c.open,
+        "high": c.high,
+        "low": c.low,
+        "close": c.close,
+        "volume": c.volume,
+        "closed": bool(c.closed),
+        "complete": bool(c.complete),
+    }
 
 
 class PairState:
@@ -76,6 +86,7 @@ class PairState:
         self._book_src = None  # the newest in-sync BookState (its ``book`` is the live book)
         self._book_fig: dict | None = None  # figures of the newest state they were built for
         self._book_fig_src = None
+        self._book_fig_units: Units | None = None
         self.book_seq: int | None = None
         self.book_recv_ms: int | None = None
         self.book_ts_ms: int | None = None
@@ -83,6 +94,8 @@ class PairState:
         self.forming: dict[str, dict | None] = {}
         self.last_closed: dict[str, dict | None] = {}
         self.structure = structure
+        #: the instrument's increments (the structure document's tick and qty_step)
+        self.units: Units = units_of(structure)
         self.structure_ms: int | None = None
         #: the structure document is older than its timeframes allow (set by the stream service)
         self.structure_stale = False
@@ -102,13 +115,14 @@ class PairState:
 
     def on_book(self, bids, asks, update_id, seq, ts_ms: int | None, recv_ms: int | None) -> None:
         """A book state as plain levels (best first): the figures are built at once."""
-        fig = book_figures(bids, asks, update_id)
+        fig = book_figures(bids, asks, update_id, self.units)
         if fig is None:
             return
         if seq is not None:
             fig["seq"] = seq
         self._book_src = self._book_fig_src = object()
         self._book_fig = fig
+        self._book_fig_units = self.units
         self._on_book_times(ts_ms, recv_ms)
 
     def on_book_state(self, state) -> None:
@@ -131,24 +145,32 @@ class PairState:
         src = self._book_src
         if src is None:
             return None
-        if src is not self._book_fig_src:
+        # rebuilt for a new state, or for new units (a new structure document) when the state
+        # holds its book (the plain levels of on_book are not kept)
+        if src is not self._book_fig_src or (self._book_fig_units != self.units and hasattr(src, "book")):
             live = src.book
             bid, ask = live.bids.best(), live.asks.best()
             # the live book is the handed-on state until the feed hands on the next one; if it
             # moved on without one (a connection switchover), keep the last consistent figures
-            if bid is None or ask is None or (float(bid[0]), float(bid[1]), float(ask[0]), float(ask[1])) != (
-                src.bid, src.bid_size, src.ask, src.ask_size
+            if (
+                bid is None
+                or ask is None
+                or (float(bid[0]), float(bid[1]), float(ask[0]), float(ask[1]))
+                != (src.bid, src.bid_size, src.ask, src.ask_size)
             ):
                 return self._book_fig
-            fig = book_figures(live.bids.top(BOOK_LEVELS), live.asks.top(BOOK_LEVELS), src.update_id)
+            fig = book_figures(
+                live.bids.top(BOOK_LEVELS), live.asks.top(BOOK_LEVELS), src.update_id, self.units
+            )
             if fig is not None and src.seq is not None:
                 fig["seq"] = src.seq
-            self._book_fig, self._book_fig_src = fig, src
+            self._book_fig, self._book_fig_src, self._book_fig_units = fig, src, self.units
         return self._book_fig
 
     def set_structure(self, doc: dict | None, now_ms: int) -> None:
         """A (new) structure document: its age counts from the exchange time it reflects."""
         self.structure = doc
+        self.units = units_of(doc)
         as_of = structure_as_of(doc)
         self.structure_ms = None if doc is None else (as_of if as_of is not None else now_ms)
         self.structure_stale = doc is not None and structure_stale(doc, now_ms)
@@ -178,8 +200,16 @@ class PairState:
             if r is None or not all(fin(x) for x in r[1:6]):
                 self.forming[tf] = None
             else:
-                self.forming[tf] = {"open_time": r[0], "open": r[1], "high": r[2], "low": r[3], "close": r[4],
-                                    "volume": r[5], "closed": False, "complete": bool(r[6])}
+                self.forming[tf] = {
+                    "open_time": r[0],
+                    "open": r[1],
+                    "high": r[2],
+                    "low": r[3],
+                    "close": r[4],
+                    "volume": r[5],
+                    "closed": False,
+                    "complete": bool(r[6]),
+                }
 
     def tick_levels(self, now_ms: int) -> None:
         """Advance the level-event machine by the range traded since the previous tick."""
@@ -188,7 +218,7 @@ class PairState:
         doc = self.structure
         if price is None or not doc:
             return
-        d = distances(pos.atr_of(doc, "1h"), None)
+        d = distances(pos.atr_of(doc, "1h"), self.units.tick)
         if d is None:
             return
         low, high = rng if rng else (price, price)
@@ -211,7 +241,9 @@ class PairState:
         return {
             "trade_age_ms": None if lt is None else int(now_ms - lt),
             "book_age_ms": None if self.book_recv_ms is None else int(now_ms - self.book_recv_ms),
-            "structure_age_ms": None if self.structure_ms is None else max(0, int(now_ms - self.structure_ms)),
+            "structure_age_ms": None
+            if self.structure_ms is None
+            else max(0, int(now_ms - self.structure_ms)),
             "book_valid": self._book_src is not None,
             "stale_sources": self.stale_sources(now_ms),
         }
@@ -226,17 +258,20 @@ class PairState:
             return None
         support, resistance = pos.nearest_levels(self.structure, price)
         va = pos.value_area(self.structure, price)
-        return {"support": support, "resistance": resistance,
-                "value_area": va["position"] if va else None,
-                "above_poc": va["above_poc"] if va else None,
-                "zone": pos.zone_at(self.structure, price)}
+        return {
+            "support": support,
+            "resistance": resistance,
+            "value_area": va["position"] if va else None,
+            "above_poc": va["above_poc"] if va else None,
+            "zone": pos.zone_at(self.structure, price),
+        }
 
     def _snapshot(self, now_ms: int) -> dict:
         """The flow figures at ``now_ms`` (computed once per instant and trade count: the payloads
         built together share them). A fresh dict each call: payloads own their parts."""
-        key = (now_ms, self.flow.trades)
+        key = (now_ms, self.flow.trades, self.units)
         if self._snap_cache[0] != key:
-            self._snap_cache = (key, self.flow.snapshot(now_ms))
+            self._snap_cache = (key, self.flow.snapshot(now_ms, self.units))
         return dict(self._snap_cache[1])
 
     def _bias(self, price: float | None) -> dict:
@@ -251,10 +286,16 @@ class PairState:
     def fusion_fields(self, now_ms: int) -> dict | None:
         """The fusion_data fields, or ``None`` when nothing changed since the last call."""
         book = self.book
-        key = (self.flow.trades, book["update_id"] if book else None,
-               tuple((tf, (c or {}).get("close"), (c or {}).get("volume")) for tf, c in sorted(self.forming.items())),
-               tuple((tf, (c or {}).get("open_time")) for tf, c in sorted(self.last_closed.items())),
-               self.structure_ms)
+        key = (
+            self.flow.trades,
+            book["update_id"] if book else None,
+            tuple(
+                (tf, (c or {}).get("close"), (c or {}).get("volume"))
+                for tf, c in sorted(self.forming.items())
+            ),
+            tuple((tf, (c or {}).get("open_time")) for tf, c in sorted(self.last_closed.items())),
+            self.structure_ms,
+        )
         if key == self._last_fusion_key:
             return None
         self._last_fusion_key = key
@@ -286,11 +327,18 @@ class PairState:
         rv = flow.get("realized_vol_300s_pct")
         fusion = None
         if doc:
-            fusion = {**(self.position() or {}), "regime": pos.regime(doc, rv), "bias": self._bias(price),
-                      "events": self.events.recent()}
-        return {"structure": summary, "live": {"price": price, "flow": flow, "book": self.book,
-                                                "candles": self.candles()},
-                "fusion": fusion, "freshness": self.freshness(now_ms)}
+            fusion = {
+                **(self.position() or {}),
+                "regime": pos.regime(doc, rv),
+                "bias": self._bias(price),
+                "events": self.events.recent(),
+            }
+        return {
+            "structure": summary,
+            "live": {"price": price, "flow": flow, "book": self.book, "candles": self.candles()},
+            "fusion": fusion,
+            "freshness": self.freshness(now_ms),
+        }
 
     def precision9_fields(self, now_ms: int) -> dict:
         doc = self.structure
