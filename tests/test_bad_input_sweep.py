@@ -147,6 +147,7 @@ def _cases(data: Path, redis_port: int, dead: int, busy: int) -> list[Case]:
         Case("fetch p9.toml unknown key", ["fetch-history", *d], 2, "unknown key", cwd="unknown_key"),
         Case("fetch P9_CONFIG names no file", ["fetch-history", *d], 2, "P9_CONFIG",
              env={"P9_CONFIG": "/nonexistent/p9.toml"}),
+        Case("fetch P9_LOG not a level", ["fetch-history", *d], 2, "P9_LOG", env={"P9_LOG": "loud"}),
         Case("fetch unknown option", ["fetch-history", "--nosuch", *d], 2, "--nosuch"),
         Case("fetch exchange unreachable", ["fetch-history", *bin1, "--timeframes", "1h", "--endpoints", "sim",
                                             "--binance-rest-url", f"http://127.0.0.1:{dead}", *d],
