@@ -82,7 +82,7 @@ def _is_power_of_ten(step: float) -> bool:
 def round_to(x: float, step: float | None, decimals: int | None = None) -> float:
     """``x`` rounded to the nearest multiple of ``step`` (then to ``decimals`` places, which
     removes float noise such as 0.30000000000000004). A value within 1e-9 steps of a multiple
-    is kept on that multiple; no step: ``x`` to 8 decimals."""
+    is kept on that multiple; no step (or a non-finite x): ``x`` unchanged."""
     if not step or not math.isfinite(x):
         return x
     d = decimals_of(step) if decimals is None else decimals
