@@ -11,7 +11,8 @@ A pure state machine: no I/O, no clock of its own. The feed layer calls, per (ex
   (:class:`p9cli.exchanges.venue.ExchangeCandle`) and ``on_rest_candles(timeframe, candles)``
   with its REST klines: cross-check of closed candles, completion of incomplete ones;
 * ``mark_incomplete(from_ms, to_ms)`` when the feed missed trades it cannot replay (a trade gap,
-  a blind reconnect window).
+  a blind reconnect window); ``suspect_from(ms)`` / ``resolve_suspect(to_ms | None)`` around a
+  lost frame that may have held trades, until the next trade shows whether any are missing.
 
 It returns events (lists, in order):
 
@@ -260,6 +261,7 @@ class CandleBuilder:
         "_recent",
         "_xpending",
         "_blind",
+        "_suspect",
         "_started",
         "_last",
         "_mo",
@@ -342,6 +344,9 @@ class CandleBuilder:
         #: per timeframe: exchange closed candles that came before ours closed
         self._xpending: list[dict[int, object]] = [{} for _ in range(n)]
         self._blind: list[tuple[int, int]] = []
+        #: exchange time after which a lost frame may have held trades, until the next trade
+        #: shows what was lost (:meth:`suspect_from`); None: nothing in doubt
+        self._suspect: int | None = None
         #: stored 1m candles that seed the higher timeframes' first bars at start (then dropped)
         self._seed_minutes = seed_minutes if seed_minutes is not None and len(seed_minutes) else None
         self._started = False
@@ -438,8 +443,16 @@ class CandleBuilder:
             if self.empty == PREVIOUS_CLOSE and j - k != (mo - bo) // MINUTE_MS:
                 continue  # a minute of the bar is missing from the stored series
             if rows is None:
-                rows = (ot.tolist(), m.open.tolist(), m.high.tolist(), m.low.tolist(), m.close.tolist(),
-                        m.volume.tolist(), m.quote_volume.tolist(), m.trades.tolist())
+                rows = (
+                    ot.tolist(),
+                    m.open.tolist(),
+                    m.high.tolist(),
+                    m.low.tolist(),
+                    m.close.tolist(),
+                    m.volume.tolist(),
+                    m.quote_volume.tolist(),
+                    m.trades.tolist(),
+                )
             acc = [bo, 0.0, 0.0, 0.0, 0.0, 0, 0, 0]
             for r in range(k, j):
                 v = rows[5][r]
@@ -561,6 +574,21 @@ class CandleBuilder:
         replay: every candle overlapping that window that has not closed yet is incomplete."""
         if to_ms > from_ms:
             self._add_blind(from_ms, to_ms)
+
+    def suspect_from(self, from_ms: int) -> None:
+        """A frame that may have held trades was lost after ``from_ms`` (exchange time: the last
+        trade seen): until :meth:`resolve_suspect`, no candle reaching past it is complete (the
+        clock may close it meanwhile: it then waits for the exchange's own candle)."""
+        if self._suspect is None:
+            self._suspect = from_ms
+
+    def resolve_suspect(self, to_ms: int | None) -> None:
+        """The next trade arrived. ``to_ms``: trades may be missing up to there (a venue without
+        trade numbers); None: none are (the numbering shows no hole, or its hole was marked)."""
+        start = self._suspect
+        self._suspect = None
+        if start is not None and to_ms is not None:
+            self.mark_incomplete(start, to_ms)
 
     def _add_blind(self, start: int, end: int) -> None:
         blind = self._blind
@@ -797,4 +825,6 @@ class CandleBuilder:
         )  # fmt: skip
 
     def _blind_overlaps(self, start: int, end: int) -> bool:
+        if self._suspect is not None and self._suspect < end:
+            return True
         return any(a < end and start < b for a, b in self._blind)

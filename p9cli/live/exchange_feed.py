@@ -340,9 +340,8 @@ class ExchangeFeed:
                 tape = self.tapes.get(symbol)
                 if tape is not None and tape.last_seq is None:
                     tape.blind_intervals += 1
-                    if tape.blind_from is None and tape.last_ts:
-                        tape.blind_from = tape.last_ts
                     self.stats.trade_blind_intervals += 1
+            self._maybe_lost_trades(link)
         self._update_state()
 
     # ------------------------------------------------------------------ frames
@@ -376,14 +375,20 @@ class ExchangeFeed:
                 self._maybe_lost_trades(link)
 
     def _maybe_lost_trades(self, link: Link) -> None:
-        """A frame was lost on ``link``: where trades are not numbered (no hole can show) it may
-        have held trades, so the candles from now to the next trade wait for the exchange's."""
+        """A frame was lost on ``link`` (truncated, or the connection ended): it may have held
+        trades. Until the next trade shows what is missing, the candles from the last trade seen
+        on are not complete: the clock may close one meanwhile (book updates keep it going), and
+        on a venue that numbers its trades the hole only shows with that next trade."""
         if TRADES not in link.plan.carries:
             return
         for symbol in link.plan.symbols:
             tape = self.tapes.get(symbol)
-            if tape is not None and tape.last_seq is None and tape.blind_from is None and tape.last_ts:
-                tape.blind_from = tape.last_ts
+            if tape is None or tape.blind_from is not None or not tape.last_ts:
+                continue
+            tape.blind_from = tape.last_ts
+            builder = self.candles.get(symbol)
+            if builder is not None:
+                builder.suspect_from(tape.last_ts)
 
     def _on_trade(self, trade: Trade, recv_ms: int) -> None:
         tape = self.tapes.get(trade.symbol)
@@ -409,7 +414,8 @@ class ExchangeFeed:
                 hole = tape.holes[-1]
                 builder.mark_incomplete(hole[3], hole[4] + 1)
             if tape.blind_from is not None:
-                builder.mark_incomplete(tape.blind_from, trade.ts_ms + 1)
+                # numbered trades: the hole (if any) was marked above; else up to this trade
+                builder.resolve_suspect(trade.ts_ms + 1 if trade.id_last is None else None)
             self._candles_in(builder, trade)
         tape.blind_from = None
         if opened and self.rest is not None:
