@@ -209,3 +209,29 @@ async def check_trades_exactly_once(
                 lost += 1
     assert lost <= missing, f"{exchange}: {lost} sent trades never handed on, {missing} reported missing"
     return len(truth)
+
+
+class AsyncReplay:
+    """A transport over an async generator of frames (the test may move a clock or sleep
+    between frames); closed by the peer when the generator ends."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.sent: list[str] = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+
+    async def recv(self):
+        from p9cli.live.transport import TransportClosed
+
+        try:
+            return await self.frames.__anext__()
+        except StopAsyncIteration:
+            raise TransportClosed("closed by the peer") from None
+
+    async def ping(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

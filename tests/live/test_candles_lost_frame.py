@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+from feedutil import AsyncReplay
 
 from p9cli.exchanges.venue import get_venue
 from p9cli.live import ExchangeFeed, FeedOptions
@@ -36,30 +37,6 @@ def book(action: str, seq: int, prev: int, ts: int, bid: str) -> bytes:
     item = {"asks": [["101", "1", "0", "1"]], "bids": [[bid, "1", "0", "1"]], "ts": str(ts)}
     item.update({"checksum": 0, "prevSeqId": prev, "seqId": seq})
     return orjson.dumps({"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [item]})
-
-
-class Frames:
-    """A transport over an async generator (the test moves the clock between frames)."""
-
-    def __init__(self, frames):
-        self.frames = frames
-
-    async def send(self, message: str) -> None:
-        pass
-
-    async def recv(self):
-        from p9cli.live.transport import TransportClosed
-
-        try:
-            return await self.frames.__anext__()
-        except StopAsyncIteration:
-            raise TransportClosed("closed by the peer") from None
-
-    async def ping(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 async def run_story(lose: bool) -> list:
@@ -87,7 +64,7 @@ async def run_story(lose: bool) -> list:
         connected.append(url)
         if len(connected) > 1:
             await asyncio.sleep(10)  # no second connection during the test
-        return Frames(frames())
+        return AsyncReplay(frames())
 
     builder = CandleBuilder("okx", "btc", seed={"1m": M - 180_000}, last_close=100.0, timeframes=("1m",))
     builder.start(M - 120_000)

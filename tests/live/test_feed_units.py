@@ -8,6 +8,7 @@ import asyncio
 import random
 
 import orjson
+from feedutil import AsyncReplay
 
 from p9cli.exchanges.venue import Trade, get_venue
 from p9cli.live import BookState, ExchangeFeed, FeedEvent, FeedOptions
@@ -169,7 +170,7 @@ async def test_connection_lost_while_its_replacement_cannot_connect_is_reported_
                 yield notice
                 await asyncio.sleep(0.3)
 
-            return _AsyncReplay(first())
+            return AsyncReplay(first())
         if loop.time() - t0 < 1.0:
             raise TransportClosed("connect failed: HTTP 503")
         return ReplayTransport([_okx_snapshot(20, "99")])
@@ -202,28 +203,3 @@ async def test_connection_lost_while_its_replacement_cannot_connect_is_reported_
     ]
     assert sum(1 for k in kinds if k == "connect_failed") >= 1
     assert feed.stats.reconnects == 1 and feed.stats.switchovers == 0
-
-
-class _AsyncReplay:
-    """A transport over an async generator of frames; closed when the generator ends."""
-
-    def __init__(self, frames):
-        self.frames = frames
-        self.sent = []
-
-    async def send(self, message: str) -> None:
-        self.sent.append(message)
-
-    async def recv(self):
-        from p9cli.live.transport import TransportClosed
-
-        try:
-            return await self.frames.__anext__()
-        except StopAsyncIteration:
-            raise TransportClosed("closed by the peer") from None
-
-    async def ping(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass

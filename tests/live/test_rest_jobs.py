@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from simutil import START_MS, frozen_sim
 
 from p9cli.exchanges import binance, okx
 from p9cli.exchanges.venue import get_venue
@@ -20,23 +21,14 @@ from p9cli.live.clock import SYSTEM_CLOCK
 from p9cli.live.rest_jobs import RestJobs
 from p9cli.live.stats import FeedStats
 from p9cli.rest.client import ClientOptions, ExchangeClient
-from p9cli.sim.testing import SimThread
 
-START_MS = 1_767_616_496_789  # 2026-01-05 12:34:56.789 UTC
 MIN = 60_000
 
 
 @pytest.fixture(scope="module")
 def sim():
-    thread = SimThread(
-        seed=9, start_ms=START_MS, speed=1e-9, warm_up=False, with_ws=False, with_feed=True, rate_limits=False
-    )
-    handle = thread.start()
-    try:
-        httpx.post(handle.control_url + "/clock/advance", json={"ms": 30 * MIN}).raise_for_status()
+    with frozen_sim(30 * MIN, with_ws=False, with_feed=True, rate_limits=False) as handle:
         yield handle
-    finally:
-        thread.stop()
 
 
 def sim_now(sim) -> int:

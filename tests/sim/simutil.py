@@ -4,6 +4,11 @@ have a ``conftest.py``, so ``from conftest import ...`` would pick whichever was
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import httpx
+
 from p9cli.sim.server import SimHandle
 from p9cli.sim.testing import SimThread
 
@@ -22,3 +27,17 @@ def start_sim(**kwargs) -> tuple[SimThread, SimHandle]:
     handle = thread.start()
     handle.thread = thread  # type: ignore[attr-defined]
     return thread, handle
+
+
+@contextlib.contextmanager
+def frozen_sim(advance_ms: int = 0, **kwargs) -> Iterator[SimHandle]:
+    """A simulator whose clock stands still after ``advance_ms`` of simulated trading (the
+    trades, candles and books asked for are fixed, so answers compare with the ground truth)."""
+    kwargs.setdefault("speed", FROZEN_SPEED)
+    thread, handle = start_sim(**kwargs)
+    try:
+        if advance_ms:
+            httpx.post(handle.control_url + "/clock/advance", json={"ms": advance_ms}).raise_for_status()
+        yield handle
+    finally:
+        thread.stop()
