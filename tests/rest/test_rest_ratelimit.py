@@ -29,8 +29,9 @@ async def _run(bucket: Bucket, n: int, service_s: float) -> list[tuple[float, fl
         slot = await bucket.acquire(1)
         sent = time.monotonic()
         await asyncio.sleep(service_s)
+        done = time.monotonic()  # the answer came: before release, which stamps it at least this late
         await bucket.release(slot)
-        events.append((sent, time.monotonic()))
+        events.append((sent, done))
 
     await asyncio.gather(*(one() for _ in range(n)))
     return events
