@@ -76,13 +76,29 @@ def redis_url(redis_server_url, redis_token):
 # --- two workers (pytest-xdist, `-n 2` in pyproject's addopts) -----------------------------------
 # Each test file runs whole on one worker (its module fixtures, e.g. a simulator, once). The
 # end-to-end tests of the live half (live feeds and a real p9 stream against p9 sim, with timing
-# rules of their own: "healthy" means a trade within 10 s) form one group, so two of them never share the two
-# cores at once; they run beside the lighter tests of the other worker.
+# rules of their own: "healthy" means a trade within 10 s) form one scope, so two of them never
+# share the two cores at once; they run beside the lighter tests of the other worker, and first
+# (the longest scope starts at once). A scheduler of our own rather than `--dist loadgroup`: that
+# one groups by a suffix xdist writes into each node id, which pytest 9.2 no longer lets it change
+# (every test was distributed on its own, the live ones side by side).
 _LIVE_GROUP = ("tests/ui/", "tests/stream/", "tests/live/", "tests/test_chaos.py")
 
 
+def _scope(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return "live" if path.startswith(_LIVE_GROUP) else path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrLiveScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return FileOrLiveScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "live" if path.startswith(_LIVE_GROUP) else path
-        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: _scope(item.nodeid) != "live")  # stable: the live scope first
