@@ -458,7 +458,9 @@ def housekeep(conn: Conn, loop_now: float) -> None:
         conn.extra["notice_at"] = loop_now
         conn.state.count("ws.lifetime_notices")
         conn.push(server_shutdown_frame(conn), CONTROL)
-    if loop_now - conn.opened >= SETTINGS.lifetime:
+    # the grace the notice promised is kept even when this check came late (a busy machine):
+    # the close never overtakes its notice
+    if loop_now - conn.opened >= SETTINGS.lifetime and loop_now >= conn.extra["notice_at"] + grace:
         conn.close(1000, "connection lifetime reached")
         return
     deadline = conn.extra.get("pong_deadline")
