@@ -804,6 +804,15 @@ def run(
         rss = 0
         windows: list[tuple[float, float, str]] = []
         trades_before: dict = {}
+        # The faults come on once the stream publishes every pair (on a busy machine its start can
+        # take longer than the 7 s below), and the simulator kill waits until they have been on
+        # long enough to fire on every exchange
+        pairs = [f"fusion_data:{ex}:{sym}usdt" for ex in EXCHANGES for sym in symbols]
+        while stream.poll() is None and time.time() < t0 + 60 and not all(sub.messages.get(p) for p in pairs):
+            rss = max(rss, rss_peak_kb(stream.pid) or 0)
+            time.sleep(0.2)
+        faults_on = max(t0 + 7.0, time.time() + 2.0)
+        kill_when = max(t0 + kill_at * total_s, faults_on + (10.0 if total_s < 120 else 30.0) + quiet_s)
         # the schedule, as fractions of the run: (at, action)
         schedule = [
             (0.10, "stall bybit"),
@@ -820,10 +829,14 @@ def run(
         events = []
         # A window's first checkpoint falls in fault-free seconds (the faults come on 1 s later), so
         # no trade hole opened before it can be replayed into the window late
-        seg_start = t0 + 6.0
-        faults_on_at = t0 + 7.0
+        seg_start = faults_on - 1.0
+        faults_on_at = faults_on
         for at, action in schedule:
             when = t0 + at * total_s
+            if at == kill_at:
+                when = kill_when
+            elif at == kill_at - quiet_s / total_s:
+                when = kill_when - quiet_s
             while time.time() < when and stream.poll() is None:
                 if faults_on_at and time.time() >= faults_on_at:
                     sim.set_faults(FAULTS)
