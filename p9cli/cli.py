@@ -20,6 +20,7 @@ from typer.exceptions import TyperException
 from p9cli import __version__
 from p9cli.config import Settings, SettingsFlags, Use, load_settings
 from p9cli.errors import EXIT_FAILURE, EXIT_USAGE, P9Error
+from p9cli.logsetup import log_from_env
 from p9cli.universe import EXCHANGE_TITLES, SYMBOLS, TIMEFRAMES
 
 
@@ -93,36 +94,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-#: ``P9_LOG`` values: what p9's own log lines (REST retries, trade replays, book resyncs,
-#: given-up trade holes ...) show on stderr; unset: none
-LOG_LEVELS = ("debug", "info", "warning")
-
-
-def _log_from_env() -> None:
-    """``P9_LOG=info``: p9's log lines on stderr, one per event, UTC-stamped (not a setting:
-    a diagnosis switch, like ``P9_DEBUG``)."""
-    value = os.environ.get("P9_LOG", "").strip().lower()
-    if not value:
-        return
-    if value not in LOG_LEVELS:
-        _fail(
-            f"P9_LOG={value!r} is not a log level; use one of {', '.join(LOG_LEVELS)} (or leave it unset)",
-            EXIT_USAGE,
-        )
-    import logging
-    import time
-
-    handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter(
-        "%(asctime)s.%(msecs)03dZ p9 %(name)s %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S"
-    )
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    root = logging.getLogger("p9cli")
-    root.addHandler(handler)
-    root.setLevel(value.upper())
-
-
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -131,7 +102,10 @@ def main_options(
     ] = False,
 ) -> None:
     """p9 command line."""
-    _log_from_env()
+    try:
+        log_from_env()
+    except P9Error as exc:
+        _fail(str(exc), exc.exit_code)
     if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
         # a bare `p9`: the help, exit 0 (asking what p9 can do is not an error)
         typer.echo(ctx.get_help(), nl=False)
