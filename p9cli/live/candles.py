@@ -261,7 +261,7 @@ class CandleBuilder:
         "_recent",
         "_xpending",
         "_blind",
-        "_suspect",
+        "suspect",
         "_started",
         "_last",
         "_mo",
@@ -345,8 +345,8 @@ class CandleBuilder:
         self._xpending: list[dict[int, object]] = [{} for _ in range(n)]
         self._blind: list[tuple[int, int]] = []
         #: exchange time after which a lost frame may have held trades, until the next trade
-        #: shows what was lost (:meth:`suspect_from`); None: nothing in doubt
-        self._suspect: int | None = None
+        #: shows what was lost (:meth:`suspect_from`); None: nothing in doubt (read-only outside)
+        self.suspect: int | None = None
         #: stored 1m candles that seed the higher timeframes' first bars at start (then dropped)
         self._seed_minutes = seed_minutes if seed_minutes is not None and len(seed_minutes) else None
         self._started = False
@@ -579,14 +579,14 @@ class CandleBuilder:
         """A frame that may have held trades was lost after ``from_ms`` (exchange time: the last
         trade seen): until :meth:`resolve_suspect`, no candle reaching past it is complete (the
         clock may close it meanwhile: it then waits for the exchange's own candle)."""
-        if self._suspect is None:
-            self._suspect = from_ms
+        if self.suspect is None:
+            self.suspect = from_ms
 
     def resolve_suspect(self, to_ms: int | None) -> None:
         """The next trade arrived. ``to_ms``: trades may be missing up to there (a venue without
         trade numbers); None: none are (the numbering shows no hole, or its hole was marked)."""
-        start = self._suspect
-        self._suspect = None
+        start = self.suspect
+        self.suspect = None
         if start is not None and to_ms is not None:
             self.mark_incomplete(start, to_ms)
 
@@ -825,6 +825,6 @@ class CandleBuilder:
         )  # fmt: skip
 
     def _blind_overlaps(self, start: int, end: int) -> bool:
-        if self._suspect is not None and self._suspect < end:
+        if self.suspect is not None and self.suspect < end:
             return True
         return any(a < end and start < b for a, b in self._blind)

@@ -341,7 +341,7 @@ class ExchangeFeed:
                 if tape is not None and tape.last_seq is None:
                     tape.blind_intervals += 1
                     self.stats.trade_blind_intervals += 1
-            self._maybe_lost_trades(link)
+        self._maybe_lost_trades(link)
         self._update_state()
 
     # ------------------------------------------------------------------ frames
@@ -383,11 +383,8 @@ class ExchangeFeed:
             return
         for symbol in link.plan.symbols:
             tape = self.tapes.get(symbol)
-            if tape is None or tape.blind_from is not None or not tape.last_ts:
-                continue
-            tape.blind_from = tape.last_ts
             builder = self.candles.get(symbol)
-            if builder is not None:
+            if tape is not None and builder is not None and tape.last_ts:
                 builder.suspect_from(tape.last_ts)
 
     def _on_trade(self, trade: Trade, recv_ms: int) -> None:
@@ -413,11 +410,10 @@ class ExchangeFeed:
             if opened:
                 hole = tape.holes[-1]
                 builder.mark_incomplete(hole[3], hole[4] + 1)
-            if tape.blind_from is not None:
+            if builder.suspect is not None:
                 # numbered trades: the hole (if any) was marked above; else up to this trade
                 builder.resolve_suspect(trade.ts_ms + 1 if trade.id_last is None else None)
             self._candles_in(builder, trade)
-        tape.blind_from = None
         if opened and self.rest is not None:
             self.rest.want_replay(trade.symbol)
 

@@ -36,7 +36,6 @@ class TradeTape:
         "duplicates",
         "accepted",
         "blind_intervals",
-        "blind_from",
         "renumbered",
     )
 
@@ -57,9 +56,6 @@ class TradeTape:
         self.accepted = 0
         self.blind_intervals = 0
         self.renumbered = 0
-        #: exchange time from which trades may be missing (a disconnect on a venue without
-        #: trade numbering), until the next trade arrives
-        self.blind_from: int | None = None
 
     def admit(self, trade_id: str, first: int | None, last: int | None, now: float, ts_ms: int = 0) -> bool:
         """True when the trade is new (hand it on); False for a duplicate. ``ts_ms`` (the
